@@ -1,0 +1,179 @@
+// Package proxy is the HTTP server that moon clients talk to: it serves the
+// index mirror over git smart HTTP, package archives from the cache, and
+// passes symbols, assets and API calls through to upstream.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Options configures a Server. Zero timeouts mean "no limit" except where
+// noted.
+type Options struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	// ShutdownTimeout bounds how long in-flight requests may drain after a
+	// shutdown signal; 0 means 30s.
+	ShutdownTimeout time.Duration
+
+	// IndexDir is the git repository of the index mirror, served at /git/index.
+	IndexDir string
+
+	Logger zerolog.Logger
+}
+
+// Server routes requests to the index, archive and pass-through handlers.
+type Server struct {
+	opts     Options
+	log      zerolog.Logger
+	handler  http.Handler
+	stopping atomic.Bool
+}
+
+// New builds a Server; it does not listen until Serve is called.
+func New(opts Options) *Server {
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 30 * time.Second
+	}
+	s := &Server{opts: opts, log: opts.Logger}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
+	mux.Handle("/user/", newArchiveHandler(s.log))
+	s.handler = s.accessLog(mux)
+	return s
+}
+
+// Handler returns the server's routes with access logging, for tests and for
+// embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts connections on ln until ctx is cancelled, then stops
+// accepting, lets in-flight requests finish for at most ShutdownTimeout, and
+// returns. A nil error means a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		ReadTimeout:       s.opts.ReadTimeout,
+		WriteTimeout:      s.opts.WriteTimeout,
+		IdleTimeout:       s.opts.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.stopping.Store(true)
+	s.log.Info().Dur("timeout", s.opts.ShutdownTimeout).Msg("shutting down, draining in-flight requests")
+	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.stopping.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "shutting down\n")
+		return
+	}
+	io.WriteString(w, "ok\n")
+}
+
+// requestNote carries what a handler learned about a request (so far only the
+// cache outcome) back to the access log.
+type requestNote struct{ cache string }
+
+type noteKey struct{}
+
+// noteCache records the cache outcome of a request for the access log:
+// "hit", "miss", "stale" or "bypass".
+func noteCache(r *http.Request, outcome string) {
+	if n, ok := r.Context().Value(noteKey{}).(*requestNote); ok {
+		n.cache = outcome
+	}
+}
+
+// accessLog logs one line per request: method, path, status, bytes,
+// duration and cache outcome.
+func (s *Server) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		note := &requestNote{cache: "bypass"}
+		rw := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
+		s.log.Info().
+			Str("method", r.Method).
+			Str("path", r.URL.EscapedPath()).
+			Int("status", rw.status).
+			Int64("bytes", rw.bytes).
+			Dur("duration", time.Since(start)).
+			Str("cache", note.cache).
+			Msg("request")
+	})
+}
+
+// recordingWriter counts the status and body bytes of a response. It keeps
+// io.ReaderFrom (so file bodies still go out via sendfile) and exposes the
+// wrapped writer to http.ResponseController (Flush for streaming git).
+type recordingWriter struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 {
+		w.status = code
+		w.wroteHeader = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	w.wroteHeader = true
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recordingWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.wroteHeader = true
+	n, err := io.Copy(w.ResponseWriter, r)
+	w.bytes += n
+	return n, err
+}
+
+func (w *recordingWriter) Flush() {
+	w.wroteHeader = true
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
