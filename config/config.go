@@ -1,0 +1,191 @@
+// Package config defines registry.toml: its schema, its defaults, and how a
+// file, the environment and command-line flags combine into one validated
+// Config (flag > environment > file > defaults).
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FileName is the configuration file's name inside the registry root.
+const FileName = "registry.toml"
+
+// EnvPrefix starts every environment override: MOONBIT_REGISTRY_<SECTION>_<KEY>.
+const EnvPrefix = "MOONBIT_REGISTRY_"
+
+// Config is the whole registry configuration. Paths in it are absolute after
+// Load: relative ones in the file resolve against Root.
+type Config struct {
+	// Root is the registry root directory (the --dir flag); not a file key.
+	Root string `toml:"-"`
+	// File is the configuration file that was read, or "" if none existed.
+	File string `toml:"-"`
+
+	Server   Server   `toml:"server"`
+	Upstream Upstream `toml:"upstream"`
+	Index    Index    `toml:"index"`
+	Cache    Cache    `toml:"cache"`
+	Mirror   Mirror   `toml:"mirror"`
+}
+
+// Server is the [server] section: how clients reach us.
+type Server struct {
+	Listen string `toml:"listen"`
+	// BaseURL is what clients are told to use (MOONCAKES_REGISTRY); empty
+	// means http://<listen>.
+	BaseURL           string   `toml:"base_url"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	// WriteTimeout is 0 (none) by default: a large archive to a slow client
+	// may legitimately take long.
+	WriteTimeout    Duration `toml:"write_timeout"`
+	IdleTimeout     Duration `toml:"idle_timeout"`
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// Offline never contacts upstream: cached archives only.
+	Offline bool `toml:"offline"`
+}
+
+// Upstream is the [upstream] section: the registry we mirror.
+type Upstream struct {
+	IndexURL    string `toml:"index_url"`
+	DownloadURL string `toml:"download_url"`
+	APIURL      string `toml:"api_url"`
+	UserAgent   string `toml:"user_agent"`
+	// Timeout bounds one upstream request attempt.
+	Timeout Duration `toml:"timeout"`
+	// Retries is how many times a failed fetch (5xx, 408, 429, connection
+	// error) is tried again; 404 never is.
+	Retries int `toml:"retries"`
+}
+
+// Index is the [index] section: the local git mirror of the index.
+type Index struct {
+	Dir          string   `toml:"dir"`
+	SyncInterval Duration `toml:"sync_interval"`
+	Branch       string   `toml:"branch"`
+	GitTimeout   Duration `toml:"git_timeout"`
+}
+
+// Cache is the [cache] section: the archive store.
+type Cache struct {
+	Dir string `toml:"dir"`
+	// HTTPDir holds cached upstream responses (symbols, assets, API).
+	HTTPDir string `toml:"http_dir"`
+	// MaxSize is the store's size limit; 0 means unlimited.
+	MaxSize              Size `toml:"max_size"`
+	MaxConcurrentFetches int  `toml:"max_concurrent_fetches"`
+}
+
+// Mirror is the [mirror] section: defaults for the mirror command.
+type Mirror struct {
+	// Packages are the patterns a bare `mirror` uses.
+	Packages    []string `toml:"packages"`
+	Concurrency int      `toml:"concurrency"`
+}
+
+// Defaults returns the built-in configuration: local disk under the registry
+// root, the public mooncakes.io upstream.
+func Defaults() Config {
+	return Config{
+		Server: Server{
+			Listen:            "127.0.0.1:8080",
+			ReadHeaderTimeout: Duration(10 * time.Second),
+			ReadTimeout:       Duration(60 * time.Second),
+			WriteTimeout:      0,
+			IdleTimeout:       Duration(120 * time.Second),
+			ShutdownTimeout:   Duration(30 * time.Second),
+		},
+		Upstream: Upstream{
+			IndexURL:    "https://mooncakes.io/git/index",
+			DownloadURL: "https://download.mooncakes.io",
+			APIURL:      "https://mooncakes.io",
+			UserAgent:   "mooncake/0.1.0 (moonbit-registry)",
+			Timeout:     Duration(60 * time.Second),
+			Retries:     3,
+		},
+		Index: Index{
+			Dir:          "data/index",
+			SyncInterval: Duration(5 * time.Minute),
+			Branch:       "main",
+			GitTimeout:   Duration(2 * time.Minute),
+		},
+		Cache: Cache{
+			Dir:                  "data/packages",
+			HTTPDir:              "data/http-cache",
+			MaxConcurrentFetches: 16,
+		},
+		Mirror: Mirror{
+			Packages:    []string{},
+			Concurrency: 8,
+		},
+	}
+}
+
+// Duration is a time.Duration written as a string in the file ("5m", "30s").
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string; negative durations are errors.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (want e.g. \"30s\", \"5m\")", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: negative", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration in Go's notation.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Size is a byte count written as "0", "512MiB", "20GiB", "1GB" or a plain
+// number of bytes.
+type Size int64
+
+var sizeUnits = []struct {
+	suffix string
+	factor int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12},
+	{"B", 1},
+}
+
+// UnmarshalText parses a size with an optional binary or decimal unit.
+func (s *Size) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	num, factor := text, int64(1)
+	for _, u := range sizeUnits {
+		if n, ok := strings.CutSuffix(text, u.suffix); ok {
+			num, factor = strings.TrimSpace(n), u.factor
+			break
+		}
+	}
+	v, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || v < 0 || (v > 0 && factor > (1<<62)/v) {
+		return fmt.Errorf("invalid size %q (want e.g. \"0\", \"512MiB\", \"20GiB\")", b)
+	}
+	*s = Size(v * factor)
+	return nil
+}
+
+// MarshalText writes the size in the largest binary unit that divides it.
+func (s Size) MarshalText() ([]byte, error) {
+	for _, u := range []struct {
+		suffix string
+		factor int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if s != 0 && int64(s)%u.factor == 0 {
+			return []byte(strconv.FormatInt(int64(s)/u.factor, 10) + u.suffix), nil
+		}
+	}
+	return []byte(strconv.FormatInt(int64(s), 10)), nil
+}

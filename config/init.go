@@ -1,0 +1,165 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/template"
+)
+
+// ErrExists is returned by Init when registry.toml exists and force is off.
+var ErrExists = errors.New("registry.toml already exists")
+
+// Template returns a commented registry.toml with every key at its default.
+func Template() string {
+	d := Defaults()
+	var buf bytes.Buffer
+	if err := fileTemplate.Execute(&buf, d); err != nil {
+		// The template and Config are both ours; a failure is a bug caught by
+		// the tests, not a runtime condition.
+		return "# template error: " + err.Error() + "\n"
+	}
+	return buf.String()
+}
+
+var fileTemplate = template.Must(template.New("registry.toml").Funcs(template.FuncMap{
+	"q":    strconv.Quote,
+	"text": func(v interface{ MarshalText() ([]byte, error) }) string { b, _ := v.MarshalText(); return strconv.Quote(string(b)) },
+	"list": func(l []string) string {
+		q := make([]string, len(l))
+		for i, s := range l {
+			q[i] = strconv.Quote(s)
+		}
+		return "[" + strings.Join(q, ", ") + "]"
+	},
+}).Parse(`# moonbit-registry configuration.
+# Every key is shown at its default. Each can also be set in the environment as
+# MOONBIT_REGISTRY_<SECTION>_<KEY> (e.g. MOONBIT_REGISTRY_SERVER_LISTEN); flags
+# beat the environment, which beats this file. Durations are strings such as
+# "30s" or "5m"; relative paths are relative to this file's directory.
+
+[server]
+# Address to listen on.
+listen = {{q .Server.Listen}}
+# URL clients are told to use (MOONCAKES_REGISTRY). Empty: http://<listen>.
+base_url = {{q .Server.BaseURL}}
+read_header_timeout = {{text .Server.ReadHeaderTimeout}}
+read_timeout = {{text .Server.ReadTimeout}}
+# "0s" means no limit: large archives to slow clients may take long.
+write_timeout = {{text .Server.WriteTimeout}}
+idle_timeout = {{text .Server.IdleTimeout}}
+# How long in-flight requests may finish after SIGINT/SIGTERM.
+shutdown_timeout = {{text .Server.ShutdownTimeout}}
+# Never contact upstream: serve what is cached, answer misses with 504.
+offline = {{.Server.Offline}}
+
+[upstream]
+index_url = {{q .Upstream.IndexURL}}
+download_url = {{q .Upstream.DownloadURL}}
+api_url = {{q .Upstream.APIURL}}
+# Upstream's firewall rejects requests without a mooncake/ user agent.
+user_agent = {{q .Upstream.UserAgent}}
+# Limit for one upstream request attempt.
+timeout = {{text .Upstream.Timeout}}
+# Retries after 5xx, 408, 429 or a connection error (never after 404).
+retries = {{.Upstream.Retries}}
+
+[index]
+# Local git mirror of the index, served at <base_url>/git/index.
+dir = {{q .Index.Dir}}
+sync_interval = {{text .Index.SyncInterval}}
+branch = {{q .Index.Branch}}
+git_timeout = {{text .Index.GitTimeout}}
+
+[cache]
+# Package archives, stored as <owner>/<name>/<version>.zip.
+dir = {{q .Cache.Dir}}
+# Cached upstream responses (symbols, assets, API).
+http_dir = {{q .Cache.HTTPDir}}
+# Size limit such as "20GiB"; "0" means unlimited.
+max_size = {{text .Cache.MaxSize}}
+# Upstream archive downloads running at once.
+max_concurrent_fetches = {{.Cache.MaxConcurrentFetches}}
+
+[mirror]
+# Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].
+packages = {{list .Mirror.Packages}}
+concurrency = {{.Mirror.Concurrency}}
+`))
+
+// InitResult says what Init did.
+type InitResult struct {
+	File        string
+	Overwritten bool
+	Dirs        []string
+}
+
+// Init lays out a registry root: a commented registry.toml with defaults and
+// the data/index and data/packages directories. An existing registry.toml is
+// kept unless force is set (ErrExists); the directories are created if
+// missing, so running it twice is harmless.
+func Init(root string, force bool) (InitResult, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("registry root: %w", err)
+	}
+	res := InitResult{File: filepath.Join(root, FileName)}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return res, fmt.Errorf("create registry root: %w", err)
+	}
+	_, err = os.Lstat(res.File)
+	switch {
+	case err == nil && !force:
+		return res, fmt.Errorf("%s: %w (use --force to overwrite)", res.File, ErrExists)
+	case err == nil:
+		res.Overwritten = true
+	case !errors.Is(err, fs.ErrNotExist):
+		return res, fmt.Errorf("check %s: %w", res.File, err)
+	}
+	d := Defaults()
+	for _, dir := range []string{d.Index.Dir, d.Cache.Dir} {
+		p := filepath.Join(root, dir)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return res, fmt.Errorf("create %s: %w", p, err)
+		}
+		res.Dirs = append(res.Dirs, p)
+	}
+	if err := writeFileAtomic(res.File, []byte(Template()), 0o644); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+// writeFileAtomic writes a temp file beside path, syncs it and renames it
+// over path, so a reader sees the old file or the new one, never half.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after a successful rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(perm); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

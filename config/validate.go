@@ -1,0 +1,128 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalid marks every validation error, for errors.Is.
+var ErrInvalid = errors.New("invalid configuration")
+
+var branchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
+
+// validate checks every key; the first bad one is reported with its source.
+// It also fills in base_url from listen when it is empty.
+func (c *Config) validate(src sources) error {
+	bad := func(key string, value any, why string) error {
+		return fmt.Errorf("%w: %s = %q: %s (%s)", ErrInvalid, key, fmt.Sprint(value), why, src.of(key))
+	}
+	if err := checkListen(c.Server.Listen); err != nil {
+		return bad("server.listen", c.Server.Listen, err.Error())
+	}
+	if c.Server.BaseURL == "" {
+		c.Server.BaseURL = "http://" + c.Server.Listen
+	} else {
+		if err := checkHTTPURL(c.Server.BaseURL); err != nil {
+			return bad("server.base_url", c.Server.BaseURL, err.Error())
+		}
+		// The client appends "/git/index" without stripping a slash.
+		c.Server.BaseURL = strings.TrimRight(c.Server.BaseURL, "/")
+	}
+	for _, u := range []struct {
+		key string
+		val *string
+	}{
+		{"upstream.index_url", &c.Upstream.IndexURL},
+		{"upstream.download_url", &c.Upstream.DownloadURL},
+		{"upstream.api_url", &c.Upstream.APIURL},
+	} {
+		if err := checkHTTPURL(*u.val); err != nil {
+			return bad(u.key, *u.val, err.Error())
+		}
+		*u.val = strings.TrimRight(*u.val, "/")
+	}
+	if strings.TrimSpace(c.Upstream.UserAgent) == "" {
+		return bad("upstream.user_agent", c.Upstream.UserAgent, "must not be empty: upstream rejects requests without a user agent")
+	}
+	for _, d := range []struct {
+		key string
+		val Duration
+		min time.Duration
+	}{
+		{"upstream.timeout", c.Upstream.Timeout, time.Second},
+		{"index.sync_interval", c.Index.SyncInterval, time.Second},
+		{"index.git_timeout", c.Index.GitTimeout, time.Second},
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout, time.Second},
+		{"server.shutdown_timeout", c.Server.ShutdownTimeout, 0},
+	} {
+		if d.val.D() < d.min {
+			return bad(d.key, d.val.D(), "must be at least "+d.min.String())
+		}
+	}
+	for _, n := range []struct {
+		key      string
+		val      int
+		min, max int
+	}{
+		{"upstream.retries", c.Upstream.Retries, 0, 10},
+		{"cache.max_concurrent_fetches", c.Cache.MaxConcurrentFetches, 1, 1024},
+		{"mirror.concurrency", c.Mirror.Concurrency, 1, 256},
+	} {
+		if n.val < n.min || n.val > n.max {
+			return bad(n.key, n.val, fmt.Sprintf("must be between %d and %d", n.min, n.max))
+		}
+	}
+	if !branchPattern.MatchString(c.Index.Branch) || strings.Contains(c.Index.Branch, "..") {
+		return bad("index.branch", c.Index.Branch, "not a valid git branch name")
+	}
+	for _, p := range []struct{ key, val string }{
+		{"index.dir", c.Index.Dir}, {"cache.dir", c.Cache.Dir}, {"cache.http_dir", c.Cache.HTTPDir},
+	} {
+		if strings.TrimSpace(p.val) == "" || strings.ContainsRune(p.val, 0) {
+			return bad(p.key, p.val, "must be a directory path")
+		}
+	}
+	for _, p := range c.Mirror.Packages {
+		if strings.TrimSpace(p) == "" {
+			return bad("mirror.packages", c.Mirror.Packages, "patterns must not be empty")
+		}
+	}
+	return nil
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("not a host:port listen address")
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /\\") {
+		return fmt.Errorf("invalid host %q", host)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid port %q", port)
+	}
+	return nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("must be an http:// or https:// URL")
+	}
+	if u.Host == "" {
+		return fmt.Errorf("has no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("must not carry a query, fragment or credentials")
+	}
+	return nil
+}
