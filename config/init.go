@@ -13,7 +13,7 @@ import (
 )
 
 // ErrExists is returned by Init when registry.toml exists and force is off.
-var ErrExists = errors.New("registry.toml already exists")
+var ErrExists = errors.New("configuration file already exists")
 
 // Template returns a commented registry.toml with every key at its default.
 func Template() string {

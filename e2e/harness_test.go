@@ -1,0 +1,219 @@
+// Package e2e runs the real moonbit-registry binary against a real test
+// upstream (git smart HTTP and archives over HTTP on 127.0.0.1) and checks
+// what a moon client would see.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// registryBin is the binary under test, built once by TestMain.
+var registryBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "moonbit-registry-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	registryBin = filepath.Join(dir, "moonbit-registry")
+	args := []string{"build", "-o", registryBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "..")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building the registry binary:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// registryOptions configures one registry process.
+type registryOptions struct {
+	// Root is the registry root; a temp dir when empty. Reusing a root across
+	// restarts keeps the mirror and the cache.
+	Root string
+	// UpstreamURL is the test upstream's base URL: index at /git/index,
+	// archives and symbols at the root, API and assets too.
+	UpstreamURL string
+	// Env adds MOONBIT_REGISTRY_* settings (or anything else).
+	Env []string
+	// Args are extra `serve` flags, e.g. "--offline".
+	Args []string
+}
+
+// registry is a running `moonbit-registry serve` subprocess.
+type registry struct {
+	Root string
+	URL  string // base URL, e.g. http://127.0.0.1:PORT
+	cmd  *exec.Cmd
+	done chan struct{}
+	logs *logBuffer
+}
+
+// startRegistry starts `moonbit-registry serve` on a free loopback port and
+// waits until it listens. It is stopped (SIGTERM, then SIGKILL) at cleanup.
+func startRegistry(t testing.TB, opts registryOptions) *registry {
+	t.Helper()
+	if opts.Root == "" {
+		opts.Root = t.TempDir()
+	}
+	args := append([]string{"--dir", opts.Root, "--log-format", "json", "--log-level", "debug",
+		"serve", "--listen", "127.0.0.1:0"}, opts.Args...)
+	cmd := exec.Command(registryBin, args...)
+	cmd.Env = append(os.Environ(), "MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1h")
+	if opts.UpstreamURL != "" {
+		cmd.Env = append(cmd.Env,
+			"MOONBIT_REGISTRY_UPSTREAM_INDEX_URL="+opts.UpstreamURL+"/git/index",
+			"MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL="+opts.UpstreamURL,
+			"MOONBIT_REGISTRY_UPSTREAM_API_URL="+opts.UpstreamURL,
+		)
+	}
+	cmd.Env = append(cmd.Env, opts.Env...)
+	logs := &logBuffer{}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &registry{Root: opts.Root, cmd: cmd, done: make(chan struct{}), logs: logs}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.add(line)
+			var rec struct {
+				Message string `json:"message"`
+				Addr    string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Message == "listening" {
+				select {
+				case addr <- rec.Addr:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	go func() { cmd.Wait(); close(r.done) }()
+	t.Cleanup(func() {
+		r.Stop(t)
+		if t.Failed() {
+			t.Logf("registry log:\n%s", logs.String())
+		}
+	})
+	select {
+	case a := <-addr:
+		r.URL = "http://" + a
+	case <-r.done:
+		t.Fatalf("registry exited before listening:\n%s", logs.String())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("registry did not listen within 60s:\n%s", logs.String())
+	}
+	return r
+}
+
+// Stop sends SIGTERM and waits for a clean exit, killing it after 30s.
+func (r *registry) Stop(t testing.TB) {
+	select {
+	case <-r.done:
+		return
+	default:
+	}
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(30 * time.Second):
+		r.cmd.Process.Kill()
+		<-r.done
+		t.Errorf("registry did not stop within 30s of SIGTERM")
+	}
+}
+
+// Kill stops the process abruptly, as a crash would.
+func (r *registry) Kill() {
+	r.cmd.Process.Kill()
+	<-r.done
+}
+
+// Logs returns everything the process logged so far.
+func (r *registry) Logs() string { return r.logs.String() }
+
+// WaitLog waits until a log line contains substr, for at most d.
+func (r *registry) WaitLog(ctx context.Context, substr string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if strings.Contains(r.logs.String(), substr) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// runRegistry runs a one-shot command (e.g. "sync", "mirror") to completion
+// and returns its stdout, stderr and exit code.
+func runRegistry(t testing.TB, root, upstreamURL string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, registryBin, append([]string{"--dir", root, "--log-format", "json"}, args...)...)
+	cmd.Env = os.Environ()
+	if upstreamURL != "" {
+		cmd.Env = append(cmd.Env,
+			"MOONBIT_REGISTRY_UPSTREAM_INDEX_URL="+upstreamURL+"/git/index",
+			"MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL="+upstreamURL,
+			"MOONBIT_REGISTRY_UPSTREAM_API_URL="+upstreamURL,
+		)
+	}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// logBuffer collects log lines from a subprocess, safe for concurrent use.
+type logBuffer struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (b *logBuffer) add(line string) {
+	b.mu.Lock()
+	b.lines = append(b.lines, line)
+	b.mu.Unlock()
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
