@@ -28,8 +28,11 @@ func Template() string {
 }
 
 var fileTemplate = template.Must(template.New("registry.toml").Funcs(template.FuncMap{
-	"q":    strconv.Quote,
-	"text": func(v interface{ MarshalText() ([]byte, error) }) string { b, _ := v.MarshalText(); return strconv.Quote(string(b)) },
+	"q": strconv.Quote,
+	"text": func(v interface{ MarshalText() ([]byte, error) }) string {
+		b, _ := v.MarshalText()
+		return strconv.Quote(string(b))
+	},
 	"list": func(l []string) string {
 		q := make([]string, len(l))
 		for i, s := range l {
