@@ -132,3 +132,81 @@ func ParseArchivePath(rawPath string) (ModuleVersion, error) {
 	}
 	return mv, nil
 }
+
+// CompareVersions orders two valid semver versions by semver precedence
+// (-1, 0, +1). Build metadata does not affect precedence; versions that differ
+// only in it are ordered by their text, so sorting is deterministic.
+func CompareVersions(a, b string) int {
+	ac, abuild, _ := strings.Cut(a, "+")
+	bc, bbuild, _ := strings.Cut(b, "+")
+	acore, apre, _ := strings.Cut(ac, "-")
+	bcore, bpre, _ := strings.Cut(bc, "-")
+	as, bs := strings.Split(acore, "."), strings.Split(bcore, ".")
+	for i := 0; i < 3 && i < len(as) && i < len(bs); i++ {
+		if c := compareNumeric(as[i], bs[i]); c != 0 {
+			return c
+		}
+	}
+	switch {
+	case apre == "" && bpre != "":
+		return 1
+	case apre != "" && bpre == "":
+		return -1
+	}
+	if c := comparePrerelease(apre, bpre); c != 0 {
+		return c
+	}
+	return strings.Compare(abuild, bbuild)
+}
+
+// compareNumeric compares digit strings without leading zeros (guaranteed
+// by the grammar) of any length.
+func compareNumeric(a, b string) int {
+	if len(a) != len(b) {
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func comparePrerelease(a, b string) int {
+	if a == b {
+		return 0
+	}
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		an, bn := isDigits(as[i]), isDigits(bs[i])
+		var c int
+		switch {
+		case an && bn:
+			c = compareNumeric(strings.TrimLeft(as[i], "0"), strings.TrimLeft(bs[i], "0"))
+		case an:
+			c = -1 // numeric identifiers sort before alphanumeric ones
+		case bn:
+			c = 1
+		default:
+			c = strings.Compare(as[i], bs[i])
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	switch {
+	case len(as) < len(bs):
+		return -1
+	case len(as) > len(bs):
+		return 1
+	}
+	return 0
+}
+
+func isDigits(s string) bool {
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
