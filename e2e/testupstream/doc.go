@@ -1,0 +1,17 @@
+// Package testupstream runs a local stand-in for the mooncakes.io registry,
+// for the proxy's end-to-end tests and benchmarks.
+//
+// It serves, on 127.0.0.1 only:
+//   - the package index as a git repository over smart HTTP at /git/index,
+//     built from a copy of the shared index snapshot and committed
+//     deterministically on branch main (shallow clones and pulls work);
+//   - deterministic zip archives at /user/<owner>/<rest>/<version>.zip for
+//     the module versions chosen in [Options], with the served index's
+//     checksum fields rewritten to those zips' SHA-256;
+//   - /symbols.zip with an ETag, /assets/... and a small /api/v0/search.
+//
+// Tests can publish new versions while it runs ([Upstream.AddVersion]),
+// rewrite the index history as a force-push would, count requests per path
+// and inject faults (errors, hangs, cut or wrong bodies, refused
+// connections) globally or for a path prefix.
+package testupstream

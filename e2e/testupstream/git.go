@@ -1,0 +1,183 @@
+package testupstream
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// GitEnv returns the process environment cleaned for running git in
+// isolation: no GIT_* variables leak in from the caller, HOME and
+// XDG_CONFIG_HOME point at home so the user's global config is not read,
+// the system config is skipped and git never prompts.
+func GitEnv(home string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "GIT_") || k == "HOME" || k == "XDG_CONFIG_HOME" {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"HOME="+home,
+		"XDG_CONFIG_HOME="+home+"/.config",
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_TERMINAL_PROMPT=0",
+	)
+}
+
+// commitEpoch is the date of the first index commit (the snapshot's date);
+// commit n is dated n minutes later so every commit id is reproducible.
+func commitEpoch() time.Time { return time.Date(2026, time.February, 14, 0, 0, 0, 0, time.UTC) }
+
+// gitRepo is the non-bare index repository the upstream serves.
+type gitRepo struct {
+	git     string // path of the git binary
+	dir     string // work tree; served as <root>/index
+	env     []string
+	commits int // commits made so far, for their dates
+}
+
+func newGitRepo(ctx context.Context, dir, home string) (*gitRepo, error) {
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		return nil, fmt.Errorf("find git: %w", err)
+	}
+	g := &gitRepo{git: gitPath, dir: dir, env: GitEnv(home)}
+	if _, err := g.run(ctx, "init", "--quiet", "--initial-branch=main", dir); err != nil {
+		return nil, err
+	}
+	config := [][2]string{
+		// Keep non-ASCII file names as they are in git's output.
+		{"core.quotepath", "false"},
+		// No background gc or maintenance that could outlive Close.
+		{"gc.auto", "0"},
+		{"maintenance.auto", "false"},
+		// Read-only: refuse pushes even if a request gets through.
+		{"http.receivepack", "false"},
+		{"uploadpack.allowFilter", "true"},
+		{"commit.gpgsign", "false"},
+	}
+	for _, kv := range config {
+		if _, err := g.run(ctx, "config", kv[0], kv[1]); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// run runs git in the work tree and returns its trimmed stdout.
+func (g *gitRepo) run(ctx context.Context, args ...string) (string, error) {
+	return g.runEnv(ctx, nil, args...)
+}
+
+func (g *gitRepo) runEnv(ctx context.Context, extra []string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, g.git, args...)
+	cmd.Dir = g.dir
+	if args[0] == "init" {
+		cmd.Dir = ""
+	}
+	cmd.Env = append(append([]string(nil), g.env...), extra...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// commit records the whole work tree as a new commit on main. With root
+// set the commit has no parent, replacing main's history the way a
+// force-push would; otherwise it fast-forwards main.
+func (g *gitRepo) commit(ctx context.Context, msg string, root bool) (string, error) {
+	if _, err := g.run(ctx, "add", "--all", "."); err != nil {
+		return "", err
+	}
+	tree, err := g.run(ctx, "write-tree")
+	if err != nil {
+		return "", err
+	}
+	args := []string{"commit-tree", tree, "-m", msg}
+	if !root {
+		parent, err := g.run(ctx, "rev-parse", "--verify", "refs/heads/main")
+		if err != nil {
+			return "", err
+		}
+		args = append(args, "-p", parent)
+	}
+	date := fmt.Sprintf("@%d +0000", commitEpoch().Add(time.Duration(g.commits)*time.Minute).Unix())
+	id, err := g.runEnv(ctx, []string{
+		"GIT_AUTHOR_NAME=testupstream",
+		"GIT_AUTHOR_EMAIL=testupstream@example.invalid",
+		"GIT_AUTHOR_DATE=" + date,
+		"GIT_COMMITTER_NAME=testupstream",
+		"GIT_COMMITTER_EMAIL=testupstream@example.invalid",
+		"GIT_COMMITTER_DATE=" + date,
+	}, args...)
+	if err != nil {
+		return "", err
+	}
+	if _, err := g.run(ctx, "update-ref", "-m", msg, "refs/heads/main", id); err != nil {
+		return "", err
+	}
+	g.commits++
+	return id, nil
+}
+
+// maxGitRequest bounds the request body buffered for http-backend; upload
+// pack negotiations of an index this size are far smaller.
+const maxGitRequest = 64 << 20
+
+// gitHandler serves the repositories under projectRoot read-only through
+// `git http-backend`, mounted at /git (so <root>/index is /git/index).
+func gitHandler(gitPath, projectRoot string, env []string, logw io.Writer) http.Handler {
+	h := &cgi.Handler{
+		Path: gitPath,
+		Args: []string{"http-backend"},
+		Root: "/git",
+		Dir:  projectRoot,
+		Env: append(append([]string(nil), env...),
+			"GIT_PROJECT_ROOT="+projectRoot,
+			"GIT_HTTP_EXPORT_ALL=1",
+		),
+		Logger: log.New(logw, "git http-backend: ", 0),
+		Stderr: logw,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/git-receive-pack") || r.URL.Query().Get("service") == "git-receive-pack" {
+			http.Error(w, "read-only index", http.StatusForbidden)
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodPost {
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		// net/http/cgi refuses chunked bodies, which git sends for large
+		// negotiations, so hand it a buffered body with a known length.
+		if r.Body != nil && r.ContentLength < 0 {
+			body, err := io.ReadAll(io.LimitReader(r.Body, maxGitRequest+1))
+			if err != nil {
+				http.Error(w, "read request: "+err.Error(), http.StatusBadRequest)
+				return
+			}
+			if len(body) > maxGitRequest {
+				http.Error(w, "request too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			r.TransferEncoding = nil
+		}
+		h.ServeHTTP(w, r)
+	})
+}

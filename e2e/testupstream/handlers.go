@@ -1,0 +1,244 @@
+package testupstream
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// handle is the server's entry point: it tracks the request for Close,
+// counts it, applies faults and routes it.
+func (u *Upstream) handle(w http.ResponseWriter, r *http.Request) {
+	u.srvMu.Lock()
+	if u.closed {
+		u.srvMu.Unlock()
+		http.Error(w, "testupstream: closed", http.StatusServiceUnavailable)
+		return
+	}
+	u.inflight.Add(1)
+	stop := u.stop
+	u.srvMu.Unlock()
+	defer u.inflight.Done()
+
+	u.countMu.Lock()
+	u.counts[r.URL.Path]++
+	u.countMu.Unlock()
+
+	if u.opts.RequireUserAgent && r.UserAgent() == "" {
+		http.Error(w, "forbidden: no user agent", http.StatusForbidden)
+		return
+	}
+	routes := http.HandlerFunc(u.route)
+	if f, ok := u.takeFault(r.URL.Path); ok {
+		u.serveFault(w, r, f, stop, routes)
+		return
+	}
+	routes.ServeHTTP(w, r)
+}
+
+// route dispatches on the percent-decoded path. It does not use ServeMux,
+// which would clean or redirect the paths the client sends.
+func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	switch {
+	case strings.HasPrefix(p, "/git/index/"):
+		u.git.ServeHTTP(w, r)
+	case p == "/symbols.zip":
+		u.serveSymbols(w, r)
+	case strings.HasPrefix(p, "/user/"):
+		u.serveArchive(w, r)
+	case strings.HasPrefix(p, "/assets/"):
+		u.serveAsset(w, r)
+	case p == "/api/v0/search":
+		u.serveSearch(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func getOrHead(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+	return false
+}
+
+// etag quotes a strong entity tag derived from data.
+func etag(data []byte) string {
+	s := sha256.Sum256(data)
+	return `"` + hex.EncodeToString(s[:16]) + `"`
+}
+
+// serveArchive answers /user/<owner>/<rest>/<version>.zip. The client's
+// one-segment form (%2F between parts) decodes to the same path.
+func (u *Upstream) serveArchive(w http.ResponseWriter, r *http.Request) {
+	if !getOrHead(w, r) {
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, "/user/")
+	i := strings.LastIndexByte(rest, '/')
+	if !strings.HasSuffix(rest, ".zip") || i < 0 {
+		http.NotFound(w, r)
+		return
+	}
+	module, version := rest[:i], strings.TrimSuffix(rest[i+1:], ".zip")
+	u.dataMu.RLock()
+	a, ok := u.archives[module+"@"+version]
+	u.dataMu.RUnlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("ETag", `"`+a.sum+`"`)
+	// Published archives never change.
+	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", archiveTime(), bytes.NewReader(a.data))
+}
+
+// serveSymbols answers /symbols.zip, revalidated by ETag on every use.
+func (u *Upstream) serveSymbols(w http.ResponseWriter, r *http.Request) {
+	if !getOrHead(w, r) {
+		return
+	}
+	u.dataMu.RLock()
+	data := u.symbols
+	u.dataMu.RUnlock()
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("ETag", etag(data))
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+func (u *Upstream) serveAsset(w http.ResponseWriter, r *http.Request) {
+	if !getOrHead(w, r) {
+		return
+	}
+	u.dataMu.RLock()
+	data, ok := u.assets[r.URL.Path]
+	u.dataMu.RUnlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", etag(data))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+}
+
+// searchResult is one module in /api/v0/search's answer. The shape is this
+// upstream's own; the real API's is not part of the documented contract.
+type searchResult struct {
+	Name        string `json:"name"`
+	Version     string `json:"version"`
+	Description string `json:"description,omitempty"`
+}
+
+// serveSearch answers /api/v0/search?kw=...&limit=N with the modules whose
+// name contains kw (case-insensitive), sorted by name.
+func (u *Upstream) serveSearch(w http.ResponseWriter, r *http.Request) {
+	if !getOrHead(w, r) {
+		return
+	}
+	kw := strings.ToLower(r.URL.Query().Get("kw"))
+	limit := 20
+	if s := r.URL.Query().Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			http.Error(w, "bad limit", http.StatusBadRequest)
+			return
+		}
+		limit = min(n, 1000)
+	}
+	items := []searchResult{}
+	u.dataMu.RLock()
+	for name, m := range u.modules {
+		if !strings.Contains(strings.ToLower(name), kw) || len(m.versions) == 0 {
+			continue
+		}
+		latest := m.versions[len(m.versions)-1]
+		items = append(items, searchResult{Name: name, Version: latest, Description: m.info[latest].description})
+	}
+	u.dataMu.RUnlock()
+	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
+	total := len(items)
+	if len(items) > limit {
+		items = items[:limit]
+	}
+	body, err := json.Marshal(struct {
+		Total int            `json:"total"`
+		Items []searchResult `json:"items"`
+	}{total, items})
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("ETag", etag(body))
+	w.Header().Set("Cache-Control", "no-cache")
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+}
+
+// defaultSymbols is a small fixed zip standing in for the symbols database.
+func defaultSymbols() ([]byte, error) {
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	hdr := &zip.FileHeader{Name: "symbols.json", Method: zip.Store, Modified: archiveTime()}
+	w, err := zw.CreateHeader(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write([]byte("{\"symbols\": []}\n")); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// SetSymbols replaces the /symbols.zip body (and so its ETag).
+func (u *Upstream) SetSymbols(data []byte) {
+	u.dataMu.Lock()
+	defer u.dataMu.Unlock()
+	u.symbols = append([]byte(nil), data...)
+}
+
+// Symbols returns a copy of the /symbols.zip body.
+func (u *Upstream) Symbols() []byte {
+	u.dataMu.RLock()
+	defer u.dataMu.RUnlock()
+	return append([]byte(nil), u.symbols...)
+}
+
+// SymbolsETag is the ETag /symbols.zip is served with, quotes included.
+func (u *Upstream) SymbolsETag() string {
+	u.dataMu.RLock()
+	defer u.dataMu.RUnlock()
+	return etag(u.symbols)
+}
+
+// SetAsset serves data at path, given with or without the leading
+// "/assets" (e.g. "/assets/owner/mod@1.0.0/x.wasm" or "owner/mod@1.0.0/x.wasm").
+// A nil data removes the asset. Unset assets are 404, meaning "no prebuilt
+// asset" to the client.
+func (u *Upstream) SetAsset(path string, data []byte) {
+	path = "/" + strings.TrimPrefix(strings.TrimPrefix(path, "/"), "assets/")
+	path = "/assets" + path
+	u.dataMu.Lock()
+	defer u.dataMu.Unlock()
+	if data == nil {
+		delete(u.assets, path)
+		return
+	}
+	u.assets[path] = append([]byte(nil), data...)
+}

@@ -1,0 +1,237 @@
+package testupstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// AddVersion publishes module@version while the upstream runs: it builds
+// and serves the version's zip, appends its line (with that zip's checksum)
+// to the module's .index file, creating the file for a new module, and
+// commits on main as a fast-forward. deps maps module names to version
+// requirements and may be nil. Publishing an existing version is an error.
+func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps map[string]string) error {
+	if err := validModule(module); err != nil {
+		return fmt.Errorf("add version: %w", err)
+	}
+	if err := validVersion(version); err != nil {
+		return fmt.Errorf("add version %s: %w", module, err)
+	}
+	u.gitMu.Lock()
+	defer u.gitMu.Unlock()
+
+	u.dataMu.RLock()
+	m := u.modules[module]
+	_, exists := u.archives[module+"@"+version]
+	if m != nil {
+		_, ok := m.info[version]
+		exists = exists || ok
+	}
+	u.dataMu.RUnlock()
+	if exists {
+		return fmt.Errorf("add version: %s@%s is already published", module, version)
+	}
+
+	var rawDeps json.RawMessage
+	if len(deps) > 0 {
+		b, err := marshalNoEscape(deps) // map keys come out sorted
+		if err != nil {
+			return fmt.Errorf("add version %s@%s: %w", module, version, err)
+		}
+		rawDeps = b
+	}
+	a, err := u.build(module, version, rawDeps)
+	if err != nil {
+		return fmt.Errorf("add version: %w", err)
+	}
+	created := commitEpoch().Add(time.Duration(u.repo.commits) * time.Minute)
+	line, err := newIndexLine(module, version, deps, a.sum, created)
+	if err != nil {
+		return fmt.Errorf("add version %s@%s: %w", module, version, err)
+	}
+
+	// The archive goes up before the index line, as on the real registry:
+	// a client that sees the version can always fetch it.
+	u.dataMu.Lock()
+	u.archives[module+"@"+version] = a
+	u.dataMu.Unlock()
+
+	if err := u.appendLine(ctx, module, line, "Publish "+module+"@"+version); err != nil {
+		return err
+	}
+	u.dataMu.Lock()
+	u.moduleLocked(module).add(version, versionInfo{deps: rawDeps})
+	u.dataMu.Unlock()
+	return nil
+}
+
+// AddVersionRaw appends line verbatim (a newline is added) to module's
+// .index file and commits it on main, without building an archive. It is
+// for publishing lines AddVersion would not write: yanked markers, odd
+// deps, invalid versions, overrides of an existing version.
+func (u *Upstream) AddVersionRaw(ctx context.Context, module string, line []byte) error {
+	if err := validModule(module); err != nil {
+		return fmt.Errorf("add raw line: %w", err)
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	if bytes.ContainsAny(line, "\r\n") {
+		return errors.New("add raw line: line contains a newline")
+	}
+	line = append(append([]byte(nil), line...), '\n')
+	u.gitMu.Lock()
+	defer u.gitMu.Unlock()
+	if err := u.appendLine(ctx, module, line, "Append a line to "+module); err != nil {
+		return err
+	}
+	// Lines that parse show up in Versions and search; others only in git.
+	if l, ok, err := parseLine(line); err == nil && ok {
+		u.dataMu.Lock()
+		u.moduleLocked(module).add(l.Version, versionInfo{deps: l.Deps, description: l.Description})
+		u.dataMu.Unlock()
+	}
+	return nil
+}
+
+// RewriteHistory replaces main with a single new root commit holding the
+// current index tree, as a force-push of the upstream would. Clients that
+// pull afterwards see unrelated histories and must re-clone.
+func (u *Upstream) RewriteHistory(ctx context.Context) error {
+	u.gitMu.Lock()
+	defer u.gitMu.Unlock()
+	if _, err := u.repo.commit(ctx, "Rewrite index history", true); err != nil {
+		return fmt.Errorf("rewrite history: %w", err)
+	}
+	return nil
+}
+
+// Head returns the commit id main points to.
+func (u *Upstream) Head(ctx context.Context) (string, error) {
+	u.gitMu.Lock()
+	defer u.gitMu.Unlock()
+	return u.repo.run(ctx, "rev-parse", "--verify", "refs/heads/main")
+}
+
+// appendLine appends line to module's index file and commits. Callers hold
+// gitMu.
+func (u *Upstream) appendLine(ctx context.Context, module string, line []byte, msg string) error {
+	p := filepath.Join(u.repo.dir, filepath.FromSlash(fileForModule(module)))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("append to index: %w", err)
+	}
+	// Keep one object per line even if the file lacks its last newline.
+	if old, err := os.ReadFile(p); err == nil && len(old) > 0 && old[len(old)-1] != '\n' {
+		line = append([]byte{'\n'}, line...)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("append to index: %w", err)
+	}
+	_, werr := f.Write(line)
+	if cerr := f.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		return fmt.Errorf("append to index: %w", werr)
+	}
+	if _, err := u.repo.commit(ctx, msg, false); err != nil {
+		return fmt.Errorf("append to index: %w", err)
+	}
+	return nil
+}
+
+// moduleLocked returns module's entry, creating it. Callers hold dataMu.
+func (u *Upstream) moduleLocked(module string) *moduleInfo {
+	m, ok := u.modules[module]
+	if !ok {
+		m = &moduleInfo{name: module, file: fileForModule(module), info: map[string]versionInfo{}}
+		u.modules[module] = m
+	}
+	return m
+}
+
+// newIndexLine writes a line in the snapshot's style (", " and ": "
+// separators, checksum before created_at).
+func newIndexLine(module, version string, deps map[string]string, sum string, created time.Time) ([]byte, error) {
+	var b bytes.Buffer
+	field := func(key string, raw []byte) error {
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		k, err := marshalNoEscape(key)
+		if err != nil {
+			return err
+		}
+		b.Write(k)
+		b.WriteString(": ")
+		b.Write(raw)
+		return nil
+	}
+	str := func(key, val string) error {
+		v, err := marshalNoEscape(val)
+		if err != nil {
+			return err
+		}
+		return field(key, v)
+	}
+	if err := str("name", module); err != nil {
+		return nil, err
+	}
+	if err := str("version", version); err != nil {
+		return nil, err
+	}
+	if len(deps) > 0 {
+		names := make([]string, 0, len(deps))
+		for k := range deps {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var d bytes.Buffer
+		d.WriteByte('{')
+		for i, k := range names {
+			if i > 0 {
+				d.WriteString(", ")
+			}
+			kb, err := marshalNoEscape(k)
+			if err != nil {
+				return nil, err
+			}
+			vb, err := marshalNoEscape(deps[k])
+			if err != nil {
+				return nil, err
+			}
+			d.Write(kb)
+			d.WriteString(": ")
+			d.Write(vb)
+		}
+		d.WriteByte('}')
+		if err := field("deps", d.Bytes()); err != nil {
+			return nil, err
+		}
+	}
+	if err := str("checksum", sum); err != nil {
+		return nil, err
+	}
+	if err := str("created_at", created.UTC().Format("2006-01-02T15:04:05.000000+00:00")); err != nil {
+		return nil, err
+	}
+	return []byte("{" + b.String() + "}\n"), nil
+}
+
+// marshalNoEscape is json.Marshal without HTML escaping, so names with <,
+// > or & stay readable as they would in the real index.
+func marshalNoEscape(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(b.Bytes(), "\n"), nil
+}
