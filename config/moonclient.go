@@ -1,0 +1,135 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// The moon client reads $MOON_HOME/config.json and crashes on a malformed
+// one, so what follows writes it atomically, backs up what was there, and
+// refuses to replace a file it cannot read or parse.
+
+// ErrMoonConfigUnusable is returned when an existing client config.json
+// cannot be read or parsed and force is off: it is never replaced silently.
+var ErrMoonConfigUnusable = errors.New("existing moon config.json is unreadable or malformed")
+
+// ErrNothingToReset is returned by ResetMoonConfig when there is no backup
+// and the current file was not written by us.
+var ErrNothingToReset = errors.New("no moon config.json backup to restore")
+
+// MoonConfigPath is $MOON_HOME/config.json, MOON_HOME defaulting to ~/.moon.
+func MoonConfigPath(getenv func(string) string) (string, error) {
+	home := getenv("MOON_HOME")
+	if home == "" {
+		userHome := getenv("HOME")
+		if userHome == "" {
+			return "", errors.New("neither MOON_HOME nor HOME is set")
+		}
+		home = filepath.Join(userHome, ".moon")
+	}
+	return filepath.Join(home, "config.json"), nil
+}
+
+// moonConfig is the legacy client config form, which old and new clients
+// both read.
+type moonConfig struct {
+	Registry string `json:"registry"`
+	Index    string `json:"index"`
+	Symbols  string `json:"symbols"`
+}
+
+func moonConfigFor(baseURL string) moonConfig {
+	return moonConfig{Registry: baseURL, Index: baseURL + "/git/index", Symbols: baseURL + "/symbols.zip"}
+}
+
+// backupPath is where the file that WriteMoonConfig replaced is kept.
+func backupPath(path string) string { return path + ".moonbit-registry.bak" }
+
+// WriteMoonConfig points the moon client at baseURL by writing path. An
+// existing file is copied to a backup first (an existing backup, the
+// original, is kept). An unreadable or malformed existing file is an error
+// unless force is set. It returns the backup's path, or "" if there was no
+// file before.
+func WriteMoonConfig(path, baseURL string, force bool) (string, error) {
+	old, err := os.ReadFile(path)
+	existed := err == nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil && !force:
+		return "", fmt.Errorf("%s: %w: %v (use --force to replace it)", path, ErrMoonConfigUnusable, err)
+	case err == nil && !json.Valid(old) && !force:
+		return "", fmt.Errorf("%s: %w: not valid JSON (use --force to replace it)", path, ErrMoonConfigUnusable)
+	}
+	data, err := json.MarshalIndent(moonConfigFor(baseURL), "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("encode moon config: %w", err)
+	}
+	data = append(data, '\n')
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	backup := ""
+	if existed {
+		backup = backupPath(path)
+		if bytes.Equal(old, data) {
+			return existingBackup(backup), nil // already ours; keep the original backup
+		}
+		mode := fs.FileMode(0o644)
+		if fi, err := os.Stat(path); err == nil {
+			mode = fi.Mode().Perm()
+		}
+		if _, err := os.Lstat(backup); errors.Is(err, fs.ErrNotExist) {
+			if err := writeFileAtomic(backup, old, mode); err != nil {
+				return "", fmt.Errorf("back up %s: %w", path, err)
+			}
+		}
+	}
+	if err := writeFileAtomic(path, data, 0o644); err != nil {
+		return "", err
+	}
+	return backup, nil
+}
+
+func existingBackup(p string) string {
+	if _, err := os.Lstat(p); err == nil {
+		return p
+	}
+	return ""
+}
+
+// ResetMoonConfig undoes WriteMoonConfig: it restores the backup if there is
+// one, or removes path if it holds exactly a config we wrote and there was
+// nothing before. It reports what it did.
+func ResetMoonConfig(path string) (string, error) {
+	backup := backupPath(path)
+	if _, err := os.Lstat(backup); err == nil {
+		if err := os.Rename(backup, path); err != nil {
+			return "", fmt.Errorf("restore %s: %w", backup, err)
+		}
+		return "restored " + path + " from " + backup, nil
+	}
+	cur, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("%s: %w", path, ErrNothingToReset)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	var mc moonConfig
+	if json.Unmarshal(cur, &mc) != nil || mc.Registry == "" || mc != moonConfigFor(mc.Registry) {
+		return "", fmt.Errorf("%s was not written by moonbit-registry: %w", path, ErrNothingToReset)
+	}
+	want, _ := json.MarshalIndent(mc, "", "  ")
+	if !bytes.Equal(cur, append(want, '\n')) {
+		return "", fmt.Errorf("%s was changed after moonbit-registry wrote it: %w", path, ErrNothingToReset)
+	}
+	if err := os.Remove(path); err != nil {
+		return "", fmt.Errorf("remove %s: %w", path, err)
+	}
+	return "removed " + path + " (there was none before)", nil
+}

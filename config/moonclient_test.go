@@ -1,0 +1,125 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const base = "http://127.0.0.1:8080"
+
+func TestWriteThenResetRestoresExactly(t *testing.T) {
+	tests := []struct {
+		name   string
+		before *string // nil: no file
+		writes int
+		force  bool
+	}{
+		{name: "no file before", writes: 1},
+		{name: "user file before", before: ptr(`{"registry":"https://example.com", "x": 1}` + "\n"), writes: 1},
+		{name: "written twice keeps the original backup", before: ptr(`{"registry":"https://a"}`), writes: 2},
+		{name: "malformed file replaced with force", before: ptr(`{"registry":`), writes: 1, force: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "moon", "config.json")
+			if tt.before != nil {
+				os.MkdirAll(filepath.Dir(path), 0o755)
+				if err := os.WriteFile(path, []byte(*tt.before), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for range tt.writes {
+				if _, err := WriteMoonConfig(path, base, tt.force); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var got moonConfig
+			b, _ := os.ReadFile(path)
+			if err := json.Unmarshal(b, &got); err != nil {
+				t.Fatalf("written config is not JSON: %v: %s", err, b)
+			}
+			if got != (moonConfig{Registry: base, Index: base + "/git/index", Symbols: base + "/symbols.zip"}) {
+				t.Errorf("written config = %+v", got)
+			}
+			if _, err := ResetMoonConfig(path); err != nil {
+				t.Fatal(err)
+			}
+			after, err := os.ReadFile(path)
+			if tt.before == nil {
+				if !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("reset left a file where there was none: %q, %v", after, err)
+				}
+			} else if string(after) != *tt.before {
+				t.Errorf("after reset = %q, want %q", after, *tt.before)
+			}
+			if _, err := os.Lstat(backupPath(path)); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("backup left behind after reset: %v", err)
+			}
+		})
+	}
+}
+
+func TestWriteRefusesUnusableFile(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(path string) error
+	}{
+		{name: "malformed", setup: func(p string) error { return os.WriteFile(p, []byte("{not json"), 0o644) }},
+		{name: "unreadable (a directory)", setup: func(p string) error { return os.Mkdir(p, 0o755) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "config.json")
+			if err := tt.setup(path); err != nil {
+				t.Fatal(err)
+			}
+			before, _ := os.ReadFile(path)
+			_, err := WriteMoonConfig(path, base, false)
+			if !errors.Is(err, ErrMoonConfigUnusable) {
+				t.Fatalf("err = %v, want ErrMoonConfigUnusable", err)
+			}
+			after, _ := os.ReadFile(path)
+			if string(before) != string(after) {
+				t.Error("refused write changed the file")
+			}
+			if _, err := os.Lstat(backupPath(path)); !errors.Is(err, fs.ErrNotExist) {
+				t.Error("refused write left a backup")
+			}
+		})
+	}
+}
+
+func TestResetWithNothingToRestore(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "config.json")
+	if _, err := ResetMoonConfig(path); !errors.Is(err, ErrNothingToReset) {
+		t.Errorf("no file: err = %v", err)
+	}
+	user := `{"registry": "https://mine", "index": "https://mine/git/index", "symbols": "https://mine/symbols.zip"}`
+	os.WriteFile(path, []byte(user), 0o644)
+	if _, err := ResetMoonConfig(path); !errors.Is(err, ErrNothingToReset) {
+		t.Errorf("user's own file: err = %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != user {
+		t.Error("reset touched a file it did not write")
+	}
+}
+
+func TestMoonConfigPath(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if p, _ := MoonConfigPath(env(map[string]string{"MOON_HOME": "/m", "HOME": "/h"})); p != "/m/config.json" {
+		t.Errorf("with MOON_HOME: %q", p)
+	}
+	if p, _ := MoonConfigPath(env(map[string]string{"HOME": "/h"})); p != "/h/.moon/config.json" {
+		t.Errorf("with HOME: %q", p)
+	}
+	if _, err := MoonConfigPath(env(nil)); err == nil {
+		t.Error("no HOME: want an error")
+	}
+}
+
+func ptr(s string) *string { return &s }
