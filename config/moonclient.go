@@ -47,6 +47,21 @@ func moonConfigFor(baseURL string) moonConfig {
 	return moonConfig{Registry: baseURL, Index: baseURL + "/git/index", Symbols: baseURL + "/symbols.zip"}
 }
 
+func encodeMoonConfig(mc moonConfig) []byte {
+	data, _ := json.MarshalIndent(mc, "", "  ") // three strings: cannot fail
+	return append(data, '\n')
+}
+
+// writtenByUs tells whether data is exactly what WriteMoonConfig writes for
+// some base URL, byte for byte.
+func writtenByUs(data []byte) bool {
+	var mc moonConfig
+	if json.Unmarshal(data, &mc) != nil || mc.Registry == "" {
+		return false
+	}
+	return bytes.Equal(data, encodeMoonConfig(moonConfigFor(mc.Registry)))
+}
+
 // backupPath is where the file that WriteMoonConfig replaced is kept.
 func backupPath(path string) string { return path + ".moonbit-registry.bak" }
 
@@ -65,19 +80,21 @@ func WriteMoonConfig(path, baseURL string, force bool) (string, error) {
 	case err == nil && !json.Valid(old) && !force:
 		return "", fmt.Errorf("%s: %w: not valid JSON (use --force to replace it)", path, ErrMoonConfigUnusable)
 	}
-	data, err := json.MarshalIndent(moonConfigFor(baseURL), "", "  ")
-	if err != nil {
-		return "", fmt.Errorf("encode moon config: %w", err)
-	}
-	data = append(data, '\n')
+	data := encodeMoonConfig(moonConfigFor(baseURL))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
 	backup := ""
 	if existed {
 		backup = backupPath(path)
-		if bytes.Equal(old, data) {
-			return existingBackup(backup), nil // already ours; keep the original backup
+		if writtenByUs(old) {
+			// Replacing our own earlier file: the backup (if any) already holds
+			// what the user had before us.
+			backup = existingBackup(backup)
+			if bytes.Equal(old, data) {
+				return backup, nil
+			}
+			return backup, writeFileAtomic(path, data, 0o644)
 		}
 		mode := fs.FileMode(0o644)
 		if fi, err := os.Stat(path); err == nil {
@@ -120,13 +137,8 @@ func ResetMoonConfig(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", path, err)
 	}
-	var mc moonConfig
-	if json.Unmarshal(cur, &mc) != nil || mc.Registry == "" || mc != moonConfigFor(mc.Registry) {
-		return "", fmt.Errorf("%s was not written by moonbit-registry: %w", path, ErrNothingToReset)
-	}
-	want, _ := json.MarshalIndent(mc, "", "  ")
-	if !bytes.Equal(cur, append(want, '\n')) {
-		return "", fmt.Errorf("%s was changed after moonbit-registry wrote it: %w", path, ErrNothingToReset)
+	if !writtenByUs(cur) {
+		return "", fmt.Errorf("%s was not written by moonbit-registry (or was changed since): %w", path, ErrNothingToReset)
 	}
 	if err := os.Remove(path); err != nil {
 		return "", fmt.Errorf("remove %s: %w", path, err)

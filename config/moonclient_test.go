@@ -16,11 +16,14 @@ func TestWriteThenResetRestoresExactly(t *testing.T) {
 		name   string
 		before *string // nil: no file
 		writes int
+		other  bool // first write for another base URL, then for base
 		force  bool
 	}{
 		{name: "no file before", writes: 1},
 		{name: "user file before", before: ptr(`{"registry":"https://example.com", "x": 1}` + "\n"), writes: 1},
 		{name: "written twice keeps the original backup", before: ptr(`{"registry":"https://a"}`), writes: 2},
+		{name: "no file before, rewritten for another URL", writes: 2, other: true},
+		{name: "user file before, rewritten for another URL", before: ptr(`{}`), writes: 2, other: true},
 		{name: "malformed file replaced with force", before: ptr(`{"registry":`), writes: 1, force: true},
 	}
 	for _, tt := range tests {
@@ -32,8 +35,12 @@ func TestWriteThenResetRestoresExactly(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			for range tt.writes {
-				if _, err := WriteMoonConfig(path, base, tt.force); err != nil {
+			for i := range tt.writes {
+				b := base
+				if tt.other && i == 0 {
+					b = "http://elsewhere:9"
+				}
+				if _, err := WriteMoonConfig(path, b, tt.force); err != nil {
 					t.Fatal(err)
 				}
 			}
