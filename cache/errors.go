@@ -1,0 +1,45 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors the cache returns, always wrapped with %w so callers test them with
+// errors.Is. The proxy maps them to HTTP statuses (see proxy/archive.go).
+var (
+	// ErrNotExist: the store does not hold the archive. Internal to the
+	// store/cache boundary; Get and Ensure fetch instead of returning it.
+	ErrNotExist = errors.New("archive not in store")
+
+	// ErrNotFound: the version is not in the index (even after a refresh),
+	// or upstream answered 404/410 for it.
+	ErrNotFound = errors.New("archive not found")
+
+	// ErrChecksumMismatch: the bytes upstream sent do not hash to the
+	// index checksum. Nothing was stored.
+	ErrChecksumMismatch = errors.New("archive checksum mismatch")
+
+	// ErrUpstreamUnavailable: the archive is not cached and upstream cannot
+	// be reached (offline mode, connection refused, timeouts).
+	ErrUpstreamUnavailable = errors.New("archive is not cached and upstream is unreachable")
+
+	// ErrUpstream: upstream answered, but not with a usable archive (5xx
+	// after retries, an unexpected status, a body cut short, too large).
+	ErrUpstream = errors.New("upstream error")
+)
+
+// ChecksumError carries both sums of a failed verification so they can be
+// logged; errors.Is(err, ErrChecksumMismatch) holds for it.
+type ChecksumError struct {
+	Archive  ModuleVersion
+	Expected string
+	Actual   string
+}
+
+func (e *ChecksumError) Error() string {
+	return fmt.Sprintf("%v: %s: index says sha256 %s, upstream sent %s",
+		ErrChecksumMismatch, e.Archive, e.Expected, e.Actual)
+}
+
+func (e *ChecksumError) Unwrap() error { return ErrChecksumMismatch }
