@@ -1,0 +1,335 @@
+package indexsync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"moonbit-registry/cache"
+)
+
+// Catalog is what selection needs from the index: the module list and each
+// module's versions. *Mirror implements it.
+type Catalog interface {
+	Modules(ctx context.Context) ([]string, error)
+	Versions(ctx context.Context, module string) ([]Version, error)
+}
+
+// SelectOptions changes what Select takes.
+type SelectOptions struct {
+	// Strict takes exactly what the patterns match, no dependencies.
+	Strict bool
+	// Latest takes only the newest non-yanked version of each matched module.
+	Latest bool
+	// All allows the pattern "*" (everything in the index).
+	All bool
+}
+
+// Selection is the outcome of Select: what to fetch, and what could not be
+// followed.
+type Selection struct {
+	// Versions to fetch, sorted by module, then version.
+	Versions []Version
+	// Skipped are dependencies that were not followed (path or git
+	// dependencies without a version, unknown modules, no satisfying version),
+	// each with its reason.
+	Skipped []Skipped
+}
+
+// Skipped is a dependency Select did not follow, and why.
+type Skipped struct {
+	From   string // module@version that requires it, or "moon.mod.json"
+	Module string
+	Reason string
+}
+
+// ErrNoMatch is returned when a pattern matches nothing.
+var ErrNoMatch = errors.New("pattern matches nothing")
+
+// ErrBadPattern is returned for a pattern that is not owner/name,
+// owner/name@version, owner/* or *.
+var ErrBadPattern = errors.New("invalid pattern")
+
+// Select resolves mirror patterns against the index. Patterns are
+// "owner/name" (every version), "owner/name@version", "owner/*" (every
+// module below owner, nested ones too) and "*" (needs All). Yanked versions
+// are left out unless named exactly. Unless Strict, the dependencies of every
+// selected version are added the way moon's minimal version selection
+// resolves them: for each requirement, the lowest published version that
+// satisfies it, recursively.
+func Select(ctx context.Context, cat Catalog, patterns []string, opts SelectOptions) (Selection, error) {
+	s := newSelector(ctx, cat)
+	for _, p := range patterns {
+		vs, err := s.match(p, opts)
+		if err != nil {
+			return Selection{}, err
+		}
+		for _, v := range vs {
+			s.add(v)
+		}
+	}
+	if !opts.Strict {
+		if err := s.closure(); err != nil {
+			return Selection{}, err
+		}
+	}
+	return s.result(), nil
+}
+
+// SelectDeps selects what a project with these direct dependencies needs: the
+// lowest satisfying version of each and their closure (Strict and Latest do
+// not apply). Path and git dependencies are local to the project and are
+// reported as skipped.
+func SelectDeps(ctx context.Context, cat Catalog, deps map[string]Dep) (Selection, error) {
+	s := newSelector(ctx, cat)
+	for _, name := range sortedKeys(deps) {
+		d := deps[name]
+		if d.Path != "" || d.Git != "" {
+			s.skip("moon.mod.json", name, "path or git dependency: not in the registry")
+			continue
+		}
+		if err := s.require("moon.mod.json", name, d.Version); err != nil {
+			return Selection{}, err
+		}
+	}
+	if err := s.closure(); err != nil {
+		return Selection{}, err
+	}
+	return s.result(), nil
+}
+
+type selector struct {
+	ctx      context.Context
+	cat      Catalog
+	versions map[string][]Version // per module, sorted by semver
+	chosen   map[string]Version   // key module@version
+	queue    []Version
+	skipped  []Skipped
+}
+
+func newSelector(ctx context.Context, cat Catalog) *selector {
+	return &selector{ctx: ctx, cat: cat, versions: map[string][]Version{}, chosen: map[string]Version{}}
+}
+
+func (s *selector) versionsOf(module string) ([]Version, error) {
+	if vs, ok := s.versions[module]; ok {
+		return vs, nil
+	}
+	vs, err := s.cat.Versions(s.ctx, module)
+	if err != nil {
+		return nil, fmt.Errorf("versions of %s: %w", module, err)
+	}
+	vs = slices.Clone(vs)
+	slices.SortFunc(vs, func(a, b Version) int { return cache.CompareVersions(a.Version, b.Version) })
+	s.versions[module] = vs
+	return vs, nil
+}
+
+func (s *selector) add(v Version) {
+	key := v.Module + "@" + v.Version
+	if _, ok := s.chosen[key]; ok {
+		return
+	}
+	s.chosen[key] = v
+	s.queue = append(s.queue, v)
+}
+
+func (s *selector) skip(from, module, reason string) {
+	s.skipped = append(s.skipped, Skipped{From: from, Module: module, Reason: reason})
+}
+
+// match expands one pattern into versions.
+func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) {
+	name, version, exact := strings.Cut(pattern, "@")
+	var modules []string
+	switch {
+	case name == "*":
+		if !opts.All {
+			return nil, fmt.Errorf("%w: %q selects the whole index; add --all if you mean it", ErrBadPattern, pattern)
+		}
+		all, err := s.cat.Modules(s.ctx)
+		if err != nil {
+			return nil, err
+		}
+		modules = all
+	case strings.HasSuffix(name, "/*"):
+		prefix := strings.TrimSuffix(name, "*")
+		if err := cache.ValidateModule(prefix + "x"); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
+		}
+		all, err := s.cat.Modules(s.ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range all {
+			if strings.HasPrefix(m, prefix) {
+				modules = append(modules, m)
+			}
+		}
+	default:
+		if err := cache.ValidateModule(name); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
+		}
+		modules = []string{name}
+	}
+	if exact && (name == "*" || strings.HasSuffix(name, "/*")) {
+		return nil, fmt.Errorf("%w: %q: a version needs one module", ErrBadPattern, pattern)
+	}
+	if exact {
+		if err := cache.ValidateVersion(version); err != nil {
+			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
+		}
+	}
+
+	var out []Version
+	for _, m := range modules {
+		vs, err := s.versionsOf(m)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case exact:
+			// Named exactly: taken even when yanked.
+			for _, v := range vs {
+				if v.Version == version {
+					out = append(out, v)
+				}
+			}
+		case opts.Latest:
+			if v, ok := latest(vs); ok {
+				out = append(out, v)
+			}
+		default:
+			for _, v := range vs {
+				if !v.Yanked {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %q", ErrNoMatch, pattern)
+	}
+	return out, nil
+}
+
+// latest is the newest non-yanked release, or the newest non-yanked
+// prerelease when a module has no release.
+func latest(sorted []Version) (Version, bool) {
+	var pre *Version
+	for i := len(sorted) - 1; i >= 0; i-- {
+		v := sorted[i]
+		if v.Yanked {
+			continue
+		}
+		if !strings.Contains(strings.SplitN(v.Version, "+", 2)[0], "-") {
+			return v, true
+		}
+		if pre == nil {
+			pre = &sorted[i]
+		}
+	}
+	if pre != nil {
+		return *pre, true
+	}
+	return Version{}, false
+}
+
+// closure follows dependencies of everything chosen until nothing new comes.
+func (s *selector) closure() error {
+	for len(s.queue) > 0 {
+		if err := s.ctx.Err(); err != nil {
+			return err
+		}
+		v := s.queue[0]
+		s.queue = s.queue[1:]
+		from := v.Module + "@" + v.Version
+		deps := allDeps(v)
+		for _, name := range sortedKeys(deps) {
+			d := deps[name]
+			if d.Version == "" && (d.Path != "" || d.Git != "") {
+				s.skip(from, name, "path or git dependency without a version")
+				continue
+			}
+			// A registry module's path and git dependencies resolve from the
+			// registry by version, as in moon.
+			if err := s.require(from, name, d.Version); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// require adds the lowest published version of module that satisfies req.
+func (s *selector) require(from, module, req string) error {
+	if cache.ValidateModule(module) != nil {
+		s.skip(from, module, "invalid module name")
+		return nil
+	}
+	r, err := parseRequirement(req)
+	if err != nil {
+		s.skip(from, module, err.Error())
+		return nil
+	}
+	vs, err := s.versionsOf(module)
+	if err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		s.skip(from, module, "module not in the index")
+		return nil
+	}
+	for _, v := range vs {
+		if r.matches(v.Version) {
+			s.add(v)
+			return nil
+		}
+	}
+	s.skip(from, module, fmt.Sprintf("no published version satisfies %q", req))
+	return nil
+}
+
+func (s *selector) result() Selection {
+	out := Selection{Skipped: s.skipped}
+	for _, v := range s.chosen {
+		out.Versions = append(out.Versions, v)
+	}
+	slices.SortFunc(out.Versions, func(a, b Version) int {
+		if c := strings.Compare(a.Module, b.Module); c != 0 {
+			return c
+		}
+		return cache.CompareVersions(a.Version, b.Version)
+	})
+	return out
+}
+
+// allDeps is a version's regular and binary dependencies; moon resolves both.
+func allDeps(v Version) map[string]Dep {
+	var extra struct {
+		BinDeps map[string]Dep `json:"bin-deps"`
+	}
+	if len(v.Raw) == 0 || json.Unmarshal(v.Raw, &extra) != nil || len(extra.BinDeps) == 0 {
+		return v.Deps
+	}
+	all := make(map[string]Dep, len(v.Deps)+len(extra.BinDeps))
+	for k, d := range extra.BinDeps {
+		all[k] = d
+	}
+	for k, d := range v.Deps {
+		all[k] = d
+	}
+	return all
+}
+
+func sortedKeys(m map[string]Dep) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
