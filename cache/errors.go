@@ -22,7 +22,7 @@ var (
 
 	// ErrUpstreamUnavailable: the archive is not cached and upstream cannot
 	// be reached (offline mode, connection refused, timeouts).
-	ErrUpstreamUnavailable = errors.New("archive is not cached and upstream is unreachable")
+	ErrUpstreamUnavailable = errors.New("upstream unreachable")
 
 	// ErrUpstream: upstream answered, but not with a usable archive (5xx
 	// after retries, an unexpected status, a body cut short, too large).

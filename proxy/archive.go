@@ -1,15 +1,118 @@
 package proxy
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
 )
 
-// newArchiveHandler serves /user/... archives from the cache.
-// Placeholder until the archive cache lands.
-func newArchiveHandler(log zerolog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "archives not served yet", http.StatusNotImplemented)
-	})
+// archiveCacheControl: a published archive never changes, so clients and
+// intermediaries may keep it forever.
+const archiveCacheControl = "public, max-age=31536000, immutable"
+
+// newArchiveHandler serves /user/... archives from the cache, fetching them
+// from upstream on a miss. Both URL forms are accepted: the one-segment
+// form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
+// plain "owner/rest/version.zip"; cache.ParseArchivePath handles both. A nil
+// cache answers 503.
+func newArchiveHandler(archives *cache.Cache, log zerolog.Logger) http.Handler {
+	return &archiveHandler{archives: archives, log: log}
+}
+
+type archiveHandler struct {
+	archives *cache.Cache
+	log      zerolog.Logger
+}
+
+func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// The escaped path, so "%2F" inside a segment is still visible to the
+	// parser (r.URL.Path has already turned it into "/").
+	raw, ok := strings.CutPrefix(r.URL.EscapedPath(), "/user/")
+	if !ok {
+		http.Error(w, "not found", http.StatusNotFound)
+		return
+	}
+	mv, err := cache.ParseArchivePath(raw)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if h.archives == nil {
+		http.Error(w, "archive cache is not configured", http.StatusServiceUnavailable)
+		return
+	}
+
+	obj, outcome, err := h.archives.Get(r.Context(), mv)
+	if outcome != "" {
+		noteCache(r, string(outcome))
+	}
+	if err != nil {
+		h.fail(w, r, mv, err)
+		return
+	}
+	defer obj.Close()
+	fi, err := obj.Stat()
+	if err != nil {
+		h.fail(w, r, mv, fmt.Errorf("stat %s: %w", mv, err))
+		return
+	}
+
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/zip")
+	hdr.Set("Cache-Control", archiveCacheControl)
+	// The checksum identifies the bytes exactly, so it is the ETag. If the
+	// index no longer lists the version, Last-Modified (set by
+	// ServeContent) still lets clients revalidate.
+	if sum, ok, err := h.archives.Checksum(r.Context(), mv); err == nil && ok {
+		hdr.Set("ETag", `"`+sum+`"`)
+	}
+	// ServeContent handles Range, HEAD, If-None-Match/If-Modified-Since
+	// (304) and Content-Length; given the *os.File, the body goes out with
+	// sendfile.
+	http.ServeContent(w, r, "", fi.ModTime(), obj)
+}
+
+// fail maps a cache error to a status and a message a person can act on.
+func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.ModuleVersion, err error) {
+	status := archiveErrorStatus(err)
+	msg := err.Error()
+	switch {
+	case r.Context().Err() != nil:
+		// The client went away; nobody will read the answer.
+		h.log.Debug().Err(err).Str("archive", mv.String()).Msg("client gave up waiting for archive")
+		return
+	case status == http.StatusGatewayTimeout:
+		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable (%v)", mv, err)
+	}
+	if status >= 500 {
+		h.log.Warn().Err(err).Str("archive", mv.String()).Int("status", status).Msg("archive not served")
+	}
+	http.Error(w, msg, status)
+}
+
+// archiveErrorStatus is the HTTP mapping of the cache's error sentinels.
+func archiveErrorStatus(err error) int {
+	switch {
+	case errors.Is(err, cache.ErrBadName):
+		return http.StatusBadRequest
+	case errors.Is(err, cache.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, cache.ErrChecksumMismatch):
+		return http.StatusBadGateway
+	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	default:
+		return http.StatusBadGateway
+	}
 }

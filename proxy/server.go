@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
 )
 
 // Options configures a Server. Zero timeouts mean "no limit" except where
@@ -29,6 +31,12 @@ type Options struct {
 
 	// IndexDir is the git repository of the index mirror, served at /git/index.
 	IndexDir string
+
+	// Archives serves /user/... package archives; nil answers 503.
+	Archives *cache.Cache
+	// Passthrough serves /symbols.zip, /assets/ and /api/v0/ (see
+	// NewPassthrough); nil answers 503.
+	Passthrough http.Handler
 
 	Logger zerolog.Logger
 }
@@ -50,7 +58,10 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
-	mux.Handle("/user/", newArchiveHandler(s.log))
+	mux.Handle("/user/", newArchiveHandler(opts.Archives, s.log))
+	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
+	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
+	mux.Handle("/api/v0/", passthroughOrUnavailable(opts.Passthrough))
 	s.handler = s.accessLog(mux)
 	return s
 }

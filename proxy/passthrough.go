@@ -1,0 +1,282 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
+)
+
+// Defaults for PassthroughOptions.
+const (
+	DefaultAPIURL             = "https://mooncakes.io"
+	DefaultPassthroughTimeout = 10 * time.Minute
+)
+
+// PassthroughOptions configures NewPassthrough.
+type PassthroughOptions struct {
+	// DownloadURL is upstream for /symbols.zip; default
+	// cache.DefaultDownloadURL.
+	DownloadURL string
+	// APIURL is upstream for /assets/... and /api/v0/...; default
+	// DefaultAPIURL.
+	APIURL string
+	// Transport carries the upstream requests; it should be a
+	// *cache.CachingTransport, so upstream's ETag and Cache-Control are
+	// honoured and a stored copy is served while upstream is down.
+	// Required.
+	Transport http.RoundTripper
+	// UserAgent is sent upstream; default cache.DefaultUserAgent.
+	UserAgent string
+	// Timeout bounds one upstream exchange, body included; default
+	// DefaultPassthroughTimeout.
+	Timeout time.Duration
+	Logger  zerolog.Logger
+}
+
+// NewPassthrough returns the handler for /symbols.zip, /assets/ and
+// /api/v0/: GET and HEAD only, forwarded to upstream through the caching
+// transport.
+func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
+	if opts.Transport == nil {
+		return nil, errors.New("passthrough: Transport is required")
+	}
+	download, err := parseBaseURL(opts.DownloadURL, cache.DefaultDownloadURL)
+	if err != nil {
+		return nil, err
+	}
+	api, err := parseBaseURL(opts.APIURL, DefaultAPIURL)
+	if err != nil {
+		return nil, err
+	}
+	h := &passthrough{
+		download:  download,
+		api:       api,
+		client:    &http.Client{Transport: opts.Transport}, // follows redirects, each hop cached
+		userAgent: opts.UserAgent,
+		timeout:   opts.Timeout,
+		log:       opts.Logger,
+	}
+	if h.userAgent == "" {
+		h.userAgent = cache.DefaultUserAgent
+	}
+	if h.timeout <= 0 {
+		h.timeout = DefaultPassthroughTimeout
+	}
+	return h, nil
+}
+
+func parseBaseURL(s, def string) (*url.URL, error) {
+	if s == "" {
+		s = def
+	}
+	u, err := url.Parse(strings.TrimSuffix(s, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return nil, fmt.Errorf("passthrough: upstream URL %q must be an absolute http(s) URL", s)
+	}
+	return u, nil
+}
+
+type passthrough struct {
+	download  *url.URL
+	api       *url.URL
+	client    *http.Client
+	userAgent string
+	timeout   time.Duration
+	log       zerolog.Logger
+}
+
+// passthroughOrUnavailable lets the server route to a passthrough that was
+// not configured: such requests get 503 instead of a nil-handler panic.
+func passthroughOrUnavailable(h http.Handler) http.Handler {
+	if h != nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream pass-through is not configured", http.StatusServiceUnavailable)
+	})
+}
+
+func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if !safePath(r.URL.Path) {
+		http.Error(w, "invalid path", http.StatusBadRequest)
+		return
+	}
+	target, ok := p.upstreamURL(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	defer cancel()
+	ctx, tracker := cache.TrackOutcome(ctx)
+	// Always GET upstream, also for HEAD: one stored entry serves both, and
+	// a HEAD fills the cache for the GET that usually follows.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		http.Error(w, "invalid path", http.StatusBadRequest)
+		return
+	}
+	req.Header.Set("User-Agent", p.userAgent)
+	if a := r.Header.Get("Accept"); a != "" {
+		req.Header.Set("Accept", a)
+	}
+	// The client's If-None-Match and Range are deliberately not sent: the
+	// cache is shared, so it must hold the full current response, and the
+	// client's condition is evaluated against that below.
+
+	resp, err := p.client.Do(req)
+	if err != nil {
+		noteCache(r, string(cache.OutcomeMiss))
+		if r.Context().Err() != nil {
+			return // client gone
+		}
+		status := passthroughErrorStatus(err)
+		p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
+		http.Error(w, fmt.Sprintf("upstream unreachable and no cached copy of %s: %v", r.URL.Path, err), status)
+		return
+	}
+	defer resp.Body.Close()
+	noteCache(r, string(tracker.Outcome(resp)))
+
+	hdr := w.Header()
+	copyEndToEndHeaders(hdr, resp.Header)
+	if resp.ContentLength >= 0 {
+		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+
+	if resp.StatusCode == http.StatusOK && etagMatches(r.Header.Get("If-None-Match"), resp.Header.Get("ETag")) {
+		for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding"} {
+			hdr.Del(k)
+		}
+		w.WriteHeader(http.StatusNotModified)
+		p.fillCache(resp.Body, target)
+		return
+	}
+	w.WriteHeader(resp.StatusCode)
+	if r.Method == http.MethodHead {
+		p.fillCache(resp.Body, target)
+		return
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil && r.Context().Err() == nil {
+		p.log.Warn().Err(err).Str("upstream", target).Msg("pass-through body cut short")
+	}
+}
+
+// fillCache reads the rest of an upstream body the client does not need:
+// the caching transport stores a response only once its body has been read
+// to the end.
+func (p *passthrough) fillCache(body io.Reader, target string) {
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		p.log.Debug().Err(err).Str("upstream", target).Msg("could not read body to cache it")
+	}
+}
+
+// upstreamURL maps the request onto the upstream that serves it. The query
+// string is kept only for the API (search); elsewhere it would only
+// multiply cache entries for the same content.
+func (p *passthrough) upstreamURL(r *http.Request) (string, bool) {
+	path := r.URL.EscapedPath()
+	switch {
+	case path == "/symbols.zip":
+		return p.download.String() + path, true
+	case strings.HasPrefix(path, "/assets/"):
+		return p.api.String() + path, true
+	case strings.HasPrefix(path, "/api/v0/"):
+		u := p.api.String() + path
+		if r.URL.RawQuery != "" {
+			u += "?" + r.URL.RawQuery
+		}
+		return u, true
+	}
+	return "", false
+}
+
+// safePath rejects what must never reach upstream or a cache key: NUL and
+// other control bytes, backslashes, and "." or ".." segments (also when
+// they arrived percent-encoded, since path is the decoded form).
+func safePath(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if path[i] < 0x20 || path[i] == 0x7f || path[i] == '\\' {
+			return false
+		}
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
+// hopByHop are the headers that describe one connection, not the response
+// (RFC 9110 section 7.6.1); internal are httpcache's bookkeeping; Set-Cookie
+// must never be replayed from a shared cache to other clients.
+var (
+	hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+	internalHeaders = []string{"X-From-Cache", "Set-Cookie", "Content-Length"}
+)
+
+func copyEndToEndHeaders(dst, src http.Header) {
+	skip := make(map[string]bool, len(hopByHop)+len(internalHeaders))
+	for _, k := range append(hopByHop, internalHeaders...) {
+		skip[k] = true
+	}
+	for _, v := range src.Values("Connection") {
+		for _, k := range strings.Split(v, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				skip[http.CanonicalHeaderKey(k)] = true
+			}
+		}
+	}
+	for k, vs := range src {
+		if skip[k] || strings.HasPrefix(k, "X-Varied-") {
+			continue
+		}
+		dst[k] = append([]string(nil), vs...)
+	}
+}
+
+// etagMatches is If-None-Match's weak comparison (RFC 9110 section
+// 13.1.2): any listed tag equal to etag, ignoring W/, or "*".
+func etagMatches(ifNoneMatch, etag string) bool {
+	if ifNoneMatch == "" || etag == "" {
+		return false
+	}
+	etag = strings.TrimPrefix(etag, "W/")
+	for _, t := range strings.Split(ifNoneMatch, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// passthroughErrorStatus: no answer at all from upstream (refused, reset,
+// timed out) is 504; anything else (bad redirect, malformed response) 502.
+func passthroughErrorStatus(err error) int {
+	var op *net.OpError
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
