@@ -1,0 +1,198 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// BatchEvent reports one archive finished by EnsureAll.
+type BatchEvent struct {
+	Archive ModuleVersion
+	Outcome Outcome // OutcomeHit: was cached; OutcomeMiss: fetched now
+	Bytes   int64   // archive size (cached or fetched)
+	Err     error
+}
+
+// BatchResult sums up an EnsureAll run.
+type BatchResult struct {
+	Selected int
+	Cached   int   // already in the store
+	Fetched  int   // fetched and verified now
+	Bytes    int64 // bytes fetched now
+	Failed   []BatchEvent
+}
+
+// EnsureAll makes sure the store holds every archive in mvs, running at
+// most concurrency Ensure calls at once and carrying on past failures. It is
+// the mirror command's loop; each archive goes through the same
+// fetch-verify-store pipeline as a proxy miss. progress, if not nil, is
+// called once per archive, from one goroutine at a time.
+func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency int, progress func(BatchEvent)) BatchResult {
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	res := BatchResult{Selected: len(mvs)}
+	var mu sync.Mutex
+	work := make(chan ModuleVersion)
+	var wg sync.WaitGroup
+	for range min(concurrency, max(len(mvs), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for mv := range work {
+				ev := BatchEvent{Archive: mv}
+				ev.Outcome, ev.Err = c.Ensure(ctx, mv)
+				if ev.Err == nil {
+					ev.Bytes, ev.Err = c.size(ctx, mv)
+				}
+				mu.Lock()
+				switch {
+				case ev.Err != nil:
+					res.Failed = append(res.Failed, ev)
+				case ev.Outcome == OutcomeHit:
+					res.Cached++
+				default:
+					res.Fetched++
+					res.Bytes += ev.Bytes
+				}
+				if progress != nil {
+					progress(ev)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	sent := 0
+	for _, mv := range mvs {
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case work <- mv:
+			sent++
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+	// What was never started because ctx ended counts as failed, so a run cut
+	// short can never look complete.
+	for _, mv := range mvs[sent:] {
+		res.Failed = append(res.Failed, BatchEvent{Archive: mv, Err: fmt.Errorf("not started: %w", context.Cause(ctx))})
+	}
+	slices.SortFunc(res.Failed, func(a, b BatchEvent) int { return strings.Compare(a.Archive.String(), b.Archive.String()) })
+	return res
+}
+
+func (c *Cache) size(ctx context.Context, mv ModuleVersion) (int64, error) {
+	obj, err := c.store.Open(ctx, mv)
+	if err != nil {
+		return 0, fmt.Errorf("open %s: %w", mv, err)
+	}
+	defer obj.Close()
+	fi, err := obj.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat %s: %w", mv, err)
+	}
+	return fi.Size(), nil
+}
+
+// VerifyProblem is one thing Verify found wrong.
+type VerifyProblem struct {
+	Archive ModuleVersion
+	// Kind is "missing" (expected but not stored), "mismatch" (stored bytes
+	// do not hash to the index checksum), "orphan" (stored but not in the
+	// index) or "unreadable".
+	Kind   string
+	Detail string
+	Purged bool
+}
+
+// VerifyResult sums up a Verify run.
+type VerifyResult struct {
+	Checked  int
+	Problems []VerifyProblem
+}
+
+// Verify re-hashes stored archives against the index. With expected == nil
+// it checks everything in the store; otherwise it checks exactly those
+// archives and reports the ones not stored as missing. With purge, archives
+// that are mismatched, orphaned or unreadable are deleted, so the next
+// request fetches them again.
+func (c *Cache) Verify(ctx context.Context, expected []ModuleVersion, purge bool) (VerifyResult, error) {
+	var res VerifyResult
+	check := func(mv ModuleVersion, mustExist bool) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		res.Checked++
+		p, err := c.verifyOne(ctx, mv, mustExist)
+		if err != nil || p == nil {
+			return err
+		}
+		if purge && p.Kind != "missing" {
+			if err := c.store.Delete(ctx, mv); err != nil && !errors.Is(err, ErrNotExist) {
+				return fmt.Errorf("purge %s: %w", mv, err)
+			}
+			p.Purged = true
+		}
+		res.Problems = append(res.Problems, *p)
+		return nil
+	}
+	if expected == nil {
+		var all []ModuleVersion
+		if err := c.store.Walk(ctx, func(mv ModuleVersion) error { all = append(all, mv); return nil }); err != nil {
+			return res, fmt.Errorf("walk store: %w", err)
+		}
+		expected = all
+		slices.SortFunc(expected, func(a, b ModuleVersion) int { return strings.Compare(a.String(), b.String()) })
+		for _, mv := range expected {
+			if err := check(mv, false); err != nil {
+				return res, err
+			}
+		}
+		return res, nil
+	}
+	for _, mv := range expected {
+		if err := check(mv, true); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+func (c *Cache) verifyOne(ctx context.Context, mv ModuleVersion, mustExist bool) (*VerifyProblem, error) {
+	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
+	if err != nil {
+		return nil, fmt.Errorf("index lookup %s: %w", mv, err)
+	}
+	obj, err := c.store.Open(ctx, mv)
+	if errors.Is(err, ErrNotExist) {
+		if mustExist {
+			return &VerifyProblem{Archive: mv, Kind: "missing", Detail: "not cached"}, nil
+		}
+		return nil, nil // removed while we walked
+	}
+	if err != nil {
+		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}, nil
+	}
+	defer obj.Close()
+	if !ok {
+		return &VerifyProblem{Archive: mv, Kind: "orphan", Detail: "not in the index"}, nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, obj); err != nil {
+		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}, nil
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != want {
+		return &VerifyProblem{Archive: mv, Kind: "mismatch", Detail: fmt.Sprintf("index sha256 %s, stored %s", want, got)}, nil
+	}
+	return nil, nil
+}
