@@ -142,6 +142,9 @@ func (u *Upstream) serveFault(w http.ResponseWriter, r *http.Request, f fault, s
 		select {
 		case <-r.Context().Done():
 		case <-stop:
+			// Returning would send an empty 200; drop the connection
+			// instead, as a server going away does.
+			panic(http.ErrAbortHandler)
 		}
 	case faultDelay:
 		t := time.NewTimer(f.delay)
@@ -151,6 +154,7 @@ func (u *Upstream) serveFault(w http.ResponseWriter, r *http.Request, f fault, s
 			next.ServeHTTP(w, r)
 		case <-r.Context().Done():
 		case <-stop:
+			panic(http.ErrAbortHandler)
 		}
 	case faultWrongBytes:
 		rec := newRecorder()
