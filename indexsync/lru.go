@@ -1,0 +1,93 @@
+package indexsync
+
+import (
+	"container/list"
+	"sync"
+)
+
+// Bounds of the parsed-module cache. The real index has under a thousand
+// modules and a few MB of lines, so this holds all of today's index, while
+// a much larger index costs at most this much memory.
+const (
+	cacheMaxEntries = 4096
+	cacheMaxBytes   = 32 << 20
+)
+
+// lru caches parsed .index files by module name, bounded both by entry
+// count and by the size of the files they came from.
+type lru struct {
+	mu         sync.Mutex
+	maxEntries int
+	maxBytes   int64
+	bytes      int64
+	order      *list.List // front = most recently used; values are *lruEntry
+	items      map[string]*list.Element
+}
+
+type lruEntry struct {
+	module   string
+	versions []Version
+	cost     int64
+}
+
+func newLRU(maxEntries int, maxBytes int64) *lru {
+	return &lru{maxEntries: maxEntries, maxBytes: maxBytes, order: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *lru) get(module string) ([]Version, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[module]
+	if !ok {
+		return nil, false
+	}
+	c.order.MoveToFront(el)
+	return el.Value.(*lruEntry).versions, true
+}
+
+// put stores a parse; cost is the size of the file it came from. A file
+// larger than the whole budget is not cached.
+func (c *lru) put(module string, versions []Version, cost int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cost > c.maxBytes {
+		return
+	}
+	if el, ok := c.items[module]; ok {
+		c.removeElement(el)
+	}
+	c.items[module] = c.order.PushFront(&lruEntry{module: module, versions: versions, cost: cost})
+	c.bytes += cost
+	for c.order.Len() > c.maxEntries || c.bytes > c.maxBytes {
+		c.removeElement(c.order.Back())
+	}
+}
+
+func (c *lru) remove(module string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[module]; ok {
+		c.removeElement(el)
+	}
+}
+
+func (c *lru) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.order.Init()
+	c.items = map[string]*list.Element{}
+	c.bytes = 0
+}
+
+func (c *lru) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.order.Len()
+}
+
+func (c *lru) removeElement(el *list.Element) {
+	e := el.Value.(*lruEntry)
+	c.order.Remove(el)
+	delete(c.items, e.module)
+	c.bytes -= e.cost
+}

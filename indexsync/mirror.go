@@ -1,0 +1,212 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+)
+
+// ErrNotReady is returned by lookups before the first successful sync has
+// put a repository in Options.Dir.
+var ErrNotReady = errors.New("index mirror not synced yet")
+
+// Mirror is a local git mirror of the index. All methods are safe for
+// concurrent use.
+type Mirror struct {
+	opts    Options
+	log     zerolog.Logger
+	gitPath string
+
+	// flight collapses concurrent Syncs into one git run.
+	flight singleflight.Group
+
+	// tree guards the work tree: Sync holds it exclusively only while it
+	// moves main and checks files out; readers hold it shared while they
+	// read a file, so they never see a half-written .index file.
+	tree sync.RWMutex
+
+	cache *lru
+
+	refreshMu sync.Mutex // serialises RequestRefresh's window check
+
+	mu     sync.Mutex // guards status
+	status Status
+
+	// onGit, when set (tests only), sees the arguments of every git run.
+	onGit func(args []string)
+}
+
+// Status describes the mirror for readiness checks and metrics.
+type Status struct {
+	// Commit is the commit main points to; empty before the first sync.
+	Commit string
+	// LastSync is when the last sync attempt finished, successful or not.
+	LastSync time.Time
+	// LastSuccess is when the last successful sync finished.
+	LastSuccess time.Time
+	// LastError is the error of the last sync attempt; nil if it succeeded.
+	LastError error
+	// Syncs and Failures count sync attempts and failed ones.
+	Syncs, Failures uint64
+}
+
+// Ready reports whether the mirror has a commit to serve.
+func (s Status) Ready() bool { return s.Commit != "" }
+
+// New prepares a Mirror. It does not touch the network: an existing
+// repository in opts.Dir is used as it is until the first Sync.
+func New(opts Options) (*Mirror, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := validateBranch(opts.Branch); err != nil {
+		return nil, err
+	}
+	if strings.HasPrefix(opts.UpstreamURL, "-") {
+		return nil, fmt.Errorf("indexsync: upstream URL %q must not start with '-'", opts.UpstreamURL)
+	}
+	gitPath, err := exec.LookPath("git")
+	if err != nil {
+		return nil, fmt.Errorf("indexsync: git is required: %w", err)
+	}
+	m := &Mirror{
+		opts:    opts,
+		log:     opts.Logger.With().Str("component", "indexsync").Logger(),
+		gitPath: gitPath,
+		cache:   newLRU(cacheMaxEntries, cacheMaxBytes),
+	}
+	if err := m.checkDir(); err != nil {
+		return nil, err
+	}
+	m.removeStaleTemps()
+	if m.hasRepo() {
+		ctx, cancel := context.WithTimeout(context.Background(), opts.GitTimeout)
+		defer cancel()
+		commit, err := m.revParse(ctx, opts.Dir, "refs/heads/"+localBranch)
+		if err != nil {
+			// Not fatal: the next Sync repairs or reports it.
+			m.log.Warn().Err(err).Str("dir", opts.Dir).Msg("existing index mirror has no usable main branch")
+		} else {
+			m.status.Commit = commit
+		}
+	}
+	return m, nil
+}
+
+// Dir is the mirror repository's directory (absolute), the one to serve.
+func (m *Mirror) Dir() string { return m.opts.Dir }
+
+// Status reports the last sync outcome and the current commit.
+func (m *Mirror) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+func (m *Mirror) commit() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status.Commit
+}
+
+// hasRepo reports whether Dir holds a git repository. A first clone is
+// renamed into place only once complete, so .git existing means usable.
+func (m *Mirror) hasRepo() bool {
+	fi, err := os.Stat(filepath.Join(m.opts.Dir, ".git"))
+	return err == nil && fi.IsDir()
+}
+
+// checkDir refuses to adopt a Dir that holds something other than a
+// repository: the mirror never deletes or overwrites files it did not make.
+func (m *Mirror) checkDir() error {
+	entries, err := os.ReadDir(m.opts.Dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("indexsync: %w", err)
+	}
+	if m.hasRepo() {
+		return nil
+	}
+	for _, e := range entries {
+		// A first clone's leftovers are ours to replace.
+		if !strings.HasPrefix(e.Name(), m.tempPrefix()) {
+			return fmt.Errorf("indexsync: %s exists, is not empty and is not a git repository; refusing to use it", m.opts.Dir)
+		}
+	}
+	return nil
+}
+
+// tempPrefix names the directories a first clone is built in.
+func (m *Mirror) tempPrefix() string {
+	return "." + filepath.Base(m.opts.Dir) + ".clone-"
+}
+
+// staleTempAge is how old a leftover clone directory must be before New
+// removes it: old enough that no live clone (each git step is bounded by
+// GitTimeout) can still be using it.
+const staleTempAge = time.Hour
+
+// removeStaleTemps deletes clone directories left by a process that died
+// mid-clone, beside Dir or inside it. Only names made by tempPrefix are
+// touched.
+func (m *Mirror) removeStaleTemps() {
+	m.removeStaleTempsIn(filepath.Dir(m.opts.Dir))
+	if !m.hasRepo() {
+		m.removeStaleTempsIn(m.opts.Dir)
+	}
+}
+
+func (m *Mirror) removeStaleTempsIn(parent string) {
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), m.tempPrefix()) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTempAge {
+			p := filepath.Join(parent, e.Name())
+			if err := os.RemoveAll(p); err != nil {
+				m.log.Warn().Err(err).Str("dir", p).Msg("cannot remove stale clone directory")
+			}
+		}
+	}
+}
+
+// validateBranch accepts plain branch names only, so the name can go into
+// a refspec and never be read as an option.
+func validateBranch(b string) error {
+	ok := b != "" && len(b) <= 200 && !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") &&
+		!strings.HasSuffix(b, "/") && !strings.Contains(b, "..") && !strings.Contains(b, "//") &&
+		!strings.HasSuffix(b, ".lock")
+	for _, r := range b {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._/-", r)) {
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("indexsync: invalid branch name %q", b)
+	}
+	return nil
+}
+
+func (m *Mirror) revParse(ctx context.Context, dir, rev string) (string, error) {
+	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", rev+"^{commit}")
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(out)), nil
+}

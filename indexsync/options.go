@@ -1,0 +1,70 @@
+package indexsync
+
+import (
+	"errors"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultBranch             = "main"
+	DefaultInterval           = 5 * time.Minute
+	DefaultGitTimeout         = 2 * time.Minute
+	DefaultRefreshMinInterval = 10 * time.Second
+)
+
+// localBranch is the branch clients fetch ("git pull origin main"), whatever
+// the upstream branch is called.
+const localBranch = "main"
+
+// Options configures a Mirror.
+type Options struct {
+	// Dir is where the mirror repository lives (e.g. data/index). Its
+	// parent must exist or be creatable; a first clone is built in a
+	// temporary directory beside it and renamed into place.
+	Dir string
+	// UpstreamURL is the index repository to follow, e.g.
+	// https://mooncakes.io/git/index.
+	UpstreamURL string
+	// Branch is the upstream branch to follow; default "main". Locally the
+	// branch is always "main".
+	Branch string
+	// Interval is how often Run syncs; default 5m.
+	Interval time.Duration
+	// GitTimeout bounds each git command; default 2m.
+	GitTimeout time.Duration
+	// RefreshMinInterval is the least time between two syncs triggered by
+	// RequestRefresh; default 10s.
+	RefreshMinInterval time.Duration
+	Logger             zerolog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Dir == "" {
+		return o, errors.New("indexsync: Options.Dir is required")
+	}
+	if o.UpstreamURL == "" {
+		return o, errors.New("indexsync: Options.UpstreamURL is required")
+	}
+	abs, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return o, err
+	}
+	o.Dir = abs
+	if o.Branch == "" {
+		o.Branch = DefaultBranch
+	}
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
+	if o.GitTimeout <= 0 {
+		o.GitTimeout = DefaultGitTimeout
+	}
+	if o.RefreshMinInterval <= 0 {
+		o.RefreshMinInterval = DefaultRefreshMinInterval
+	}
+	return o, nil
+}

@@ -1,0 +1,110 @@
+package indexsync
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
+)
+
+// Version is one published version of a module, as its index line says.
+type Version struct {
+	// Module is the module name the index file belongs to.
+	Module  string
+	Version string
+	// Checksum is the lowercase hex SHA-256 of the archive, as published.
+	Checksum string
+	Deps     map[string]Dep
+	// Yanked is set when the line carries "yanked": true.
+	Yanked bool
+	// Raw is the whole line, untouched, for passing through.
+	Raw json.RawMessage
+}
+
+// Dep is one dependency. In the index a dependency is either a semver
+// string (only Version set) or an object with any of these fields.
+type Dep struct {
+	Version string `json:"version,omitempty"`
+	Path    string `json:"path,omitempty"`
+	Git     string `json:"git,omitempty"`
+	Branch  string `json:"branch,omitempty"`
+}
+
+// UnmarshalJSON accepts both dependency forms.
+func (d *Dep) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		*d = Dep{}
+		return json.Unmarshal(b, &d.Version)
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return fmt.Errorf("dependency must be a version string or an object, got %.40s", b)
+	}
+	type plain Dep // no UnmarshalJSON: avoids recursion
+	var p plain
+	if err := json.Unmarshal(b, &p); err != nil {
+		return err
+	}
+	*d = Dep(p)
+	return nil
+}
+
+// indexLine holds the fields of a line the mirror interprets.
+type indexLine struct {
+	Version  *string         `json:"version"`
+	Checksum string          `json:"checksum"`
+	Deps     map[string]Dep  `json:"deps"`
+	Yanked   json.RawMessage `json:"yanked"`
+}
+
+// parseIndex parses a module's .index file. Versions come oldest first in
+// order of first appearance (the file is append-only, oldest first); a later
+// line for the same version replaces the earlier one in place. Lines that
+// are not JSON objects or carry no valid semver version are skipped with a
+// warning, as the moon client would be unable to use them.
+func parseIndex(module string, data []byte, log zerolog.Logger) []Version {
+	var out []Version
+	pos := map[string]int{}
+	for n, line := range bytes.Split(data, []byte{'\n'}) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
+			continue
+		}
+		v, err := parseLine(module, line)
+		if err != nil {
+			log.Warn().Str("module", module).Int("line", n+1).Err(err).Msg("skipping malformed index line")
+			continue
+		}
+		if i, ok := pos[v.Version]; ok {
+			out[i] = v
+			continue
+		}
+		pos[v.Version] = len(out)
+		out = append(out, v)
+	}
+	return out
+}
+
+func parseLine(module string, line []byte) (Version, error) {
+	var l indexLine
+	if err := json.Unmarshal(line, &l); err != nil {
+		return Version{}, err
+	}
+	if l.Version == nil {
+		return Version{}, fmt.Errorf("no version")
+	}
+	if err := cache.ValidateVersion(*l.Version); err != nil {
+		return Version{}, err
+	}
+	return Version{
+		Module:   module,
+		Version:  *l.Version,
+		Checksum: l.Checksum,
+		Deps:     l.Deps,
+		Yanked:   bytes.Equal(bytes.TrimSpace(l.Yanked), []byte("true")),
+		Raw:      json.RawMessage(bytes.Clone(line)),
+	}, nil
+}

@@ -1,0 +1,165 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"moonbit-registry/cache"
+)
+
+// ErrModuleNotFound is returned by Versions for a module the index does not
+// have.
+var ErrModuleNotFound = errors.New("module not in index")
+
+// maxIndexFile bounds how much of one .index file is read; the largest real
+// one is far below this.
+const maxIndexFile = 16 << 20
+
+// checksumPattern is what the index promises a checksum looks like.
+var checksumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Versions returns a module's versions, oldest first in order of first
+// appearance in its .index file; a later line for the same version
+// replaces the earlier one in place. The slice is shared with the cache:
+// callers must not modify it or the Versions in it.
+func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error) {
+	if err := cache.ValidateModule(module); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	m.tree.RLock()
+	defer m.tree.RUnlock()
+	if vs, ok := m.cache.get(module); ok {
+		return vs, nil
+	}
+	if !m.hasRepo() {
+		return nil, ErrNotReady
+	}
+	data, err := m.readIndexFile(module)
+	if err != nil {
+		return nil, err
+	}
+	vs := parseIndex(module, data, m.log)
+	m.cache.put(module, vs, int64(len(data)))
+	return vs, nil
+}
+
+// readIndexFile reads user/<module>.index through an os.Root at Dir, so
+// neither the (already validated) name nor a symlink in the tree can reach
+// a file outside the mirror.
+func (m *Mirror) readIndexFile(module string) ([]byte, error) {
+	root, err := os.OpenRoot(m.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open index mirror: %w", err)
+	}
+	defer root.Close()
+	f, err := root.Open("user/" + module + ".index")
+	if err != nil {
+		// ENOTDIR (a file where a directory of the path would be) means
+		// the module is not there either.
+		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
+			return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, module)
+		}
+		return nil, fmt.Errorf("read index of %s: %w", module, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read index of %s: %w", module, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, module)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxIndexFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("read index of %s: %w", module, err)
+	}
+	if len(data) > maxIndexFile {
+		return nil, fmt.Errorf("index of %s is larger than %d bytes", module, maxIndexFile)
+	}
+	return data, nil
+}
+
+// Lookup returns one version of a module. ok is false when the module or
+// the version is not in the index; err is for real failures (and for names
+// the grammar rejects, wrapping cache.ErrBadName).
+func (m *Mirror) Lookup(ctx context.Context, module, version string) (Version, bool, error) {
+	if err := cache.ValidateVersion(version); err != nil {
+		return Version{}, false, err
+	}
+	vs, err := m.Versions(ctx, module)
+	if errors.Is(err, ErrModuleNotFound) {
+		return Version{}, false, nil
+	}
+	if err != nil {
+		return Version{}, false, err
+	}
+	for _, v := range vs {
+		if v.Version == version {
+			return v, true, nil
+		}
+	}
+	return Version{}, false, nil
+}
+
+// Checksum returns the published SHA-256 (lowercase hex) of a version's
+// archive. ok is false for an unknown module or version. A checksum that is
+// not 64 lowercase hex digits is an error: no archive could match it.
+func (m *Mirror) Checksum(ctx context.Context, module, version string) (sum string, ok bool, err error) {
+	v, ok, err := m.Lookup(ctx, module, version)
+	if err != nil || !ok {
+		return "", false, err
+	}
+	if !checksumPattern.MatchString(v.Checksum) {
+		return "", false, fmt.Errorf("index entry %s@%s has malformed checksum %q", module, version, v.Checksum)
+	}
+	return v.Checksum, true, nil
+}
+
+// Modules lists every module in the index, sorted. Files whose
+// names do not pass the module grammar are skipped; symlinks are not
+// followed.
+func (m *Mirror) Modules(ctx context.Context) ([]string, error) {
+	m.tree.RLock()
+	defer m.tree.RUnlock()
+	if !m.hasRepo() {
+		return nil, ErrNotReady
+	}
+	root, err := os.OpenRoot(m.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("open index mirror: %w", err)
+	}
+	defer root.Close()
+	var mods []string
+	err = fs.WalkDir(root.FS(), "user", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if p == "user" && errors.Is(err, fs.ErrNotExist) {
+				return fs.SkipAll // an empty index
+			}
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(p, ".index") {
+			if mod, ok := moduleFromPath(p); ok {
+				mods = append(mods, mod)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list index modules: %w", err)
+	}
+	sort.Strings(mods)
+	return mods, nil
+}

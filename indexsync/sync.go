@@ -1,0 +1,272 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Sync brings the mirror up to date with upstream and reports what changed.
+// Concurrent calls share one git run. On failure the mirror keeps its last
+// good state. The git run itself is not cancelled when ctx is (other
+// callers may be waiting on it; GitTimeout bounds it), but Sync returns
+// early with ctx's error.
+func (m *Mirror) Sync(ctx context.Context) (Changes, error) {
+	return m.wait(ctx, m.startSync(ctx))
+}
+
+// startSync starts a sync, or joins the one running.
+func (m *Mirror) startSync(ctx context.Context) <-chan singleflight.Result {
+	return m.flight.DoChan("sync", func() (any, error) {
+		return m.syncOnce(context.WithoutCancel(ctx))
+	})
+}
+
+func (m *Mirror) wait(ctx context.Context, ch <-chan singleflight.Result) (Changes, error) {
+	select {
+	case r := <-ch:
+		c, _ := r.Val.(Changes)
+		return c, r.Err
+	case <-ctx.Done():
+		return Changes{}, ctx.Err()
+	}
+}
+
+// syncOnce runs one sync and records its outcome in Status.
+func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
+	start := time.Now()
+	var (
+		c   Changes
+		err error
+	)
+	if m.hasRepo() {
+		c, err = m.update(ctx)
+	} else {
+		c, err = m.cloneFirst(ctx)
+	}
+	now := time.Now()
+	m.mu.Lock()
+	m.status.Syncs++
+	m.status.LastSync = now
+	m.status.LastError = err
+	if err != nil {
+		m.status.Failures++
+	} else {
+		m.status.LastSuccess = now
+	}
+	m.mu.Unlock()
+	if err != nil {
+		err = fmt.Errorf("index sync from %s: %w", m.opts.UpstreamURL, err)
+		m.log.Error().Err(err).Dur("duration", now.Sub(start)).Msg("index sync failed; keeping the last good mirror")
+		return Changes{}, err
+	}
+	ev := m.log.Info()
+	if c.From == c.To {
+		ev = m.log.Debug()
+	}
+	ev.Str("from", c.From).Str("to", c.To).Bool("initial", c.Initial).
+		Int("modules", len(c.Modules)).Int("added", len(c.Added)).Int("changed", len(c.Changed)).
+		Int("removed", len(c.Removed)).Dur("duration", now.Sub(start)).Msg("index synced")
+	return c, nil
+}
+
+// cloneFirst builds the first mirror in a temporary directory and moves it
+// into place only once it is complete, so Dir is either not a repository
+// or a whole one. The temporary directory is beside Dir, or inside Dir
+// when Dir already exists (empty, as New checked): it may be a mount point
+// that cannot be replaced by a rename.
+func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
+	parent := filepath.Dir(m.opts.Dir)
+	_, statErr := os.Stat(m.opts.Dir)
+	inside := statErr == nil
+	if inside {
+		parent = m.opts.Dir
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return Changes{}, err
+	}
+	tmp, err := os.MkdirTemp(parent, m.tempPrefix())
+	if err != nil {
+		return Changes{}, err
+	}
+	defer os.RemoveAll(tmp) // a no-op once moved into place
+	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+		return Changes{}, err
+	}
+	if err := m.configure(ctx, tmp); err != nil {
+		return Changes{}, err
+	}
+	// Shallow: clients only ever need the tip and what comes after it.
+	commit, err := m.fetch(ctx, tmp, "--depth=1")
+	if err != nil {
+		return Changes{}, err
+	}
+	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
+		return Changes{}, err
+	}
+	m.tree.Lock()
+	defer m.tree.Unlock()
+	if inside {
+		err = moveContents(tmp, m.opts.Dir)
+	} else {
+		err = os.Rename(tmp, m.opts.Dir)
+	}
+	if err != nil {
+		return Changes{}, fmt.Errorf("move new mirror into place: %w", err)
+	}
+	m.setCommit(commit)
+	m.cache.clear()
+	return Changes{To: commit, Initial: true}, nil
+}
+
+// moveContents renames every entry of src into dst, .git last: a reader
+// (or the git handler) takes dst for a repository once .git is there, and
+// by then the work tree is complete.
+func moveContents(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == ".git" {
+			continue
+		}
+		if err := os.Rename(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+			return err
+		}
+	}
+	return os.Rename(filepath.Join(src, ".git"), filepath.Join(dst, ".git"))
+}
+
+// configure sets what serving the repository with git http-backend needs.
+// http.receivepack stays unset: http-backend then refuses pushes from
+// anonymous clients, and the proxy refuses them before that.
+func (m *Mirror) configure(ctx context.Context, dir string) error {
+	for _, kv := range [][2]string{
+		{"http.uploadpack", "true"},
+		{"gc.autoDetach", "false"},
+		// A symlink committed upstream is checked out as a plain file,
+		// so nothing in the work tree points outside it.
+		{"core.symlinks", "false"},
+	} {
+		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fetch fetches the upstream branch into FETCH_HEAD (no local ref is
+// created, so nothing extra is advertised to clients) and returns the
+// fetched commit.
+func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string, error) {
+	args := append([]string{"fetch", "--quiet", "--no-tags", "--no-recurse-submodules"}, extra...)
+	args = append(args, "--", m.opts.UpstreamURL, "refs/heads/"+m.opts.Branch)
+	if _, err := m.git(ctx, dir, nil, args...); err != nil {
+		return "", err
+	}
+	return m.revParse(ctx, dir, "FETCH_HEAD")
+}
+
+// update fetches into the existing mirror and then moves main. The fetch
+// is not shallow: in a shallow repository a plain fetch stops at the
+// commits already present, so the new tip's history connects to the old
+// one and clients holding the old tip can fast-forward. Only if upstream
+// rewrote its history does this fetch all of it.
+func (m *Mirror) update(ctx context.Context) (Changes, error) {
+	old := m.commit()
+	if old == "" {
+		// A repository from an earlier run whose main New could not read.
+		if c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); err == nil {
+			old = c
+		}
+	}
+	if err := m.configure(ctx, m.opts.Dir); err != nil {
+		return Changes{}, err
+	}
+	next, err := m.fetch(ctx, m.opts.Dir)
+	if err != nil {
+		return Changes{}, err
+	}
+	if next == old {
+		return Changes{From: old, To: next}, nil
+	}
+	rewritten := false
+	if old != "" {
+		ff, err := m.isAncestor(ctx, old, next)
+		if err != nil || !ff {
+			rewritten = true
+			m.log.Error().Err(err).Str("from", old).Str("to", next).
+				Msg("UPSTREAM INDEX HISTORY WAS REWRITTEN: the new upstream commit does not descend from the mirrored one; following upstream anyway, clients will have to re-clone")
+		}
+	}
+	var names []string
+	if old != "" {
+		names, err = m.changedFiles(ctx, old, next)
+		if err != nil {
+			m.log.Warn().Err(err).Msg("cannot list changed index files; dropping the whole lookup cache")
+		}
+	}
+	if err := m.moveMain(ctx, next, names, old == "" || names == nil); err != nil {
+		return Changes{}, err
+	}
+	c := Changes{From: old, To: next, Rewritten: rewritten, Initial: old == ""}
+	if old != "" && names != nil {
+		if err := m.describe(ctx, &c, names); err != nil {
+			m.log.Warn().Err(err).Msg("cannot describe index changes")
+		}
+	}
+	return c, nil
+}
+
+// moveMain checks main out at commit while readers are held off, and drops
+// cached parses of the modules whose files changed (or all of them).
+func (m *Mirror) moveMain(ctx context.Context, commit string, changed []string, clearAll bool) error {
+	m.tree.Lock()
+	defer m.tree.Unlock()
+	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
+		// The checkout may have rewritten part of the tree: cached
+		// parses cannot be trusted, and main tells where we are.
+		m.cache.clear()
+		if c, rerr := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); rerr == nil {
+			m.setCommit(c)
+		}
+		return err
+	}
+	m.setCommit(commit)
+	if clearAll {
+		m.cache.clear()
+		return nil
+	}
+	for _, name := range changed {
+		if mod, ok := moduleFromPath(name); ok {
+			m.cache.remove(mod)
+		}
+	}
+	return nil
+}
+
+func (m *Mirror) setCommit(c string) {
+	m.mu.Lock()
+	m.status.Commit = c
+	m.mu.Unlock()
+}
+
+// isAncestor reports whether old is an ancestor of next (a fast-forward).
+func (m *Mirror) isAncestor(ctx context.Context, old, next string) (bool, error) {
+	_, err := m.git(ctx, m.opts.Dir, nil, "merge-base", "--is-ancestor", old, next)
+	if err == nil {
+		return true, nil
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 {
+		return false, nil
+	}
+	return false, err
+}
