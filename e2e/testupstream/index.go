@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 )
 
@@ -250,23 +248,4 @@ func rewriteFile(b []byte, sums map[string]string) ([]byte, error) {
 		out.Write(line)
 	}
 	return out.Bytes(), nil
-}
-
-// writeTree writes files under dir, creating directories as needed.
-func writeTree(dir string, files map[string][]byte) error {
-	names := make([]string, 0, len(files))
-	for rel := range files {
-		names = append(names, rel)
-	}
-	sort.Strings(names)
-	for _, rel := range names {
-		p := filepath.Join(dir, filepath.FromSlash(path.Clean(rel)))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("write index: %w", err)
-		}
-		if err := os.WriteFile(p, files[rel], 0o644); err != nil {
-			return fmt.Errorf("write index: %w", err)
-		}
-	}
-	return nil
 }

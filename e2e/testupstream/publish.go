@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"time"
 )
@@ -105,7 +103,7 @@ func (u *Upstream) AddVersionRaw(ctx context.Context, module string, line []byte
 func (u *Upstream) RewriteHistory(ctx context.Context) error {
 	u.gitMu.Lock()
 	defer u.gitMu.Unlock()
-	if _, err := u.repo.commit(ctx, "Rewrite index history", true); err != nil {
+	if _, err := u.repo.rewrite(ctx, "Rewrite index history"); err != nil {
 		return fmt.Errorf("rewrite history: %w", err)
 	}
 	return nil
@@ -115,34 +113,29 @@ func (u *Upstream) RewriteHistory(ctx context.Context) error {
 func (u *Upstream) Head(ctx context.Context) (string, error) {
 	u.gitMu.Lock()
 	defer u.gitMu.Unlock()
-	return u.repo.run(ctx, "rev-parse", "--verify", "refs/heads/main")
+	return u.repo.run(ctx, nil, "rev-parse", "--verify", "refs/heads/main")
 }
 
 // appendLine appends line to module's index file and commits. Callers hold
-// gitMu.
+// gitMu, which also keeps u.files stable between the read and the write.
 func (u *Upstream) appendLine(ctx context.Context, module string, line []byte, msg string) error {
-	p := filepath.Join(u.repo.dir, filepath.FromSlash(fileForModule(module)))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("append to index: %w", err)
-	}
+	file := fileForModule(module)
+	u.dataMu.RLock()
+	old := u.files[file]
+	u.dataMu.RUnlock()
+	content := make([]byte, 0, len(old)+len(line)+1)
+	content = append(content, old...)
 	// Keep one object per line even if the file lacks its last newline.
-	if old, err := os.ReadFile(p); err == nil && len(old) > 0 && old[len(old)-1] != '\n' {
-		line = append([]byte{'\n'}, line...)
+	if len(old) > 0 && old[len(old)-1] != '\n' {
+		content = append(content, '\n')
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
+	content = append(content, line...)
+	if _, err := u.repo.commitFiles(ctx, map[string][]byte{file: content}, msg, false); err != nil {
 		return fmt.Errorf("append to index: %w", err)
 	}
-	_, werr := f.Write(line)
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr != nil {
-		return fmt.Errorf("append to index: %w", werr)
-	}
-	if _, err := u.repo.commit(ctx, msg, false); err != nil {
-		return fmt.Errorf("append to index: %w", err)
-	}
+	u.dataMu.Lock()
+	u.files[file] = content
+	u.dataMu.Unlock()
 	return nil
 }
 

@@ -90,6 +90,7 @@ type Upstream struct {
 	gitMu sync.Mutex // serializes changes to the index repository
 
 	dataMu   sync.RWMutex
+	files    map[string][]byte // the served index tree, by slash path
 	modules  map[string]*moduleInfo
 	archives map[string]archive // by module + "@" + version
 	symbols  []byte
@@ -237,12 +238,10 @@ func (u *Upstream) setup(ctx context.Context) error {
 	if u.repo, err = newGitRepo(ctx, repoDir, home); err != nil {
 		return err
 	}
-	if err := writeTree(repoDir, files); err != nil {
+	if _, err := u.repo.commitFiles(ctx, files, "Import mooncakes index snapshot", true); err != nil {
 		return err
 	}
-	if _, err := u.repo.commit(ctx, "Import mooncakes index snapshot", true); err != nil {
-		return err
-	}
+	u.files = files
 	u.git = gitHandler(u.repo.git, root, u.repo.env, logWriter{u})
 	u.symbols, err = defaultSymbols()
 	return err
@@ -446,9 +445,22 @@ func (u *Upstream) DownloadURL() string { return u.URL() }
 // Addr is the listen address, host:port.
 func (u *Upstream) Addr() string { return u.addr }
 
-// IndexDir is the served git repository's work tree, for assertions. Do
-// not change it directly; use AddVersion and friends.
+// IndexDir is the served bare git repository (branch main), for
+// assertions such as `git -C DIR show main:user/x/y.index`. Do not change it
+// directly; use AddVersion and friends.
 func (u *Upstream) IndexDir() string { return u.repo.dir }
+
+// IndexFile returns a copy of module's .index file as main has it now, or
+// nil if the module has none.
+func (u *Upstream) IndexFile(module string) []byte {
+	u.dataMu.RLock()
+	defer u.dataMu.RUnlock()
+	b, ok := u.files[fileForModule(module)]
+	if !ok {
+		return nil
+	}
+	return append([]byte(nil), b...)
+}
 
 // GitEnv is [GitEnv] with this upstream's isolated HOME, for running git
 // clients in tests.

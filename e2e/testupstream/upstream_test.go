@@ -665,7 +665,9 @@ func TestFaults(t *testing.T) {
 	}{
 		{
 			name: "FailWith for the next 2 archive requests",
-			set:  func() { u.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(2)) },
+			set: func() {
+				u.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(2))
+			},
 			check: func(t *testing.T) {
 				ok(t, symbols) // other routes unaffected
 				for i := range 2 {
