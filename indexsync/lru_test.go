@@ -1,0 +1,40 @@
+package indexsync
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestLRUBounds(t *testing.T) {
+	c := newLRU(3, 100)
+	for i := range 5 {
+		c.put(fmt.Sprint(i), nil, 10)
+	}
+	if c.len() != 3 {
+		t.Fatalf("entries = %d, want 3", c.len())
+	}
+	for _, k := range []string{"0", "1"} {
+		if _, ok := c.get(k); ok {
+			t.Errorf("%s not evicted", k)
+		}
+	}
+	c.get("2") // now most recent
+	c.put("big", nil, 80)
+	// 2 (10) + big (80) fit in 100; 3 and 4 had to go... only as needed.
+	if _, ok := c.get("2"); !ok {
+		t.Error("recently used entry evicted")
+	}
+	if c.bytes > 100 || c.len() > 3 {
+		t.Errorf("over budget: %d bytes, %d entries", c.bytes, c.len())
+	}
+	c.put("huge", nil, 101)
+	if _, ok := c.get("huge"); ok {
+		t.Error("entry over the whole budget cached")
+	}
+	c.put("2", nil, 5) // replace keeps accounting right
+	c.remove("big")
+	c.clear()
+	if c.len() != 0 || c.bytes != 0 {
+		t.Errorf("after clear: %d entries, %d bytes", c.len(), c.bytes)
+	}
+}
