@@ -8,6 +8,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -441,6 +442,17 @@ func (u *Upstream) IndexURL() string { return u.URL() + "/git/index" }
 
 // DownloadURL is the base for archives and symbols; the same as URL.
 func (u *Upstream) DownloadURL() string { return u.URL() }
+
+// ArchiveURL is the plain-slash URL of module@version's zip,
+// DownloadURL()/user/<owner>/<rest>/<version>.zip. Current clients send the
+// one-segment form (%2F between parts); both are served.
+func (u *Upstream) ArchiveURL(module, version string) string {
+	parts := strings.Split(module+"/"+version+".zip", "/")
+	for i, p := range parts {
+		parts[i] = url.PathEscape(p)
+	}
+	return u.DownloadURL() + "/user/" + strings.Join(parts, "/")
+}
 
 // Addr is the listen address, host:port.
 func (u *Upstream) Addr() string { return u.addr }

@@ -462,6 +462,9 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 		}
 		assertSameDeps(t, mod.Deps, wantDeps)
 	}
+	if got, _ := os.ReadFile(filepath.Join(dir, "user", camel+".index")); !bytes.Equal(got, u.IndexFile(camel)) {
+		t.Error("IndexFile differs from the pulled file")
+	}
 	// Existing lines are untouched by the append.
 	src, _ := testupstream.DefaultIndexSource()
 	orig, _ := os.ReadFile(filepath.Join(src, "user", camel+".index"))
@@ -607,11 +610,12 @@ func TestCounts(t *testing.T) {
 	get(t, c, encodedArchiveURL(u, camel, "0.1.0"))
 	get(t, c, u.URL()+"/symbols.zip")
 	get(t, c, u.URL()+"/missing")
+	get(t, c, u.ArchiveURL(camel, "0.1.0"))
 	path := "/user/" + camel + "/0.1.0.zip"
-	if n := u.Count(path); n != 5 {
-		t.Errorf("Count(%s) = %d, want 5 (both URL forms count under the decoded path)", path, n)
+	if n := u.Count(path); n != 6 {
+		t.Errorf("Count(%s) = %d, want 6 (every URL form counts under the decoded path)", path, n)
 	}
-	want := map[string]int{path: 5, "/symbols.zip": 1, "/missing": 1}
+	want := map[string]int{path: 6, "/symbols.zip": 1, "/missing": 1}
 	if got := u.Counts(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Counts = %v, want %v", got, want)
 	}
