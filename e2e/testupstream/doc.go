@@ -14,4 +14,20 @@
 // rewrite the index history as a force-push would, count requests per path
 // and inject faults (errors, hangs, cut or wrong bodies, refused
 // connections) globally or for a path prefix.
+//
+// Typical use in a test:
+//
+//	u := testupstream.Start(t, testupstream.Options{
+//		Archives: []testupstream.ModuleVersion{
+//			{Module: "moonbitlang/x", Version: "0.4.6"},
+//			testupstream.EveryVersion("moonbitlang/lex/runtime"),
+//		},
+//	})
+//	// point the proxy at u.IndexURL() and u.DownloadURL(), then:
+//	u.FailWith(503, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
+//	// ... exercise the proxy ...
+//	if n := u.Count("/user/moonbitlang/x/0.4.6.zip"); n != 2 { ... }
+//
+// The served index is a bare repository; run git clients against it with
+// [Upstream.GitEnv] so the user's git config stays out of the way.
 package testupstream
