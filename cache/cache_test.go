@@ -1,0 +1,443 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+var (
+	lexRuntime = ModuleVersion{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
+	camel      = ModuleVersion{Module: "illusory0x0/🐫", Version: "0.1.2+3"}
+)
+
+func TestGetMissThenHit(t *testing.T) {
+	for _, mv := range []ModuleVersion{lexRuntime, camel} {
+		t.Run(mv.String(), func(t *testing.T) {
+			env := newTestEnv(t, nil)
+			want := env.publish(mv)
+
+			obj, outcome, err := env.cache.Get(context.Background(), mv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if outcome != OutcomeMiss {
+				t.Errorf("first Get outcome = %q, want miss", outcome)
+			}
+			if got := readAll(t, obj); !bytes.Equal(got, want) {
+				t.Fatalf("first Get: %d bytes, want %d", len(got), len(want))
+			}
+			if _, ok := obj.(*os.File); !ok {
+				t.Errorf("local store object is %T, want *os.File (sendfile)", obj)
+			}
+
+			obj, outcome, err = env.cache.Get(context.Background(), mv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if outcome != OutcomeHit {
+				t.Errorf("second Get outcome = %q, want hit", outcome)
+			}
+			if got := readAll(t, obj); !bytes.Equal(got, want) {
+				t.Fatal("second Get: wrong bytes")
+			}
+
+			st := env.cache.Stats()
+			if st.Fetches != 1 || st.UpstreamRequests != 1 || st.Hits != 1 || st.BytesFetched != int64(len(want)) {
+				t.Errorf("stats = %+v", st)
+			}
+			// Human-readable layout.
+			onDisk, err := os.ReadFile(filepath.Join(env.root, filepath.FromSlash(mv.RelPath())))
+			if err != nil || !bytes.Equal(onDisk, want) {
+				t.Errorf("archive not at <root>/%s: %v", mv.RelPath(), err)
+			}
+			if tmp := tempFiles(t, env.root); len(tmp) != 0 {
+				t.Errorf("temporary files left: %v", tmp)
+			}
+			env.up.mu.Lock()
+			defer env.up.mu.Unlock()
+			if ua := env.up.ua[0]; !strings.HasPrefix(ua, "mooncake/") {
+				t.Errorf("User-Agent = %q", ua)
+			}
+		})
+	}
+}
+
+func TestArchiveURLEscaping(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.publish(camel)
+	if _, err := env.cache.Ensure(context.Background(), camel); err != nil {
+		t.Fatal(err)
+	}
+	env.up.mu.Lock()
+	defer env.up.mu.Unlock()
+	if want := "/user/illusory0x0/%F0%9F%90%AB/0.1.2%2B3.zip"; env.up.escaped[0] != want {
+		t.Errorf("upstream path = %q, want %q", env.up.escaped[0], want)
+	}
+}
+
+func TestGetFailures(t *testing.T) {
+	tests := []struct {
+		name     string
+		faults   []fault
+		retries  int
+		publish  bool
+		wantErr  error
+		requests int64
+	}{
+		{name: "404 not retried", faults: nil, publish: false, wantErr: ErrNotFound, requests: 1},
+		{name: "410 not retried", faults: []fault{status(410)}, publish: true, wantErr: ErrNotFound, requests: 1},
+		{name: "checksum mismatch not retried", faults: []fault{wrongBytes}, publish: true, wantErr: ErrChecksumMismatch, requests: 1},
+		{name: "403 not retried", faults: []fault{status(403)}, publish: true, wantErr: ErrUpstream, requests: 1},
+		{name: "5xx until retries run out", faults: []fault{status(500), status(502), status(503)}, retries: 2, publish: true, wantErr: ErrUpstream, requests: 3},
+		{name: "truncated until retries run out", faults: []fault{cutBody(false), cutBody(false)}, retries: 1, publish: true, wantErr: ErrUpstream, requests: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, func(o *Options) { o.Retries = tt.retries })
+			mv := lexRuntime
+			if tt.publish {
+				env.publish(mv)
+			} else {
+				// Known to the index, but upstream lost it.
+				env.index.set(mv, sha256Hex(archiveBytes(mv)))
+			}
+			env.up.queue(tt.faults...)
+
+			obj, _, err := env.cache.Get(context.Background(), mv)
+			if err == nil {
+				obj.Close()
+				t.Fatal("Get succeeded, want error")
+			}
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if n := env.up.requests.Load(); n != tt.requests {
+				t.Errorf("upstream requests = %d, want %d", n, tt.requests)
+			}
+			if _, err := env.store.Open(context.Background(), mv); !errors.Is(err, ErrNotExist) {
+				t.Errorf("store after failure: %v, want ErrNotExist", err)
+			}
+			if tmp := tempFiles(t, env.root); len(tmp) != 0 {
+				t.Errorf("temporary files left: %v", tmp)
+			}
+			if tt.wantErr == ErrChecksumMismatch {
+				var ce *ChecksumError
+				if !errors.As(err, &ce) || ce.Expected == ce.Actual || ce.Expected == "" || ce.Actual == "" {
+					t.Errorf("checksum error lacks both sums: %#v", ce)
+				}
+			}
+			if st := env.cache.Stats(); st.FetchFailures != 1 {
+				t.Errorf("stats = %+v, want one failure", st)
+			}
+		})
+	}
+}
+
+func TestGetRetriesTransientFailures(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults []fault
+	}{
+		{"503", []fault{status(503)}},
+		{"500 then 502", []fault{status(500), status(502)}},
+		{"408", []fault{status(408)}},
+		{"429", []fault{status(429)}},
+		{"reset mid-body", []fault{cutBody(true)}},
+		{"truncated body", []fault{cutBody(false)}},
+		{"hang", []fault{hang}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := newTestEnv(t, func(o *Options) { o.AttemptTimeout = 500 * time.Millisecond })
+			want := env.publish(lexRuntime)
+			env.up.queue(tt.faults...)
+
+			obj, outcome, err := env.cache.Get(context.Background(), lexRuntime)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, obj); !bytes.Equal(got, want) || outcome != OutcomeMiss {
+				t.Fatalf("got %d bytes (%s), want %d", len(got), outcome, len(want))
+			}
+			if n, want := env.up.requests.Load(), int64(len(tt.faults)+1); n != want {
+				t.Errorf("upstream requests = %d, want %d", n, want)
+			}
+			if tmp := tempFiles(t, env.root); len(tmp) != 0 {
+				t.Errorf("temporary files left: %v", tmp)
+			}
+		})
+	}
+}
+
+func TestConcurrentGetsShareOneFetch(t *testing.T) {
+	env := newTestEnv(t, nil)
+	want := env.publish(lexRuntime)
+	gate := make(chan struct{})
+	env.up.gate = gate
+
+	const n = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			obj, _, err := env.cache.Get(context.Background(), lexRuntime)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer obj.Close()
+			var b bytes.Buffer
+			if _, err := b.ReadFrom(obj); err != nil {
+				errs <- err
+				return
+			}
+			if !bytes.Equal(b.Bytes(), want) {
+				errs <- errors.New("wrong bytes")
+			}
+		}()
+	}
+	// Hold the one upstream request open while the others pile up behind
+	// it. Whether a late goroutine joins the flight or finds the stored
+	// archive, it must not cause a second request.
+	<-env.up.arrived
+	time.Sleep(100 * time.Millisecond)
+	close(gate)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := env.up.requests.Load(); got != 1 {
+		t.Errorf("upstream requests = %d, want exactly 1", got)
+	}
+	if st := env.cache.Stats(); st.Fetches != 1 {
+		t.Errorf("fetches = %d, want 1", st.Fetches)
+	}
+}
+
+func TestCancelledWaiterDoesNotCancelFetch(t *testing.T) {
+	env := newTestEnv(t, nil)
+	want := env.publish(lexRuntime)
+	gate := make(chan struct{})
+	env.up.gate = gate
+
+	quitter, quit := context.WithCancel(context.Background())
+	quitterDone := make(chan error, 1)
+	go func() {
+		_, _, err := env.cache.Get(quitter, lexRuntime)
+		quitterDone <- err
+	}()
+	<-env.up.arrived
+
+	type result struct {
+		b   []byte
+		err error
+	}
+	patient := make(chan result, 1)
+	go func() {
+		obj, _, err := env.cache.Get(context.Background(), lexRuntime)
+		if err != nil {
+			patient <- result{err: err}
+			return
+		}
+		defer obj.Close()
+		var b bytes.Buffer
+		_, err = b.ReadFrom(obj)
+		patient <- result{b: b.Bytes(), err: err}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the patient waiter join the flight
+
+	quit()
+	select {
+	case err := <-quitterDone:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled waiter err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("cancelled waiter still waiting")
+	}
+
+	close(gate)
+	select {
+	case r := <-patient:
+		if r.err != nil || !bytes.Equal(r.b, want) {
+			t.Fatalf("patient waiter: %d bytes, err %v", len(r.b), r.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("patient waiter never got the archive")
+	}
+	if got := env.up.requests.Load(); got != 1 {
+		t.Errorf("upstream requests = %d, want 1", got)
+	}
+}
+
+func TestFetchOutlivesAllWaiters(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.publish(lexRuntime)
+	gate := make(chan struct{})
+	env.up.gate = gate
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := env.cache.Ensure(ctx, lexRuntime)
+		done <- err
+	}()
+	<-env.up.arrived
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	close(gate)
+	// The detached fetch finishes and stores the archive on its own.
+	for i := 0; ; i++ {
+		obj, err := env.store.Open(context.Background(), lexRuntime)
+		if err == nil {
+			obj.Close()
+			break
+		}
+		if i == 200 {
+			t.Fatal("archive never stored after the only waiter left")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	if outcome, err := env.cache.Ensure(context.Background(), lexRuntime); err != nil || outcome != OutcomeHit {
+		t.Errorf("Ensure after = %q, %v; want hit", outcome, err)
+	}
+}
+
+func TestOffline(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.Offline = true })
+	env.publish(lexRuntime)
+
+	_, _, err := env.cache.Get(context.Background(), lexRuntime)
+	if !errors.Is(err, ErrUpstreamUnavailable) {
+		t.Errorf("offline miss: %v, want ErrUpstreamUnavailable", err)
+	}
+	unknown := ModuleVersion{Module: "nobody/nothing", Version: "1.0.0"}
+	if _, _, err := env.cache.Get(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
+		t.Errorf("offline unknown: %v, want ErrNotFound", err)
+	}
+	if n := env.up.requests.Load(); n != 0 {
+		t.Errorf("offline cache made %d upstream requests", n)
+	}
+
+	// What is already stored is still served.
+	b := archiveBytes(lexRuntime)
+	if _, err := env.store.Put(context.Background(), lexRuntime, bytes.NewReader(b), sha256Hex(b)); err != nil {
+		t.Fatal(err)
+	}
+	obj, outcome, err := env.cache.Get(context.Background(), lexRuntime)
+	if err != nil || outcome != OutcomeHit {
+		t.Fatalf("offline hit: %q, %v", outcome, err)
+	}
+	obj.Close()
+}
+
+func TestUpstreamDown(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.Retries = 1 })
+	env.publish(lexRuntime)
+	env.up.srv.Close()
+
+	_, _, err := env.cache.Get(context.Background(), lexRuntime)
+	if !errors.Is(err, ErrUpstreamUnavailable) {
+		t.Fatalf("err = %v, want ErrUpstreamUnavailable", err)
+	}
+	if st := env.cache.Stats(); st.UpstreamRequests != 2 {
+		t.Errorf("attempts = %d, want 2 (one retry)", st.UpstreamRequests)
+	}
+}
+
+func TestUnknownVersionRefreshesIndexOnce(t *testing.T) {
+	t.Run("published after the last sync", func(t *testing.T) {
+		env := newTestEnv(t, nil)
+		want := env.up.add(lexRuntime)
+		env.index.onRefresh = func(f *fakeIndex) { f.set(lexRuntime, sha256Hex(want)) }
+
+		obj, _, err := env.cache.Get(context.Background(), lexRuntime)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, obj); !bytes.Equal(got, want) {
+			t.Error("wrong bytes")
+		}
+		if n := env.index.refreshes.Load(); n != 1 {
+			t.Errorf("refreshes = %d, want 1", n)
+		}
+	})
+	t.Run("does not exist", func(t *testing.T) {
+		env := newTestEnv(t, nil)
+		_, _, err := env.cache.Get(context.Background(), lexRuntime)
+		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not in the index") {
+			t.Fatalf("err = %v, want ErrNotFound saying it is not in the index", err)
+		}
+		if n := env.index.refreshes.Load(); n != 1 {
+			t.Errorf("refreshes = %d, want 1", n)
+		}
+		if n := env.up.requests.Load(); n != 0 {
+			t.Errorf("upstream requests = %d, want 0", n)
+		}
+	})
+}
+
+func TestTooLarge(t *testing.T) {
+	env := newTestEnv(t, func(o *Options) { o.MaxArchiveBytes = 1000 })
+	env.publish(lexRuntime)
+	_, _, err := env.cache.Get(context.Background(), lexRuntime)
+	if !errors.Is(err, ErrUpstream) {
+		t.Fatalf("err = %v, want ErrUpstream", err)
+	}
+	if n := env.up.requests.Load(); n != 1 {
+		t.Errorf("upstream requests = %d, want 1 (no retry)", n)
+	}
+}
+
+func TestGetRejectsBadNames(t *testing.T) {
+	env := newTestEnv(t, nil)
+	for _, mv := range []ModuleVersion{
+		{Module: "../etc", Version: "1.0.0"},
+		{Module: "a/b", Version: "../../x"},
+		{Module: ".tmp/x", Version: "1.0.0"},
+	} {
+		if _, _, err := env.cache.Get(context.Background(), mv); !errors.Is(err, ErrBadName) {
+			t.Errorf("Get(%+v) = %v, want ErrBadName", mv, err)
+		}
+	}
+	if n := env.up.requests.Load(); n != 0 {
+		t.Errorf("upstream requests = %d, want 0", n)
+	}
+}
+
+func TestNewValidatesOptions(t *testing.T) {
+	store, err := NewLocalStore(t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]Options{
+		"no store":     {Index: newFakeIndex()},
+		"no index":     {Store: store},
+		"relative url": {Store: store, Index: newFakeIndex(), DownloadURL: "download.mooncakes.io"},
+	} {
+		if _, err := New(opts); err == nil {
+			t.Errorf("%s: New succeeded", name)
+		}
+	}
+	c, err := New(Options{Store: store, Index: newFakeIndex()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ArchiveURL(camel); got != "https://download.mooncakes.io/user/illusory0x0/%F0%9F%90%AB/0.1.2%2B3.zip" {
+		t.Errorf("ArchiveURL = %q", got)
+	}
+}

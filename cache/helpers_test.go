@@ -1,0 +1,245 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// fakeIndex is a map of module@version -> checksum. onRefresh, if set, runs
+// on RequestRefresh (e.g. to "publish" a version).
+type fakeIndex struct {
+	mu        sync.Mutex
+	sums      map[string]string
+	refreshes atomic.Int64
+	onRefresh func(f *fakeIndex)
+}
+
+func newFakeIndex() *fakeIndex { return &fakeIndex{sums: map[string]string{}} }
+
+func (f *fakeIndex) set(mv ModuleVersion, sum string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sums[mv.String()] = sum
+}
+
+func (f *fakeIndex) Checksum(ctx context.Context, module, version string) (string, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.sums[module+"@"+version]
+	return s, ok, nil
+}
+
+func (f *fakeIndex) RequestRefresh(ctx context.Context) error {
+	f.refreshes.Add(1)
+	if f.onRefresh != nil {
+		f.onRefresh(f)
+	}
+	return nil
+}
+
+// archiveBytes is a deterministic stand-in for a zip: large enough that a
+// connection reset lands mid-body.
+func archiveBytes(mv ModuleVersion) []byte {
+	var b bytes.Buffer
+	for i := 0; b.Len() < 256<<10; i++ {
+		fmt.Fprintf(&b, "%s block %d\n", mv, i)
+	}
+	return b.Bytes()
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// fault handles one upstream request instead of the normal handler.
+type fault func(w http.ResponseWriter, r *http.Request, body []byte)
+
+func status(code int) fault {
+	return func(w http.ResponseWriter, r *http.Request, body []byte) {
+		http.Error(w, http.StatusText(code), code)
+	}
+}
+
+// cutBody sends headers announcing the whole body, half the body, then
+// closes the connection: with a reset (RST) or cleanly (truncation).
+func cutBody(reset bool) fault {
+	return func(w http.ResponseWriter, r *http.Request, body []byte) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, "cannot hijack: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nContent-Type: application/zip\r\n\r\n", len(body))
+		buf.Write(body[:len(body)/2])
+		buf.Flush()
+		if tc, ok := conn.(*net.TCPConn); ok && reset {
+			tc.SetLinger(0)
+		}
+		conn.Close()
+	}
+}
+
+func wrongBytes(w http.ResponseWriter, r *http.Request, body []byte) {
+	w.Write(append([]byte("tampered"), body[8:]...))
+}
+
+// hang answers nothing until the client gives up.
+func hang(w http.ResponseWriter, r *http.Request, body []byte) {
+	<-r.Context().Done()
+}
+
+// fakeUpstream serves archives at /user/<owner>/<rest>/<version>.zip, with
+// queued faults applied to the next requests in order.
+type fakeUpstream struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	files    map[string][]byte // by decoded request path
+	faults   []fault
+	gate     chan struct{} // if set, requests wait for it to close
+	arrived  chan struct{} // receives (non-blocking) when a request arrives
+	requests atomic.Int64
+	ua       []string
+	escaped  []string
+}
+
+func newFakeUpstream(t *testing.T) *fakeUpstream {
+	u := &fakeUpstream{files: map[string][]byte{}, arrived: make(chan struct{}, 1000)}
+	u.srv = httptest.NewServer(http.HandlerFunc(u.serve))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *fakeUpstream) add(mv ModuleVersion) []byte {
+	b := archiveBytes(mv)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.files["/user/"+mv.RelPath()] = b
+	return b
+}
+
+func (u *fakeUpstream) queue(f ...fault) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.faults = append(u.faults, f...)
+}
+
+func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
+	u.requests.Add(1)
+	u.mu.Lock()
+	u.ua = append(u.ua, r.UserAgent())
+	u.escaped = append(u.escaped, r.URL.EscapedPath())
+	var f fault
+	if len(u.faults) > 0 {
+		f, u.faults = u.faults[0], u.faults[1:]
+	}
+	body, ok := u.files[r.URL.Path]
+	gate := u.gate
+	u.mu.Unlock()
+	select {
+	case u.arrived <- struct{}{}:
+	default:
+	}
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if f != nil {
+		f(w, r, body)
+		return
+	}
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Write(body)
+}
+
+// testEnv is a cache over a real LocalStore in a temp dir and a fake upstream.
+type testEnv struct {
+	cache *Cache
+	store *LocalStore
+	index *fakeIndex
+	up    *fakeUpstream
+	root  string
+}
+
+func newTestEnv(t *testing.T, tweak func(*Options)) *testEnv {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "packages")
+	store, err := NewLocalStore(root, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &testEnv{store: store, index: newFakeIndex(), up: newFakeUpstream(t), root: root}
+	opts := Options{
+		Store:          store,
+		Index:          env.index,
+		DownloadURL:    env.up.srv.URL,
+		AttemptTimeout: 5 * time.Second,
+		FetchTimeout:   30 * time.Second,
+		RetryBackoff:   time.Millisecond,
+		Logger:         zerolog.Nop(),
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	c, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.cache = c
+	return env
+}
+
+// publish makes mv known to the index and served by upstream.
+func (e *testEnv) publish(mv ModuleVersion) []byte {
+	b := e.up.add(mv)
+	e.index.set(mv, sha256Hex(b))
+	return b
+}
+
+func readAll(t *testing.T, obj Object) []byte {
+	t.Helper()
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tempFiles lists what is left in the store's temporary directory.
+func tempFiles(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, tempDirName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}

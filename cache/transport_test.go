@@ -1,0 +1,198 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/rs/zerolog"
+)
+
+// symbolsUpstream serves /symbols.zip with an ETag and the given
+// Cache-Control, answering 304 to a matching If-None-Match.
+type symbolsUpstream struct {
+	srv          *httptest.Server
+	mu           sync.Mutex
+	version      int
+	cacheControl string
+	status       int // if non-zero, answer this instead
+	requests     atomic.Int64
+	conditional  atomic.Int64 // requests that carried If-None-Match
+	sawStaleDir  atomic.Bool  // a request leaked our stale-if-error directive
+}
+
+func newSymbolsUpstream(t *testing.T, cacheControl string) *symbolsUpstream {
+	u := &symbolsUpstream{version: 1, cacheControl: cacheControl}
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.requests.Add(1)
+		if hasDirective(r.Header.Get("Cache-Control"), staleIfError) {
+			u.sawStaleDir.Store(true)
+		}
+		u.mu.Lock()
+		v, cc, st := u.version, u.cacheControl, u.status
+		u.mu.Unlock()
+		if st != 0 {
+			http.Error(w, "broken", st)
+			return
+		}
+		etag := fmt.Sprintf(`"symbols-v%d"`, v)
+		w.Header().Set("ETag", etag)
+		if cc != "" {
+			w.Header().Set("Cache-Control", cc)
+		}
+		if inm := r.Header.Get("If-None-Match"); inm != "" {
+			u.conditional.Add(1)
+			if inm == etag {
+				w.WriteHeader(http.StatusNotModified)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/zip")
+		fmt.Fprintf(w, "symbols version %d", v)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *symbolsUpstream) set(f func(u *symbolsUpstream)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	f(u)
+}
+
+func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, Outcome, error) {
+	t.Helper()
+	ctx, tracker := TrackOutcome(context.Background())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := (&http.Client{Transport: rt}).Do(req)
+	if err != nil {
+		return "", 0, OutcomeMiss, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), resp.StatusCode, tracker.Outcome(resp), nil
+}
+
+func newCachingTransport(t *testing.T) (*CachingTransport, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "http-cache")
+	rt, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt, dir
+}
+
+func TestCachingTransportRevalidatesAndServesStale(t *testing.T) {
+	up := newSymbolsUpstream(t, "no-cache")
+	rt, _ := newCachingTransport(t)
+	url := up.srv.URL + "/symbols.zip"
+
+	steps := []struct {
+		name        string
+		before      func()
+		wantBody    string
+		wantOutcome Outcome
+	}{
+		{"first request fills the cache", nil, "symbols version 1", OutcomeMiss},
+		{"revalidated with 304", nil, "symbols version 1", OutcomeHit},
+		{"new version replaces the stored one", func() { up.set(func(u *symbolsUpstream) { u.version = 2 }) }, "symbols version 2", OutcomeMiss},
+		{"upstream 5xx serves stored copy", func() { up.set(func(u *symbolsUpstream) { u.status = 503 }) }, "symbols version 2", OutcomeStale},
+		{"upstream down serves stored copy", func() { up.srv.Close() }, "symbols version 2", OutcomeStale},
+	}
+	for _, s := range steps {
+		if s.before != nil {
+			s.before()
+		}
+		body, code, outcome, err := fetchThrough(t, rt, url)
+		if err != nil {
+			t.Fatalf("%s: %v", s.name, err)
+		}
+		if code != http.StatusOK || body != s.wantBody || outcome != s.wantOutcome {
+			t.Errorf("%s: %d %q %s, want 200 %q %s", s.name, code, body, outcome, s.wantBody, s.wantOutcome)
+		}
+	}
+	if up.conditional.Load() < 2 {
+		t.Errorf("upstream saw %d conditional requests, want revalidation", up.conditional.Load())
+	}
+	if up.sawStaleDir.Load() {
+		t.Error("stale-if-error directive leaked upstream")
+	}
+}
+
+func TestCachingTransportFreshHitSkipsUpstream(t *testing.T) {
+	up := newSymbolsUpstream(t, "max-age=3600")
+	rt, _ := newCachingTransport(t)
+	url := up.srv.URL + "/symbols.zip"
+	for i, want := range []Outcome{OutcomeMiss, OutcomeHit, OutcomeHit} {
+		if _, _, got, err := fetchThrough(t, rt, url); err != nil || got != want {
+			t.Errorf("request %d: %s, %v; want %s", i, got, err, want)
+		}
+	}
+	if n := up.requests.Load(); n != 1 {
+		t.Errorf("upstream requests = %d, want 1", n)
+	}
+}
+
+func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
+	up := newSymbolsUpstream(t, "no-cache")
+	up.set(func(u *symbolsUpstream) { u.status = 500 })
+	rt, dir := newCachingTransport(t)
+	url := up.srv.URL + "/symbols.zip"
+
+	if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != 500 || outcome != OutcomeMiss {
+		t.Fatalf("got %d %s %v, want the 500 passed on", code, outcome, err)
+	}
+	up.srv.Close()
+	if _, _, _, err := fetchThrough(t, rt, url); err == nil {
+		t.Error("a stored 500 was served while upstream was down")
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != tempDirName {
+			t.Errorf("unexpected cache entry %s", e.Name())
+		}
+	}
+}
+
+func TestHTTPCacheRemovesLeftoverTempFiles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "http-cache")
+	if err := os.MkdirAll(filepath.Join(dir, tempDirName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, tempDirName, "123456"), []byte("HTTP/1.1 200 OK\r\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewHTTPCache(dir, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, tempDirName)); len(entries) != 0 {
+		t.Errorf("leftover temporary files: %v", entries)
+	}
+	c.Set("k", []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	if b, ok := c.Get("k"); !ok || len(b) == 0 {
+		t.Error("Get after Set failed")
+	}
+	c.Set("bad", []byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
+	if _, ok := c.Get("bad"); ok {
+		t.Error("5xx stored")
+	}
+	c.Delete("k")
+	if _, ok := c.Get("k"); ok {
+		t.Error("Get after Delete succeeded")
+	}
+}
