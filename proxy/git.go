@@ -1,15 +1,272 @@
 package proxy
 
 import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"log"
 	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 
 	"github.com/rs/zerolog"
 )
 
+// Routes of the index repository. Only the two smart-HTTP upload-pack
+// endpoints reach git; everything else under gitPrefix is answered here.
+const (
+	gitPrefix      = "/git/index"
+	gitInfoRefs    = gitPrefix + "/info/refs"
+	gitUploadPack  = gitPrefix + "/git-upload-pack"
+	gitReceivePack = gitPrefix + "/git-receive-pack"
+)
+
+const (
+	// maxGitRequestBody bounds an upload-pack request after gzip
+	// decompression. A negotiation lists wants and haves; even a client
+	// with a long history of the index sends far less.
+	maxGitRequestBody = 10 << 20
+	// maxGitBackends bounds concurrent git http-backend processes (each
+	// may start pack-objects), so a burst of clones cannot exhaust the
+	// machine; further requests wait for a slot.
+	maxGitBackends = 16
+	// maxGitProtocolLen bounds the Git-Protocol header passed to git.
+	maxGitProtocolLen = 256
+)
+
+// gitHandler serves the index mirror read-only over git smart HTTP by
+// running `git http-backend` as a CGI program per request.
+type gitHandler struct {
+	repoDir string // absolute path of the mirror repository (work tree)
+	gitPath string
+	gitErr  error // set when git cannot be found; every request fails
+	log     zerolog.Logger
+	slots   chan struct{}
+}
+
 // newGitHandler serves the index mirror at /git/index over git smart HTTP.
-// Placeholder until the git http-backend handler lands.
+// repoDir is the mirror's work tree (the directory holding .git). The
+// request path arrives unstripped.
 func newGitHandler(repoDir string, log zerolog.Logger) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "index not served yet", http.StatusNotImplemented)
-	})
+	h := &gitHandler{
+		log:   log.With().Str("component", "git-http-backend").Logger(),
+		slots: make(chan struct{}, maxGitBackends),
+	}
+	if repoDir != "" {
+		abs, err := filepath.Abs(repoDir)
+		if err != nil {
+			h.gitErr = fmt.Errorf("index directory %q: %w", repoDir, err)
+		}
+		h.repoDir = abs
+	}
+	if h.gitErr == nil {
+		h.gitPath, h.gitErr = exec.LookPath("git")
+	}
+	return h
+}
+
+func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodPost:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	// Exact paths only: no prefix matching, so "..", encoded slashes,
+	// dumb-HTTP paths (HEAD, objects/..., config) never reach git or the
+	// filesystem.
+	switch r.URL.Path {
+	case gitInfoRefs:
+		if r.Method == http.MethodPost {
+			methodNotAllowed(w, "GET, HEAD")
+			return
+		}
+		switch services := r.URL.Query()["service"]; {
+		case len(services) == 1 && services[0] == "git-upload-pack":
+			h.serveBackend(w, r, gitInfoRefs, "service=git-upload-pack")
+		case len(services) == 1 && services[0] == "git-receive-pack":
+			http.Error(w, "the index mirror is read-only", http.StatusForbidden)
+		default:
+			// Dumb HTTP (no service) is not offered.
+			http.Error(w, "not found: only git smart HTTP is served", http.StatusNotFound)
+		}
+	case gitUploadPack:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST")
+			return
+		}
+		h.serveBackend(w, r, gitUploadPack, "")
+	case gitReceivePack:
+		http.Error(w, "the index mirror is read-only", http.StatusForbidden)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+}
+
+// serveBackend runs git http-backend for one of the two upload-pack
+// endpoints; path and query are the canonical ones, never the client's.
+func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, query string) {
+	if h.gitErr != nil {
+		h.log.Error().Err(h.gitErr).Msg("cannot serve the index")
+		http.Error(w, "index not available", http.StatusInternalServerError)
+		return
+	}
+	if !h.ready() {
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "index mirror not ready: the first sync from upstream has not finished yet", http.StatusServiceUnavailable)
+		return
+	}
+
+	r2 := r.Clone(r.Context())
+	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = path, "", query
+	r2.Header.Del("Git-Protocol") // passed as GIT_PROTOCOL below, checked
+	if r.Method == http.MethodPost {
+		body, status, err := readGitBody(w, r)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+		// net/http/cgi refuses chunked bodies (git sends large
+		// negotiations chunked) and passes CONTENT_LENGTH only when
+		// known: hand it the decompressed body with its length.
+		r2.ContentLength = int64(len(body))
+		r2.TransferEncoding = nil
+		r2.Header.Del("Content-Encoding")
+		r2.Header.Del("Content-Length")
+	} else {
+		r2.Body = http.NoBody
+		r2.ContentLength = 0
+	}
+
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	case <-r.Context().Done():
+		return
+	}
+
+	logw := &backendLog{log: h.log, path: path}
+	env := []string{
+		"GIT_PROJECT_ROOT=" + h.repoDir,
+		"GIT_HTTP_EXPORT_ALL=1",
+		// Neither the user's nor the system's git config may change what
+		// is served (or enable receive-pack).
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_CONFIG_GLOBAL=" + os.DevNull,
+		"HOME=" + os.DevNull,
+		"GIT_TERMINAL_PROMPT=0",
+	}
+	if p := gitProtocol(r.Header.Get("Git-Protocol")); p != "" {
+		env = append(env, "GIT_PROTOCOL="+p)
+	}
+	backend := &cgi.Handler{
+		Path: h.gitPath,
+		Args: []string{"http-backend"},
+		// PATH_INFO becomes "/info/refs" or "/git-upload-pack", so the
+		// repository is GIT_PROJECT_ROOT itself.
+		Root:   gitPrefix,
+		Dir:    h.repoDir,
+		Env:    env,
+		Logger: log.New(logw, "", 0),
+		Stderr: logw,
+	}
+	backend.ServeHTTP(&flushWriter{w: w, rc: http.NewResponseController(w)}, r2)
+}
+
+// ready reports whether the mirror repository exists. The mirror moves a
+// first clone into place with .git last, so .git means complete.
+func (h *gitHandler) ready() bool {
+	if h.repoDir == "" {
+		return false
+	}
+	fi, err := os.Stat(filepath.Join(h.repoDir, ".git"))
+	return err == nil && fi.IsDir()
+}
+
+// readGitBody reads a POST body, decompressing gzip, up to
+// maxGitRequestBody bytes. On error it also returns the status to send.
+func readGitBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+	// A compressed body is never much larger than the data in it.
+	var body io.Reader = http.MaxBytesReader(w, r.Body, maxGitRequestBody+64<<10)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip", "x-gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, http.StatusBadRequest, fmt.Errorf("bad gzip request body: %w", err)
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxGitRequestBody+1))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig) || len(data) > maxGitRequestBody:
+		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxGitRequestBody)
+	case err != nil:
+		return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
+	}
+	return data, 0, nil
+}
+
+// gitProtocol returns the Git-Protocol header if it looks like what git
+// sends ("version=2", colon-separated key=value), else "".
+func gitProtocol(v string) string {
+	if v == "" || len(v) > maxGitProtocolLen {
+		return ""
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("=:._-", c)) {
+			return ""
+		}
+	}
+	return v
+}
+
+// flushWriter flushes after every write so packs and progress stream to
+// the client as git produces them instead of sitting in buffers.
+type flushWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (f *flushWriter) Header() http.Header { return f.w.Header() }
+
+func (f *flushWriter) WriteHeader(code int) { f.w.WriteHeader(code) }
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		// A writer that cannot flush still delivers everything.
+		_ = f.rc.Flush()
+	}
+	return n, err
+}
+
+// backendLog turns git http-backend's stderr (and net/http/cgi's own
+// messages) into log events.
+type backendLog struct {
+	log  zerolog.Logger
+	path string
+}
+
+func (b *backendLog) Write(p []byte) (int, error) {
+	if msg := strings.TrimSpace(string(p)); msg != "" {
+		b.log.Warn().Str("path", b.path).Str("stderr", msg).Msg("git http-backend")
+	}
+	return len(p), nil
 }
