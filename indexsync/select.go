@@ -44,6 +44,11 @@ type Skipped struct {
 	From   string // module@version that requires it, or "moon.mod.json"
 	Module string
 	Reason string
+	// Unresolved is set when the registry cannot satisfy the dependency
+	// (unknown module, no matching version, unsupported requirement): a
+	// project needing it cannot build from this mirror. Path and git
+	// dependencies are skipped without it.
+	Unresolved bool
 }
 
 // ErrNoMatch is returned when a pattern matches nothing.
@@ -141,6 +146,10 @@ func (s *selector) skip(from, module, reason string) {
 	s.skipped = append(s.skipped, Skipped{From: from, Module: module, Reason: reason})
 }
 
+func (s *selector) unresolved(from, module, reason string) {
+	s.skipped = append(s.skipped, Skipped{From: from, Module: module, Reason: reason, Unresolved: true})
+}
+
 // match expands one pattern into versions.
 func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) {
 	name, version, exact := strings.Cut(pattern, "@")
@@ -187,6 +196,9 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 	var out []Version
 	for _, m := range modules {
 		vs, err := s.versionsOf(m)
+		if errors.Is(err, ErrModuleNotFound) {
+			continue // reported below as matching nothing
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -267,20 +279,20 @@ func (s *selector) closure() error {
 // require adds the lowest published version of module that satisfies req.
 func (s *selector) require(from, module, req string) error {
 	if cache.ValidateModule(module) != nil {
-		s.skip(from, module, "invalid module name")
+		s.unresolved(from, module, "invalid module name")
 		return nil
 	}
 	r, err := parseRequirement(req)
 	if err != nil {
-		s.skip(from, module, err.Error())
+		s.unresolved(from, module, err.Error())
 		return nil
 	}
 	vs, err := s.versionsOf(module)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrModuleNotFound) {
 		return err
 	}
 	if len(vs) == 0 {
-		s.skip(from, module, "module not in the index")
+		s.unresolved(from, module, "module not in the index")
 		return nil
 	}
 	for _, v := range vs {
@@ -289,7 +301,7 @@ func (s *selector) require(from, module, req string) error {
 			return nil
 		}
 	}
-	s.skip(from, module, fmt.Sprintf("no published version satisfies %q", req))
+	s.unresolved(from, module, fmt.Sprintf("no published version satisfies %q", req))
 	return nil
 }
 
