@@ -5,10 +5,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,9 +21,12 @@ import (
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
+	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/config"
+	"moonbit-registry/indexsync"
 	"moonbit-registry/proxy"
 )
 
@@ -54,6 +59,9 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			initCommand(),
 			serveCommand(),
+			syncCommand(),
+			mirrorCommand(),
+			verifyCommand(),
 			updateCommand(),
 		},
 		HideHelpCommand: true,
@@ -109,9 +117,26 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			index, err := openIndex(cfg, log)
+			if err != nil {
+				return err
+			}
+			archives, err := openCache(cfg, index, cfg.Server.Offline, log)
+			if err != nil {
+				return err
+			}
+			passthrough, err := openPassthrough(cfg, log)
+			if err != nil {
+				return err
+			}
 			ln, err := net.Listen("tcp", cfg.Server.Listen)
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+			}
+			if cfg.Server.Offline {
+				log.Warn().Msg("offline: the index is served as it is and upstream is never contacted")
+			} else {
+				go index.Run(c.Context)
 			}
 			srv := proxy.New(proxy.Options{
 				ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
@@ -120,6 +145,8 @@ func serveCommand() *cli.Command {
 				IdleTimeout:       cfg.Server.IdleTimeout.D(),
 				ShutdownTimeout:   cfg.Server.ShutdownTimeout.D(),
 				IndexDir:          cfg.Index.Dir,
+				Archives:          archives,
+				Passthrough:       passthrough,
 				Logger:            log,
 			})
 			log.Info().Str("base_url", cfg.Server.BaseURL).Str("root", cfg.Root).Bool("offline", cfg.Server.Offline).
@@ -192,6 +219,354 @@ func updateCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+func syncCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "sync",
+		Usage: "bring the local index mirror up to date once and print what changed",
+		Action: func(c *cli.Context) error {
+			cfg, log, err := setup(c, nil)
+			if err != nil {
+				return err
+			}
+			index, err := openIndex(cfg, log)
+			if err != nil {
+				return err
+			}
+			ch, err := index.Sync(c.Context)
+			if err != nil {
+				return fmt.Errorf("index sync from %s: %w", cfg.Upstream.IndexURL, err)
+			}
+			w := c.App.Writer
+			switch {
+			case ch.Initial:
+				mods, _ := index.Modules(c.Context)
+				fmt.Fprintf(w, "cloned the index at %s: %d modules\n", short(ch.To), len(mods))
+			case ch.Empty():
+				fmt.Fprintf(w, "index up to date at %s\n", short(ch.To))
+			default:
+				if ch.Rewritten {
+					fmt.Fprintln(w, "upstream rewrote the index history; clients will re-clone")
+				}
+				fmt.Fprintf(w, "index %s -> %s: %d modules changed, %d versions added, %d changed, %d removed\n",
+					short(ch.From), short(ch.To), len(ch.Modules), len(ch.Added), len(ch.Changed), len(ch.Removed))
+				for _, v := range ch.Added {
+					fmt.Fprintf(w, "added %s@%s\n", v.Module, v.Version)
+				}
+				for _, v := range ch.Changed {
+					fmt.Fprintf(w, "changed %s@%s\n", v.Module, v.Version)
+				}
+				for _, v := range ch.Removed {
+					fmt.Fprintf(w, "removed %s@%s\n", v.Module, v.Version)
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func short(commit string) string {
+	if len(commit) > 12 {
+		return commit[:12]
+	}
+	return commit
+}
+
+func mirrorCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mirror",
+		Usage:     "pre-warm the cache for offline use",
+		ArgsUsage: "[PATTERN...]",
+		Description: "Patterns: owner/name (every version), owner/name@version, owner/* (every module\n" +
+			"of an owner, nested ones too), * (everything; needs --all). Without patterns,\n" +
+			"[mirror] packages from the config. Dependencies are followed the way moon\n" +
+			"resolves them unless --strict. Exits 0 only when every selected archive is\n" +
+			"cached and verified.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "strict", Usage: "exactly what the patterns match, no dependencies"},
+			&cli.BoolFlag{Name: "latest", Usage: "only the newest non-yanked version of each matched module"},
+			&cli.BoolFlag{Name: "all", Usage: "allow the pattern * (the whole index)"},
+			&cli.StringFlag{Name: "from", Usage: "mirror what the project in this moon.mod.json needs", TakesFile: true},
+			&cli.BoolFlag{Name: "offline", Usage: "do not sync the index first; use the local mirror as it is"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be fetched and exit"},
+			&cli.IntFlag{Name: "concurrency", Usage: "parallel downloads (mirror.concurrency)"},
+		},
+		Action: func(c *cli.Context) error {
+			flags := overrides(c, map[string]string{"concurrency": "mirror.concurrency"})
+			cfg, log, err := setup(c, flags)
+			if err != nil {
+				return err
+			}
+			patterns := c.Args().Slice()
+			from := c.String("from")
+			if from != "" && len(patterns) > 0 {
+				return cli.Exit("give either --from or patterns, not both", 2)
+			}
+			if from == "" && len(patterns) == 0 {
+				patterns = cfg.Mirror.Packages
+				if len(patterns) == 0 {
+					return cli.Exit("nothing to mirror: give patterns (e.g. moonbitlang/x), --from moon.mod.json, or set [mirror] packages", 2)
+				}
+			}
+			index, err := openIndex(cfg, log)
+			if err != nil {
+				return err
+			}
+			if !c.Bool("offline") {
+				if _, err := index.Sync(c.Context); err != nil {
+					return fmt.Errorf("index sync from %s failed (use --offline to use the local mirror as it is): %w", cfg.Upstream.IndexURL, err)
+				}
+			}
+			var sel indexsync.Selection
+			if from != "" {
+				deps, err := readProjectDeps(from)
+				if err != nil {
+					return cli.Exit(err.Error(), 2)
+				}
+				sel, err = indexsync.SelectDeps(c.Context, index, deps)
+				if err != nil {
+					return err
+				}
+			} else {
+				sel, err = indexsync.Select(c.Context, index, patterns, indexsync.SelectOptions{
+					Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all"),
+				})
+				if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
+					return cli.Exit(err.Error(), 2)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			archives, err := openCache(cfg, index, false, log) // --offline skips only the index sync
+			if err != nil {
+				return err
+			}
+			return runMirror(c, archives, sel, cfg.Mirror.Concurrency, c.Bool("dry-run"))
+		},
+	}
+}
+
+// runMirror fetches a selection and prints the summary; the exit code says
+// whether everything selected is now cached and verified.
+func runMirror(c *cli.Context, archives *cache.Cache, sel indexsync.Selection, concurrency int, dryRun bool) error {
+	w := c.App.Writer
+	unresolved := 0
+	for _, s := range sel.Skipped {
+		kind := "skipped"
+		if s.Unresolved {
+			kind = "unresolved"
+			unresolved++
+		}
+		fmt.Fprintf(w, "%s: %s (required by %s): %s\n", kind, s.Module, s.From, s.Reason)
+	}
+	mvs := make([]cache.ModuleVersion, len(sel.Versions))
+	for i, v := range sel.Versions {
+		mvs[i] = cache.ModuleVersion{Module: v.Module, Version: v.Version}
+	}
+	if dryRun {
+		for _, mv := range mvs {
+			state := "to fetch"
+			if archives.Cached(c.Context, mv) {
+				state = "cached"
+			}
+			fmt.Fprintf(w, "%s\t%s\n", mv, state)
+		}
+		fmt.Fprintf(w, "%d archives selected\n", len(mvs))
+		return nil
+	}
+	progress, done := newProgress(c.App.ErrWriter, len(mvs))
+	res := archives.EnsureAll(c.Context, mvs, concurrency, progress)
+	done()
+	fmt.Fprintf(w, "selected %d, already cached %d, fetched %d (%s), failed %d\n",
+		res.Selected, res.Cached, res.Fetched, humanBytes(res.Bytes), len(res.Failed))
+	for _, f := range res.Failed {
+		fmt.Fprintf(w, "failed: %s: %v\n", f.Archive, f.Err)
+	}
+	if len(res.Failed) > 0 || unresolved > 0 {
+		return cli.Exit(fmt.Sprintf("mirror incomplete: %d archives failed, %d dependencies unresolved", len(res.Failed), unresolved), 1)
+	}
+	return nil
+}
+
+// newProgress shows a progress bar on a terminal and plain log lines
+// otherwise. done finishes the bar.
+func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
+	f, ok := w.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		n := 0
+		return func(ev cache.BatchEvent) {
+			n++
+			state := map[cache.Outcome]string{cache.OutcomeHit: "cached", cache.OutcomeMiss: "fetched"}[ev.Outcome]
+			if ev.Err != nil {
+				state = "FAILED: " + ev.Err.Error()
+			}
+			fmt.Fprintf(w, "[%d/%d] %s %s %s\n", n, total, ev.Archive, humanBytes(ev.Bytes), state)
+		}, func() {}
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("mirroring"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("archives"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+	)
+	var bytes int64
+	return func(ev cache.BatchEvent) {
+			if ev.Outcome == cache.OutcomeMiss {
+				bytes += ev.Bytes
+			}
+			bar.Describe("mirroring, " + humanBytes(bytes) + " fetched")
+			bar.Add(1)
+		}, func() {
+			bar.Finish()
+		}
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// readProjectDeps reads the deps of a project's moon.mod.json.
+func readProjectDeps(path string) (map[string]indexsync.Dep, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	var mod struct {
+		Deps map[string]indexsync.Dep `json:"deps"`
+	}
+	if err := json.Unmarshal(data, &mod); err != nil {
+		return nil, fmt.Errorf("--from %s: not a valid moon.mod.json: %w", path, err)
+	}
+	return mod.Deps, nil
+}
+
+func verifyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "verify",
+		Usage:     "re-hash cached archives against the index",
+		ArgsUsage: "[PATTERN...]",
+		Description: "Without patterns, checks every cached archive: mismatched (bytes do not match the\n" +
+			"index checksum), orphaned (not in the index) and unreadable files. With patterns\n" +
+			"(as for mirror, dependencies included unless --strict), also reports selected\n" +
+			"archives that are missing. Exits non-zero when anything is wrong.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "strict", Usage: "with patterns: exactly what they match, no dependencies"},
+			&cli.BoolFlag{Name: "all", Usage: "allow the pattern *"},
+			&cli.BoolFlag{Name: "purge", Usage: "delete mismatched, orphaned and unreadable archives"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, log, err := setup(c, nil)
+			if err != nil {
+				return err
+			}
+			index, err := openIndex(cfg, log)
+			if err != nil {
+				return err
+			}
+			var expected []cache.ModuleVersion
+			if c.NArg() > 0 {
+				sel, err := indexsync.Select(c.Context, index, c.Args().Slice(), indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")})
+				if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
+					return cli.Exit(err.Error(), 2)
+				}
+				if err != nil {
+					return err
+				}
+				expected = make([]cache.ModuleVersion, 0, len(sel.Versions))
+				for _, v := range sel.Versions {
+					expected = append(expected, cache.ModuleVersion{Module: v.Module, Version: v.Version})
+				}
+			}
+			archives, err := openCache(cfg, index, true, log)
+			if err != nil {
+				return err
+			}
+			res, err := archives.Verify(c.Context, expected, c.Bool("purge"))
+			if err != nil {
+				return err
+			}
+			w := c.App.Writer
+			for _, p := range res.Problems {
+				purged := ""
+				if p.Purged {
+					purged = " (purged)"
+				}
+				fmt.Fprintf(w, "%s: %s: %s%s\n", p.Kind, p.Archive, p.Detail, purged)
+			}
+			fmt.Fprintf(w, "checked %d archives, %d problems\n", res.Checked, len(res.Problems))
+			if len(res.Problems) > 0 {
+				return cli.Exit("verify found problems", 1)
+			}
+			return nil
+		},
+	}
+}
+
+// openIndex opens the index mirror (it may not have synced yet).
+func openIndex(cfg config.Config, log zerolog.Logger) (*indexsync.Mirror, error) {
+	return indexsync.New(indexsync.Options{
+		Dir:         cfg.Index.Dir,
+		UpstreamURL: cfg.Upstream.IndexURL,
+		Branch:      cfg.Index.Branch,
+		Interval:    cfg.Index.SyncInterval.D(),
+		GitTimeout:  cfg.Index.GitTimeout.D(),
+		Logger:      log.With().Str("component", "indexsync").Logger(),
+	})
+}
+
+// openCache opens the archive store and the fetch pipeline over it.
+func openCache(cfg config.Config, index cache.Index, offline bool, log zerolog.Logger) (*cache.Cache, error) {
+	log = log.With().Str("component", "cache").Logger()
+	store, err := cache.NewLocalStore(cfg.Cache.Dir, log)
+	if err != nil {
+		return nil, err
+	}
+	retries := cfg.Upstream.Retries
+	if retries == 0 {
+		retries = -1 // the cache reads 0 as "default"; the config means none
+	}
+	return cache.New(cache.Options{
+		Store:                store,
+		Index:                index,
+		DownloadURL:          cfg.Upstream.DownloadURL,
+		UserAgent:            cfg.Upstream.UserAgent,
+		AttemptTimeout:       cfg.Upstream.Timeout.D(),
+		Retries:              retries,
+		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
+		Offline:              offline,
+		Logger:               log,
+	})
+}
+
+// openPassthrough builds the handler for symbols, assets and API calls over
+// the on-disk HTTP cache.
+func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error) {
+	log = log.With().Str("component", "passthrough").Logger()
+	transport, err := cache.NewCachingTransport(cache.HTTPCacheOptions{Dir: cfg.Cache.HTTPDir, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return proxy.NewPassthrough(proxy.PassthroughOptions{
+		DownloadURL: cfg.Upstream.DownloadURL,
+		APIURL:      cfg.Upstream.APIURL,
+		Transport:   transport,
+		UserAgent:   cfg.Upstream.UserAgent,
+		Timeout:     cfg.Upstream.Timeout.D(),
+		Logger:      log,
+	})
 }
 
 // overrides turns the flags the user set into config overrides; flags left

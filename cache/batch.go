@@ -196,3 +196,9 @@ func (c *Cache) verifyOne(ctx context.Context, mv ModuleVersion, mustExist bool)
 	}
 	return nil, nil
 }
+
+// Cached reports whether the store holds mv (for dry runs and reports).
+func (c *Cache) Cached(ctx context.Context, mv ModuleVersion) bool {
+	ok, err := c.has(ctx, mv)
+	return ok && err == nil
+}
