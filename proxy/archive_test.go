@@ -1,0 +1,368 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
+)
+
+// logBuffer collects the access log; the server writes it from handler
+// goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// cacheOutcomes returns the "cache" field of every access-log line for path.
+func (b *logBuffer) cacheOutcomes(path string) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		if strings.Contains(line, `"message":"request"`) && strings.Contains(line, `"path":"`+path+`"`) {
+			if _, rest, ok := strings.Cut(line, `"cache":"`); ok {
+				v, _, _ := strings.Cut(rest, `"`)
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// waitOutcomes polls until the log holds at least n lines for path: the
+// server writes the access-log line after the response has gone out.
+func (b *logBuffer) waitOutcomes(t *testing.T, path string, n int) []string {
+	t.Helper()
+	for i := 0; ; i++ {
+		got := b.cacheOutcomes(path)
+		if len(got) >= n || i == 200 {
+			return got
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// archiveIndex is a map-backed cache.Index that counts lookups.
+type archiveIndex struct {
+	mu      sync.Mutex
+	sums    map[string]string
+	lookups atomic.Int64
+}
+
+func (x *archiveIndex) Checksum(ctx context.Context, module, version string) (string, bool, error) {
+	x.lookups.Add(1)
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	s, ok := x.sums[module+"@"+version]
+	return s, ok, nil
+}
+
+func (x *archiveIndex) RequestRefresh(ctx context.Context) error { return nil }
+
+type archiveFixture struct {
+	srv      *httptest.Server // the proxy
+	upstream *httptest.Server
+	requests atomic.Int64 // upstream requests
+	index    *archiveIndex
+	files    map[string][]byte // upstream content by decoded path
+	log      *logBuffer
+}
+
+func sum256(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// newArchiveFixture runs the proxy over a real cache (LocalStore in a temp
+// dir) and a fake upstream serving the given archives. tamper lists archives
+// upstream serves with wrong bytes.
+func newArchiveFixture(t *testing.T, offline bool, mvs []cache.ModuleVersion, tamper ...cache.ModuleVersion) *archiveFixture {
+	t.Helper()
+	f := &archiveFixture{index: &archiveIndex{sums: map[string]string{}}, files: map[string][]byte{}, log: &logBuffer{}}
+	for _, mv := range mvs {
+		b := []byte(strings.Repeat("PK archive of "+mv.String()+"\n", 500))
+		f.index.sums[mv.String()] = sum256(b)
+		f.files["/user/"+mv.RelPath()] = b
+	}
+	tampered := map[string]bool{}
+	for _, mv := range tamper {
+		tampered["/user/"+mv.RelPath()] = true
+	}
+	f.upstream = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.requests.Add(1)
+		b, ok := f.files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if tampered[r.URL.Path] {
+			b = append([]byte("evil"), b[4:]...)
+		}
+		w.Write(b)
+	}))
+	t.Cleanup(f.upstream.Close)
+
+	store, err := cache.NewLocalStore(filepath.Join(t.TempDir(), "packages"), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := cache.New(cache.Options{
+		Store:        store,
+		Index:        f.index,
+		DownloadURL:  f.upstream.URL,
+		Retries:      -1,
+		RetryBackoff: time.Millisecond,
+		Offline:      offline,
+		Logger:       zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Options{Archives: c, Logger: zerolog.New(f.log)})
+	f.srv = httptest.NewServer(s.Handler())
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *archiveFixture) content(mv cache.ModuleVersion) []byte { return f.files["/user/"+mv.RelPath()] }
+
+func do(t *testing.T, method, url string, hdr map[string]string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// rawGet sends target exactly as given, bypassing the client's URL handling.
+func rawGet(t *testing.T, srv *httptest.Server, target string) int {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: proxy.test\r\nConnection: close\r\n\r\n", target)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+var (
+	nestedMV  = cache.ModuleVersion{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
+	chineseMV = cache.ModuleVersion{Module: "CAIMEOX/原来可以发中文包", Version: "0.1.2+3"}
+)
+
+// oneSegment is the form current clients send: owner%2Frest%2Fversion.zip.
+func oneSegment(mv cache.ModuleVersion) string { return "/user/" + url.QueryEscape(mv.RelPath()) }
+
+// plainPath is the documented form with slashes.
+func plainPath(mv cache.ModuleVersion) string {
+	segs := strings.Split(mv.RelPath(), "/")
+	for i, s := range segs {
+		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
+	}
+	return "/user/" + strings.Join(segs, "/")
+}
+
+func TestArchiveBothFormsMissThenHit(t *testing.T) {
+	for _, mv := range []cache.ModuleVersion{nestedMV, chineseMV} {
+		t.Run(mv.String(), func(t *testing.T) {
+			f := newArchiveFixture(t, false, []cache.ModuleVersion{mv})
+			want := f.content(mv)
+			paths := []string{oneSegment(mv), plainPath(mv), oneSegment(mv)}
+			for _, p := range paths {
+				resp, body := do(t, http.MethodGet, f.srv.URL+p, nil)
+				if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+					t.Fatalf("GET %s: %d, %d bytes; want 200, %d bytes", p, resp.StatusCode, len(body), len(want))
+				}
+				for k, v := range map[string]string{
+					"Content-Type":   "application/zip",
+					"Cache-Control":  "public, max-age=31536000, immutable",
+					"ETag":           `"` + sum256(want) + `"`,
+					"Content-Length": fmt.Sprint(len(want)),
+				} {
+					if got := resp.Header.Get(k); got != v {
+						t.Errorf("GET %s: %s = %q, want %q", p, k, got, v)
+					}
+				}
+			}
+			if n := f.requests.Load(); n != 1 {
+				t.Errorf("upstream requests = %d, want 1", n)
+			}
+			got := append(f.log.waitOutcomes(t, paths[0], 2), f.log.waitOutcomes(t, paths[1], 1)...)
+			if strings.Join(got, ",") != "miss,hit,hit" {
+				t.Errorf("access log cache outcomes = %v, want miss,hit,hit", got)
+			}
+		})
+	}
+}
+
+func TestArchiveConditionalRangeHead(t *testing.T) {
+	f := newArchiveFixture(t, false, []cache.ModuleVersion{nestedMV})
+	want := f.content(nestedMV)
+	u := f.srv.URL + oneSegment(nestedMV)
+	etag := `"` + sum256(want) + `"`
+
+	tests := []struct {
+		name       string
+		method     string
+		hdr        map[string]string
+		wantStatus int
+		wantBody   []byte
+		wantLen    string
+	}{
+		{"get", http.MethodGet, nil, 200, want, fmt.Sprint(len(want))},
+		{"if-none-match", http.MethodGet, map[string]string{"If-None-Match": etag}, 304, nil, ""},
+		{"if-none-match other", http.MethodGet, map[string]string{"If-None-Match": `"nope"`}, 200, want, fmt.Sprint(len(want))},
+		{"range", http.MethodGet, map[string]string{"Range": "bytes=2-11"}, 206, want[2:12], "10"},
+		{"range suffix", http.MethodGet, map[string]string{"Range": "bytes=-5"}, 206, want[len(want)-5:], "5"},
+		{"head", http.MethodHead, nil, 200, nil, fmt.Sprint(len(want))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, u, tt.hdr)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			if !bytes.Equal(body, tt.wantBody) {
+				t.Errorf("body %d bytes, want %d", len(body), len(tt.wantBody))
+			}
+			if got := resp.Header.Get("Content-Length"); got != tt.wantLen {
+				t.Errorf("Content-Length %q, want %q", got, tt.wantLen)
+			}
+			if got := resp.Header.Get("ETag"); got != etag {
+				t.Errorf("ETag %q, want %q", got, etag)
+			}
+		})
+	}
+	if n := f.requests.Load(); n != 1 {
+		t.Errorf("upstream requests = %d, want 1", n)
+	}
+}
+
+func TestArchiveErrors(t *testing.T) {
+	unknown := cache.ModuleVersion{Module: "nobody/nothing", Version: "1.0.0"}
+	tests := []struct {
+		name       string
+		offline    bool
+		down       bool
+		method     string
+		mv         cache.ModuleVersion
+		wantStatus int
+		wantText   string
+	}{
+		{name: "unknown version", mv: unknown, wantStatus: 404, wantText: "not in the index"},
+		{name: "checksum mismatch", mv: chineseMV, wantStatus: 502, wantText: "checksum mismatch"},
+		{name: "offline miss", offline: true, mv: nestedMV, wantStatus: 504, wantText: "archive moonbitlang/lex/runtime@0.1.0 is not cached and upstream is unreachable"},
+		{name: "upstream down", down: true, mv: nestedMV, wantStatus: 504, wantText: "is not cached and upstream is unreachable"},
+		{name: "post", method: http.MethodPost, mv: nestedMV, wantStatus: 405},
+		{name: "delete", method: http.MethodDelete, mv: nestedMV, wantStatus: 405},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newArchiveFixture(t, tt.offline, []cache.ModuleVersion{nestedMV, chineseMV}, chineseMV)
+			if tt.down {
+				f.upstream.Close()
+			}
+			method := tt.method
+			if method == "" {
+				method = http.MethodGet
+			}
+			resp, body := do(t, method, f.srv.URL+oneSegment(tt.mv), nil)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.wantStatus)
+			}
+			if !strings.Contains(string(body), tt.wantText) {
+				t.Errorf("body %q does not say %q", body, tt.wantText)
+			}
+			if resp.Header.Get("Cache-Control") == "public, max-age=31536000, immutable" {
+				t.Error("an error response was marked immutable")
+			}
+		})
+	}
+}
+
+func TestArchiveRejectsHostilePaths(t *testing.T) {
+	f := newArchiveFixture(t, false, []cache.ModuleVersion{nestedMV})
+	for _, target := range []string{
+		"/user/%2e%2e%2F%2e%2e%2Fetc%2Fpasswd.zip",
+		"/user/..%2F..%2Fx%2F1.0.0.zip",
+		"/user/moonbitlang%2F%2e%2e%2F0.1.0.zip",
+		"/user/moonbitlang%2Flex%00%2F0.1.0.zip",
+		"/user/moonbitlang%2F%2Fx%2F0.1.0.zip",
+		"/user/moonbitlang%5Clex%2Fruntime%2F0.1.0.zip",
+		"/user/.tmp%2Fput-1%2F1.0.0.zip",
+		"/user/moonbitlang%2Flex%2F0.1.zip",
+		"/user/moonbitlang%2Flex%2F0.1.0.tar",
+		"/user/moonbitlang%2Flex%2Fruntime%2F0.1.0",
+		"/user/" + strings.Repeat("a%2F", 800) + "0.1.0.zip",
+		"/user/%zz",
+	} {
+		if got := rawGet(t, f.srv, target); got != http.StatusBadRequest {
+			t.Errorf("GET %s: %d, want 400", target, got)
+		}
+	}
+	// Literal dot segments are cleaned (and redirected) by the router before
+	// any handler runs; they must not be served either.
+	for _, target := range []string{"/user/../user/moonbitlang/lex/runtime/0.1.0.zip", "/user/moonbitlang/lex/./runtime/0.1.0.zip"} {
+		if got := rawGet(t, f.srv, target); got == http.StatusOK {
+			t.Errorf("GET %s: 200", target)
+		}
+	}
+	if n := f.requests.Load(); n != 0 {
+		t.Errorf("upstream requests = %d, want 0", n)
+	}
+	if n := f.index.lookups.Load(); n != 0 {
+		t.Errorf("index lookups = %d, want 0", n)
+	}
+}
+
+func TestArchiveWithoutCache(t *testing.T) {
+	srv := httptest.NewServer(New(Options{Logger: zerolog.Nop()}).Handler())
+	defer srv.Close()
+	resp, _ := do(t, http.MethodGet, srv.URL+oneSegment(nestedMV), nil)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
+}
