@@ -148,7 +148,9 @@ func newArchiveFixture(t *testing.T, offline bool, mvs []cache.ModuleVersion, ta
 	return f
 }
 
-func (f *archiveFixture) content(mv cache.ModuleVersion) []byte { return f.files["/user/"+mv.RelPath()] }
+func (f *archiveFixture) content(mv cache.ModuleVersion) []byte {
+	return f.files["/user/"+mv.RelPath()]
+}
 
 func do(t *testing.T, method, url string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
