@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-	"golang.org/x/sync/singleflight"
 )
 
 // ErrNotReady is returned by lookups before the first successful sync has
@@ -26,8 +25,12 @@ type Mirror struct {
 	log     zerolog.Logger
 	gitPath string
 
-	// flight collapses concurrent Syncs into one git run.
-	flight singleflight.Group
+	flightMu sync.Mutex
+	current  *flight // the sync running now, shared by concurrent Syncs
+
+	// configured is set once update has (re)applied the repository
+	// settings; only the running flight touches it.
+	configured bool
 
 	// tree guards the work tree: Sync holds it exclusively only while it
 	// moves main and checks files out; readers hold it shared while they

@@ -11,13 +11,16 @@ const firstRetry = time.Second
 
 // Run syncs at once and then every Interval until ctx is done. A failed
 // sync is logged and retried with exponential backoff capped at Interval;
-// Run never gives up on errors.
+// Run never gives up on errors. When ctx ends during a sync that nobody
+// else waits for, that sync's git is killed and Run returns once it has
+// stopped, so no git outlives Run.
 func (m *Mirror) Run(ctx context.Context) {
 	backoff := min(firstRetry, m.opts.Interval)
 	for {
 		wait := m.opts.Interval
 		if _, err := m.Sync(ctx); err != nil {
 			if ctx.Err() != nil {
+				m.waitIdle()
 				return
 			}
 			// Sync already logged the cause.

@@ -2,6 +2,8 @@ package indexsync
 
 import (
 	"context"
+
+	"moonbit-registry/e2e/testupstream"
 	"sync"
 	"testing"
 	"time"
@@ -51,6 +53,32 @@ func TestRunSyncsPeriodicallyAndSurvivesErrors(t *testing.T) {
 	// Let a sync the cancel left running finish before the test's
 	// directories go away.
 	_, _ = m.Sync(ctx)
+}
+
+func TestRunStopsPromptlyDuringHungSync(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+	m := newTestMirror(t, up.IndexURL(), nil)
+	var count countGit
+	m.onGit = count.hook
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(runCtx); close(done) }()
+	waitFor(t, 20*time.Second, "fetch to start", func() bool { return count.get("fetch") == 1 })
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return while a sync hung")
+	}
+	m.flightMu.Lock()
+	running := m.current != nil
+	m.flightMu.Unlock()
+	if running {
+		t.Error("a sync is still running after Run returned")
+	}
 }
 
 func TestRequestRefreshRateLimit(t *testing.T) {

@@ -8,34 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Sync brings the mirror up to date with upstream and reports what changed.
 // Concurrent calls share one git run. On failure the mirror keeps its last
-// good state. The git run itself is not cancelled when ctx is (other
-// callers may be waiting on it; GitTimeout bounds it), but Sync returns
-// early with ctx's error.
+// good state. A caller whose ctx ends gets ctx's error at once; the shared
+// run is cancelled (its git killed) only when no caller waits for it any
+// more.
 func (m *Mirror) Sync(ctx context.Context) (Changes, error) {
 	return m.wait(ctx, m.startSync(ctx))
-}
-
-// startSync starts a sync, or joins the one running.
-func (m *Mirror) startSync(ctx context.Context) <-chan singleflight.Result {
-	return m.flight.DoChan("sync", func() (any, error) {
-		return m.syncOnce(context.WithoutCancel(ctx))
-	})
-}
-
-func (m *Mirror) wait(ctx context.Context, ch <-chan singleflight.Result) (Changes, error) {
-	select {
-	case r := <-ch:
-		c, _ := r.Val.(Changes)
-		return c, r.Err
-	case <-ctx.Done():
-		return Changes{}, ctx.Err()
-	}
 }
 
 // syncOnce runs one sync and records its outcome in Status.
@@ -51,6 +32,16 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		c, err = m.cloneFirst(ctx)
 	}
 	now := time.Now()
+	if err != nil {
+		err = fmt.Errorf("index sync from %s: %w", m.opts.UpstreamURL, err)
+	}
+	if err != nil && errors.Is(context.Cause(ctx), errAbandoned) {
+		// Stopped on purpose (shutdown): says nothing about upstream, so
+		// it neither counts as an attempt nor fills LastError, which
+		// RequestRefresh would hand out.
+		m.log.Info().Dur("duration", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
+		return Changes{}, err
+	}
 	m.mu.Lock()
 	m.status.Syncs++
 	m.status.LastSync = now
@@ -62,7 +53,6 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	}
 	m.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("index sync from %s: %w", m.opts.UpstreamURL, err)
 		m.log.Error().Err(err).Dur("duration", now.Sub(start)).Msg("index sync failed; keeping the last good mirror")
 		return Changes{}, err
 	}
@@ -187,8 +177,12 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 			old = c
 		}
 	}
-	if err := m.configure(ctx, m.opts.Dir); err != nil {
-		return Changes{}, err
+	if !m.configured {
+		// A repository from an earlier run may predate a setting.
+		if err := m.configure(ctx, m.opts.Dir); err != nil {
+			return Changes{}, err
+		}
+		m.configured = true
 	}
 	next, err := m.fetch(ctx, m.opts.Dir)
 	if err != nil {

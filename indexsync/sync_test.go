@@ -256,18 +256,47 @@ func TestSyncCallerCancelDoesNotBreakSharedRun(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
-	up.Delay(500*time.Millisecond, testupstream.OnPrefix(testupstream.PrefixIndex))
-	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	up.Delay(time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	longDone := make(chan error, 1)
+	f := m.startSync(ctx) // the patient caller is already waiting
+	go func() { _, err := m.wait(ctx, f); longDone <- err }()
+	if _, err := m.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Sync with short ctx: %v", err)
+	}
+	if err := <-longDone; err != nil {
+		t.Fatalf("patient caller: %v", err)
+	}
+	if st := m.Status(); !st.Ready() || st.Syncs != 1 || st.Failures != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestSyncAbandonedIsCancelled(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	m := newTestMirror(t, up.IndexURL(), nil)
+	up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if _, err := m.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Sync with short ctx: %v", err)
 	}
-	// The run goes on; a second caller joins or follows it.
-	if _, err := m.Sync(ctx); err != nil {
-		t.Fatalf("second Sync: %v", err)
+	start := time.Now()
+	m.waitIdle()
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("abandoned sync took %v to stop", d)
 	}
-	if !m.Status().Ready() {
-		t.Fatal("mirror not ready")
+	if st := m.Status(); st.Syncs != 0 || st.LastError != nil || st.Ready() {
+		t.Errorf("an abandoned sync was recorded: %+v", st)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(m.Dir())); len(entries) != 0 {
+		t.Errorf("abandoned first clone left %v", entries)
+	}
+	up.ClearFaults()
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatalf("sync after abandon: %v", err)
 	}
 }
 
