@@ -21,6 +21,9 @@ import (
 // request can ever map onto a temporary file.
 const tempDirName = ".tmp"
 
+// DefaultStoreDir is the conventional LocalStore root.
+const DefaultStoreDir = "data/packages"
+
 // LocalStore keeps archives on the local filesystem at
 // <root>/<owner>/<rest>/<version>.zip, a layout a person can browse and a
 // static file server could serve.

@@ -16,6 +16,9 @@ import (
 // intermediaries may keep it forever.
 const archiveCacheControl = "public, max-age=31536000, immutable"
 
+// statusClientClosed is logged when the client left before the answer.
+const statusClientClosed = 499
+
 // newArchiveHandler serves /user/... archives from the cache, fetching them
 // from upstream on a miss. Both URL forms are accepted: the one-segment
 // form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
@@ -89,8 +92,9 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.M
 	msg := err.Error()
 	switch {
 	case r.Context().Err() != nil:
-		// The client went away; nobody will read the answer.
-		h.log.Debug().Err(err).Str("archive", mv.String()).Msg("client gave up waiting for archive")
+		// The client went away and will not read this; the status is only
+		// for the access log (nginx's "client closed request").
+		w.WriteHeader(statusClientClosed)
 		return
 	case status == http.StatusGatewayTimeout:
 		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable (%v)", mv, err)

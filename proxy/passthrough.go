@@ -145,7 +145,8 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		noteCache(r, string(cache.OutcomeMiss))
 		if r.Context().Err() != nil {
-			return // client gone
+			w.WriteHeader(statusClientClosed)
+			return
 		}
 		status := passthroughErrorStatus(err)
 		p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
@@ -225,29 +226,33 @@ func safePath(path string) bool {
 	return true
 }
 
-// hopByHop are the headers that describe one connection, not the response
-// (RFC 9110 section 7.6.1); internal are httpcache's bookkeeping; Set-Cookie
-// must never be replayed from a shared cache to other clients.
-var (
-	hopByHop = []string{"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-	internalHeaders = []string{"X-From-Cache", "Set-Cookie", "Content-Length"}
-)
+// skipHeader reports whether a response header must not be passed on:
+// hop-by-hop headers describe one connection, not the response (RFC 9110
+// section 7.6.1); X-From-Cache and X-Varied-* are httpcache's bookkeeping;
+// Set-Cookie must never be replayed from a shared cache to other clients;
+// Content-Length is set from the response itself.
+func skipHeader(k string) bool {
+	switch k {
+	case "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+		"X-From-Cache", "Set-Cookie", "Content-Length":
+		return true
+	}
+	return strings.HasPrefix(k, "X-Varied-")
+}
 
 func copyEndToEndHeaders(dst, src http.Header) {
-	skip := make(map[string]bool, len(hopByHop)+len(internalHeaders))
-	for _, k := range append(hopByHop, internalHeaders...) {
-		skip[k] = true
-	}
+	// Headers named in Connection are hop-by-hop too.
+	named := map[string]bool{}
 	for _, v := range src.Values("Connection") {
 		for _, k := range strings.Split(v, ",") {
 			if k = strings.TrimSpace(k); k != "" {
-				skip[http.CanonicalHeaderKey(k)] = true
+				named[http.CanonicalHeaderKey(k)] = true
 			}
 		}
 	}
 	for k, vs := range src {
-		if skip[k] || strings.HasPrefix(k, "X-Varied-") {
+		if skipHeader(k) || named[k] {
 			continue
 		}
 		dst[k] = append([]string(nil), vs...)
