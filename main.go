@@ -147,7 +147,13 @@ func serveCommand() *cli.Command {
 				IndexDir:          cfg.Index.Dir,
 				Archives:          archives,
 				Passthrough:       passthrough,
-				Logger:            log,
+				Ready: func() error {
+					if !index.Status().Ready() {
+						return errors.New("index mirror not synced yet")
+					}
+					return nil
+				},
+				Logger: log,
 			})
 			log.Info().Str("base_url", cfg.Server.BaseURL).Str("root", cfg.Root).Bool("offline", cfg.Server.Offline).
 				Msg("starting; point clients at it with MOONCAKES_REGISTRY=" + cfg.Server.BaseURL)
@@ -523,7 +529,7 @@ func openIndex(cfg config.Config, log zerolog.Logger) (*indexsync.Mirror, error)
 		Branch:      cfg.Index.Branch,
 		Interval:    cfg.Index.SyncInterval.D(),
 		GitTimeout:  cfg.Index.GitTimeout.D(),
-		Logger:      log.With().Str("component", "indexsync").Logger(),
+		Logger:      log,
 	})
 }
 

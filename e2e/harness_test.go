@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +61,9 @@ type registryOptions struct {
 	Env []string
 	// Args are extra `serve` flags, e.g. "--offline".
 	Args []string
+	// NoWaitReady returns as soon as the server listens, before /readyz
+	// says the index mirror is there.
+	NoWaitReady bool
 }
 
 // registry is a running `moonbit-registry serve` subprocess.
@@ -78,17 +82,15 @@ func startRegistry(t testing.TB, opts registryOptions) *registry {
 	if opts.Root == "" {
 		opts.Root = t.TempDir()
 	}
+	if opts.UpstreamURL == "" {
+		// Never the real mooncakes.io from a test: a closed loopback port.
+		opts.UpstreamURL = "http://127.0.0.1:1"
+	}
 	args := append([]string{"--dir", opts.Root, "--log-format", "json", "--log-level", "debug",
 		"serve", "--listen", "127.0.0.1:0"}, opts.Args...)
 	cmd := exec.Command(registryBin, args...)
 	cmd.Env = append(os.Environ(), "MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1h")
-	if opts.UpstreamURL != "" {
-		cmd.Env = append(cmd.Env,
-			"MOONBIT_REGISTRY_UPSTREAM_INDEX_URL="+opts.UpstreamURL+"/git/index",
-			"MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL="+opts.UpstreamURL,
-			"MOONBIT_REGISTRY_UPSTREAM_API_URL="+opts.UpstreamURL,
-		)
-	}
+	cmd.Env = append(cmd.Env, upstreamEnv(opts.UpstreamURL)...)
 	cmd.Env = append(cmd.Env, opts.Env...)
 	logs := &logBuffer{}
 	stderr, err := cmd.StderrPipe()
@@ -134,7 +136,29 @@ func startRegistry(t testing.TB, opts registryOptions) *registry {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("registry did not listen within 60s:\n%s", logs.String())
 	}
+	if !opts.NoWaitReady {
+		r.WaitReady(t, 60*time.Second)
+	}
 	return r
+}
+
+// WaitReady polls /readyz until it answers 200, failing the test after d.
+func (r *registry) WaitReady(t testing.TB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get(r.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry not ready within %v (last: %v)\n%s", d, err, r.Logs())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // Stop sends SIGTERM and waits for a clean exit, killing it after 30s.
@@ -182,14 +206,10 @@ func runRegistry(t testing.TB, root, upstreamURL string, args ...string) (stdout
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, registryBin, append([]string{"--dir", root, "--log-format", "json"}, args...)...)
-	cmd.Env = os.Environ()
-	if upstreamURL != "" {
-		cmd.Env = append(cmd.Env,
-			"MOONBIT_REGISTRY_UPSTREAM_INDEX_URL="+upstreamURL+"/git/index",
-			"MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL="+upstreamURL,
-			"MOONBIT_REGISTRY_UPSTREAM_API_URL="+upstreamURL,
-		)
+	if upstreamURL == "" {
+		upstreamURL = "http://127.0.0.1:1"
 	}
+	cmd.Env = append(os.Environ(), upstreamEnv(upstreamURL)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -198,6 +218,15 @@ func runRegistry(t testing.TB, root, upstreamURL string, args ...string) (stdout
 		t.Fatalf("%v: %v", args, err)
 	}
 	return out.String(), errb.String(), code
+}
+
+// upstreamEnv points every upstream URL of the registry at a test upstream.
+func upstreamEnv(base string) []string {
+	return []string{
+		"MOONBIT_REGISTRY_UPSTREAM_INDEX_URL=" + base + "/git/index",
+		"MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL=" + base,
+		"MOONBIT_REGISTRY_UPSTREAM_API_URL=" + base,
+	}
 }
 
 // logBuffer collects log lines from a subprocess, safe for concurrent use.

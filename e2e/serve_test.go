@@ -10,7 +10,7 @@ import (
 )
 
 func TestServeWithoutConfigAnswersHealthz(t *testing.T) {
-	r := startRegistry(t, registryOptions{})
+	r := startRegistry(t, registryOptions{NoWaitReady: true})
 	resp, err := http.Get(r.URL + "/healthz")
 	if err != nil {
 		t.Fatal(err)

@@ -38,6 +38,11 @@ type Options struct {
 	// NewPassthrough); nil answers 503.
 	Passthrough http.Handler
 
+	// Ready reports whether the server can do its job (index mirror present,
+	// store usable); nil means always ready. It backs /readyz and must be
+	// cheap.
+	Ready func() error
+
 	Logger zerolog.Logger
 }
 
@@ -57,6 +62,7 @@ func New(opts Options) *Server {
 	s := &Server{opts: opts, log: opts.Logger}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
 	mux.Handle("/user/", newArchiveHandler(opts.Archives, s.log))
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
@@ -115,6 +121,26 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "ok\n")
+}
+
+// readyz answers 200 when the server can serve clients, 503 with the reason
+// otherwise, for load balancers and for tests that wait for the first sync.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if s.stopping.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "shutting down\n")
+		return
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "not ready: "+err.Error()+"\n")
+			return
+		}
+	}
+	io.WriteString(w, "ready\n")
 }
 
 // requestNote carries what a handler learned about a request (so far only the
