@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"moonbit-registry/cache"
 )
 
@@ -111,7 +113,8 @@ func (m *Mirror) describe(ctx context.Context, c *Changes, names []string) error
 	}
 	sort.Slice(pairs, func(a, b int) bool { return pairs[a].mod < pairs[b].mod })
 	for _, p := range pairs {
-		oldV := parseIndex(p.mod, p.old, m.log)
+		// Only the new side's malformed lines are news worth a warning.
+		oldV := parseIndex(p.mod, p.old, zerolog.Nop())
 		newV := parseIndex(p.mod, p.new, m.log)
 		before := make(map[string]Version, len(oldV))
 		for _, v := range oldV {

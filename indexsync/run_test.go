@@ -2,11 +2,11 @@ package indexsync
 
 import (
 	"context"
-
-	"moonbit-registry/e2e/testupstream"
 	"sync"
 	"testing"
 	"time"
+
+	"moonbit-registry/e2e/testupstream"
 )
 
 // waitFor polls cond for at most d.

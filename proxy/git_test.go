@@ -57,13 +57,19 @@ func gitTestLogger(t *testing.T) zerolog.Logger {
 	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel)
 }
 
-// newGitTestEnv serves the mirror with the whole proxy server when
-// viaServer is set (as production mounts it), else with the bare handler.
+// newGitTestEnv serves the small test index; see newGitTestEnvFrom.
 func newGitTestEnv(t *testing.T, viaServer bool) *gitTestEnv {
+	t.Helper()
+	return newGitTestEnvFrom(t, gitTestIndex(t), viaServer)
+}
+
+// newGitTestEnvFrom serves the mirror with the whole proxy server when
+// viaServer is set (as production mounts it), else with the bare handler.
+func newGitTestEnvFrom(t *testing.T, src string, viaServer bool) *gitTestEnv {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{IndexSource: gitTestIndex(t)})
+	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
 	m, err := indexsync.New(indexsync.Options{
 		Dir:         filepath.Join(t.TempDir(), "data", "index"),
 		UpstreamURL: up.IndexURL(),
@@ -167,6 +173,33 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 				t.Fatalf("mirror main moved to %s by a push", got)
 			}
 		})
+	}
+}
+
+// The whole real index goes through the handler, as moon clones it.
+func TestGitCloneRealIndex(t *testing.T) {
+	src, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		t.Skipf("real index snapshot not available: %v", err)
+	}
+	env := newGitTestEnvFrom(t, src, true)
+	dir := filepath.Join(t.TempDir(), "client")
+	start := time.Now()
+	gitTestRun(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", env.url, dir)
+	t.Logf("clone of the real index took %v", time.Since(start))
+	for _, p := range []string{"user/moonbitlang/lex/runtime.index", "user/illusory0x0/🐫.index", "user/CAIMEOX/原来可以发中文包.index"} {
+		want, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(p)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(p)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the snapshot (err %v)", p, err)
+		}
+	}
+	files := gitTestRun(t, dir, "ls-files", "user")
+	if n := strings.Count(files, "\n") + 1; n != 887 {
+		t.Errorf("clone has %d index files, want 887", n)
 	}
 }
 
