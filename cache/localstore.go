@@ -10,7 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/peterbourgon/diskv/v3"
 	"github.com/rs/zerolog"
@@ -48,8 +50,9 @@ type LocalStore struct {
 // files left by an earlier process that died mid-write are removed: they
 // were never published, so nothing refers to them.
 //
-// Two processes must not share a root while one of them starts up, since
-// the start-up sweep would remove the other's in-progress writes.
+// Temporary files carry the writer's process ID, so a process that starts
+// while another (a second mirror run, a server) writes to the same root
+// leaves the other's in-progress files alone.
 func NewLocalStore(root string, log zerolog.Logger) (*LocalStore, error) {
 	if root == "" {
 		return nil, errors.New("local store: empty root")
@@ -59,11 +62,8 @@ func NewLocalStore(root string, log zerolog.Logger) (*LocalStore, error) {
 		return nil, fmt.Errorf("local store: %w", err)
 	}
 	tmp := filepath.Join(root, tempDirName)
-	if entries, err := os.ReadDir(tmp); err == nil && len(entries) > 0 {
-		log.Info().Int("files", len(entries)).Str("dir", tmp).Msg("removing leftover temporary files")
-	}
-	if err := os.RemoveAll(tmp); err != nil {
-		return nil, fmt.Errorf("local store: clearing %s: %w", tmp, err)
+	if err := sweepTemp(tmp, log); err != nil {
+		return nil, fmt.Errorf("local store: %w", err)
 	}
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return nil, fmt.Errorf("local store: %w", err)
@@ -143,7 +143,7 @@ func (s *LocalStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, exp
 	if !validSHA256(expectedSHA256) {
 		return 0, fmt.Errorf("put %s: expected checksum %q is not a lowercase hex SHA-256", mv, expectedSHA256)
 	}
-	f, err := os.CreateTemp(s.tmp, "put-*.part")
+	f, err := os.CreateTemp(s.tmp, fmt.Sprintf("put-%d-*.part", os.Getpid()))
 	if err != nil {
 		return 0, fmt.Errorf("put %s: %w", mv, err)
 	}
@@ -287,4 +287,47 @@ func validSHA256(s string) bool {
 		}
 	}
 	return true
+}
+
+// sweepTemp removes temporary files of writers that are gone: files named
+// put-<pid>-*.part whose process no longer runs, and anything else.
+func sweepTemp(dir string, log zerolog.Logger) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", dir, err)
+	}
+	removed := 0
+	for _, e := range entries {
+		if pid, ok := tempOwner(e.Name()); ok && pid != os.Getpid() && processAlive(pid) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("removing leftover %s: %w", e.Name(), err)
+		}
+		removed++
+	}
+	if removed > 0 {
+		log.Info().Int("files", removed).Str("dir", dir).Msg("removed leftover temporary files")
+	}
+	return nil
+}
+
+// tempOwner reads the process ID out of a temporary file's name.
+func tempOwner(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "put-")
+	if !ok {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
+	return pid, err == nil && pid > 0
+}
+
+// processAlive reports whether a process with this ID exists (signal 0
+// checks without sending anything).
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -183,4 +186,35 @@ func TestLocalStoreRemovesLeftoverTempFiles(t *testing.T) {
 		t.Fatalf("archive lost at start-up: %v", err)
 	}
 	obj.Close()
+}
+
+func TestLocalStoreStartupKeepsLiveWritersTempFiles(t *testing.T) {
+	_, root := newStore(t)
+	// A second process writing to the same root right now.
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	// A process that has exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := fmt.Sprintf("put-%d-1.part", other.Process.Pid)
+	gone := fmt.Sprintf("put-%d-2.part", dead.Process.Pid)
+	for _, name := range []string{live, gone} {
+		if err := os.WriteFile(filepath.Join(root, tempDirName, name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := NewLocalStore(root, zerolog.Nop()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, tempDirName, live)); err != nil {
+		t.Errorf("a live writer's temp file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, tempDirName, gone)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a dead writer's temp file survived: %v", err)
+	}
 }
