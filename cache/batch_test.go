@@ -1,0 +1,148 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, nil)
+	var mvs []ModuleVersion
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"} {
+		mv := ModuleVersion{Module: "batch/mod", Version: v}
+		env.publish(mv)
+		mvs = append(mvs, mv)
+	}
+	// Already cached before the run.
+	if _, err := env.cache.Ensure(ctx, mvs[0]); err != nil {
+		t.Fatal(err)
+	}
+	// In the index, but upstream has no archive: fails, and the run goes on.
+	missing := ModuleVersion{Module: "batch/mod", Version: "0.6.0"}
+	env.index.set(missing, sha256Hex([]byte("whatever")))
+	mvs = append(mvs, missing)
+
+	var mu sync.Mutex
+	events := 0
+	res := env.cache.EnsureAll(ctx, mvs, 3, func(ev BatchEvent) { mu.Lock(); events++; mu.Unlock() })
+	if res.Selected != 6 || res.Cached != 1 || res.Fetched != 4 || len(res.Failed) != 1 {
+		t.Fatalf("result = %+v, want 6 selected, 1 cached, 4 fetched, 1 failed", res)
+	}
+	if res.Failed[0].Archive != missing || !errors.Is(res.Failed[0].Err, ErrNotFound) {
+		t.Errorf("failure = %+v, want %s not found", res.Failed[0], missing)
+	}
+	if want := int64(4 * len(archiveBytes(mvs[1]))); res.Bytes != want {
+		t.Errorf("bytes = %d, want %d", res.Bytes, want)
+	}
+	if events != 6 {
+		t.Errorf("progress called %d times, want 6", events)
+	}
+
+	// A second run finds everything that exists cached and fetches nothing.
+	before := env.up.requests.Load()
+	res = env.cache.EnsureAll(ctx, mvs[:5], 3, nil)
+	if res.Cached != 5 || res.Fetched != 0 || len(res.Failed) != 0 || env.up.requests.Load() != before {
+		t.Errorf("second run = %+v, upstream requests %d -> %d", res, before, env.up.requests.Load())
+	}
+}
+
+func TestEnsureAllCancelledNeverLooksComplete(t *testing.T) {
+	env := newTestEnv(t, nil)
+	var mvs []ModuleVersion
+	for _, v := range []string{"1.0.0", "1.0.1", "1.0.2", "1.0.3"} {
+		mv := ModuleVersion{Module: "batch/cut", Version: v}
+		env.publish(mv)
+		mvs = append(mvs, mv)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := env.cache.EnsureAll(ctx, mvs, 2, nil)
+	if got := res.Cached + res.Fetched + len(res.Failed); got != len(mvs) {
+		t.Fatalf("accounted for %d of %d archives: %+v", got, len(mvs), res)
+	}
+	if len(res.Failed) == 0 {
+		t.Fatalf("a cancelled run reported no failures: %+v", res)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, nil)
+	good := ModuleVersion{Module: "verify/mod", Version: "1.0.0"}
+	bad := ModuleVersion{Module: "verify/mod", Version: "1.1.0"}
+	orphan := ModuleVersion{Module: "verify/gone", Version: "0.1.0"}
+	absent := ModuleVersion{Module: "verify/mod", Version: "2.0.0"}
+	for _, mv := range []ModuleVersion{good, bad, orphan} {
+		env.publish(mv)
+		if _, err := env.cache.Ensure(ctx, mv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env.publish(absent)
+	// Corrupt one archive on disk and drop one module from the index.
+	if err := os.WriteFile(filepath.Join(env.root, filepath.FromSlash(bad.RelPath())), []byte("corrupt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.index.mu.Lock()
+	delete(env.index.sums, orphan.String())
+	env.index.mu.Unlock()
+
+	kinds := func(res VerifyResult) map[ModuleVersion]string {
+		m := map[ModuleVersion]string{}
+		for _, p := range res.Problems {
+			m[p.Archive] = p.Kind
+		}
+		return m
+	}
+	tests := []struct {
+		name     string
+		expected []ModuleVersion
+		want     map[ModuleVersion]string
+		checked  int
+	}{
+		{name: "whole store", want: map[ModuleVersion]string{bad: "mismatch", orphan: "orphan"}, checked: 3},
+		{name: "expected list", expected: []ModuleVersion{good, bad, absent}, want: map[ModuleVersion]string{bad: "mismatch", absent: "missing"}, checked: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := env.cache.Verify(ctx, tt.expected, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := kinds(res)
+			if len(got) != len(tt.want) || res.Checked != tt.checked {
+				t.Fatalf("problems = %v (checked %d), want %v (checked %d)", got, res.Checked, tt.want, tt.checked)
+			}
+			for mv, k := range tt.want {
+				if got[mv] != k {
+					t.Errorf("%s: %q, want %q", mv, got[mv], k)
+				}
+			}
+		})
+	}
+
+	res, err := env.cache.Verify(ctx, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range res.Problems {
+		if !p.Purged {
+			t.Errorf("%s not purged", p.Archive)
+		}
+	}
+	if env.cache.Cached(ctx, bad) || env.cache.Cached(ctx, orphan) || !env.cache.Cached(ctx, good) {
+		t.Error("purge removed the wrong archives")
+	}
+	if res, _ := env.cache.Verify(ctx, nil, false); len(res.Problems) != 0 {
+		t.Errorf("after purge: %+v", res.Problems)
+	}
+	// The purged archive comes back on demand, verified.
+	if _, err := env.cache.Ensure(ctx, bad); err != nil || !env.cache.Cached(ctx, bad) {
+		t.Errorf("re-fetch after purge: %v", err)
+	}
+}
