@@ -125,7 +125,7 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			passthrough, err := openPassthrough(cfg, log)
+			passthrough, err := openPassthrough(cfg, cfg.Server.Offline, log)
 			if err != nil {
 				return err
 			}
@@ -559,9 +559,13 @@ func openCache(cfg config.Config, index cache.Index, offline bool, log zerolog.L
 
 // openPassthrough builds the handler for symbols, assets and API calls over
 // the on-disk HTTP cache.
-func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error) {
+func openPassthrough(cfg config.Config, offline bool, log zerolog.Logger) (http.Handler, error) {
 	log = log.With().Str("component", "passthrough").Logger()
-	transport, err := cache.NewCachingTransport(cache.HTTPCacheOptions{Dir: cfg.Cache.HTTPDir, Logger: log})
+	var upstream http.RoundTripper // nil: the network
+	if offline {
+		upstream = cache.OfflineTransport{}
+	}
+	transport, err := cache.NewCachingTransport(cache.HTTPCacheOptions{Dir: cfg.Cache.HTTPDir, Upstream: upstream, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -158,4 +159,18 @@ func withoutDirective(cc, name string) string {
 		}
 	}
 	return strings.Join(keep, ", ")
+}
+
+// OfflineTransport is an upstream that is never contacted: every request
+// fails with ErrUpstreamUnavailable. Under a CachingTransport it makes
+// offline mode serve what is stored (as on any upstream error) and nothing
+// else.
+type OfflineTransport struct{}
+
+// RoundTrip implements http.RoundTripper.
+func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return nil, fmt.Errorf("%w: offline mode", ErrUpstreamUnavailable)
 }

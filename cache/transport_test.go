@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -194,5 +195,32 @@ func TestHTTPCacheRemovesLeftoverTempFiles(t *testing.T) {
 	c.Delete("k")
 	if _, ok := c.Get("k"); ok {
 		t.Error("Get after Delete succeeded")
+	}
+}
+
+func TestOfflineTransportServesOnlyWhatIsStored(t *testing.T) {
+	up := newSymbolsUpstream(t, "no-cache")
+	dir := filepath.Join(t.TempDir(), "http-cache")
+	online, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := fetchThrough(t, online, up.srv.URL+"/symbols.zip"); err != nil {
+		t.Fatal(err)
+	}
+	offline, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Upstream: OfflineTransport{}, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := up.requests.Load()
+	body, code, outcome, err := fetchThrough(t, offline, up.srv.URL+"/symbols.zip")
+	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != OutcomeStale {
+		t.Errorf("stored: %q %d %s %v, want the stored copy", body, code, outcome, err)
+	}
+	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, ErrUpstreamUnavailable) {
+		t.Errorf("not stored: err = %v, want ErrUpstreamUnavailable", err)
+	}
+	if up.requests.Load() != before {
+		t.Errorf("offline transport reached upstream (%d -> %d requests)", before, up.requests.Load())
 	}
 }
