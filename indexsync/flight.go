@@ -25,6 +25,15 @@ var errAbandoned = errors.New("sync abandoned: no caller waits for it")
 // as a waiter; every startSync must be matched by one wait.
 func (m *Mirror) startSync(ctx context.Context) *flight {
 	m.flightMu.Lock()
+	for m.current != nil && m.current.waiters == 0 {
+		// An abandoned run is being cancelled: joining it would only return
+		// its cancellation. Let it stop (it is quick: git is killed, a lock
+		// wait ends), then start afresh.
+		f := m.current
+		m.flightMu.Unlock()
+		<-f.done
+		m.flightMu.Lock()
+	}
 	defer m.flightMu.Unlock()
 	if f := m.current; f != nil {
 		f.waiters++

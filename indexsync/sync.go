@@ -26,10 +26,14 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		c   Changes
 		err error
 	)
-	if m.hasRepo() {
-		c, err = m.update(ctx)
-	} else {
-		c, err = m.cloneFirst(ctx)
+	unlock, err := m.lockSync(ctx)
+	if err == nil {
+		if m.hasRepo() {
+			c, err = m.update(ctx)
+		} else {
+			c, err = m.cloneFirst(ctx)
+		}
+		unlock()
 	}
 	now := time.Now()
 	if err != nil {

@@ -1,0 +1,50 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// Two processes syncing one mirror (a server and a `sync` command) take
+// turns: one holding the lock makes the other wait, not run git beside it.
+func TestSyncWaitsForAnotherSyncer(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	first := newTestMirror(t, up.IndexURL(), nil)
+	if _, err := first.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := New(first.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.AddVersion(ctx, "alice/foo", "0.6.0", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	unlock, err := first.lockSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	_, err = second.Sync(short)
+	cancel()
+	// Unlocked, this sync takes well under 300ms against a local upstream.
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("sync while another holds the lock: err = %v, want it to wait until its deadline", err)
+	}
+	if st := second.Status(); st.Commit != first.Status().Commit {
+		t.Fatalf("the waiting sync moved the mirror: %s vs %s", st.Commit, first.Status().Commit)
+	}
+	unlock()
+
+	c, err := second.Sync(ctx)
+	if err != nil {
+		t.Fatalf("sync after the lock was released: %v", err)
+	}
+	if len(c.Added) != 1 || c.Added[0].Version != "0.6.0" {
+		t.Errorf("changes = %+v, want alice/foo@0.6.0 added", c)
+	}
+}
