@@ -75,7 +75,19 @@ type Options struct {
 	// ErrUpstreamUnavailable without contacting upstream.
 	Offline bool
 
+	// OnFetch, if set, is called after every upstream fetch (one per
+	// coalesced group) with its result, e.g. to feed metrics.
+	OnFetch func(FetchResult)
+
 	Logger zerolog.Logger
+}
+
+// FetchResult describes one finished upstream fetch.
+type FetchResult struct {
+	Archive  ModuleVersion
+	Duration time.Duration
+	Bytes    int64
+	Err      error // nil on success
 }
 
 // Outcome says how a request was served, for access logs and metrics.
@@ -94,10 +106,12 @@ type Stats struct {
 	UpstreamRequests int64 // HTTP attempts, retries included
 	FetchFailures    int64 // fetches that ended in an error
 	BytesFetched     int64 // bytes of archives stored
+	Coalesced        int64 // misses that waited for a fetch another request started
+	InFlight         int64 // upstream fetches running now
 }
 
 type counters struct {
-	hits, fetches, requests, failures, bytes atomic.Int64
+	hits, fetches, requests, failures, bytes, coalesced, inflight atomic.Int64
 }
 
 // Cache is the one fetch-verify-store pipeline for package archives, used
@@ -119,6 +133,7 @@ type Cache struct {
 	flights singleflight.Group
 	sem     *semaphore.Weighted
 	stats   counters
+	onFetch func(FetchResult)
 }
 
 // New checks opts and builds a Cache.
@@ -149,6 +164,7 @@ func New(opts Options) (*Cache, error) {
 		backoff:   orDefault(opts.RetryBackoff, DefaultRetryBackoff),
 		maxBytes:  orDefault(opts.MaxArchiveBytes, DefaultMaxArchiveBytes),
 		offline:   opts.Offline,
+		onFetch:   opts.OnFetch,
 		log:       opts.Logger,
 		sem:       semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
 	}
@@ -177,6 +193,8 @@ func (c *Cache) Stats() Stats {
 		UpstreamRequests: c.stats.requests.Load(),
 		FetchFailures:    c.stats.failures.Load(),
 		BytesFetched:     c.stats.bytes.Load(),
+		Coalesced:        c.stats.coalesced.Load(),
+		InFlight:         c.stats.inflight.Load(),
 	}
 }
 
@@ -253,13 +271,18 @@ func (c *Cache) fetch(ctx context.Context, mv ModuleVersion) error {
 	if c.offline {
 		return c.offlineMiss(ctx, mv)
 	}
+	led := false // set by the leader's run; read after the result arrives
 	ch := c.flights.DoChan(mv.String(), func() (any, error) {
+		led = true
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.total)
 		defer cancel()
 		return nil, c.fetchShared(fctx, mv)
 	})
 	select {
 	case res := <-ch:
+		if !led {
+			c.stats.coalesced.Add(1)
+		}
 		return res.Err
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for %s: %w", mv, context.Cause(ctx))
@@ -293,8 +316,13 @@ func (c *Cache) fetchShared(ctx context.Context, mv ModuleVersion) error {
 	defer c.sem.Release(1)
 
 	c.stats.fetches.Add(1)
+	c.stats.inflight.Add(1)
 	start := time.Now()
 	n, err := c.download(ctx, mv, sum)
+	c.stats.inflight.Add(-1)
+	if c.onFetch != nil {
+		c.onFetch(FetchResult{Archive: mv, Duration: time.Since(start), Bytes: n, Err: err})
+	}
 	if err != nil {
 		c.stats.failures.Add(1)
 		ev := c.log.Error().Err(err).Str("archive", mv.String()).Dur("duration", time.Since(start))

@@ -221,8 +221,13 @@ func TestConcurrentGetsShareOneFetch(t *testing.T) {
 	if got := env.up.requests.Load(); got != 1 {
 		t.Errorf("upstream requests = %d, want exactly 1", got)
 	}
-	if st := env.cache.Stats(); st.Fetches != 1 {
+	st := env.cache.Stats()
+	if st.Fetches != 1 {
 		t.Errorf("fetches = %d, want 1", st.Fetches)
+	}
+	// Every request either waited for the one fetch or, arriving late, hit.
+	if st.Coalesced+st.Hits != n-1 || st.Coalesced == 0 || st.InFlight != 0 {
+		t.Errorf("coalesced %d + hits %d, in flight %d; want %d waiters or hits, none in flight", st.Coalesced, st.Hits, st.InFlight, n-1)
 	}
 }
 
