@@ -121,7 +121,16 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			archives, err := openCache(cfg, index, cfg.Server.Offline, log)
+			var archives *cache.Cache
+			metrics := proxy.NewMetrics(proxy.MetricsSources{
+				Cache: func() cache.Stats { return archives.Stats() },
+				Index: func() proxy.IndexHealth {
+					st := index.Status()
+					return proxy.IndexHealth{LastSync: st.LastSync, LastSuccess: st.LastSuccess,
+						LastOK: st.Ready() && st.LastError == nil && !st.LastSync.IsZero(), Syncs: st.Syncs, Failures: st.Failures}
+				},
+			})
+			archives, err = openCache(cfg, index, cfg.Server.Offline, metrics.ObserveFetch, log)
 			if err != nil {
 				return err
 			}
@@ -147,6 +156,7 @@ func serveCommand() *cli.Command {
 				IndexDir:          cfg.Index.Dir,
 				Archives:          archives,
 				Passthrough:       passthrough,
+				Metrics:           metrics,
 				Ready: func() error {
 					if !index.Status().Ready() {
 						return errors.New("index mirror not synced yet")
@@ -345,7 +355,7 @@ func mirrorCommand() *cli.Command {
 					return err
 				}
 			}
-			archives, err := openCache(cfg, index, false, log) // --offline skips only the index sync
+			archives, err := openCache(cfg, index, false, nil, log) // --offline skips only the index sync
 			if err != nil {
 				return err
 			}
@@ -496,7 +506,7 @@ func verifyCommand() *cli.Command {
 					expected = append(expected, cache.ModuleVersion{Module: v.Module, Version: v.Version})
 				}
 			}
-			archives, err := openCache(cfg, index, true, log)
+			archives, err := openCache(cfg, index, true, nil, log)
 			if err != nil {
 				return err
 			}
@@ -534,7 +544,7 @@ func openIndex(cfg config.Config, log zerolog.Logger) (*indexsync.Mirror, error)
 }
 
 // openCache opens the archive store and the fetch pipeline over it.
-func openCache(cfg config.Config, index cache.Index, offline bool, log zerolog.Logger) (*cache.Cache, error) {
+func openCache(cfg config.Config, index cache.Index, offline bool, onFetch func(cache.FetchResult), log zerolog.Logger) (*cache.Cache, error) {
 	log = log.With().Str("component", "cache").Logger()
 	store, err := cache.NewLocalStore(cfg.Cache.Dir, log)
 	if err != nil {
@@ -553,6 +563,7 @@ func openCache(cfg config.Config, index cache.Index, offline bool, log zerolog.L
 		Retries:              retries,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
 		Offline:              offline,
+		OnFetch:              onFetch,
 		Logger:               log,
 	})
 }

@@ -43,6 +43,9 @@ type Options struct {
 	// cheap.
 	Ready func() error
 
+	// Metrics, if set, counts every request and is served at /metrics.
+	Metrics *Metrics
+
 	Logger zerolog.Logger
 }
 
@@ -63,6 +66,9 @@ func New(opts Options) *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics.handler())
+	}
 	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
 	mux.Handle("/user/", newArchiveHandler(opts.Archives, s.log))
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
@@ -165,6 +171,9 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		note := &requestNote{cache: "bypass"}
 		rw := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
+		if s.opts.Metrics != nil {
+			s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
+		}
 		s.log.Info().
 			Str("method", r.Method).
 			Str("path", r.URL.EscapedPath()).

@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"moonbit-registry/cache"
+)
+
+// IndexHealth is what the metrics need from the index mirror.
+type IndexHealth struct {
+	LastSync, LastSuccess time.Time
+	LastOK                bool
+	Syncs, Failures       uint64
+}
+
+// MetricsSources are read at scrape time; nil ones are left out.
+type MetricsSources struct {
+	Cache func() cache.Stats
+	Index func() IndexHealth
+}
+
+// Metrics holds the Prometheus collectors of one server, in a registry of
+// its own (no process-wide default registry), served at /metrics.
+type Metrics struct {
+	registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	responseBytes *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	cacheOutcomes *prometheus.CounterVec
+	fetches       *prometheus.CounterVec
+	fetchDuration *prometheus.HistogramVec
+}
+
+// NewMetrics registers every collector, including Go runtime and process
+// metrics.
+func NewMetrics(src MetricsSources) *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonbit_registry_http_requests_total",
+			Help: "HTTP requests served, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		responseBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonbit_registry_http_response_bytes_total",
+			Help: "Response body bytes sent, by route.",
+		}, []string{"route"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "moonbit_registry_http_request_duration_seconds",
+			Help:    "Time to serve a request, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5ms .. ~2min
+		}, []string{"route"}),
+		cacheOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonbit_registry_cache_requests_total",
+			Help: "Archive and pass-through requests by cache outcome (hit, miss, stale).",
+		}, []string{"route", "outcome"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "moonbit_registry_upstream_fetches_total",
+			Help: "Upstream archive fetches (one per coalesced group) by outcome.",
+		}, []string{"outcome"}),
+		fetchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "moonbit_registry_upstream_fetch_duration_seconds",
+			Help:    "Time of upstream archive fetches, retries included, by outcome.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms .. ~3min
+		}, []string{"outcome"}),
+	}
+	m.registry.MustRegister(
+		m.requests, m.responseBytes, m.duration, m.cacheOutcomes, m.fetches, m.fetchDuration,
+		prometheus.NewGoCollector(),
+		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+	if src.Cache != nil {
+		m.registerCacheStats(src.Cache)
+	}
+	if src.Index != nil {
+		m.registerIndexHealth(src.Index)
+	}
+	return m
+}
+
+func (m *Metrics) registerCacheStats(stats func() cache.Stats) {
+	counter := func(name, help string, get func(cache.Stats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(stats())) })
+	}
+	gauge := func(name, help string, get func(cache.Stats) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(get(stats())) })
+	}
+	m.registry.MustRegister(
+		counter("moonbit_registry_cache_hits_total", "Archive requests answered from the store.",
+			func(s cache.Stats) int64 { return s.Hits }),
+		counter("moonbit_registry_cache_coalesced_waiters_total", "Archive misses that waited for a fetch another request started.",
+			func(s cache.Stats) int64 { return s.Coalesced }),
+		counter("moonbit_registry_upstream_requests_total", "Upstream archive HTTP attempts, retries included.",
+			func(s cache.Stats) int64 { return s.UpstreamRequests }),
+		counter("moonbit_registry_upstream_fetched_bytes_total", "Bytes of archives fetched and stored.",
+			func(s cache.Stats) int64 { return s.BytesFetched }),
+		gauge("moonbit_registry_upstream_fetches_in_flight", "Upstream archive fetches running now.",
+			func(s cache.Stats) int64 { return s.InFlight }),
+	)
+}
+
+func (m *Metrics) registerIndexHealth(health func() IndexHealth) {
+	m.registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "moonbit_registry_index_sync_age_seconds",
+			Help: "Seconds since the index mirror last synced successfully (-1: never).",
+		}, func() float64 {
+			h := health()
+			if h.LastSuccess.IsZero() {
+				return -1
+			}
+			return time.Since(h.LastSuccess).Seconds()
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "moonbit_registry_index_last_sync_success",
+			Help: "1 if the last index sync succeeded, 0 if it failed or none ran yet.",
+		}, func() float64 {
+			if health().LastOK {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "moonbit_registry_index_syncs_total",
+			Help: "Index syncs attempted.",
+		}, func() float64 { return float64(health().Syncs) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "moonbit_registry_index_sync_failures_total",
+			Help: "Index syncs that failed.",
+		}, func() float64 { return float64(health().Failures) }),
+	)
+}
+
+// Register adds more collectors (e.g. the store's size) to the registry.
+func (m *Metrics) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := m.registry.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ObserveFetch records one upstream fetch; wire it to cache.Options.OnFetch.
+func (m *Metrics) ObserveFetch(r cache.FetchResult) {
+	outcome := fetchOutcome(r.Err)
+	m.fetches.WithLabelValues(outcome).Inc()
+	m.fetchDuration.WithLabelValues(outcome).Observe(r.Duration.Seconds())
+}
+
+func fetchOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, cache.ErrNotFound):
+		return "not_found"
+	case errors.Is(err, cache.ErrChecksumMismatch):
+		return "checksum_mismatch"
+	case errors.Is(err, cache.ErrUpstreamUnavailable):
+		return "unavailable"
+	default:
+		return "error"
+	}
+}
+
+// observe records one finished request.
+func (m *Metrics) observe(r *http.Request, status int, bytes int64, d time.Duration, cacheOutcome string) {
+	route := routeOf(r.URL.Path)
+	m.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Inc()
+	m.responseBytes.WithLabelValues(route).Add(float64(bytes))
+	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	if cacheOutcome != "bypass" && cacheOutcome != "" {
+		m.cacheOutcomes.WithLabelValues(route, cacheOutcome).Inc()
+	}
+}
+
+func (m *Metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+}
+
+// routeOf maps a path onto a small fixed set of labels, so hostile or
+// numerous paths cannot blow up the number of series.
+func routeOf(path string) string {
+	switch {
+	case strings.HasPrefix(path, "/git/index/"):
+		return "index"
+	case strings.HasPrefix(path, "/user/"):
+		return "archive"
+	case path == "/symbols.zip":
+		return "symbols"
+	case strings.HasPrefix(path, "/assets/"):
+		return "assets"
+	case strings.HasPrefix(path, "/api/v0/"):
+		return "api"
+	case path == "/healthz", path == "/readyz", path == "/metrics":
+		return strings.TrimPrefix(path, "/")
+	}
+	return "other"
+}
+
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
