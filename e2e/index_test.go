@@ -373,8 +373,10 @@ func TestIndexReadOnly(t *testing.T) {
 		pushed := idxHead(ctx, t, c)
 		for _, ref := range []string{"HEAD:refs/heads/main", "HEAD:refs/heads/e2e-new-branch"} {
 			out, err := c.git(ctx, "-C", c.indexDir, "push", "origin", ref)
-			if err == nil {
-				t.Errorf("git push origin %s succeeded:\n%s", ref, out)
+			// 403 from the receive-pack advertisement: refused by the
+			// server, not by some client-side precondition.
+			if err == nil || !strings.Contains(out, "403") {
+				t.Errorf("git push origin %s: err %v, want a failure with HTTP 403:\n%s", ref, err, out)
 			}
 		}
 		if after := idxMirrorState(t, root); after != before {
@@ -393,6 +395,12 @@ func TestIndexReadOnly(t *testing.T) {
 			t.Fatal(err)
 		}
 		indexFile := string(up.IndexFile("moonbitlang/lex/runtime"))
+		// Control: the one thing that is served does carry the strings
+		// looked for below, so their absence elsewhere means something.
+		if resp, body := idxRawRequest(t, reg.URL, http.MethodGet, "/git/index/info/refs?service=git-upload-pack"); resp.StatusCode != http.StatusOK ||
+			!bytes.Contains(body, []byte(head)) || !bytes.Contains(body, []byte("refs/heads/main")) {
+			t.Errorf("upload-pack advertisement: status %d, body %q; want 200 naming main at %s", resp.StatusCode, body, head)
+		}
 		for _, tc := range []struct {
 			target    string
 			forbidden []string
@@ -432,6 +440,7 @@ func TestIndexReadOnly(t *testing.T) {
 				resp, body = idxRawRequest(t, reg.URL, http.MethodGet, lu.RequestURI())
 				status = resp.StatusCode
 			}
+			t.Logf("GET %s%s: %d", tc.target, via, status)
 			if status != http.StatusForbidden && status != http.StatusNotFound {
 				t.Errorf("GET %s%s: status %d, want 403 or 404 (Location %q, body %q)",
 					tc.target, via, status, resp.Header.Get("Location"), body)
