@@ -46,6 +46,14 @@ type Server struct {
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 	// Offline never contacts upstream: cached archives only.
 	Offline bool `toml:"offline"`
+	// AuthTokens are hex SHA-256 digests of accepted bearer tokens and
+	// AuthUsers "name:bcrypt-hash" basic-auth users; either one non-empty
+	// makes every route but /healthz require credentials.
+	AuthTokens []string `toml:"auth_tokens"`
+	AuthUsers  []string `toml:"auth_users"`
+	// CertFile and KeyFile (PEM, both or neither) make the server speak HTTPS.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
 }
 
 // Upstream is the [upstream] section: the registry we mirror.
@@ -97,6 +105,8 @@ func Defaults() Config {
 			WriteTimeout:      0,
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(30 * time.Second),
+			AuthTokens:        []string{},
+			AuthUsers:         []string{},
 		},
 		Upstream: Upstream{
 			IndexURL:    "https://mooncakes.io/git/index",

@@ -60,6 +60,20 @@ idle_timeout = {{text .Server.IdleTimeout}}
 shutdown_timeout = {{text .Server.ShutdownTimeout}}
 # Never contact upstream: serve what is cached, answer misses with 504.
 offline = {{.Server.Offline}}
+# Client authentication, for deployments outside a trusted network: when
+# either list is non-empty every route but /healthz needs credentials.
+# Bearer tokens ("Authorization: Bearer <token>", or as the password of
+# http://any:<token>@host), stored as their SHA-256 hex digest: make one with
+# "moonbit-registry auth new-token" or "... auth hash-token".
+auth_tokens = {{list .Server.AuthTokens}}
+# Basic-auth users as "name:bcrypt-hash" (htpasswd -nB writes this form too):
+# "moonbit-registry auth hash-password --user NAME" reads the password on
+# standard input. Never store plain-text secrets here.
+auth_users = {{list .Server.AuthUsers}}
+# HTTPS: PEM certificate (chain) and private key, both or neither. With them
+# base_url defaults to https://<listen>.
+cert_file = {{q .Server.CertFile}}
+key_file = {{q .Server.KeyFile}}
 
 [upstream]
 index_url = {{q .Upstream.IndexURL}}

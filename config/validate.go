@@ -17,7 +17,7 @@ var ErrInvalid = errors.New("invalid configuration")
 var branchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 
 // validate checks every key; the first bad one is reported with its source.
-// It also fills in base_url from listen when it is empty.
+// It also fills in base_url from listen when it is empty (https:// with TLS).
 func (c *Config) validate(src sources) error {
 	bad := func(key string, value any, why string) error {
 		return fmt.Errorf("%w: %s = %q: %s (%s)", ErrInvalid, key, fmt.Sprint(value), why, src.of(key))
@@ -25,8 +25,15 @@ func (c *Config) validate(src sources) error {
 	if err := checkListen(c.Server.Listen); err != nil {
 		return bad("server.listen", c.Server.Listen, err.Error())
 	}
+	if err := c.validateAuth(src); err != nil {
+		return err
+	}
 	if c.Server.BaseURL == "" {
-		c.Server.BaseURL = "http://" + c.Server.Listen
+		scheme := "http://"
+		if c.Server.TLSEnabled() {
+			scheme = "https://"
+		}
+		c.Server.BaseURL = scheme + c.Server.Listen
 	} else {
 		if err := checkHTTPURL(c.Server.BaseURL); err != nil {
 			return bad("server.base_url", c.Server.BaseURL, err.Error())
