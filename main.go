@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
@@ -63,6 +65,7 @@ func newApp() *cli.App {
 			mirrorCommand(),
 			verifyCommand(),
 			updateCommand(),
+			authCommand(),
 		},
 		HideHelpCommand: true,
 	}
@@ -117,6 +120,12 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			// A missing or mismatched key pair stops start-up, not the first
+			// client's handshake.
+			tlsConfig, err := cfg.Server.LoadTLS()
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
 			index, err := openIndex(cfg, log)
 			if err != nil {
 				return err
@@ -142,6 +151,9 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 			}
+			if tlsConfig != nil {
+				ln = tls.NewListener(ln, tlsConfig)
+			}
 			if cfg.Server.Offline {
 				log.Warn().Msg("offline: the index is served as it is and upstream is never contacted")
 			} else {
@@ -157,6 +169,7 @@ func serveCommand() *cli.Command {
 				Archives:          archives,
 				Passthrough:       passthrough,
 				Metrics:           metrics,
+				Auth:              serverAuth(cfg),
 				Ready: func() error {
 					if !index.Status().Ready() {
 						return errors.New("index mirror not synced yet")
@@ -165,7 +178,11 @@ func serveCommand() *cli.Command {
 				},
 				Logger: log,
 			})
+			if cfg.Server.AuthEnabled() && tlsConfig == nil {
+				log.Warn().Msg("client credentials travel unencrypted: set server.cert_file and key_file, or put a TLS-terminating proxy in front")
+			}
 			log.Info().Str("base_url", cfg.Server.BaseURL).Str("root", cfg.Root).Bool("offline", cfg.Server.Offline).
+				Bool("tls", tlsConfig != nil).Bool("auth", cfg.Server.AuthEnabled()).
 				Msg("starting; point clients at it with MOONCAKES_REGISTRY=" + cfg.Server.BaseURL)
 			return srv.Serve(c.Context, ln)
 		},
@@ -235,6 +252,84 @@ func updateCommand() *cli.Command {
 			return nil
 		},
 	}
+}
+
+// serverAuth turns the configured credentials into the server's.
+func serverAuth(cfg config.Config) proxy.Auth {
+	tokens, users := cfg.Server.Credentials()
+	return proxy.Auth{TokenDigests: tokens, Users: users}
+}
+
+func authCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "auth",
+		Usage: "make credentials for [server] auth_tokens and auth_users",
+		Description: "The configuration stores only digests: a token's SHA-256, a password's bcrypt\n" +
+			"hash. Secrets are read from standard input (without echo on a terminal).",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "new-token",
+				Usage: "print a new random bearer token and its auth_tokens entry",
+				Action: func(c *cli.Context) error {
+					token := config.NewToken()
+					fmt.Fprintf(c.App.Writer, "token: %s\nauth_tokens entry: %q\n", token, config.HashToken(token))
+					return nil
+				},
+			},
+			{
+				Name:  "hash-token",
+				Usage: "read a bearer token on standard input, print its auth_tokens entry",
+				Action: func(c *cli.Context) error {
+					token, err := readSecret(c, "token: ")
+					if err != nil {
+						return cli.Exit(err.Error(), 2)
+					}
+					fmt.Fprintln(c.App.Writer, config.HashToken(token))
+					return nil
+				},
+			},
+			{
+				Name:  "hash-password",
+				Usage: "read a password on standard input, print the auth_users entry name:bcrypt-hash",
+				Flags: []cli.Flag{&cli.StringFlag{Name: "user", Required: true, Usage: "user name (no colon)"}},
+				Action: func(c *cli.Context) error {
+					user := c.String("user")
+					if user == "" || strings.Contains(user, ":") {
+						return cli.Exit("--user must be a non-empty name without a colon", 2)
+					}
+					pass, err := readSecret(c, "password for "+user+": ")
+					if err != nil {
+						return cli.Exit(err.Error(), 2)
+					}
+					hash, err := config.HashPassword(pass)
+					if err != nil {
+						return cli.Exit(err.Error(), 2)
+					}
+					entry := user + ":" + hash
+					if _, _, err := config.ParseAuthUser(entry); err != nil {
+						return cli.Exit("--user: "+err.Error(), 2)
+					}
+					fmt.Fprintln(c.App.Writer, entry)
+					return nil
+				},
+			},
+		},
+	}
+}
+
+// readSecret reads a token or password from standard input: prompted and
+// not echoed on a terminal, else the first line.
+func readSecret(c *cli.Context, prompt string) (string, error) {
+	if f, ok := c.App.Reader.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(c.App.ErrWriter, prompt)
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(c.App.ErrWriter)
+		if err != nil {
+			return "", err
+		}
+		return config.ReadSecret(strings.NewReader(string(b)))
+	}
+	return config.ReadSecret(c.App.Reader)
 }
 
 func syncCommand() *cli.Command {

@@ -43,6 +43,10 @@ type Options struct {
 	// cheap.
 	Ready func() error
 
+	// Auth, when it has tokens or users, makes every route but /healthz
+	// answer 401 to requests without valid credentials.
+	Auth Auth
+
 	// Metrics, if set, counts every request and is served at /metrics.
 	Metrics *Metrics
 
@@ -74,7 +78,7 @@ func New(opts Options) *Server {
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/api/v0/", passthroughOrUnavailable(opts.Passthrough))
-	s.handler = s.accessLog(mux)
+	s.handler = s.accessLog(s.requireAuth(mux))
 	return s
 }
 
