@@ -27,11 +27,11 @@ import (
 // versions, one that depends on it, one with '+' build metadata in a
 // version, and two with non-ASCII names.
 const (
-	modX        = "moonbitlang/x"
-	modTempfile = "mizchi/tempfile" // depends on moonbitlang/x
-	modPlus     = "bzy-debug/hello" // has 0.1.20240510+81e045f4e
-	modChinese  = "CAIMEOX/原来可以发中文包"
-	modCamel    = "illusory0x0/🐫"
+	arcModX        = "moonbitlang/x"
+	arcModTempfile = "mizchi/tempfile" // depends on moonbitlang/x
+	arcModPlus     = "bzy-debug/hello" // has 0.1.20240510+81e045f4e
+	arcModChinese  = "CAIMEOX/原来可以发中文包"
+	arcModCamel    = "illusory0x0/🐫"
 )
 
 // TestArchiveMoonClientPasses downloads every version of several modules as
@@ -40,7 +40,7 @@ const (
 // the same bytes.
 func TestArchiveMoonClientPasses(t *testing.T) {
 	ctx := context.Background()
-	modules := []string{modX, modTempfile, modPlus, modChinese, modCamel}
+	modules := []string{arcModX, arcModTempfile, arcModPlus, arcModChinese, arcModCamel}
 	var sel []testupstream.ModuleVersion
 	for _, m := range modules {
 		sel = append(sel, testupstream.EveryVersion(m))
@@ -76,16 +76,16 @@ func TestArchiveMoonClientPasses(t *testing.T) {
 			t.Fatalf("first pass: %v", err)
 		}
 		first[a] = data
-		if n := up.Count(upstreamArchivePath(a.module, a.version)); n != 1 {
+		if n := up.Count(arcUpstreamPath(a.module, a.version)); n != 1 {
 			t.Errorf("first pass: upstream saw %d requests for %s@%s, want 1", n, a.module, a.version)
 		}
 		// The store's documented layout: <cache.dir>/<owner>/<rest>/<version>.zip.
-		stored, err := os.ReadFile(storePath(reg.Root, a.module, a.version))
+		stored, err := os.ReadFile(arcStorePath(reg.Root, a.module, a.version))
 		if err != nil || !bytes.Equal(stored, data) {
 			t.Errorf("stored copy of %s@%s: %d bytes, err %v; want the %d bytes served", a.module, a.version, len(stored), err, len(data))
 		}
 	}
-	afterFirst := archiveCounts(up)
+	afterFirst := arcCounts(up)
 	if len(afterFirst) != len(all) {
 		t.Errorf("upstream saw %d archive paths, want %d", len(afterFirst), len(all))
 	}
@@ -100,13 +100,13 @@ func TestArchiveMoonClientPasses(t *testing.T) {
 			if !bytes.Equal(data, first[a]) {
 				t.Errorf("%s: %s@%s differs from the first download", name, a.module, a.version)
 			}
-			plain := fetch(t, http.MethodGet, plainArchiveURL(reg.URL, a.module, a.version), nil)
+			plain := arcFetch(t, http.MethodGet, arcPlainURL(reg.URL, a.module, a.version), nil)
 			if plain.status != http.StatusOK || !bytes.Equal(plain.body, first[a]) {
 				t.Errorf("%s: plain-slash form of %s@%s: %d, %d bytes; want 200 and the same %d bytes",
 					name, a.module, a.version, plain.status, len(plain.body), len(first[a]))
 			}
 		}
-		if got := archiveCounts(up); !equalCounts(got, afterFirst) {
+		if got := arcCounts(up); !arcEqualCounts(got, afterFirst) {
 			t.Errorf("%s: upstream archive requests changed from %v to %v; want cache hits only", name, afterFirst, got)
 		}
 	}
@@ -122,14 +122,14 @@ func TestArchiveMoonClientPasses(t *testing.T) {
 func TestArchiveConcurrentMiss(t *testing.T) {
 	const version = "0.4.6"
 	up := testupstream.Start(t, testupstream.Options{
-		Archives:    []testupstream.ModuleVersion{{Module: modX, Version: version}},
+		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
 		ArchiveSize: 256 << 10,
 	})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
-	path := upstreamArchivePath(modX, version)
+	path := arcUpstreamPath(arcModX, version)
 	// Slow enough that every request arrives while the first fetch runs.
 	up.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
-	want := up.ArchiveBytes(modX, version)
+	want := up.ArchiveBytes(arcModX, version)
 
 	const n = 100
 	client := &http.Client{
@@ -145,7 +145,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			resp, err := client.Get(oneSegmentURL(reg.URL, modX, version))
+			resp, err := client.Get(arcOneSegmentURL(reg.URL, arcModX, version))
 			if err != nil {
 				errs <- err.Error()
 				return
@@ -153,7 +153,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			if err != nil || resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
-				errs <- "status " + resp.Status + ", " + strconv.Itoa(len(body)) + " bytes, read error " + errString(err)
+				errs <- "status " + resp.Status + ", " + strconv.Itoa(len(body)) + " bytes, read error " + arcErrString(err)
 			}
 		}()
 	}
@@ -183,7 +183,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 	served := []string{"0.4.2", "0.4.3", "0.4.4", "0.4.5", "0.4.6", "0.4.7"}
 	var sel []testupstream.ModuleVersion
 	for _, v := range served {
-		sel = append(sel, testupstream.ModuleVersion{Module: modX, Version: v})
+		sel = append(sel, testupstream.ModuleVersion{Module: arcModX, Version: v})
 	}
 	up := testupstream.Start(t, testupstream.Options{Archives: sel, ArchiveSize: 64 << 10})
 	// Retries set explicitly: the expected upstream request counts follow it.
@@ -219,16 +219,16 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			defer up.ClearFaults()
-			path := upstreamArchivePath(modX, tt.version)
+			path := arcUpstreamPath(arcModX, tt.version)
 			tt.fault(testupstream.OnPrefix(path))
-			res := fetch(t, http.MethodGet, oneSegmentURL(reg.URL, modX, tt.version), nil)
+			res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, tt.version), nil)
 			if res.status != tt.status {
 				t.Fatalf("status %d (%s), want %d", res.status, res.body, tt.status)
 			}
 			if got := up.Count(path); got != tt.count {
 				t.Errorf("upstream saw %d requests for %s, want %d", got, path, tt.count)
 			}
-			want := up.ArchiveBytes(modX, tt.version)
+			want := up.ArchiveBytes(arcModX, tt.version)
 			if tt.status == http.StatusOK {
 				if !bytes.Equal(res.body, want) {
 					t.Errorf("got %d bytes that are not the archive", len(res.body))
@@ -237,33 +237,33 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 				if !strings.Contains(string(res.body), tt.text) {
 					t.Errorf("error body %q does not say %q", res.body, tt.text)
 				}
-				if _, err := os.Lstat(storePath(reg.Root, modX, tt.version)); !os.IsNotExist(err) {
+				if _, err := os.Lstat(arcStorePath(reg.Root, arcModX, tt.version)); !os.IsNotExist(err) {
 					t.Errorf("a failed fetch left something at the archive's path (stat: %v)", err)
 				}
 			}
-			if tmp := tempFiles(t, reg.Root); len(tmp) > 0 {
+			if tmp := arcTempFiles(t, reg.Root); len(tmp) > 0 {
 				t.Errorf("temporary files left: %v", tmp)
 			}
 			if !tt.recovers {
 				return
 			}
 			up.ClearFaults()
-			again := fetch(t, http.MethodGet, oneSegmentURL(reg.URL, modX, tt.version), nil)
+			again := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, tt.version), nil)
 			if again.status != http.StatusOK || !bytes.Equal(again.body, want) {
 				t.Errorf("after upstream recovered: %d (%d bytes), want 200 and the archive", again.status, len(again.body))
 			}
 		})
 	}
 	// Every archive in the store is one that was served right.
-	for _, f := range storeFiles(t, reg.Root) {
+	for _, f := range arcStoreFiles(t, reg.Root) {
 		data, err := os.ReadFile(filepath.Join(reg.Root, "data", "packages", f))
 		if err != nil {
 			t.Fatal(err)
 		}
 		sum := sha256.Sum256(data)
 		v := strings.TrimSuffix(filepath.Base(f), ".zip")
-		if got := hex.EncodeToString(sum[:]); got != up.Checksum(modX, v) {
-			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(modX, v))
+		if got := hex.EncodeToString(sum[:]); got != up.Checksum(arcModX, v) {
+			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(arcModX, v))
 		}
 	}
 }
@@ -271,7 +271,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 // TestArchiveRejectsHostilePaths sends paths no index entry could produce,
 // byte for byte as written: 400, nothing asked of upstream, nothing written.
 func TestArchiveRejectsHostilePaths(t *testing.T) {
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: modX, Version: "0.4.6"}}})
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	up.ResetCounts()
 	for _, tt := range []struct{ name, target string }{
@@ -294,7 +294,7 @@ func TestArchiveRejectsHostilePaths(t *testing.T) {
 		{"bad escape", "/user/moonbitlang%2Fx%2F0.4.6%zz.zip"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, body := sendRaw(t, reg.URL, "GET", tt.target, nil)
+			resp, body := arcSendRaw(t, reg.URL, "GET", tt.target, nil)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Errorf("GET %s: %d (%.200s), want 400", tt.target, resp.StatusCode, body)
 			}
@@ -303,10 +303,10 @@ func TestArchiveRejectsHostilePaths(t *testing.T) {
 	if c := up.Counts(); len(c) != 0 {
 		t.Errorf("upstream was asked: %v", c)
 	}
-	if files := storeFiles(t, reg.Root); len(files) > 0 {
+	if files := arcStoreFiles(t, reg.Root); len(files) > 0 {
 		t.Errorf("files written under data/packages: %v", files)
 	}
-	if tmp := tempFiles(t, reg.Root); len(tmp) > 0 {
+	if tmp := arcTempFiles(t, reg.Root); len(tmp) > 0 {
 		t.Errorf("temporary files written: %v", tmp)
 	}
 	// Nothing named after the hostile targets appeared anywhere in the root.
@@ -325,7 +325,7 @@ func TestArchiveOffline(t *testing.T) {
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
-		{Module: modX, Version: cachedV}, {Module: modX, Version: missV},
+		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
 	tests := []struct {
 		name string
@@ -339,7 +339,7 @@ func TestArchiveOffline(t *testing.T) {
 			if err := c.CloneIndex(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := c.Download(ctx, modX, cachedV); err != nil {
+			if _, err := c.Download(ctx, arcModX, cachedV); err != nil {
 				t.Fatal(err)
 			}
 			reg.Stop(t)
@@ -363,11 +363,11 @@ func TestArchiveOffline(t *testing.T) {
 				t.Fatalf("clone from the offline server: %v", err)
 			}
 			for _, v := range cached {
-				if _, err := c.Download(ctx, modX, v); err != nil {
+				if _, err := c.Download(ctx, arcModX, v); err != nil {
 					t.Errorf("cached archive offline: %v", err)
 				}
 			}
-			miss := fetch(t, http.MethodGet, oneSegmentURL(reg.URL, modX, missV), nil)
+			miss := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, missV), nil)
 			if miss.status != http.StatusGatewayTimeout {
 				t.Errorf("offline miss: %d (%s), want 504", miss.status, miss.body)
 			}
@@ -376,7 +376,7 @@ func TestArchiveOffline(t *testing.T) {
 					t.Errorf("offline miss body %q does not say %q", miss.body, s)
 				}
 			}
-			unknown := fetch(t, http.MethodGet, oneSegmentURL(reg.URL, modX, "9.9.9"), nil)
+			unknown := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, "9.9.9"), nil)
 			if unknown.status != http.StatusNotFound {
 				t.Errorf("offline, unknown version: %d (%s), want 404", unknown.status, unknown.body)
 			}
@@ -391,7 +391,7 @@ func TestArchiveOffline(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer up.Up()
-		res := fetch(t, http.MethodGet, oneSegmentURL(reg.URL, modX, missV), nil)
+		res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, missV), nil)
 		if res.status != http.StatusGatewayTimeout || !strings.Contains(string(res.body), "not cached") {
 			t.Errorf("miss with upstream down: %d (%s), want 504 saying it is not cached", res.status, res.body)
 		}
@@ -429,7 +429,7 @@ func TestSymbolsRevalidated(t *testing.T) {
 		if st.ifNoneMatch != "" {
 			hdr.Set("If-None-Match", st.ifNoneMatch)
 		}
-		res := fetch(t, http.MethodGet, reg.URL+"/symbols.zip", hdr)
+		res := arcFetch(t, http.MethodGet, reg.URL+"/symbols.zip", hdr)
 		if res.status != st.status {
 			t.Fatalf("%s: status %d (%s), want %d", st.name, res.status, res.body, st.status)
 		}
@@ -445,7 +445,7 @@ func TestSymbolsRevalidated(t *testing.T) {
 		if got := up.Count("/symbols.zip"); got != st.upstream {
 			t.Errorf("%s: upstream saw %d requests, want %d", st.name, got, st.upstream)
 		}
-		logs := waitAccessLogs(t, reg, "/symbols.zip", i+1)
+		logs := arcWaitAccessLogs(t, reg, "/symbols.zip", i+1)
 		if got := logs[i].Cache; got != st.cache {
 			t.Errorf("%s: access log says cache %q, want %q", st.name, got, st.cache)
 		}
@@ -457,17 +457,17 @@ func TestSymbolsRevalidated(t *testing.T) {
 func TestArchiveHitHTTPSemantics(t *testing.T) {
 	const version = "0.4.6"
 	up := testupstream.Start(t, testupstream.Options{
-		Archives:    []testupstream.ModuleVersion{{Module: modX, Version: version}},
+		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
 		ArchiveSize: 32 << 10,
 	})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
-	data := up.ArchiveBytes(modX, version)
-	etag := `"` + up.Checksum(modX, version) + `"`
-	u := oneSegmentURL(reg.URL, modX, version)
-	if res := fetch(t, http.MethodGet, u, nil); res.status != http.StatusOK {
+	data := up.ArchiveBytes(arcModX, version)
+	etag := `"` + up.Checksum(arcModX, version) + `"`
+	u := arcOneSegmentURL(reg.URL, arcModX, version)
+	if res := arcFetch(t, http.MethodGet, u, nil); res.status != http.StatusOK {
 		t.Fatalf("warming the cache: %d %s", res.status, res.body)
 	}
-	before := up.Count(upstreamArchivePath(modX, version))
+	before := up.Count(arcUpstreamPath(arcModX, version))
 
 	tests := []struct {
 		name   string
@@ -491,7 +491,7 @@ func TestArchiveHitHTTPSemantics(t *testing.T) {
 			for k, v := range tt.header {
 				hdr.Set(k, v)
 			}
-			res := fetch(t, tt.method, u, hdr)
+			res := arcFetch(t, tt.method, u, hdr)
 			if res.status != tt.status {
 				t.Fatalf("status %d, want %d", res.status, tt.status)
 			}
@@ -515,9 +515,9 @@ func TestArchiveHitHTTPSemantics(t *testing.T) {
 	// Go's client never reads a body after HEAD whatever the server sends;
 	// on one raw connection, a body after HEAD would garble the next answer.
 	t.Run("HEAD sends no body", func(t *testing.T) {
-		conn, br := dialRaw(t, reg.URL)
+		conn, br := arcDial(t, reg.URL)
 		target := strings.TrimPrefix(u, reg.URL)
-		writeRaw(t, conn, "HEAD", target, nil)
+		arcWriteRaw(t, conn, "HEAD", target, nil)
 		resp, err := http.ReadResponse(br, &http.Request{Method: "HEAD"})
 		if err != nil {
 			t.Fatal(err)
@@ -526,7 +526,7 @@ func TestArchiveHitHTTPSemantics(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Length") != strconv.Itoa(len(data)) {
 			t.Fatalf("HEAD: %d, Content-Length %q", resp.StatusCode, resp.Header.Get("Content-Length"))
 		}
-		writeRaw(t, conn, "GET", "/healthz", nil)
+		arcWriteRaw(t, conn, "GET", "/healthz", nil)
 		next, err := http.ReadResponse(br, &http.Request{Method: "GET"})
 		if err != nil {
 			t.Fatalf("answer after HEAD unreadable (a body was sent?): %v", err)
@@ -537,21 +537,21 @@ func TestArchiveHitHTTPSemantics(t *testing.T) {
 			t.Errorf("answer after HEAD: %d %q", next.StatusCode, body)
 		}
 	})
-	if got := up.Count(upstreamArchivePath(modX, version)); got != before {
+	if got := up.Count(arcUpstreamPath(arcModX, version)); got != before {
 		t.Errorf("hits asked upstream: %d requests, had %d", got, before)
 	}
 }
 
 // ---- helpers shared by the archive tests, the crash test and the benchmark ----
 
-// oneSegmentURL is the archive URL current moon clients send.
-func oneSegmentURL(base, module, version string) string {
+// arcOneSegmentURL is the archive URL current moon clients send.
+func arcOneSegmentURL(base, module, version string) string {
 	return base + "/user/" + url.QueryEscape(module+"/"+version) + ".zip"
 }
 
-// plainArchiveURL is the documented plain-slash form, each segment escaped
+// arcPlainURL is the documented plain-slash form, each segment escaped
 // ('+' too, as a client would have to).
-func plainArchiveURL(base, module, version string) string {
+func arcPlainURL(base, module, version string) string {
 	segs := strings.Split(module+"/"+version+".zip", "/")
 	for i, s := range segs {
 		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
@@ -559,18 +559,18 @@ func plainArchiveURL(base, module, version string) string {
 	return base + "/user/" + strings.Join(segs, "/")
 }
 
-// upstreamArchivePath is the decoded path the test upstream counts.
-func upstreamArchivePath(module, version string) string {
+// arcUpstreamPath is the decoded path the test upstream counts.
+func arcUpstreamPath(module, version string) string {
 	return "/user/" + module + "/" + version + ".zip"
 }
 
-// storePath is where the store keeps an archive under a registry root.
-func storePath(root, module, version string) string {
+// arcStorePath is where the store keeps an archive under a registry root.
+func arcStorePath(root, module, version string) string {
 	return filepath.Join(root, "data", "packages", filepath.FromSlash(module), version+".zip")
 }
 
-// archiveCounts is the upstream's request counts for archive paths only.
-func archiveCounts(up *testupstream.Upstream) map[string]int {
+// arcCounts is the upstream's request counts for archive paths only.
+func arcCounts(up *testupstream.Upstream) map[string]int {
 	out := map[string]int{}
 	for p, n := range up.Counts() {
 		if strings.HasPrefix(p, testupstream.PrefixArchives) {
@@ -580,7 +580,7 @@ func archiveCounts(up *testupstream.Upstream) map[string]int {
 	return out
 }
 
-func equalCounts(a, b map[string]int) bool {
+func arcEqualCounts(a, b map[string]int) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -592,9 +592,9 @@ func equalCounts(a, b map[string]int) bool {
 	return true
 }
 
-// storeFiles lists every regular file under <root>/data/packages, slash
+// arcStoreFiles lists every regular file under <root>/data/packages, slash
 // separated and relative to it, temporary ones included.
-func storeFiles(t testing.TB, root string) []string {
+func arcStoreFiles(t testing.TB, root string) []string {
 	t.Helper()
 	dir := filepath.Join(root, "data", "packages")
 	var out []string
@@ -614,12 +614,12 @@ func storeFiles(t testing.TB, root string) []string {
 	return out
 }
 
-// tempFiles lists files under data/packages that are not a published
+// arcTempFiles lists files under data/packages that are not a published
 // archive: anything but <module>/<version>.zip, e.g. leftovers in .tmp.
-func tempFiles(t testing.TB, root string) []string {
+func arcTempFiles(t testing.TB, root string) []string {
 	t.Helper()
 	var out []string
-	for _, f := range storeFiles(t, root) {
+	for _, f := range arcStoreFiles(t, root) {
 		if strings.HasPrefix(f, ".") || strings.Contains(f, "/.") || !strings.HasSuffix(f, ".zip") {
 			out = append(out, f)
 		}
@@ -627,15 +627,15 @@ func tempFiles(t testing.TB, root string) []string {
 	return out
 }
 
-// response is a fully read HTTP answer.
-type response struct {
+// arcResponse is a fully read HTTP answer.
+type arcResponse struct {
 	status int
 	header http.Header
 	body   []byte
 }
 
-// fetch sends one request (no redirects followed) and reads the answer.
-func fetch(t testing.TB, method, u string, hdr http.Header) response {
+// arcFetch sends one request (no redirects followed) and reads the answer.
+func arcFetch(t testing.TB, method, u string, hdr http.Header) arcResponse {
 	t.Helper()
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
@@ -658,11 +658,11 @@ func fetch(t testing.TB, method, u string, hdr http.Header) response {
 	if err != nil {
 		t.Fatalf("%s %s: reading body: %v", method, u, err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: body}
+	return arcResponse{status: resp.StatusCode, header: resp.Header, body: body}
 }
 
-// dialRaw opens a TCP connection to a registry base URL.
-func dialRaw(t testing.TB, base string) (net.Conn, *bufio.Reader) {
+// arcDial opens a TCP connection to a registry base URL.
+func arcDial(t testing.TB, base string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(base, "http://"), 10*time.Second)
 	if err != nil {
@@ -673,9 +673,9 @@ func dialRaw(t testing.TB, base string) (net.Conn, *bufio.Reader) {
 	return conn, bufio.NewReader(conn)
 }
 
-// writeRaw writes a request with target exactly as given, which Go's client
+// arcWriteRaw writes a request with target exactly as given, which Go's client
 // would normalise.
-func writeRaw(t testing.TB, conn net.Conn, method, target string, hdr map[string]string) {
+func arcWriteRaw(t testing.TB, conn net.Conn, method, target string, hdr map[string]string) {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString(method + " " + target + " HTTP/1.1\r\nHost: " + conn.RemoteAddr().String() + "\r\nUser-Agent: mooncake/0.1.0\r\n")
@@ -688,11 +688,11 @@ func writeRaw(t testing.TB, conn net.Conn, method, target string, hdr map[string
 	}
 }
 
-// sendRaw sends one request with a raw target and reads the answer.
-func sendRaw(t testing.TB, base, method, target string, hdr map[string]string) (*http.Response, []byte) {
+// arcSendRaw sends one request with a raw target and reads the answer.
+func arcSendRaw(t testing.TB, base, method, target string, hdr map[string]string) (*http.Response, []byte) {
 	t.Helper()
-	conn, br := dialRaw(t, base)
-	writeRaw(t, conn, method, target, hdr)
+	conn, br := arcDial(t, base)
+	arcWriteRaw(t, conn, method, target, hdr)
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("%s %.100s: %v", method, target, err)
@@ -702,8 +702,8 @@ func sendRaw(t testing.TB, base, method, target string, hdr map[string]string) (
 	return resp, body
 }
 
-// accessEntry is one access log line of the registry.
-type accessEntry struct {
+// arcAccessEntry is one access log line of the registry.
+type arcAccessEntry struct {
 	Message string `json:"message"`
 	Method  string `json:"method"`
 	Path    string `json:"path"`
@@ -711,16 +711,16 @@ type accessEntry struct {
 	Cache   string `json:"cache"`
 }
 
-// waitAccessLogs waits (bounded) until the registry has logged at least n
+// arcWaitAccessLogs waits (bounded) until the registry has logged at least n
 // requests for path, and returns them in order. The line is written after
 // the answer, so it can trail the client's read.
-func waitAccessLogs(t testing.TB, r *registry, path string, n int) []accessEntry {
+func arcWaitAccessLogs(t testing.TB, r *registry, path string, n int) []arcAccessEntry {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		var out []accessEntry
+		var out []arcAccessEntry
 		for _, line := range strings.Split(r.Logs(), "\n") {
-			var e accessEntry
+			var e arcAccessEntry
 			if json.Unmarshal([]byte(line), &e) == nil && e.Message == "request" && e.Path == path {
 				out = append(out, e)
 			}
@@ -735,7 +735,7 @@ func waitAccessLogs(t testing.TB, r *registry, path string, n int) []accessEntry
 	}
 }
 
-func errString(err error) string {
+func arcErrString(err error) string {
 	if err == nil {
 		return "none"
 	}

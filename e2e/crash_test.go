@@ -23,7 +23,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 	const size = 1 << 20
 	up := testupstream.Start(t, testupstream.Options{
 		Archives: []testupstream.ModuleVersion{
-			{Module: modX, Version: "0.4.6"}, {Module: modX, Version: "0.4.7"},
+			{Module: arcModX, Version: "0.4.6"}, {Module: arcModX, Version: "0.4.7"},
 		},
 		ArchiveSize: size,
 	})
@@ -53,11 +53,11 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			name:    "upstream stalls mid-body",
 			version: "0.4.7",
 			inFlight: func(t *testing.T, _ string) string {
-				return startStallRelay(t, up.Addr(), 128<<10)
+				return arcStallRelay(t, up.Addr(), 128<<10)
 			},
 			started: func(t *testing.T, root, _ string) bool {
 				// Any file: a store writing in place would show here too.
-				for _, f := range storeFiles(t, root) {
+				for _, f := range arcStoreFiles(t, root) {
 					if fi, err := os.Stat(filepath.Join(root, "data", "packages", f)); err == nil && fi.Size() >= 64<<10 {
 						return true
 					}
@@ -70,8 +70,8 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			defer up.ClearFaults()
 			root := t.TempDir()
-			path := upstreamArchivePath(modX, tt.version)
-			final := storePath(root, modX, tt.version)
+			path := arcUpstreamPath(arcModX, tt.version)
+			final := arcStorePath(root, arcModX, tt.version)
 			download := tt.inFlight(t, path)
 			reg := startRegistry(t, registryOptions{
 				Root: root, UpstreamURL: up.URL(),
@@ -82,7 +82,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, oneSegmentURL(reg.URL, modX, tt.version), nil)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, tt.version), nil)
 				if resp, err := http.DefaultClient.Do(req); err == nil {
 					io.Copy(io.Discard, resp.Body)
 					resp.Body.Close()
@@ -91,7 +91,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			deadline := time.Now().Add(30 * time.Second)
 			for !tt.started(t, root, path) {
 				if time.Now().After(deadline) {
-					t.Fatalf("download not in flight after 30s; upstream counts %v, store %v", up.Counts(), storeFiles(t, root))
+					t.Fatalf("download not in flight after 30s; upstream counts %v, store %v", up.Counts(), arcStoreFiles(t, root))
 				}
 				time.Sleep(10 * time.Millisecond)
 			}
@@ -109,11 +109,11 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			before := up.Count(path)
 			reg2 := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
 			// The restart cleans up after the dead process before serving.
-			if tmp := tempFiles(t, root); len(tmp) > 0 {
+			if tmp := arcTempFiles(t, root); len(tmp) > 0 {
 				t.Errorf("temporary files of the killed process survive the restart: %v", tmp)
 			}
-			res := fetch(t, http.MethodGet, oneSegmentURL(reg2.URL, modX, tt.version), nil)
-			want := up.ArchiveBytes(modX, tt.version)
+			res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg2.URL, arcModX, tt.version), nil)
+			want := up.ArchiveBytes(arcModX, tt.version)
 			if res.status != http.StatusOK || !bytes.Equal(res.body, want) {
 				t.Fatalf("after restart: %d, %d bytes; want 200 and the %d byte archive", res.status, len(res.body), len(want))
 			}
@@ -123,18 +123,18 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			if stored, err := os.ReadFile(final); err != nil || !bytes.Equal(stored, want) {
 				t.Errorf("stored archive after restart: %d bytes, err %v; want the archive", len(stored), err)
 			}
-			if tmp := tempFiles(t, root); len(tmp) > 0 {
+			if tmp := arcTempFiles(t, root); len(tmp) > 0 {
 				t.Errorf("temporary files left: %v", tmp)
 			}
 		})
 	}
 }
 
-// startStallRelay listens on 127.0.0.1 and forwards each connection to
+// arcStallRelay listens on 127.0.0.1 and forwards each connection to
 // target, but passes on only the first limit bytes of what target sends,
 // then holds the connection open until the test ends. It returns the
 // relay's base URL.
-func startStallRelay(t *testing.T, target string, limit int64) string {
+func arcStallRelay(t *testing.T, target string, limit int64) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
