@@ -519,7 +519,7 @@ func TestIndexPeriodicSync(t *testing.T) {
 }
 
 // TestIndexSyncCommand: the one-shot sync, run on the root of a running
-// server, reports each new version, and the server then serves it. One
+// server, reports each new version, and the server then serves it over git. One
 // client pulls after every sync; another, shallow-cloned before both,
 // pulls only at the end and must still fast-forward over the two syncs.
 func TestIndexSyncCommand(t *testing.T) {
