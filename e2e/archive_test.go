@@ -308,6 +308,20 @@ func TestArchiveRejectsHostilePaths(t *testing.T) {
 			}
 		})
 	}
+	// Literal dot and empty segments never reach the archive handler: the
+	// router redirects to the cleaned path. Not followed here, they must
+	// not be served or fetched either.
+	for _, target := range []string{
+		"/user/../etc/passwd.zip",
+		"/user/moonbitlang/x/../x/0.4.6.zip",
+		"/user/moonbitlang//x/0.4.6.zip",
+		"/user/moonbitlang/./x/0.4.6.zip",
+	} {
+		resp, _ := arcSendRaw(t, reg.URL, "GET", target, nil)
+		if resp.StatusCode < 300 || resp.StatusCode >= 500 {
+			t.Errorf("GET %s: %d, want a redirect or a 4xx", target, resp.StatusCode)
+		}
+	}
 	if c := up.Counts(); len(c) != 0 {
 		t.Errorf("upstream was asked: %v", c)
 	}
