@@ -48,3 +48,34 @@ func TestSyncWaitsForAnotherSyncer(t *testing.T) {
 		t.Errorf("changes = %+v, want alice/foo@0.6.0 added", c)
 	}
 }
+
+// A sync by another process (here: a second Mirror on the same directory)
+// is seen by this one's next lookup, though its parsed-file cache held the
+// module from before.
+func TestLookupsSeeAnotherProcessesSync(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	server := newTestMirror(t, up.IndexURL(), nil)
+	if _, err := server.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := server.Lookup(ctx, "alice/foo", "0.7.0"); err != nil || ok {
+		t.Fatalf("0.7.0 before it exists: ok=%v err=%v", ok, err)
+	}
+	if err := up.AddVersion(ctx, "alice/foo", "0.7.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	command, err := New(server.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := command.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := server.Lookup(ctx, "alice/foo", "0.7.0"); err != nil || !ok {
+		t.Fatalf("after another process synced: ok=%v err=%v, want the new version", ok, err)
+	}
+	if server.Status().Commit != command.Status().Commit {
+		t.Errorf("commit %s, want %s", server.Status().Commit, command.Status().Commit)
+	}
+}

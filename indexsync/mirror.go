@@ -38,6 +38,7 @@ type Mirror struct {
 	tree sync.RWMutex
 
 	cache *lru
+	refs  refWatch // main as last seen on disk, see noticeOutsideSync
 
 	refreshMu sync.Mutex // serialises RequestRefresh's window check
 

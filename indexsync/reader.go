@@ -38,6 +38,7 @@ func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error)
 	}
 	m.tree.RLock()
 	defer m.tree.RUnlock()
+	m.noticeOutsideSync()
 	if vs, ok := m.cache.get(module); ok {
 		return vs, nil
 	}

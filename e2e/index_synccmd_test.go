@@ -9,9 +9,6 @@ import (
 	"moonbit-registry/e2e/testupstream"
 )
 
-// Pending: fails until a running server notices a one-shot `sync` run on
-// its root. Restore by renaming this file to index_pending_test.go.
-//
 // TestIndexSyncCommandThenDownload: after `moonbit-registry sync` on the
 // root of a running server, the server serves the git index with the new
 // version at once, so a client that pulled it must be able to download
