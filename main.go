@@ -657,6 +657,7 @@ func openCache(cfg config.Config, index cache.Index, offline bool, onFetch func(
 		AttemptTimeout:       cfg.Upstream.Timeout.D(),
 		Retries:              retries,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
+		MaxBytes:             int64(cfg.Cache.MaxSize),
 		Offline:              offline,
 		OnFetch:              onFetch,
 		Logger:               log,

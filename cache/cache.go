@@ -74,6 +74,9 @@ type Options struct {
 	// Offline serves only what the store holds; a miss is
 	// ErrUpstreamUnavailable without contacting upstream.
 	Offline bool
+	// MaxBytes limits the store's size: least-recently-used archives not in
+	// use are evicted when it is exceeded (see evict.go). 0: unlimited.
+	MaxBytes int64
 
 	// OnFetch, if set, is called after every upstream fetch (one per
 	// coalesced group) with its result, e.g. to feed metrics.
@@ -108,6 +111,11 @@ type Stats struct {
 	BytesFetched     int64 // bytes of archives stored
 	Coalesced        int64 // misses that waited for a fetch another request started
 	InFlight         int64 // upstream fetches running now
+	// With Options.MaxBytes only (zero otherwise); StoreBytes and
+	// StoreFiles are complete once the start-up walk of the store is done.
+	Evictions  int64 // archives evicted to honour MaxBytes
+	StoreBytes int64 // bytes of archives in the store
+	StoreFiles int64 // archives in the store
 }
 
 type counters struct {
@@ -134,6 +142,7 @@ type Cache struct {
 	sem     *semaphore.Weighted
 	stats   counters
 	onFetch func(FetchResult)
+	evict   *evictor // nil without a size limit
 }
 
 // New checks opts and builds a Cache.
@@ -143,6 +152,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	if opts.Index == nil {
 		return nil, errors.New("cache: Options.Index is required")
+	}
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("cache: Options.MaxBytes %d is negative", opts.MaxBytes)
 	}
 	base := opts.DownloadURL
 	if base == "" {
@@ -174,6 +186,13 @@ func New(opts Options) (*Cache, error) {
 	if c.client == nil {
 		c.client = &http.Client{Transport: NewUpstreamTransport()}
 	}
+	if opts.MaxBytes > 0 {
+		// Every store access goes through the wrapper, which pins opened
+		// archives and counts writes and deletions.
+		c.evict = newEvictor(opts.Store, opts.MaxBytes, opts.Logger)
+		c.store = &evictingStore{Store: opts.Store, e: c.evict}
+		go c.evict.scan() // ends on its own once the store is walked
+	}
 	return c, nil
 }
 
@@ -187,7 +206,7 @@ func orDefault[T comparable](v, def T) T {
 
 // Stats returns a snapshot of the counters.
 func (c *Cache) Stats() Stats {
-	return Stats{
+	s := Stats{
 		Hits:             c.stats.hits.Load(),
 		Fetches:          c.stats.fetches.Load(),
 		UpstreamRequests: c.stats.requests.Load(),
@@ -196,6 +215,10 @@ func (c *Cache) Stats() Stats {
 		Coalesced:        c.stats.coalesced.Load(),
 		InFlight:         c.stats.inflight.Load(),
 	}
+	if c.evict != nil {
+		s.Evictions, s.StoreBytes, s.StoreFiles = c.evict.stats()
+	}
+	return s
 }
 
 // Offline reports whether the cache never contacts upstream.
@@ -209,6 +232,9 @@ func (c *Cache) Get(ctx context.Context, mv ModuleVersion) (Object, Outcome, err
 	if err := mv.Validate(); err != nil {
 		return nil, "", err
 	}
+	// With a size limit: no eviction of mv until this returns (the Object
+	// pins it itself from its Open on), and a use recorded.
+	defer c.hold(mv)()
 	obj, err := c.store.Open(ctx, mv)
 	if err == nil {
 		c.stats.hits.Add(1)
@@ -233,6 +259,7 @@ func (c *Cache) Ensure(ctx context.Context, mv ModuleVersion) (Outcome, error) {
 	if err := mv.Validate(); err != nil {
 		return "", err
 	}
+	defer c.hold(mv)() // as in Get
 	present, err := c.has(ctx, mv)
 	if err != nil {
 		return "", err

@@ -1,0 +1,499 @@
+package cache
+
+// Size limit ([cache] max_size, Options.MaxBytes): least-recently-used
+// eviction of archives.
+//
+// Bookkeeping. An evictor keeps, in memory, every stored archive's size and
+// last use in a list ordered by recency, and the total. A new Cache learns
+// the store in a background walk (one stat per archive), so start-up never
+// waits for a big store; until that walk is done nothing is evicted (the
+// total is not known yet), and uses and writes seen meanwhile are merged
+// into its result.
+//
+// Recency across restarts. The file's mtime is the persisted "last used":
+// the walk seeds the order from it, and a use rewrites it (os.Chtimes) at
+// most once per touchInterval per archive, so the hot path is one map
+// lookup and a list move, not a syscall per request. mtime rather than
+// atime because atime is unreliable (relatime, noatime) and reading it is
+// platform-specific. The cost: an archive's Last-Modified moves when it is
+// used; clients revalidate with its ETag (the checksum), which does not.
+//
+// Trigger and target. After every Put the store may have grown: if the
+// total exceeds MaxBytes, least-recently-used archives are deleted until
+// it is at most lowWaterPercent of MaxBytes, so that a full cache does not
+// evict on every single fetch. The pass runs in the goroutine that stored
+// the archive, before its fetch returns, so a client served a fresh
+// archive finds the store already within its limit.
+//
+// Pins. An archive that is open (an Object not closed yet: being served,
+// hashed by verify, ...), being written by Put, or being looked up by
+// Cache.Get/Ensure (which pin from before the store lookup until the
+// returned Object is closed, covering the gap between a fetch storing the
+// archive and the waiter opening it) is pinned and never chosen. Pinning
+// and deleting both happen under the evictor's lock, so an archive cannot
+// be pinned and then deleted under the pinner. If everything over the
+// limit is pinned, the pass stops and the next unpin runs it again.
+//
+// An archive larger than MaxBytes by itself is stored and served (refusing
+// it would make it impossible to serve at all), kept at the cold end of
+// the order and not counted while pinned, so it does not flush the rest of
+// the cache; it is evicted as soon as nobody holds it, and every later
+// request fetches it again. A warning says so; max_size should be larger
+// than the largest archive.
+//
+// Limits. Only what goes through this Cache is counted as it happens:
+// archives another process (a one-shot mirror on the same root) adds are
+// counted at the next start, and files someone else deleted are dropped
+// from the count when eviction finds them gone.
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const (
+	// lowWaterPercent is how full the store is left after an eviction pass.
+	lowWaterPercent = 90
+	// touchInterval bounds how often one archive's mtime is rewritten.
+	touchInterval = time.Minute
+)
+
+// usageRecorder is what a store offers eviction beyond Store: an archive's
+// size and persisted last use, and a way to persist a use.
+type usageRecorder interface {
+	archiveUsage(ctx context.Context, mv ModuleVersion) (size int64, used time.Time, err error)
+	markUsed(mv ModuleVersion, t time.Time) error
+}
+
+// archiveUsage is a stat: the size and mtime (the last recorded use).
+func (s *LocalStore) archiveUsage(ctx context.Context, mv ModuleVersion) (int64, time.Time, error) {
+	fi, err := os.Stat(s.path(mv.RelPath()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, time.Time{}, ErrNotExist
+	}
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return fi.Size(), fi.ModTime(), nil
+}
+
+// markUsed persists a use as the archive's mtime (see the top of evict.go).
+func (s *LocalStore) markUsed(mv ModuleVersion, t time.Time) error {
+	return os.Chtimes(s.path(mv.RelPath()), t, t)
+}
+
+// openUsage serves stores without a usageRecorder: size and modification
+// time from an opened Object, uses not persisted.
+type openUsage struct{ store Store }
+
+func (o openUsage) archiveUsage(ctx context.Context, mv ModuleVersion) (int64, time.Time, error) {
+	obj, err := o.store.Open(ctx, mv)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer obj.Close()
+	fi, err := obj.Stat()
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	return fi.Size(), fi.ModTime(), nil
+}
+
+func (openUsage) markUsed(ModuleVersion, time.Time) error { return nil }
+
+// lruEntry is one stored archive.
+type lruEntry struct {
+	mv      ModuleVersion
+	size    int64
+	used    time.Time // last use, in memory
+	touched time.Time // last use written to the store
+	elem    *list.Element
+}
+
+// evictor enforces the size limit; see the top of this file.
+type evictor struct {
+	store      Store // the backend: its Delete is not counted twice
+	usage      usageRecorder
+	max, low   int64
+	touchEvery time.Duration
+	log        zerolog.Logger
+	scanDone   chan struct{} // closed when the start-up walk (and its pass) is over
+
+	mu        sync.Mutex
+	scanned   bool
+	evicting  bool // a pass is running
+	entries   map[ModuleVersion]*lruEntry
+	lru       list.List // of *lruEntry; front: most recently used
+	total     int64
+	pins      map[ModuleVersion]int
+	evictions int64
+	// Seen before the walk finished, merged into its result.
+	pendingUse map[ModuleVersion]time.Time
+	gone       map[ModuleVersion]struct{}
+}
+
+// newEvictor builds an evictor; nothing is evicted before its scan (run in
+// the background by New) is over.
+func newEvictor(store Store, maxBytes int64, log zerolog.Logger) *evictor {
+	e := &evictor{
+		store: store,
+		max:   maxBytes,
+		// maxBytes*lowWaterPercent/100 without overflowing.
+		low:        maxBytes/100*lowWaterPercent + maxBytes%100*lowWaterPercent/100,
+		touchEvery: touchInterval,
+		log:        log,
+		scanDone:   make(chan struct{}),
+		entries:    map[ModuleVersion]*lruEntry{},
+		pins:       map[ModuleVersion]int{},
+		pendingUse: map[ModuleVersion]time.Time{},
+		gone:       map[ModuleVersion]struct{}{},
+	}
+	if u, ok := store.(usageRecorder); ok {
+		e.usage = u
+	} else {
+		e.usage = openUsage{store}
+	}
+	return e
+}
+
+// scan learns what the store holds, then enforces the limit once.
+func (e *evictor) scan() {
+	defer close(e.scanDone)
+	start := time.Now()
+	ctx := context.Background()
+	type found struct {
+		mv   ModuleVersion
+		size int64
+		used time.Time
+	}
+	var all []found
+	err := e.store.Walk(ctx, func(mv ModuleVersion) error {
+		size, used, err := e.usage.archiveUsage(ctx, mv)
+		switch {
+		case errors.Is(err, ErrNotExist): // removed while we walked
+		case err != nil:
+			e.log.Warn().Err(err).Str("archive", mv.String()).Msg("size limit: cannot stat archive; it is not counted")
+		default:
+			all = append(all, found{mv, size, used})
+		}
+		return nil
+	})
+	if err != nil {
+		e.log.Warn().Err(err).Msg("size limit: walking the archive store failed; only what was found is counted")
+	}
+
+	e.mu.Lock()
+	for _, f := range all {
+		if _, ok := e.gone[f.mv]; ok {
+			continue
+		}
+		if e.entries[f.mv] != nil {
+			continue // stored during the walk: that record is newer
+		}
+		ent := &lruEntry{mv: f.mv, size: f.size, used: f.used, touched: f.used}
+		if u, ok := e.pendingUse[f.mv]; ok && u.After(ent.used) {
+			ent.used = u
+		}
+		e.entries[f.mv] = ent
+		e.total += f.size
+	}
+	e.pendingUse, e.gone = nil, nil
+	// Rebuild the order from the recorded uses: oversize archives coldest,
+	// then least recently used.
+	ordered := make([]*lruEntry, 0, len(e.entries))
+	for _, ent := range e.entries {
+		ordered = append(ordered, ent)
+	}
+	slices.SortFunc(ordered, func(a, b *lruEntry) int {
+		if ao, bo := a.size > e.max, b.size > e.max; ao != bo {
+			if ao {
+				return 1
+			}
+			return -1
+		}
+		return b.used.Compare(a.used)
+	})
+	e.lru.Init()
+	for _, ent := range ordered {
+		ent.elem = e.lru.PushBack(ent)
+	}
+	e.scanned = true
+	e.log.Info().Int("archives", len(e.entries)).Int64("bytes", e.total).Int64("max_bytes", e.max).
+		Dur("duration", time.Since(start)).Msg("archive store scanned for the size limit")
+	e.mu.Unlock()
+	e.enforce()
+}
+
+// pin keeps mv from being evicted until the returned func is called (any
+// number of times; only the first counts).
+func (e *evictor) pin(mv ModuleVersion) (release func()) {
+	e.mu.Lock()
+	e.pins[mv]++
+	e.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { e.unpin(mv) }) }
+}
+
+func (e *evictor) unpin(mv ModuleVersion) {
+	e.mu.Lock()
+	if e.pins[mv]--; e.pins[mv] <= 0 {
+		delete(e.pins, mv)
+	}
+	// Over the limit with nothing running: an earlier pass stopped at
+	// pinned archives, or an oversize one was just let go.
+	again := e.scanned && !e.evicting && e.overLocked(e.max)
+	e.mu.Unlock()
+	if again {
+		e.enforce()
+	}
+}
+
+// use pins mv and records a use of it: Cache.Get and Ensure.
+func (e *evictor) use(mv ModuleVersion) (release func()) {
+	release = e.pin(mv)
+	now := time.Now()
+	e.mu.Lock()
+	ent := e.entries[mv]
+	touch := false
+	switch {
+	case ent != nil:
+		ent.used = now
+		if ent.size <= e.max {
+			e.lru.MoveToFront(ent.elem)
+		}
+		if now.Sub(ent.touched) >= e.touchEvery {
+			ent.touched, touch = now, true
+		}
+	case !e.scanned:
+		e.pendingUse[mv] = now
+	}
+	e.mu.Unlock()
+	if touch {
+		// Pinned, so not deleted under us; a file removed by someone else
+		// is found missing by the caller's Open.
+		if err := e.usage.markUsed(mv, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			e.log.Debug().Err(err).Str("archive", mv.String()).Msg("size limit: cannot record archive use")
+		}
+	}
+	return release
+}
+
+// stored records a published archive of n bytes.
+func (e *evictor) stored(mv ModuleVersion, n int64) {
+	now := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.gone != nil {
+		delete(e.gone, mv)
+		delete(e.pendingUse, mv)
+	}
+	ent := e.entries[mv]
+	if ent == nil {
+		ent = &lruEntry{mv: mv}
+		ent.elem = e.lru.PushFront(ent)
+		e.entries[mv] = ent
+	} else {
+		e.total -= ent.size
+	}
+	ent.size, ent.used, ent.touched = n, now, now
+	e.total += n
+	if n > e.max {
+		e.lru.MoveToBack(ent.elem)
+		e.log.Warn().Str("archive", mv.String()).Int64("bytes", n).Int64("max_bytes", e.max).
+			Msg("archive is larger than cache.max_size by itself: it is served, then evicted once nobody reads it")
+	} else {
+		e.lru.MoveToFront(ent.elem)
+	}
+}
+
+// removed records an archive deleted other than by eviction (verify --purge).
+func (e *evictor) removed(mv ModuleVersion) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ent := e.entries[mv]; ent != nil {
+		e.dropLocked(ent)
+	}
+	if e.gone != nil {
+		e.gone[mv] = struct{}{}
+		delete(e.pendingUse, mv)
+	}
+}
+
+func (e *evictor) dropLocked(ent *lruEntry) {
+	e.lru.Remove(ent.elem)
+	delete(e.entries, ent.mv)
+	e.total -= ent.size
+}
+
+// overLocked reports whether the store holds more than limit bytes, not
+// counting pinned oversize archives (they go as soon as they are let go;
+// evicting the rest for them would empty the cache for nothing).
+func (e *evictor) overLocked(limit int64) bool {
+	if e.total <= limit {
+		return false
+	}
+	t := e.total
+	for mv := range e.pins {
+		if ent := e.entries[mv]; ent != nil && ent.size > e.max {
+			t -= ent.size
+		}
+	}
+	return t > limit
+}
+
+// enforce runs an eviction pass if the store is over its limit and no pass
+// is running. A running pass re-checks the total after each deletion, so
+// bytes stored meanwhile are its business.
+func (e *evictor) enforce() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.scanned || e.evicting || !e.overLocked(e.max) {
+		return
+	}
+	e.evicting = true
+	defer func() { e.evicting = false }()
+	for e.overLocked(e.low) {
+		victim := e.victimLocked()
+		if victim == nil {
+			e.log.Warn().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Int("archives_in_use", len(e.pins)).
+				Msg("archive store over cache.max_size, but every remaining archive is in use")
+			return
+		}
+		if err := e.evictLocked(victim); err != nil {
+			// Left for the next pass rather than retried in a loop.
+			e.log.Error().Err(err).Str("archive", victim.mv.String()).Msg("evicting archive failed")
+			return
+		}
+		// Let pinners in between deletions.
+		e.mu.Unlock()
+		e.mu.Lock()
+	}
+}
+
+// victimLocked is the least recently used archive nobody holds.
+func (e *evictor) victimLocked() *lruEntry {
+	for el := e.lru.Back(); el != nil; el = el.Prev() {
+		if ent := el.Value.(*lruEntry); e.pins[ent.mv] == 0 {
+			return ent
+		}
+	}
+	return nil
+}
+
+// evictLocked deletes ent's archive. It runs under e.mu so that nobody can
+// pin (and then open) the archive while it goes.
+func (e *evictor) evictLocked(ent *lruEntry) error {
+	err := e.store.Delete(context.Background(), ent.mv)
+	if err != nil && !errors.Is(err, ErrNotExist) {
+		return err
+	}
+	e.dropLocked(ent)
+	if err != nil {
+		e.log.Debug().Str("archive", ent.mv.String()).Msg("archive to evict was already gone")
+		return nil
+	}
+	e.evictions++
+	e.log.Info().Str("archive", ent.mv.String()).Int64("bytes", ent.size).Time("last_used", ent.used).
+		Int64("store_bytes", e.total).Int64("max_bytes", e.max).Msg("archive evicted")
+	return nil
+}
+
+// stats returns evictions so far and the store's current size.
+func (e *evictor) stats() (evictions, bytes, files int64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.evictions, e.total, int64(len(e.entries))
+}
+
+// evictingStore is the Store a Cache with a size limit uses: the backend,
+// with opens pinned and writes and deletions counted.
+type evictingStore struct {
+	Store
+	e *evictor
+}
+
+// Open pins mv until the Object is closed.
+func (s *evictingStore) Open(ctx context.Context, mv ModuleVersion) (Object, error) {
+	release := s.e.pin(mv)
+	obj, err := s.Store.Open(ctx, mv)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	if f, ok := obj.(*os.File); ok {
+		return &pinnedFile{File: f, release: release}, nil
+	}
+	return &pinnedObject{Object: obj, release: release}, nil
+}
+
+// Put pins mv while it is written and evicts, if needed, once it is stored.
+func (s *evictingStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, expectedSHA256 string) (int64, error) {
+	release := s.e.pin(mv)
+	defer release()
+	n, err := s.Store.Put(ctx, mv, r, expectedSHA256)
+	if err != nil {
+		// A failure after publishing (fsync of the directory) still left
+		// the archive in the store.
+		if size, _, uerr := s.e.usage.archiveUsage(ctx, mv); uerr == nil {
+			s.e.stored(mv, size)
+		}
+		return n, err
+	}
+	s.e.stored(mv, n)
+	s.e.enforce()
+	return n, nil
+}
+
+// Delete counts the removal.
+func (s *evictingStore) Delete(ctx context.Context, mv ModuleVersion) error {
+	err := s.Store.Delete(ctx, mv)
+	if err == nil || errors.Is(err, ErrNotExist) {
+		s.e.removed(mv)
+	}
+	return err
+}
+
+// pinnedFile keeps the *os.File's methods, SyscallConn included, so
+// http.ServeContent still sends the body with sendfile.
+type pinnedFile struct {
+	*os.File
+	release func()
+}
+
+var _ syscall.Conn = (*pinnedFile)(nil)
+
+func (f *pinnedFile) Close() error {
+	err := f.File.Close()
+	f.release()
+	return err
+}
+
+type pinnedObject struct {
+	Object
+	release func()
+}
+
+func (o *pinnedObject) Close() error {
+	err := o.Object.Close()
+	o.release()
+	return err
+}
+
+// hold pins mv for a Get or Ensure and records the use; a no-op without a
+// size limit.
+func (c *Cache) hold(mv ModuleVersion) (release func()) {
+	if c.evict == nil {
+		return func() {}
+	}
+	return c.evict.use(mv)
+}

@@ -1,0 +1,539 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// evictMV is the i-th test archive. Versions 1..9 have names of equal
+// length, so their archiveBytes are all the same size.
+func evictMV(i int) ModuleVersion {
+	return ModuleVersion{Module: "evict/pkg", Version: fmt.Sprintf("0.%d.0", i)}
+}
+
+// evictSize is the size of every evictMV archive.
+var evictSize = int64(len(archiveBytes(evictMV(1))))
+
+// roomFor is a limit that holds n archives but not n+1, with n still under
+// the 90% low-water mark (so a pass leaves exactly n).
+func roomFor(n int) int64 { return int64(n)*evictSize + evictSize/2 }
+
+// lockedBuffer collects log output from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// records returns the JSON log records with this message.
+func (l *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+		var rec map[string]any
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if rec["message"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// newEvictEnv is a test env with a size limit whose start-up walk is over.
+func newEvictEnv(t *testing.T, maxBytes int64) (*testEnv, *lockedBuffer) {
+	t.Helper()
+	logs := &lockedBuffer{}
+	env := newTestEnv(t, func(o *Options) {
+		o.MaxBytes = maxBytes
+		o.Logger = zerolog.New(logs)
+	})
+	waitScan(t, env.cache)
+	return env, logs
+}
+
+// reopen builds a second Cache (and LocalStore) on env's root, as a restart
+// would, and waits for its walk.
+func reopen(t *testing.T, env *testEnv, maxBytes int64) (*Cache, *lockedBuffer) {
+	t.Helper()
+	store, err := NewLocalStore(env.root, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	c, err := New(Options{Store: store, Index: env.index, DownloadURL: env.up.srv.URL,
+		RetryBackoff: time.Millisecond, MaxBytes: maxBytes, Logger: zerolog.New(logs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitScan(t, c)
+	return c, logs
+}
+
+func waitScan(t *testing.T, c *Cache) {
+	t.Helper()
+	select {
+	case <-c.evict.scanDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("start-up walk of the store did not finish within 30s")
+	}
+}
+
+func setTouchEvery(c *Cache, d time.Duration) {
+	c.evict.mu.Lock()
+	c.evict.touchEvery = d
+	c.evict.mu.Unlock()
+}
+
+// onDisk lists the archives under root (temporary files excluded) and
+// their total size.
+func onDisk(t *testing.T, root string) (vs []string, total int64) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == tempDirName {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(p, ".zip") {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += fi.Size()
+			vs = append(vs, strings.TrimSuffix(d.Name(), ".zip"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(vs)
+	return vs, total
+}
+
+func versions(is ...int) []string {
+	var out []string
+	for _, i := range is {
+		out = append(out, evictMV(i).Version)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// get fetches (or hits) mv, checks its bytes and closes it.
+func get(t *testing.T, c *Cache, mv ModuleVersion, want []byte) Outcome {
+	t.Helper()
+	obj, outcome, err := c.Get(context.Background(), mv)
+	if err != nil {
+		t.Fatalf("Get %s: %v", mv, err)
+	}
+	if got := readAll(t, obj); !bytes.Equal(got, want) {
+		t.Fatalf("Get %s: %d bytes, not the published ones", mv, len(got))
+	}
+	return outcome
+}
+
+// checkAccounting compares Stats with what is really on disk.
+func checkAccounting(t *testing.T, c *Cache, root string) {
+	t.Helper()
+	vs, total := onDisk(t, root)
+	st := c.Stats()
+	if st.StoreBytes != total || st.StoreFiles != int64(len(vs)) {
+		t.Errorf("Stats StoreBytes=%d StoreFiles=%d, disk holds %d bytes in %d archives %v",
+			st.StoreBytes, st.StoreFiles, total, len(vs), vs)
+	}
+}
+
+func TestEvictKeepsStoreUnderLimit(t *testing.T) {
+	max := roomFor(3)
+	env, logs := newEvictEnv(t, max)
+	for i := 1; i <= 9; i++ {
+		get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
+		vs, total := onDisk(t, env.root)
+		if total > max {
+			t.Fatalf("after fetching %d archives: %d bytes on disk (%v), limit %d", i, total, vs, max)
+		}
+		checkAccounting(t, env.cache, env.root)
+	}
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(7, 8, 9)) {
+		t.Errorf("kept %v, want the three most recent %v", vs, versions(7, 8, 9))
+	}
+	if st := env.cache.Stats(); st.Evictions != 6 || st.Fetches != 9 {
+		t.Errorf("Evictions=%d Fetches=%d, want 6 and 9", st.Evictions, st.Fetches)
+	}
+	// Each eviction is logged with what was evicted, its size and last use.
+	recs := logs.records(t, "archive evicted")
+	if len(recs) != 6 {
+		t.Fatalf("%d \"archive evicted\" log records, want 6", len(recs))
+	}
+	for i, rec := range recs {
+		if rec["archive"] != evictMV(i+1).String() || rec["bytes"] != float64(evictSize) || rec["last_used"] == nil || rec["level"] != "info" {
+			t.Errorf("eviction log %d = %v, want archive %s, bytes %d, last_used", i, rec, evictMV(i+1), evictSize)
+		}
+	}
+	// Objects still allow sendfile (ServeContent) through the pinning wrapper.
+	obj, _, err := env.cache.Get(context.Background(), evictMV(9))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if _, ok := obj.(syscall.Conn); !ok {
+		t.Errorf("object is %T, which does not expose the file descriptor for sendfile", obj)
+	}
+}
+
+func TestEvictLeastRecentlyUsedFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		touch   []int // Get (hits) after storing 1, 2, 3
+		evicted int   // which one fetching 4 evicts
+	}{
+		{"no use: oldest goes", nil, 1},
+		{"oldest used again", []int{1}, 2},
+		{"two used again", []int{2, 1}, 3},
+		{"used in reverse", []int{3, 2, 1}, 3},
+		{"newest used", []int{3}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env, _ := newEvictEnv(t, roomFor(3))
+			bodies := map[int][]byte{}
+			for i := 1; i <= 4; i++ {
+				bodies[i] = env.publish(evictMV(i))
+			}
+			for i := 1; i <= 3; i++ {
+				get(t, env.cache, evictMV(i), bodies[i])
+			}
+			for _, i := range tc.touch {
+				if o := get(t, env.cache, evictMV(i), bodies[i]); o != OutcomeHit {
+					t.Fatalf("Get %d: %s, want hit", i, o)
+				}
+			}
+			get(t, env.cache, evictMV(4), bodies[4])
+			var want []int
+			for i := 1; i <= 4; i++ {
+				if i != tc.evicted {
+					want = append(want, i)
+				}
+			}
+			if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(want...)) {
+				t.Errorf("kept %v, want %v", vs, versions(want...))
+			}
+		})
+	}
+}
+
+func TestEvictNeverEvictsOpenArchive(t *testing.T) {
+	env, _ := newEvictEnv(t, roomFor(3))
+	first := env.publish(evictMV(1))
+	obj, _, err := env.cache.Get(context.Background(), evictMV(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fetch more than the limit holds while archive 1 is being "served".
+	for i := 2; i <= 6; i++ {
+		get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
+		if vs, _ := onDisk(t, env.root); !slices.Contains(vs, evictMV(1).Version) {
+			t.Fatalf("after fetching %d: the open archive was evicted (disk: %v)", i, vs)
+		}
+	}
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1, 5, 6)) {
+		t.Errorf("kept %v, want the open one and the two most recent %v", vs, versions(1, 5, 6))
+	}
+	if got := readAll(t, obj); !bytes.Equal(got, first) { // readAll closes
+		t.Fatal("open archive: wrong bytes")
+	}
+	checkAccounting(t, env.cache, env.root)
+	// Closed, it is the least recently used and goes next.
+	get(t, env.cache, evictMV(7), env.publish(evictMV(7)))
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(5, 6, 7)) {
+		t.Errorf("after closing it and fetching another: kept %v, want %v", vs, versions(5, 6, 7))
+	}
+}
+
+func TestEvictedArchiveIsFetchedAgain(t *testing.T) {
+	env, _ := newEvictEnv(t, roomFor(1))
+	one, two := env.publish(evictMV(1)), env.publish(evictMV(2))
+	get(t, env.cache, evictMV(1), one)
+	get(t, env.cache, evictMV(2), two)
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(2)) {
+		t.Fatalf("kept %v, want %v", vs, versions(2))
+	}
+	if o := get(t, env.cache, evictMV(1), one); o != OutcomeMiss {
+		t.Errorf("evicted archive: outcome %s, want miss", o)
+	}
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1)) {
+		t.Errorf("kept %v, want %v", vs, versions(1))
+	}
+	if st := env.cache.Stats(); st.Fetches != 3 || env.up.requests.Load() != 3 || st.Evictions != 2 {
+		t.Errorf("Fetches=%d upstream requests=%d Evictions=%d, want 3, 3, 2", st.Fetches, env.up.requests.Load(), st.Evictions)
+	}
+}
+
+func TestEvictRestartLearnsStoreAndRecency(t *testing.T) {
+	// First run: a limit too large to evict, uses recorded on disk at once.
+	env, _ := newEvictEnv(t, 1<<40)
+	setTouchEvery(env.cache, 0)
+	bodies := map[int][]byte{}
+	for i := 1; i <= 7; i++ {
+		bodies[i] = env.publish(evictMV(i))
+	}
+	for i := 1; i <= 6; i++ {
+		get(t, env.cache, evictMV(i), bodies[i])
+	}
+	// Archive i last used i hours before the 7th; then archive 1 used now.
+	base := time.Now().Add(-24 * time.Hour)
+	for i := 1; i <= 6; i++ {
+		p := filepath.Join(env.root, filepath.FromSlash(evictMV(i).RelPath()))
+		if err := os.Chtimes(p, base.Add(time.Duration(i)*time.Hour), base.Add(time.Duration(i)*time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := time.Now()
+	get(t, env.cache, evictMV(1), bodies[1])
+	fi, err := os.Stat(filepath.Join(env.root, filepath.FromSlash(evictMV(1).RelPath())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.ModTime().Before(before.Add(-time.Second)) {
+		t.Fatalf("use of archive 1 not recorded: mtime %v, used at %v", fi.ModTime(), before)
+	}
+	if st := env.cache.Stats(); st.StoreFiles != 6 || st.Evictions != 0 {
+		t.Fatalf("first run: StoreFiles=%d Evictions=%d, want 6 and 0", st.StoreFiles, st.Evictions)
+	}
+
+	// Restart with room for three: the walk counts the six and evicts the
+	// least recently used (2, 3, 4), keeping 1 because of its recorded use.
+	c, logs := reopen(t, env, roomFor(3))
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1, 5, 6)) {
+		t.Errorf("after restart: kept %v, want %v", vs, versions(1, 5, 6))
+	}
+	checkAccounting(t, c, env.root)
+	if st := c.Stats(); st.Evictions != 3 {
+		t.Errorf("after restart: Evictions=%d, want 3", st.Evictions)
+	}
+	if recs := logs.records(t, "archive store scanned for the size limit"); len(recs) != 1 || recs[0]["archives"] != float64(6) || recs[0]["bytes"] != float64(6*evictSize) {
+		t.Errorf("scan log records %v, want one with 6 archives of %d bytes", recs, 6*evictSize)
+	}
+	// The limit still holds for what comes next: 5 is now the oldest.
+	get(t, c, evictMV(7), bodies[7])
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1, 6, 7)) {
+		t.Errorf("after fetching another: kept %v, want %v", vs, versions(1, 6, 7))
+	}
+	checkAccounting(t, c, env.root)
+}
+
+func TestEvictOversizeArchive(t *testing.T) {
+	env, logs := newEvictEnv(t, roomFor(1))
+	small := env.publish(evictMV(1))
+	get(t, env.cache, evictMV(1), small)
+
+	big := ModuleVersion{Module: "evict/big", Version: "1.0.0"}
+	body := bytes.Repeat([]byte("big archive\n"), int(3*evictSize)/12)
+	env.up.mu.Lock()
+	env.up.files["/user/"+big.RelPath()] = body
+	env.up.mu.Unlock()
+	env.index.set(big, sha256Hex(body))
+
+	obj, outcome, err := env.cache.Get(context.Background(), big)
+	if err != nil || outcome != OutcomeMiss {
+		t.Fatalf("Get of an archive over the limit: %v, %s", err, outcome)
+	}
+	// Served in full; the small one is not flushed to make room for it.
+	vs, _ := onDisk(t, env.root)
+	if !slices.Contains(vs, big.Version) || !slices.Contains(vs, evictMV(1).Version) {
+		t.Errorf("while serving the oversize archive: disk holds %v, want both", vs)
+	}
+	if got := readAll(t, obj); !bytes.Equal(got, body) {
+		t.Fatalf("oversize archive: %d bytes served, want %d", len(got), len(body))
+	}
+	// Closed: it goes at once, the small one stays.
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1)) {
+		t.Errorf("after serving the oversize archive: disk holds %v, want %v", vs, versions(1))
+	}
+	checkAccounting(t, env.cache, env.root)
+	if st := env.cache.Stats(); st.Evictions != 1 {
+		t.Errorf("Evictions=%d, want 1", st.Evictions)
+	}
+	if recs := logs.records(t, "archive is larger than cache.max_size by itself: it is served, then evicted once nobody reads it"); len(recs) != 1 || recs[0]["archive"] != big.String() {
+		t.Errorf("oversize warnings %v, want one for %s", recs, big)
+	}
+	// Asked again, it is fetched again and still served.
+	if o := get(t, env.cache, big, body); o != OutcomeMiss {
+		t.Errorf("second Get of the oversize archive: %s, want miss", o)
+	}
+}
+
+func TestEvictConcurrentGets(t *testing.T) {
+	max := roomFor(3)
+	env, _ := newEvictEnv(t, max)
+	const n = 9
+	bodies := map[int][]byte{}
+	for i := 1; i <= n; i++ {
+		bodies[i] = env.publish(evictMV(i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make(chan error, 8*25)
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for range 25 {
+				i := 1 + r.IntN(n)
+				obj, _, err := env.cache.Get(ctx, evictMV(i))
+				if err != nil {
+					errs <- fmt.Errorf("Get %d: %w", i, err)
+					continue
+				}
+				var b bytes.Buffer
+				_, err = b.ReadFrom(obj)
+				obj.Close()
+				if err != nil || !bytes.Equal(b.Bytes(), bodies[i]) {
+					errs <- fmt.Errorf("Get %d: %d bytes, %v", i, b.Len(), err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Everything closed: the last release ran any pass that pins held up.
+	if vs, total := onDisk(t, env.root); total > max {
+		t.Errorf("after concurrent use: %d bytes on disk (%v), limit %d", total, vs, max)
+	}
+	checkAccounting(t, env.cache, env.root)
+	env.cache.evict.mu.Lock()
+	pins := len(env.cache.evict.pins)
+	env.cache.evict.mu.Unlock()
+	if pins != 0 {
+		t.Errorf("%d archives still pinned after every object was closed", pins)
+	}
+}
+
+func TestEvictAccountingFollowsOtherRemovals(t *testing.T) {
+	env, _ := newEvictEnv(t, roomFor(3))
+	bodies := map[int][]byte{}
+	for i := 1; i <= 4; i++ {
+		bodies[i] = env.publish(evictMV(i))
+	}
+	get(t, env.cache, evictMV(1), bodies[1])
+	get(t, env.cache, evictMV(2), bodies[2])
+	// Removed behind the cache's back: eviction finds it gone, drops it
+	// from the count and does not call that an eviction.
+	if err := os.Remove(filepath.Join(env.root, filepath.FromSlash(evictMV(1).RelPath()))); err != nil {
+		t.Fatal(err)
+	}
+	get(t, env.cache, evictMV(3), bodies[3])
+	get(t, env.cache, evictMV(4), bodies[4])
+	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(2, 3, 4)) {
+		t.Errorf("kept %v, want %v", vs, versions(2, 3, 4))
+	}
+	checkAccounting(t, env.cache, env.root)
+	if st := env.cache.Stats(); st.Evictions != 0 {
+		t.Errorf("Evictions=%d, want 0 (the only one dropped was already gone)", st.Evictions)
+	}
+	// verify --purge deletes through the cache: counted too.
+	p := filepath.Join(env.root, filepath.FromSlash(evictMV(2).RelPath()))
+	if err := os.WriteFile(p, []byte("corrupt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.cache.Verify(context.Background(), nil, true)
+	if err != nil || len(res.Problems) != 1 || !res.Problems[0].Purged {
+		t.Fatalf("Verify: %+v, %v", res, err)
+	}
+	checkAccounting(t, env.cache, env.root)
+}
+
+func TestEvictNegativeLimit(t *testing.T) {
+	store, err := NewLocalStore(t.TempDir(), zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Store: store, Index: newFakeIndex(), MaxBytes: -1}); err == nil {
+		t.Error("New accepted a negative MaxBytes")
+	}
+}
+
+// TestEvictScanMergesEventsDuringWalk drives the evictor's start-up walk by
+// hand, with uses, writes and removals recorded before it finishes, as
+// they would be while a big store is still being walked.
+func TestEvictScanMergesEventsDuringWalk(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "packages")
+	store, err := NewLocalStore(root, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(i int) {
+		b := archiveBytes(evictMV(i))
+		if _, err := store.Put(context.Background(), evictMV(i), bytes.NewReader(b), sha256Hex(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 1..4 stored earlier, 1 the oldest.
+	base := time.Now().Add(-time.Hour)
+	for i := 1; i <= 4; i++ {
+		put(i)
+		at := base.Add(time.Duration(i) * time.Minute)
+		if err := store.markUsed(evictMV(i), at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := newEvictor(store, roomFor(3), zerolog.Nop())
+	// Before the walk is over: 5..8 stored (more than the limit on their
+	// own), then 1 used, and 2 deleted after the walk would have seen it.
+	for i := 5; i <= 8; i++ {
+		put(i)
+		e.stored(evictMV(i), evictSize)
+	}
+	e.use(evictMV(1))()
+	e.removed(evictMV(2))
+	e.enforce() // must wait for the walk: the total is not known yet
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 2, 3, 4, 5, 6, 7, 8)) {
+		t.Fatalf("evicted before the walk was over: disk holds %v", vs)
+	}
+
+	e.scan()
+	if err := os.Remove(filepath.Join(root, filepath.FromSlash(evictMV(2).RelPath()))); err != nil {
+		t.Fatalf("2 was counted and evicted although it had been deleted: %v", err)
+	}
+	// Counted: 1, 3..8 (not 2), most recent first 1, 8, 7, 6, 5, 4, 3: room
+	// for three keeps 1 (thanks to its use), 8 and 7.
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 7, 8)) {
+		t.Errorf("after the walk: disk holds %v, want %v", vs, versions(1, 7, 8))
+	}
+	evictions, total, files := e.stats()
+	if evictions != 4 || total != 3*evictSize || files != 3 {
+		t.Errorf("stats after the walk: evictions=%d bytes=%d files=%d, want 4, %d, 3", evictions, total, files, 3*evictSize)
+	}
+}
