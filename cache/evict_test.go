@@ -26,11 +26,11 @@ func evictMV(i int) ModuleVersion {
 }
 
 // evictSize is the size of every evictMV archive.
-var evictSize = int64(len(archiveBytes(evictMV(1))))
+func evictSize() int64 { return int64(len(archiveBytes(evictMV(1)))) }
 
 // roomFor is a limit that holds n archives but not n+1, with n still under
 // the 90% low-water mark (so a pass leaves exactly n).
-func roomFor(n int) int64 { return int64(n)*evictSize + evictSize/2 }
+func roomFor(n int) int64 { return int64(n)*evictSize() + evictSize()/2 }
 
 // lockedBuffer collects log output from several goroutines.
 type lockedBuffer struct {
@@ -194,8 +194,8 @@ func TestEvictKeepsStoreUnderLimit(t *testing.T) {
 		t.Fatalf("%d \"archive evicted\" log records, want 6", len(recs))
 	}
 	for i, rec := range recs {
-		if rec["archive"] != evictMV(i+1).String() || rec["bytes"] != float64(evictSize) || rec["last_used"] == nil || rec["level"] != "info" {
-			t.Errorf("eviction log %d = %v, want archive %s, bytes %d, last_used", i, rec, evictMV(i+1), evictSize)
+		if rec["archive"] != evictMV(i+1).String() || rec["bytes"] != float64(evictSize()) || rec["last_used"] == nil || rec["level"] != "info" {
+			t.Errorf("eviction log %d = %v, want archive %s, bytes %d, last_used", i, rec, evictMV(i+1), evictSize())
 		}
 	}
 	// Objects still allow sendfile (ServeContent) through the pinning wrapper.
@@ -338,8 +338,8 @@ func TestEvictRestartLearnsStoreAndRecency(t *testing.T) {
 	if st := c.Stats(); st.Evictions != 3 {
 		t.Errorf("after restart: Evictions=%d, want 3", st.Evictions)
 	}
-	if recs := logs.records(t, "archive store scanned for the size limit"); len(recs) != 1 || recs[0]["archives"] != float64(6) || recs[0]["bytes"] != float64(6*evictSize) {
-		t.Errorf("scan log records %v, want one with 6 archives of %d bytes", recs, 6*evictSize)
+	if recs := logs.records(t, "archive store scanned for the size limit"); len(recs) != 1 || recs[0]["archives"] != float64(6) || recs[0]["bytes"] != float64(6*evictSize()) {
+		t.Errorf("scan log records %v, want one with 6 archives of %d bytes", recs, 6*evictSize())
 	}
 	// The limit still holds for what comes next: 5 is now the oldest.
 	get(t, c, evictMV(7), bodies[7])
@@ -355,7 +355,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 	get(t, env.cache, evictMV(1), small)
 
 	big := ModuleVersion{Module: "evict/big", Version: "1.0.0"}
-	body := bytes.Repeat([]byte("big archive\n"), int(3*evictSize)/12)
+	body := bytes.Repeat([]byte("big archive\n"), int(3*evictSize())/12)
 	env.up.mu.Lock()
 	env.up.files["/user/"+big.RelPath()] = body
 	env.up.mu.Unlock()
@@ -514,7 +514,7 @@ func TestEvictScanMergesEventsDuringWalk(t *testing.T) {
 	// own), then 1 used, and 2 deleted after the walk would have seen it.
 	for i := 5; i <= 8; i++ {
 		put(i)
-		e.stored(evictMV(i), evictSize)
+		e.stored(evictMV(i), evictSize())
 	}
 	e.use(evictMV(1))()
 	e.removed(evictMV(2))
@@ -533,7 +533,7 @@ func TestEvictScanMergesEventsDuringWalk(t *testing.T) {
 		t.Errorf("after the walk: disk holds %v, want %v", vs, versions(1, 7, 8))
 	}
 	evictions, total, files := e.stats()
-	if evictions != 4 || total != 3*evictSize || files != 3 {
-		t.Errorf("stats after the walk: evictions=%d bytes=%d files=%d, want 4, %d, 3", evictions, total, files, 3*evictSize)
+	if evictions != 4 || total != 3*evictSize() || files != 3 {
+		t.Errorf("stats after the walk: evictions=%d bytes=%d files=%d, want 4, %d, 3", evictions, total, files, 3*evictSize())
 	}
 }
