@@ -26,10 +26,10 @@ package cache
 // archive finds the store already within its limit.
 //
 // Pins. An archive that is open (an Object not closed yet: being served,
-// hashed by verify, ...), being written by Put, or being looked up by
-// Cache.Get/Ensure (which pin from before the store lookup until the
-// returned Object is closed, covering the gap between a fetch storing the
-// archive and the waiter opening it) is pinned and never chosen. Pinning
+// hashed by verify, ...), being written by Put, or being asked for by
+// Cache.Get/Ensure (pinned from before the store lookup until they return,
+// covering the gap between a fetch storing the archive and the waiter
+// opening it; Get's Object holds its own pin) is never chosen. Pinning
 // and deleting both happen under the evictor's lock, so an archive cannot
 // be pinned and then deleted under the pinner. If everything over the
 // limit is pinned, the pass stops and the next unpin runs it again.
@@ -44,7 +44,8 @@ package cache
 // Limits. Only what goes through this Cache is counted as it happens:
 // archives another process (a one-shot mirror on the same root) adds are
 // counted at the next start, and files someone else deleted are dropped
-// from the count when eviction finds them gone.
+// from the count when eviction finds them gone. A one-shot command that
+// ends before its walk does evicts nothing; the next start catches up.
 
 import (
 	"container/list"
@@ -66,6 +67,12 @@ const (
 	lowWaterPercent = 90
 	// touchInterval bounds how often one archive's mtime is rewritten.
 	touchInterval = time.Minute
+	// maxEvictFailures ends a pass after this many failed deletions, and
+	// evictPause is how long eviction then rests, so that a store refusing
+	// deletions (read-only, permissions) does not cost attempts and error
+	// lines on every request.
+	maxEvictFailures = 3
+	evictPause       = time.Minute
 )
 
 // usageRecorder is what a store offers eviction beyond Store: an archive's
@@ -131,7 +138,8 @@ type evictor struct {
 
 	mu        sync.Mutex
 	scanned   bool
-	evicting  bool // a pass is running
+	evicting  bool      // a pass is running
+	pausedTil time.Time // no pass before this, after failed deletions
 	entries   map[ModuleVersion]*lruEntry
 	lru       list.List // of *lruEntry; front: most recently used
 	total     int64
@@ -357,22 +365,33 @@ func (e *evictor) overLocked(limit int64) bool {
 func (e *evictor) enforce() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.scanned || e.evicting || !e.overLocked(e.max) {
+	if !e.scanned || e.evicting || !e.overLocked(e.max) || time.Now().Before(e.pausedTil) {
 		return
 	}
 	e.evicting = true
 	defer func() { e.evicting = false }()
+	failures := 0
 	for e.overLocked(e.low) {
 		victim := e.victimLocked()
 		if victim == nil {
-			e.log.Warn().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Int("archives_in_use", len(e.pins)).
-				Msg("archive store over cache.max_size, but every remaining archive is in use")
+			if e.overLocked(e.max) {
+				e.log.Warn().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Int("archives_in_use", len(e.pins)).
+					Msg("archive store over cache.max_size, but every remaining archive is in use")
+			}
 			return
 		}
 		if err := e.evictLocked(victim); err != nil {
-			// Left for the next pass rather than retried in a loop.
+			// Tried again once it is the coldest again; the others go
+			// meanwhile. A store that refuses every deletion (read-only)
+			// costs a few attempts per pass, not a loop.
 			e.log.Error().Err(err).Str("archive", victim.mv.String()).Msg("evicting archive failed")
-			return
+			e.lru.MoveToFront(victim.elem)
+			if failures++; failures >= maxEvictFailures {
+				e.pausedTil = time.Now().Add(evictPause)
+				e.log.Error().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Dur("retry_in", evictPause).
+					Msg("archive eviction paused after repeated failures")
+				return
+			}
 		}
 		// Let pinners in between deletions.
 		e.mu.Unlock()

@@ -537,3 +537,104 @@ func TestEvictScanMergesEventsDuringWalk(t *testing.T) {
 		t.Errorf("stats after the walk: evictions=%d bytes=%d files=%d, want 4, %d, 3", evictions, total, files, 3*evictSize())
 	}
 }
+
+// TestEvictDeletionFailure: an archive that cannot be deleted (here a
+// directory stands where the file was) is logged and skipped, the next
+// coldest goes instead, and a store that refuses every deletion costs a
+// bounded number of attempts, never a stuck fetch.
+func TestEvictDeletionFailure(t *testing.T) {
+	undeletable := func(t *testing.T, root string, i int) {
+		p := filepath.Join(root, filepath.FromSlash(evictMV(i).RelPath()))
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(p, "blocker"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("one", func(t *testing.T) {
+		env, logs := newEvictEnv(t, roomFor(3))
+		for i := 1; i <= 2; i++ {
+			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
+		}
+		undeletable(t, env.root, 1)
+		for i := 3; i <= 4; i++ {
+			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
+		}
+		if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(3, 4)) {
+			t.Errorf("archives on disk %v, want %v (2 evicted in place of the undeletable 1)", vs, versions(3, 4))
+		}
+		failed := logs.records(t, "evicting archive failed")
+		if len(failed) != 1 || failed[0]["archive"] != evictMV(1).String() {
+			t.Errorf("failure log records %v, want one for %s", failed, evictMV(1))
+		}
+		if st := env.cache.Stats(); st.Evictions != 1 {
+			t.Errorf("Evictions=%d, want 1", st.Evictions)
+		}
+	})
+	t.Run("all", func(t *testing.T) {
+		env, logs := newEvictEnv(t, roomFor(3))
+		for i := 1; i <= 3; i++ {
+			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
+			undeletable(t, env.root, i)
+		}
+		// Fetched and served although nothing can be evicted; further
+		// requests do not retry before the pause is over.
+		get(t, env.cache, evictMV(4), env.publish(evictMV(4)))
+		get(t, env.cache, evictMV(4), archiveBytes(evictMV(4)))
+		if n := len(logs.records(t, "evicting archive failed")); n != maxEvictFailures {
+			t.Errorf("%d failed deletions logged, want %d (one pass, then a pause)", n, maxEvictFailures)
+		}
+		if n := len(logs.records(t, "archive eviction paused after repeated failures")); n != 1 {
+			t.Errorf("%d pause log records, want 1", n)
+		}
+		if st := env.cache.Stats(); st.Evictions != 0 {
+			t.Errorf("Evictions=%d, want 0", st.Evictions)
+		}
+	})
+}
+
+// BenchmarkEvictGetHit measures what the size limit adds to a hit (pin,
+// recency update, wrapped Object): Get, read, Close of a cached archive.
+func BenchmarkEvictGetHit(b *testing.B) {
+	for _, bc := range []struct {
+		name     string
+		maxBytes int64
+	}{{"unlimited", 0}, {"limited", 1 << 40}} {
+		b.Run(bc.name, func(b *testing.B) {
+			store, err := NewLocalStore(b.TempDir(), zerolog.Nop())
+			if err != nil {
+				b.Fatal(err)
+			}
+			mv := evictMV(1)
+			body := archiveBytes(mv)
+			ctx := context.Background()
+			if _, err := store.Put(ctx, mv, bytes.NewReader(body), sha256Hex(body)); err != nil {
+				b.Fatal(err)
+			}
+			index := newFakeIndex()
+			index.set(mv, sha256Hex(body))
+			c, err := New(Options{Store: store, Index: index, DownloadURL: "http://127.0.0.1:1", MaxBytes: bc.maxBytes, Logger: zerolog.Nop()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if c.evict != nil {
+				<-c.evict.scanDone
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 32<<10)
+				for pb.Next() {
+					obj, _, err := c.Get(ctx, mv)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					obj.Read(buf)
+					obj.Close()
+				}
+			})
+		})
+	}
+}
