@@ -104,6 +104,12 @@ func (m *Metrics) registerCacheStats(stats func() cache.Stats) {
 			func(s cache.Stats) int64 { return s.BytesFetched }),
 		gauge("moonbit_registry_upstream_fetches_in_flight", "Upstream archive fetches running now.",
 			func(s cache.Stats) int64 { return s.InFlight }),
+		counter("moonbit_registry_cache_evictions_total", "Archives evicted to keep the store under cache.max_size.",
+			func(s cache.Stats) int64 { return s.Evictions }),
+		gauge("moonbit_registry_store_bytes", "Bytes of archives in the store (tracked when cache.max_size is set).",
+			func(s cache.Stats) int64 { return s.StoreBytes }),
+		gauge("moonbit_registry_store_files", "Archives in the store (tracked when cache.max_size is set).",
+			func(s cache.Stats) int64 { return s.StoreFiles }),
 	)
 }
 

@@ -17,7 +17,7 @@ import (
 
 func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
 	m := NewMetrics(MetricsSources{
-		Cache: func() cache.Stats { return cache.Stats{Hits: 7, InFlight: 2} },
+		Cache: func() cache.Stats { return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9} },
 		Index: func() IndexHealth {
 			return IndexHealth{LastSuccess: time.Now().Add(-time.Minute), LastOK: true, Syncs: 3, Failures: 1}
 		},
@@ -67,6 +67,9 @@ func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
 		`moonbit_registry_http_requests_total{code="200",method="GET",route="healthz"} 3`,
 		`moonbit_registry_cache_hits_total 7`,
 		`moonbit_registry_upstream_fetches_in_flight 2`,
+		`moonbit_registry_cache_evictions_total 4`,
+		`moonbit_registry_store_bytes 1.048576e+06`,
+		`moonbit_registry_store_files 9`,
 		`moonbit_registry_index_syncs_total 3`,
 		`moonbit_registry_index_sync_failures_total 1`,
 		`moonbit_registry_index_last_sync_success 1`,
