@@ -174,7 +174,7 @@ func serveCommand() *cli.Command {
 					if !index.Status().Ready() {
 						return errors.New("index mirror not synced yet")
 					}
-					return nil
+					return cache.DirWritable(cfg.Cache.Dir)
 				},
 				Logger: log,
 			})

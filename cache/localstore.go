@@ -331,3 +331,13 @@ func processAlive(pid int) bool {
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
+
+// DirWritable reports, cheaply (one access(2) call, nothing written),
+// whether this process may create files in dir: what readiness checks ask
+// of the store.
+func DirWritable(dir string) error {
+	if err := syscall.Access(dir, 2 /* W_OK */); err != nil {
+		return fmt.Errorf("archive store %s is not writable: %w", dir, err)
+	}
+	return nil
+}

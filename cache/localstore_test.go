@@ -218,3 +218,20 @@ func TestLocalStoreStartupKeepsLiveWritersTempFiles(t *testing.T) {
 		t.Errorf("a dead writer's temp file survived: %v", err)
 	}
 }
+
+func TestDirWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := DirWritable(dir); err != nil {
+		t.Errorf("a fresh temp dir: %v", err)
+	}
+	if err := DirWritable(filepath.Join(dir, "missing")); err == nil {
+		t.Error("a missing dir: want an error")
+	}
+	if os.Geteuid() != 0 { // root may write anywhere
+		os.Chmod(dir, 0o500)
+		defer os.Chmod(dir, 0o700)
+		if err := DirWritable(dir); err == nil {
+			t.Error("a read-only dir: want an error")
+		}
+	}
+}
