@@ -440,12 +440,9 @@ func mirrorCommand() *cli.Command {
 					return err
 				}
 			} else {
-				sel, err = indexsync.Select(c.Context, index, patterns, indexsync.SelectOptions{
+				sel, err = selectPatterns(c.Context, index, patterns, indexsync.SelectOptions{
 					Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all"),
 				})
-				if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
-					return cli.Exit(err.Error(), 2)
-				}
 				if err != nil {
 					return err
 				}
@@ -472,10 +469,7 @@ func runMirror(c *cli.Context, archives *cache.Cache, sel indexsync.Selection, c
 		}
 		fmt.Fprintf(w, "%s: %s (required by %s): %s\n", kind, s.Module, s.From, s.Reason)
 	}
-	mvs := make([]cache.ModuleVersion, len(sel.Versions))
-	for i, v := range sel.Versions {
-		mvs[i] = cache.ModuleVersion{Module: v.Module, Version: v.Version}
-	}
+	mvs := sel.Archives()
 	if dryRun {
 		for _, mv := range mvs {
 			state := "to fetch"
@@ -549,6 +543,16 @@ func humanBytes(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
+// selectPatterns resolves mirror/verify patterns; a pattern that is
+// malformed or matches nothing is a usage error (exit 2).
+func selectPatterns(ctx context.Context, index *indexsync.Mirror, patterns []string, opts indexsync.SelectOptions) (indexsync.Selection, error) {
+	sel, err := indexsync.Select(ctx, index, patterns, opts)
+	if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
+		return sel, cli.Exit(err.Error(), 2)
+	}
+	return sel, err
+}
+
 // readProjectDeps reads the deps of a project's moon.mod.json.
 func readProjectDeps(path string) (map[string]indexsync.Dep, error) {
 	data, err := os.ReadFile(path)
@@ -589,17 +593,11 @@ func verifyCommand() *cli.Command {
 			}
 			var expected []cache.ModuleVersion
 			if c.NArg() > 0 {
-				sel, err := indexsync.Select(c.Context, index, c.Args().Slice(), indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")})
-				if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
-					return cli.Exit(err.Error(), 2)
-				}
+				sel, err := selectPatterns(c.Context, index, c.Args().Slice(), indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")})
 				if err != nil {
 					return err
 				}
-				expected = make([]cache.ModuleVersion, 0, len(sel.Versions))
-				for _, v := range sel.Versions {
-					expected = append(expected, cache.ModuleVersion{Module: v.Module, Version: v.Version})
-				}
+				expected = sel.Archives()
 			}
 			archives, err := openCache(cfg, index, true, nil, log)
 			if err != nil {

@@ -39,6 +39,15 @@ type Selection struct {
 	Skipped []Skipped
 }
 
+// Archives lists the selected versions as archive names.
+func (s Selection) Archives() []cache.ModuleVersion {
+	out := make([]cache.ModuleVersion, len(s.Versions))
+	for i, v := range s.Versions {
+		out[i] = cache.ModuleVersion{Module: v.Module, Version: v.Version}
+	}
+	return out
+}
+
 // Skipped is a dependency Select did not follow, and why.
 type Skipped struct {
 	From   string // module@version that requires it, or "moon.mod.json"

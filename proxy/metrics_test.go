@@ -17,7 +17,9 @@ import (
 
 func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
 	m := NewMetrics(MetricsSources{
-		Cache: func() cache.Stats { return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9} },
+		Cache: func() cache.Stats {
+			return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9}
+		},
 		Index: func() IndexHealth {
 			return IndexHealth{LastSuccess: time.Now().Add(-time.Minute), LastOK: true, Syncs: 3, Failures: 1}
 		},
