@@ -27,6 +27,10 @@ var (
 	// ErrUpstream: upstream answered, but not with a usable archive (5xx
 	// after retries, an unexpected status, a body cut short, too large).
 	ErrUpstream = errors.New("upstream error")
+
+	// ErrStoreWrite: the archive store could not write (disk full, file
+	// size limit, read-only filesystem). Nothing was stored.
+	ErrStoreWrite = errors.New("archive store cannot write")
 )
 
 // ChecksumError carries both sums of a failed verification so they can be

@@ -145,7 +145,7 @@ func (s *LocalStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, exp
 	}
 	f, err := os.CreateTemp(s.tmp, fmt.Sprintf("put-%d-*.part", os.Getpid()))
 	if err != nil {
-		return 0, fmt.Errorf("put %s: %w", mv, err)
+		return 0, fmt.Errorf("put %s: %w: %w", mv, ErrStoreWrite, err)
 	}
 	published := false
 	defer func() {
@@ -158,7 +158,7 @@ func (s *LocalStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, exp
 	}()
 
 	h := sha256.New()
-	n, err = io.Copy(io.MultiWriter(f, h), ctxReader{ctx: ctx, r: r})
+	n, err = io.Copy(io.MultiWriter(storeWriter{f}, h), ctxReader{ctx: ctx, r: r})
 	if err != nil {
 		return n, fmt.Errorf("put %s: after %d bytes: %w", mv, n, err)
 	}
@@ -166,21 +166,21 @@ func (s *LocalStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, exp
 		return n, &ChecksumError{Archive: mv, Expected: expectedSHA256, Actual: got}
 	}
 	if err := f.Chmod(0o644); err != nil {
-		return n, fmt.Errorf("put %s: %w", mv, err)
+		return n, fmt.Errorf("put %s: %w: %w", mv, ErrStoreWrite, err)
 	}
 	if err := f.Sync(); err != nil {
-		return n, fmt.Errorf("put %s: fsync: %w", mv, err)
+		return n, fmt.Errorf("put %s: fsync: %w: %w", mv, ErrStoreWrite, err)
 	}
 	if err := f.Close(); err != nil {
-		return n, fmt.Errorf("put %s: %w", mv, err)
+		return n, fmt.Errorf("put %s: %w: %w", mv, ErrStoreWrite, err)
 	}
 	key := mv.RelPath()
 	if err := s.d.Import(f.Name(), key, true); err != nil {
-		return n, fmt.Errorf("put %s: publish: %w", mv, err)
+		return n, fmt.Errorf("put %s: publish: %w: %w", mv, ErrStoreWrite, err)
 	}
 	published = true
 	if err := s.syncDirs(filepath.Dir(s.path(key))); err != nil {
-		return n, fmt.Errorf("put %s: %w", mv, err)
+		return n, fmt.Errorf("put %s: %w: %w", mv, ErrStoreWrite, err)
 	}
 	return n, nil
 }
@@ -340,4 +340,16 @@ func DirWritable(dir string) error {
 		return fmt.Errorf("archive store %s is not writable: %w", dir, err)
 	}
 	return nil
+}
+
+// storeWriter marks errors of writing the temporary file as the store's,
+// so they are told apart from errors of the reader (upstream) in io.Copy.
+type storeWriter struct{ f *os.File }
+
+func (w storeWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", ErrStoreWrite, err)
+	}
+	return n, err
 }

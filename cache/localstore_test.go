@@ -235,3 +235,25 @@ func TestDirWritable(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalStoreWriteFailureIsErrStoreWrite(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	// The temporary directory replaced by a file: no temp file can be made,
+	// as when the disk is full or read-only.
+	tmp := filepath.Join(root, tempDirName)
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := archiveBytes(lexRuntime)
+	_, err := s.Put(ctx, lexRuntime, bytes.NewReader(b), sha256Hex(b))
+	if !errors.Is(err, ErrStoreWrite) {
+		t.Fatalf("err = %v, want ErrStoreWrite", err)
+	}
+	if _, err := s.Open(ctx, lexRuntime); !errors.Is(err, ErrNotExist) {
+		t.Errorf("after a failed write: Open err = %v, want ErrNotExist", err)
+	}
+}

@@ -320,8 +320,12 @@ func TestFaultDiskFull(t *testing.T) {
 			if res.err != nil {
 				t.Fatalf("request with the disk full: %v", res.err)
 			}
-			if res.status < 500 || res.status > 599 {
-				t.Errorf("request with the disk full: %d (%.200s), want a 5xx", res.status, res.body)
+			if res.status != http.StatusInsufficientStorage {
+				t.Errorf("request with the disk full: %d (%.200s), want 507", res.status, res.body)
+			}
+			// The client is told what happened, not where the store lives.
+			if strings.Contains(string(res.body), reg.Root) || !strings.Contains(string(res.body), "cannot store") {
+				t.Errorf("disk-full answer %q: want a plain message without server paths", res.body)
 			}
 			if !fltWaitLog(reg, 10*time.Second, "archive fetch failed", m.errText) {
 				t.Errorf("no 'archive fetch failed' log line naming %q; log:\n%s", m.errText, reg.Logs())

@@ -98,6 +98,9 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.M
 		return
 	case status == http.StatusGatewayTimeout:
 		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable (%v)", mv, err)
+	case errors.Is(err, cache.ErrStoreWrite):
+		// The details (paths, errno) are for the log, not for clients.
+		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
 	}
 	if status >= 500 {
 		h.log.Warn().Err(err).Str("archive", mv.String()).Int("status", status).Msg("archive not served")
@@ -116,6 +119,8 @@ func archiveErrorStatus(err error) int {
 		return http.StatusBadGateway
 	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, cache.ErrStoreWrite):
+		return http.StatusInsufficientStorage
 	default:
 		return http.StatusBadGateway
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -366,5 +367,27 @@ func TestArchiveWithoutCache(t *testing.T) {
 	resp, _ := do(t, http.MethodGet, srv.URL+oneSegment(nestedMV), nil)
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("status %d, want 503", resp.StatusCode)
+	}
+}
+
+func TestArchiveErrorStatus(t *testing.T) {
+	mv := cache.ModuleVersion{Module: "a/b", Version: "1.0.0"}
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{fmt.Errorf("x: %w", cache.ErrBadName), http.StatusBadRequest},
+		{fmt.Errorf("x: %w", cache.ErrNotFound), http.StatusNotFound},
+		{&cache.ChecksumError{Archive: mv}, http.StatusBadGateway},
+		{fmt.Errorf("x: %w", cache.ErrUpstreamUnavailable), http.StatusGatewayTimeout},
+		{fmt.Errorf("x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
+		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", cache.ErrStoreWrite), http.StatusInsufficientStorage},
+		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
+		{errors.New("anything else"), http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		if got := archiveErrorStatus(tt.err); got != tt.want {
+			t.Errorf("archiveErrorStatus(%v) = %d, want %d", tt.err, got, tt.want)
+		}
 	}
 }
