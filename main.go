@@ -165,6 +165,7 @@ func serveCommand() *cli.Command {
 				WriteTimeout:      cfg.Server.WriteTimeout.D(),
 				IdleTimeout:       cfg.Server.IdleTimeout.D(),
 				ShutdownTimeout:   cfg.Server.ShutdownTimeout.D(),
+				DrainDelay:        cfg.Server.DrainDelay.D(),
 				IndexDir:          cfg.Index.Dir,
 				Archives:          archives,
 				Passthrough:       passthrough,

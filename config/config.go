@@ -44,6 +44,10 @@ type Server struct {
 	WriteTimeout    Duration `toml:"write_timeout"`
 	IdleTimeout     Duration `toml:"idle_timeout"`
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// DrainDelay keeps serving for this long after a shutdown signal while
+	// /readyz answers 503, so a load balancer stops sending new requests
+	// before the listener closes.
+	DrainDelay Duration `toml:"drain_delay"`
 	// Offline never contacts upstream: cached archives only.
 	Offline bool `toml:"offline"`
 	// AuthTokens are hex SHA-256 digests of accepted bearer tokens and

@@ -58,6 +58,9 @@ write_timeout = {{text .Server.WriteTimeout}}
 idle_timeout = {{text .Server.IdleTimeout}}
 # How long in-flight requests may finish after SIGINT/SIGTERM.
 shutdown_timeout = {{text .Server.ShutdownTimeout}}
+# After SIGINT/SIGTERM, keep serving this long with /readyz answering 503, so a
+# load balancer takes this replica out before it stops accepting connections.
+drain_delay = {{text .Server.DrainDelay}}
 # Never contact upstream: serve what is cached, answer misses with 504.
 offline = {{.Server.Offline}}
 # Client authentication, for deployments outside a trusted network: when

@@ -1,12 +1,15 @@
 package e2e
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestServeWithoutConfigAnswersHealthz(t *testing.T) {
@@ -61,5 +64,42 @@ func TestInitTwice(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(file); !strings.Contains(string(b), "[upstream]") {
 		t.Fatal("init --force did not rewrite registry.toml")
+	}
+}
+
+// With server.drain_delay, a shutdown signal first turns /readyz to 503
+// while requests are still served, then the process exits cleanly.
+func TestServeDrainDelayReportsNotReady(t *testing.T) {
+	r := startRegistry(t, registryOptions{NoWaitReady: true, Env: []string{"MOONBIT_REGISTRY_SERVER_DRAIN_DELAY=3s"}})
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(path string) (int, string, error) {
+		resp, err := client.Get(r.URL + path)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if err := r.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !r.WaitLog(context.Background(), "still serving until the drain delay ends", 5*time.Second) {
+		t.Fatalf("no drain log line:\n%s", r.Logs())
+	}
+	code, body, err := get("/readyz")
+	if err != nil || code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Errorf("/readyz during the drain delay: %d %q %v, want 503 shutting down", code, body, err)
+	}
+	if code, _, err := get("/metrics"); err != nil || code != http.StatusOK {
+		t.Errorf("a request during the drain delay: %d %v, want it served", code, err)
+	}
+	select {
+	case <-r.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit within 20s of SIGTERM with a 3s drain delay")
+	}
+	if c := r.cmd.ProcessState.ExitCode(); c != 0 {
+		t.Errorf("exit code %d, want 0", c)
 	}
 }

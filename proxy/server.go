@@ -28,6 +28,10 @@ type Options struct {
 	// ShutdownTimeout bounds how long in-flight requests may drain after a
 	// shutdown signal; 0 means 30s.
 	ShutdownTimeout time.Duration
+	// DrainDelay is how long the server keeps accepting requests after the
+	// shutdown signal, with /readyz answering 503, before it stops
+	// accepting; 0 stops at once.
+	DrainDelay time.Duration
 
 	// IndexDir is the git repository of the index mirror, served at /git/index.
 	IndexDir string
@@ -86,9 +90,10 @@ func New(opts Options) *Server {
 // embedding.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve accepts connections on ln until ctx is cancelled, then stops
-// accepting, lets in-flight requests finish for at most ShutdownTimeout, and
-// returns. A nil error means a clean shutdown.
+// Serve accepts connections on ln until ctx is cancelled, then reports not
+// ready for DrainDelay while still serving, stops accepting, lets in-flight
+// requests finish for at most ShutdownTimeout, and returns. A nil error
+// means a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -109,6 +114,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.stopping.Store(true)
+	if s.opts.DrainDelay > 0 {
+		s.log.Info().Dur("drain_delay", s.opts.DrainDelay).Msg("shutting down: not ready, still serving until the drain delay ends")
+		select {
+		case <-time.After(s.opts.DrainDelay):
+		case err := <-errc:
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	s.log.Info().Dur("timeout", s.opts.ShutdownTimeout).Msg("shutting down, draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
