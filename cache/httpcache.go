@@ -76,8 +76,10 @@ func (c *HTTPCache) Get(key string) ([]byte, bool) {
 
 // Set implements httpcache.Cache. httpcache would store any status that is
 // not marked no-store, 5xx included, and a stored 5xx would later be served
-// as if it were content; only statuses that are cacheable by default (RFC
-// 9110 section 15.1) are kept.
+// as if it were content. Only successful and permanent-redirect statuses
+// among those cacheable by default (RFC 9110 section 15.1) are kept: storing
+// 404s too would let any client grow the cache without bound by asking for
+// paths that do not exist.
 func (c *HTTPCache) Set(key string, resp []byte) {
 	if !cacheableStatus(resp) {
 		return
@@ -107,7 +109,7 @@ func cacheableStatus(resp []byte) bool {
 		return false
 	}
 	switch code {
-	case 200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501:
+	case 200, 203, 204, 300, 301, 308:
 		return true
 	}
 	return false

@@ -149,23 +149,29 @@ func TestCachingTransportFreshHitSkipsUpstream(t *testing.T) {
 }
 
 func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
-	up := newSymbolsUpstream(t, "no-cache")
-	up.set(func(u *symbolsUpstream) { u.status = 500 })
-	rt, dir := newCachingTransport(t)
-	url := up.srv.URL + "/symbols.zip"
+	// 404s included: storing them would let clients grow the cache without
+	// bound by asking for paths that do not exist.
+	for _, status := range []int{500, 404} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			up := newSymbolsUpstream(t, "max-age=3600")
+			up.set(func(u *symbolsUpstream) { u.status = status })
+			rt, dir := newCachingTransport(t)
+			url := up.srv.URL + "/symbols.zip"
 
-	if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != 500 || outcome != OutcomeMiss {
-		t.Fatalf("got %d %s %v, want the 500 passed on", code, outcome, err)
-	}
-	up.srv.Close()
-	if _, _, _, err := fetchThrough(t, rt, url); err == nil {
-		t.Error("a stored 500 was served while upstream was down")
-	}
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.Name() != tempDirName {
-			t.Errorf("unexpected cache entry %s", e.Name())
-		}
+			if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != status || outcome != OutcomeMiss {
+				t.Fatalf("got %d %s %v, want the %d passed on", code, outcome, err, status)
+			}
+			up.srv.Close()
+			if _, _, _, err := fetchThrough(t, rt, url); err == nil {
+				t.Errorf("a stored %d was served while upstream was down", status)
+			}
+			entries, _ := os.ReadDir(dir)
+			for _, e := range entries {
+				if e.Name() != tempDirName {
+					t.Errorf("unexpected cache entry %s", e.Name())
+				}
+			}
+		})
 	}
 }
 
