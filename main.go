@@ -448,6 +448,8 @@ func mirrorCommand() *cli.Command {
 					return err
 				}
 			}
+			// This process's own fetch cap must not undercut --concurrency.
+			cfg.Cache.MaxConcurrentFetches = max(cfg.Cache.MaxConcurrentFetches, cfg.Mirror.Concurrency)
 			archives, err := openCache(cfg, index, false, nil, log) // --offline skips only the index sync
 			if err != nil {
 				return err
