@@ -13,12 +13,16 @@
 # which logs nothing per request), warms both caches with one request, then
 # starts nginx (bench/nginx.conf.tmpl: worker_processes auto, sendfile,
 # access_log off) on the first registry's data/packages, so it serves the
-# very same file at the same /user/<owner>/<rest>/<version>.zip path. Then
-# ROUNDS times, in turn: wrk on ours (info), ours (warn), nginx, with the
-# same parameters, so load noise from other processes hits all three. It
-# prints each run, the means, the ratio ours/nginx, the CPU time each server
-# spent per request, and the peak RSS (VmHWM, reset after the warm-up) of
-# both registries and of every nginx worker.
+# very same file at the same /user/<owner>/<rest>/<version>.zip path, and
+# bench/gostatic on the same directory (plain net/http: os.Open and
+# http.ServeContent, nothing else; what a Go server gets without any work of
+# its own). Then ROUNDS times: wrk on each of ours (info), ours (warn),
+# go-static and nginx with the same parameters, each round starting one
+# server later (4 rounds: each server once in each position), so load noise
+# from other processes hits all of them. It prints each run, the means, the
+# ratios to nginx, the CPU time each server spent per request, and the peak
+# RSS (VmHWM, reset after the warm-up) of both registries, go-static and
+# every nginx worker.
 #
 # miss: bench/miss (go run ./bench/miss -h) fires MISS_N requests at once
 # for one archive a fresh registry does not have, once per upstream delay in
@@ -26,7 +30,7 @@
 # requests the upstream got for that archive and the registry's peak RSS.
 #
 # Environment: SIZE (bytes, default 102400), THREADS (2), CONNS (64),
-# DURATION (10s), ROUNDS (2), MISS_N (100), MISS_DELAYS ("0 200ms"),
+# DURATION (10s), ROUNDS (4), MISS_N (100), MISS_DELAYS ("0 200ms"),
 # BENCHTIME (go, 5s), NGINX (path of nginx), KEEP=1 keeps the work
 # directory (logs, configs) and prints its path.
 set -euo pipefail
@@ -36,7 +40,7 @@ SIZE=${SIZE:-102400}
 THREADS=${THREADS:-2}
 CONNS=${CONNS:-64}
 DURATION=${DURATION:-10s}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-4}
 MISS_N=${MISS_N:-100}
 MISS_DELAYS=${MISS_DELAYS:-"0 200ms"}
 BENCHTIME=${BENCHTIME:-5s}
@@ -187,7 +191,8 @@ to_ms() {
 }
 
 # run_wrk LABEL URL PID...: one wrk run; appends "LABEL rps p50 p99 cpu_us_per_req"
-# to $work/results and prints wrk's output.
+# to $work/results, prints them and keeps wrk's output in $work/wrk-N-LABEL.txt.
+# The CPU figure is the user+system time the server PIDs used during the run.
 run_wrk() {
 	local label=$1 url=$2
 	shift 2
@@ -196,9 +201,11 @@ run_wrk() {
 	before=$(cpu_ticks "$@")
 	out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "$UA" "$url")
 	after=$(cpu_ticks "$@")
-	echo "-- $label: wrk -t$THREADS -c$CONNS -d$DURATION --latency -H '$UA' $url"
-	echo "$out" | sed 's/^/   /'
+	local n
+	n=$(($(wc -l <"$work/results") + 1))
+	echo "$out" >"$work/wrk-$n-$label.txt"
 	if echo "$out" | grep -q -e 'Non-2xx' -e 'Socket errors'; then
+		echo "$out" >&2
 		echo "$label: wrk saw errors (above); the figures are not valid" >&2
 		return 1
 	fi
@@ -208,12 +215,14 @@ run_wrk() {
 	p99=$(to_ms "$(echo "$out" | awk '$1 == "99%" {print $2}')")
 	cpu=$(awk -v t=$((after - before)) -v hz="$hz" -v n="$reqs" 'BEGIN {printf "%.1f", t / hz * 1e6 / n}')
 	echo "$label $rps $p50 $p99 $cpu" >>"$work/results"
+	printf '   %-10s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %5.1f µs CPU/req  (%s)\n' "$label" "$rps" "$p50" "$p99" "$cpu" "$url"
 }
 
 run_hit() {
 	need go curl wrk nginx sha256sum
 	build
 	go build -o "$work/upstream" ./e2e/upstream
+	go build -o "$work/gostatic" ./bench/gostatic
 	: >"$work/results"
 
 	"$work/upstream" -archives "$MODULE@$VERSION" -archive-size "$SIZE" >"$work/upstream.out" 2>&1 &
@@ -253,27 +262,45 @@ run_hit() {
 	local workers
 	workers=$(pgrep -P "$ngx" | tr '\n' ' ')
 
-	# Same bytes from all three, through the plain-slash path wrk uses.
+	local gport
+	gport=$(free_port)
+	"$work/gostatic" -root "$work/info/data/packages" -listen "127.0.0.1:$gport" >"$work/gostatic.out" 2>&1 &
+	local gs=$!
+	pids+=("$gs")
+	local gostatic_url="http://127.0.0.1:$gport"
+	wait_http "$gs" "$gostatic_url$ARCHIVE_PATH" || { cat "$work/gostatic.out" >&2; return 1; }
+
+	# Same bytes from all of them, through the plain-slash path wrk uses.
 	local want
 	want=$(sha256sum <"$file" | cut -d' ' -f1)
-	for u in "$info_url" "$warn_url" "$nginx_url"; do
+	for u in "$info_url" "$warn_url" "$gostatic_url" "$nginx_url"; do
 		sum=$(curl -fsS -A mooncake/0.1.0 "$u$ARCHIVE_PATH" | sha256sum | cut -d' ' -f1)
 		[ "$sum" = "$want" ] || { echo "$u$ARCHIVE_PATH: sha256 $sum, want $want" >&2; return 1; }
 	done
 
 	local p
-	for p in "$info_pid" "$warn_pid" $workers; do reset_hwm "$p"; done
+	for p in "$info_pid" "$warn_pid" "$gs" $workers; do reset_hwm "$p"; done
 	local log_before
 	log_before=$(wc -c <"$work/info.log")
 
-	echo "== cache hits, $SIZE-byte archive, $ROUNDS rounds of: ours (info log), ours (--log-level warn), nginx"
+	echo "== cache hits, $SIZE-byte archive, $ROUNDS rounds of: ours (info log), ours (--log-level warn), go-static, nginx"
 	echo "   $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(lscpu | sed -n 's/^Model name: *//p'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	local r
-	for r in $(seq 1 "$ROUNDS"); do
-		run_wrk ours-info "$info_url$ARCHIVE_PATH" "$info_pid"
-		run_wrk ours-warn "$warn_url$ARCHIVE_PATH" "$warn_pid"
-		# shellcheck disable=SC2086
-		run_wrk nginx "$nginx_url$ARCHIVE_PATH" $workers
+	echo "   each run: wrk -t$THREADS -c$CONNS -d$DURATION --latency -H '$UA' URL"
+	# Each round starts one server later than the previous one, so none is
+	# always first (right after a pause) or always after the same one.
+	local r i k
+	local order=(ours-info ours-warn go-static nginx)
+	for r in $(seq 0 $((ROUNDS - 1))); do
+		for i in 0 1 2 3; do
+			k=${order[$(((r + i) % 4))]}
+			case "$k" in
+			ours-info) run_wrk ours-info "$info_url$ARCHIVE_PATH" "$info_pid" ;;
+			ours-warn) run_wrk ours-warn "$warn_url$ARCHIVE_PATH" "$warn_pid" ;;
+			go-static) run_wrk go-static "$gostatic_url$ARCHIVE_PATH" "$gs" ;;
+			# shellcheck disable=SC2086
+			nginx) run_wrk nginx "$nginx_url$ARCHIVE_PATH" $workers ;;
+			esac
+		done
 	done
 	local log_bytes=$(($(wc -c <"$work/info.log") - log_before))
 	local access_lines
@@ -288,10 +315,11 @@ run_hit() {
 	for p in $workers; do nginx_rss+="$(($(hwm_kib "$p") / 1024)) + "; done
 	nginx_rss="${nginx_rss% + } MiB (per worker)"
 	local label rss
-	for label in ours-info ours-warn nginx; do
+	for label in ours-info ours-warn go-static nginx; do
 		case "$label" in
 		ours-info) rss="$(($(hwm_kib "$info_pid") / 1024)) MiB" ;;
 		ours-warn) rss="$(($(hwm_kib "$warn_pid") / 1024)) MiB" ;;
+		go-static) rss="$(($(hwm_kib "$gs") / 1024)) MiB" ;;
 		nginx) rss=$nginx_rss ;;
 		esac
 		awk -v l="$label" -v rss="$rss" '$1 == l {
@@ -303,13 +331,13 @@ run_hit() {
 	awk '{ s[$1] += $2; n[$1]++ }
 	END {
 		ni = s["nginx"] / n["nginx"]
-		printf "ratio ours/nginx (req/s means): info log %.2f, --log-level warn %.2f\n", s["ours-info"] / n["ours-info"] / ni, s["ours-warn"] / n["ours-warn"] / ni
+		printf "ratio to nginx (req/s means): ours %.2f (info log), ours %.2f (--log-level warn), go-static %.2f\n", s["ours-info"] / n["ours-info"] / ni, s["ours-warn"] / n["ours-warn"] / ni, s["go-static"] / n["go-static"] / ni
 	}' "$work/results"
 	echo "access log: $access_lines request lines, $((log_bytes / 1024)) KiB written to $work/info.log during the runs"
 	echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), workers: $(echo "$workers" | wc -w)"
 
-	kill "$ngx" "$info_pid" "$warn_pid" "$up" 2>/dev/null || true
-	for p in "$ngx" "$info_pid" "$warn_pid" "$up"; do wait "$p" 2>/dev/null || true; done
+	kill "$ngx" "$gs" "$info_pid" "$warn_pid" "$up" 2>/dev/null || true
+	for p in "$ngx" "$gs" "$info_pid" "$warn_pid" "$up"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
 
