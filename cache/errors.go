@@ -28,6 +28,10 @@ var (
 	// after retries, an unexpected status, a body cut short, too large).
 	ErrUpstream = errors.New("upstream error")
 
+	// ErrIndexUnavailable: the package index cannot answer yet (the mirror
+	// has not completed its first sync). Index implementations wrap it.
+	ErrIndexUnavailable = errors.New("package index unavailable")
+
 	// ErrStoreWrite: the archive store could not write (disk full, file
 	// size limit, read-only filesystem). Nothing was stored.
 	ErrStoreWrite = errors.New("archive store cannot write")

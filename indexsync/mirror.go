@@ -12,11 +12,13 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
 )
 
 // ErrNotReady is returned by lookups before the first successful sync has
 // put a repository in Options.Dir.
-var ErrNotReady = errors.New("index mirror not synced yet")
+var ErrNotReady = fmt.Errorf("%w: index mirror not synced yet", cache.ErrIndexUnavailable)
 
 // Mirror is a local git mirror of the index. All methods are safe for
 // concurrent use.

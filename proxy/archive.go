@@ -121,6 +121,8 @@ func archiveErrorStatus(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, cache.ErrStoreWrite):
 		return http.StatusInsufficientStorage
+	case errors.Is(err, cache.ErrIndexUnavailable):
+		return http.StatusServiceUnavailable
 	default:
 		return http.StatusBadGateway
 	}

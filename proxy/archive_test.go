@@ -383,6 +383,7 @@ func TestArchiveErrorStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
 		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", cache.ErrStoreWrite), http.StatusInsufficientStorage},
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
+		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", cache.ErrIndexUnavailable)), http.StatusServiceUnavailable},
 		{errors.New("anything else"), http.StatusBadGateway},
 	}
 	for _, tt := range tests {
