@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 )
@@ -37,6 +38,9 @@ const (
 	maxGitBackends = 16
 	// maxGitProtocolLen bounds the Git-Protocol header passed to git.
 	maxGitProtocolLen = 256
+	// gitWriteTimeout bounds one git response; a whole clone of the index
+	// takes seconds.
+	gitWriteTimeout = 10 * time.Minute
 )
 
 // gitHandler serves the index mirror read-only over git smart HTTP by
@@ -128,6 +132,18 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		return
 	}
 
+	// The slot is taken before the body is read: bodies are buffered, and
+	// the slots bound how many can be in memory at once.
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	case <-r.Context().Done():
+		return
+	}
+	// A client that stops reading must not hold a slot for ever (the
+	// server's write timeout is off by default for large archives).
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(gitWriteTimeout))
+
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = path, "", query
 	r2.Header.Del("Git-Protocol") // passed as GIT_PROTOCOL below, checked
@@ -148,13 +164,6 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 	} else {
 		r2.Body = http.NoBody
 		r2.ContentLength = 0
-	}
-
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	case <-r.Context().Done():
-		return
 	}
 
 	logw := &backendLog{log: h.log, path: path}
