@@ -61,6 +61,11 @@ const staleIfError = "stale-if-error"
 
 // RoundTrip implements http.RoundTripper.
 func (t *CachingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.RawQuery != "" {
+		// Queries (API searches) are as many as clients care to invent;
+		// storing each would grow the cache without bound.
+		return t.ht.Transport.RoundTrip(req)
+	}
 	r := req.Clone(req.Context())
 	cc := r.Header.Get("Cache-Control")
 	if cc == "" {

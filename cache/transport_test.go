@@ -230,3 +230,22 @@ func TestOfflineTransportServesOnlyWhatIsStored(t *testing.T) {
 		t.Errorf("offline transport reached upstream (%d -> %d requests)", before, up.requests.Load())
 	}
 }
+
+func TestCachingTransportDoesNotStoreQueries(t *testing.T) {
+	up := newSymbolsUpstream(t, "max-age=3600")
+	rt, dir := newCachingTransport(t)
+	for i := range 5 {
+		if _, code, _, err := fetchThrough(t, rt, fmt.Sprintf("%s/api/v0/search?kw=x%d", up.srv.URL, i)); err != nil || code != 200 {
+			t.Fatalf("search %d: %d %v", i, code, err)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != tempDirName {
+			t.Errorf("a query response was stored: %s", e.Name())
+		}
+	}
+	if got := up.requests.Load(); got != 5 {
+		t.Errorf("upstream saw %d requests, want all 5", got)
+	}
+}
