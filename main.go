@@ -126,11 +126,10 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return cli.Exit(err.Error(), 2)
 			}
-			index, err := openIndex(cfg, log)
-			if err != nil {
-				return err
-			}
-			var archives *cache.Cache
+			var (
+				index    *indexsync.Mirror
+				archives *cache.Cache
+			)
 			metrics := proxy.NewMetrics(proxy.MetricsSources{
 				Cache: func() cache.Stats { return archives.Stats() },
 				Index: func() proxy.IndexHealth {
@@ -139,7 +138,7 @@ func serveCommand() *cli.Command {
 						LastOK: st.Ready() && st.LastError == nil && !st.LastSync.IsZero(), Syncs: st.Syncs, Failures: st.Failures}
 				},
 			})
-			archives, err = openCache(cfg, index, cfg.Server.Offline, metrics.ObserveFetch, log)
+			index, archives, err = openRegistry(cfg, cacheUse{fetch: !cfg.Server.Offline, evict: true, onFetch: metrics.ObserveFetch}, log)
 			if err != nil {
 				return err
 			}
@@ -342,7 +341,7 @@ func syncCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			index, err := openIndex(cfg, log)
+			index, _, err := openRegistry(cfg, cacheUse{}, log)
 			if err != nil {
 				return err
 			}
@@ -421,7 +420,9 @@ func mirrorCommand() *cli.Command {
 					return cli.Exit("nothing to mirror: give patterns (e.g. moonbitlang/x), --from moon.mod.json, or set [mirror] packages", 2)
 				}
 			}
-			index, err := openIndex(cfg, log)
+			// This process's own fetch cap must not undercut --concurrency.
+			cfg.Cache.MaxConcurrentFetches = max(cfg.Cache.MaxConcurrentFetches, cfg.Mirror.Concurrency)
+			index, archives, err := openRegistry(cfg, cacheUse{fetch: true, evict: !c.Bool("dry-run")}, log)
 			if err != nil {
 				return err
 			}
@@ -447,12 +448,6 @@ func mirrorCommand() *cli.Command {
 				if err != nil {
 					return err
 				}
-			}
-			// This process's own fetch cap must not undercut --concurrency.
-			cfg.Cache.MaxConcurrentFetches = max(cfg.Cache.MaxConcurrentFetches, cfg.Mirror.Concurrency)
-			archives, err := openCache(cfg, index, false, nil, log) // --offline skips only the index sync
-			if err != nil {
-				return err
 			}
 			return runMirror(c, archives, sel, cfg.Mirror.Concurrency, c.Bool("dry-run"))
 		},
@@ -590,7 +585,7 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			index, err := openIndex(cfg, log)
+			index, archives, err := openRegistry(cfg, cacheUse{}, log)
 			if err != nil {
 				return err
 			}
@@ -601,10 +596,6 @@ func verifyCommand() *cli.Command {
 					return err
 				}
 				expected = sel.Archives()
-			}
-			archives, err := openCache(cfg, index, true, nil, log)
-			if err != nil {
-				return err
 			}
 			res, err := archives.Verify(c.Context, expected, c.Bool("purge"))
 			if err != nil {
@@ -627,24 +618,68 @@ func verifyCommand() *cli.Command {
 	}
 }
 
-// openIndex opens the index mirror (it may not have synced yet).
-func openIndex(cfg config.Config, log zerolog.Logger) (*indexsync.Mirror, error) {
-	return indexsync.New(indexsync.Options{
+// cacheUse says how a command uses the archive cache.
+type cacheUse struct {
+	fetch   bool // may fetch from upstream; false: cached archives only
+	evict   bool // enforce cache.max_size (commands that only read or report must not delete)
+	onFetch func(cache.FetchResult)
+}
+
+// openRegistry opens the index mirror (it may not have synced yet) and the
+// archive cache over it. A sync that changes a published version's line
+// drops that version's cached archive if it no longer matches the index.
+func openRegistry(cfg config.Config, use cacheUse, log zerolog.Logger) (*indexsync.Mirror, *cache.Cache, error) {
+	var archives *cache.Cache // set below, before any sync can run
+	index, err := indexsync.New(indexsync.Options{
 		Dir:         cfg.Index.Dir,
 		UpstreamURL: cfg.Upstream.IndexURL,
 		Branch:      cfg.Index.Branch,
 		Interval:    cfg.Index.SyncInterval.D(),
 		GitTimeout:  cfg.Index.GitTimeout.D(),
+		OnChange:    func(ch indexsync.Changes) { dropChanged(archives, ch, log) },
 		Logger:      log,
 	})
+	if err != nil {
+		return nil, nil, err
+	}
+	archives, err = openCache(cfg, index, use, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return index, archives, nil
+}
+
+// dropChanged re-verifies the cached archives of versions whose index line
+// changed and deletes those that no longer match their checksum, so a
+// republished checksum is never answered with the old bytes.
+func dropChanged(archives *cache.Cache, ch indexsync.Changes, log zerolog.Logger) {
+	if len(ch.Changed) == 0 {
+		return
+	}
+	mvs := indexsync.Selection{Versions: ch.Changed}.Archives()
+	res, err := archives.Verify(context.Background(), mvs, true)
+	if err != nil {
+		log.Error().Err(err).Msg("re-verifying archives whose index entry changed")
+		return
+	}
+	for _, p := range res.Problems {
+		if p.Purged {
+			log.Warn().Str("archive", p.Archive.String()).Str("problem", p.Kind).Str("detail", p.Detail).
+				Msg("index entry changed: dropped the cached archive; it is fetched again on demand")
+		}
+	}
 }
 
 // openCache opens the archive store and the fetch pipeline over it.
-func openCache(cfg config.Config, index cache.Index, offline bool, onFetch func(cache.FetchResult), log zerolog.Logger) (*cache.Cache, error) {
+func openCache(cfg config.Config, index cache.Index, use cacheUse, log zerolog.Logger) (*cache.Cache, error) {
 	log = log.With().Str("component", "cache").Logger()
 	store, err := cache.NewLocalStore(cfg.Cache.Dir, log)
 	if err != nil {
 		return nil, err
+	}
+	maxBytes := int64(0)
+	if use.evict {
+		maxBytes = int64(cfg.Cache.MaxSize)
 	}
 	retries := cfg.Upstream.Retries
 	if retries == 0 {
@@ -658,9 +693,9 @@ func openCache(cfg config.Config, index cache.Index, offline bool, onFetch func(
 		AttemptTimeout:       cfg.Upstream.Timeout.D(),
 		Retries:              retries,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
-		MaxBytes:             int64(cfg.Cache.MaxSize),
-		Offline:              offline,
-		OnFetch:              onFetch,
+		MaxBytes:             maxBytes,
+		Offline:              !use.fetch,
+		OnFetch:              use.onFetch,
 		Logger:               log,
 	})
 }

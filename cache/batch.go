@@ -12,6 +12,10 @@ import (
 	"sync"
 )
 
+// ErrEvictedDuringRun reports an archive EnsureAll stored that the size
+// limit evicted again before the run ended.
+var ErrEvictedDuringRun = errors.New("evicted again to honour cache.max_size: the selection is larger than the limit")
+
 // BatchEvent reports one archive finished by EnsureAll.
 type BatchEvent struct {
 	Archive ModuleVersion
@@ -39,6 +43,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency 
 		concurrency = 1
 	}
 	res := BatchResult{Selected: len(mvs)}
+	outcomes := make(map[ModuleVersion]BatchEvent, len(mvs)) // successes
 	var mu sync.Mutex
 	work := make(chan ModuleVersion)
 	var wg sync.WaitGroup
@@ -58,9 +63,11 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency 
 					res.Failed = append(res.Failed, ev)
 				case ev.Outcome == OutcomeHit:
 					res.Cached++
+					outcomes[mv] = ev
 				default:
 					res.Fetched++
 					res.Bytes += ev.Bytes
+					outcomes[mv] = ev
 				}
 				if progress != nil {
 					progress(ev)
@@ -82,6 +89,22 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency 
 	}
 	close(work)
 	wg.Wait()
+	// With a size limit, archives of this very run may have been evicted to
+	// make room for later ones: the run must not look complete then.
+	if c.evict != nil {
+		for mv, ev := range outcomes {
+			if c.Cached(context.WithoutCancel(ctx), mv) {
+				continue
+			}
+			if ev.Outcome == OutcomeHit {
+				res.Cached--
+			} else {
+				res.Fetched--
+				res.Bytes -= ev.Bytes
+			}
+			res.Failed = append(res.Failed, BatchEvent{Archive: mv, Outcome: ev.Outcome, Err: ErrEvictedDuringRun})
+		}
+	}
 	// What was never started because ctx ended counts as failed, so a run cut
 	// short can never look complete.
 	for _, mv := range mvs[sent:] {

@@ -146,3 +146,29 @@ func TestVerify(t *testing.T) {
 		t.Errorf("re-fetch after purge: %v", err)
 	}
 }
+
+// A selection larger than the size limit evicts its own earlier archives:
+// EnsureAll must report those as failed, never the run as complete.
+func TestEnsureAllReportsArchivesEvictedDuringTheRun(t *testing.T) {
+	env, _ := newEvictEnv(t, roomFor(3))
+	var mvs []ModuleVersion
+	for i := 1; i <= 6; i++ {
+		env.publish(evictMV(i))
+		mvs = append(mvs, evictMV(i))
+	}
+	res := env.cache.EnsureAll(context.Background(), mvs, 1, nil)
+	kept := 0
+	for _, mv := range mvs {
+		if env.cache.Cached(context.Background(), mv) {
+			kept++
+		}
+	}
+	if res.Fetched != kept || len(res.Failed) != len(mvs)-kept || kept == len(mvs) {
+		t.Fatalf("fetched %d, failed %d, but %d of %d are stored: %+v", res.Fetched, len(res.Failed), kept, len(mvs), res)
+	}
+	for _, f := range res.Failed {
+		if !errors.Is(f.Err, ErrEvictedDuringRun) {
+			t.Errorf("%s: %v, want ErrEvictedDuringRun", f.Archive, f.Err)
+		}
+	}
+}

@@ -2,6 +2,11 @@ package e2e
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +46,50 @@ func TestIndexSyncCommandThenDownload(t *testing.T) {
 	}
 	if _, err := c.Download(ctx, module, version); err != nil {
 		t.Errorf("the server serves %s@%s in its git index but not its archive: %v", module, version, err)
+	}
+}
+
+// TestChangedChecksumDropsCachedArchive: when a sync brings a new checksum
+// for a version already cached, the cached bytes are dropped rather than
+// served as an immutable hit the client would reject.
+func TestChangedChecksumDropsCachedArchive(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	const module = "moonbitlang/lex/runtime"
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
+	version := up.Versions(module)[0]
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
+	c := newMoonClient(t, reg.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Download(ctx, module, version); err != nil {
+		t.Fatal(err)
+	}
+	stored := arcStorePath(reg.Root, module, version)
+	if _, err := os.Stat(stored); err != nil {
+		t.Fatalf("archive not cached: %v", err)
+	}
+	// Upstream republishes the version with another checksum.
+	newSum := strings.Repeat("ab", 32)
+	line := fmt.Sprintf(`{"name": %q, "version": %q, "checksum": %q}`, module, version, newSum)
+	if err := up.AddVersionRaw(ctx, module, []byte(line)); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, code := runRegistry(t, reg.Root, up.URL(), "sync"); code != 0 {
+		t.Fatalf("sync: exit %d: %s", code, stderr)
+	}
+	if _, err := os.Stat(stored); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the archive cached under the old checksum is still stored (%v)", err)
+	}
+	// Upstream still sends the old bytes, which no longer match: refused,
+	// never served as a hit under the new checksum.
+	resp, err := http.Get(arcOneSegmentURL(reg.URL, module, version))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("after the checksum changed: %d, want 502 (upstream bytes do not match the new checksum)", resp.StatusCode)
 	}
 }

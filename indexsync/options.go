@@ -39,7 +39,11 @@ type Options struct {
 	// RefreshMinInterval is the least time between two syncs triggered by
 	// RequestRefresh; default 10s.
 	RefreshMinInterval time.Duration
-	Logger             zerolog.Logger
+	// OnChange, if set, is called after every sync that moved main, with
+	// what changed (e.g. to drop cached archives whose checksum changed).
+	// It runs in the sync and should be quick.
+	OnChange func(Changes)
+	Logger   zerolog.Logger
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -5,36 +5,26 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"time"
 )
 
 // refWatch notices when another process (a `moonbit-registry sync` or
 // `mirror` run on the same root) moved main: the parsed files this process
 // cached then describe an older commit, and the git endpoint already serves
-// the newer one. Lookups stat the ref file at most once per
-// refCheckInterval (a hit path stays cheap); a lookup that finds nothing
-// checks at once, so a version another process just synced is never
-// reported missing.
+// the newer one. Every lookup stats the ref file (one syscall; the file is
+// read only when it changed): checking less often would let a lookup in
+// the moments after such a sync use a checksum the index no longer has.
 type refWatch struct {
-	mu      sync.Mutex
-	last    os.FileInfo
-	checked time.Time
+	mu   sync.Mutex
+	last os.FileInfo
 }
-
-const refCheckInterval = time.Second
 
 // noticeOutsideSync drops the lookup cache and adopts main's commit if main
 // on disk is not the commit this process last knew; it reports whether it
-// did. Unless force, it looks at most once per refCheckInterval. Callers
-// hold m.tree (shared), so no sync of this process moves main meanwhile.
-func (m *Mirror) noticeOutsideSync(force bool) bool {
+// did. Callers hold m.tree (shared), so no sync of this process moves main
+// meanwhile.
+func (m *Mirror) noticeOutsideSync() bool {
 	m.refs.mu.Lock()
 	defer m.refs.mu.Unlock()
-	now := time.Now()
-	if !force && now.Sub(m.refs.checked) < refCheckInterval {
-		return false
-	}
-	m.refs.checked = now
 	p := filepath.Join(m.opts.Dir, ".git", "refs", "heads", localBranch)
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -57,13 +47,6 @@ func (m *Mirror) noticeOutsideSync(force bool) bool {
 	m.cache.clear()
 	m.setCommit(commit)
 	return true
-}
-
-// recheckOutsideSync forces the check, for a lookup that found nothing.
-func (m *Mirror) recheckOutsideSync() bool {
-	m.tree.RLock()
-	defer m.tree.RUnlock()
-	return m.noticeOutsideSync(true)
 }
 
 func isCommitID(s string) bool {

@@ -38,7 +38,7 @@ func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error)
 	}
 	m.tree.RLock()
 	defer m.tree.RUnlock()
-	m.noticeOutsideSync(false)
+	m.noticeOutsideSync()
 	if vs, ok := m.cache.get(module); ok {
 		return vs, nil
 	}
@@ -97,15 +97,6 @@ func (m *Mirror) Lookup(ctx context.Context, module, version string) (Version, b
 	if err := cache.ValidateVersion(version); err != nil {
 		return Version{}, false, err
 	}
-	v, ok, err := m.lookup(ctx, module, version)
-	if err == nil && !ok && m.recheckOutsideSync() {
-		// Another process may have synced a moment ago: look again.
-		return m.lookup(ctx, module, version)
-	}
-	return v, ok, err
-}
-
-func (m *Mirror) lookup(ctx context.Context, module, version string) (Version, bool, error) {
 	vs, err := m.Versions(ctx, module)
 	if errors.Is(err, ErrModuleNotFound) {
 		return Version{}, false, nil

@@ -67,6 +67,9 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	ev.Str("from", c.From).Str("to", c.To).Bool("initial", c.Initial).
 		Int("modules", len(c.Modules)).Int("added", len(c.Added)).Int("changed", len(c.Changed)).
 		Int("removed", len(c.Removed)).Dur("duration", now.Sub(start)).Msg("index synced")
+	if m.opts.OnChange != nil && !c.Empty() {
+		m.opts.OnChange(c)
+	}
 	return c, nil
 }
 
