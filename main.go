@@ -153,6 +153,9 @@ func serveCommand() *cli.Command {
 			if tlsConfig != nil {
 				ln = tls.NewListener(ln, tlsConfig)
 			}
+			// Run ends when the signal cancels c.Context; Close below waits for
+			// any sync it started, so no git outlives the process.
+			defer index.Close()
 			if cfg.Server.Offline {
 				log.Warn().Msg("offline: the index is served as it is and upstream is never contacted")
 			} else {
@@ -345,6 +348,7 @@ func syncCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer index.Close()
 			ch, err := index.Sync(c.Context)
 			if err != nil {
 				return fmt.Errorf("index sync from %s: %w", cfg.Upstream.IndexURL, err)
@@ -426,6 +430,7 @@ func mirrorCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer index.Close()
 			if !c.Bool("offline") {
 				if _, err := index.Sync(c.Context); err != nil {
 					return fmt.Errorf("index sync from %s failed (use --offline to use the local mirror as it is): %w", cfg.Upstream.IndexURL, err)
@@ -589,6 +594,7 @@ func verifyCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			defer index.Close()
 			var expected []cache.ModuleVersion
 			if c.NArg() > 0 {
 				sel, err := selectPatterns(c.Context, index, c.Args().Slice(), indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")})

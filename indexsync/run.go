@@ -61,3 +61,11 @@ func (m *Mirror) RequestRefresh(ctx context.Context) error {
 	_, err := m.wait(ctx, ch)
 	return err
 }
+
+// Close waits until no sync of this Mirror runs any more. A sync that
+// nobody waits for has been cancelled and ends quickly; call Close before
+// the process exits, so no git it started outlives it (git runs in its own
+// process group and would not see the terminal's signal).
+func (m *Mirror) Close() {
+	m.waitIdle()
+}
