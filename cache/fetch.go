@@ -115,6 +115,10 @@ func (c *Cache) attemptOnce(ctx context.Context, mv ModuleVersion, u, sum string
 	case errors.Is(err, ErrChecksumMismatch):
 		// Archives never change: the same URL will send the same bytes.
 		return 0, -1, err
+	case body.err == nil && actx.Err() != nil:
+		// The attempt's deadline ended the copy before the body reader saw
+		// it: upstream was too slow, not our disk.
+		return 0, 0, fmt.Errorf("%w: archive %s: body: %w", ErrUpstreamUnavailable, mv, context.Cause(actx))
 	case body.err == nil:
 		return 0, -1, fmt.Errorf("store %s: %w", mv, err) // our disk, not upstream
 	case errors.Is(body.err, errTooLarge):

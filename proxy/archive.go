@@ -101,6 +101,10 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.M
 	case errors.Is(err, cache.ErrStoreWrite):
 		// The details (paths, errno) are for the log, not for clients.
 		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
+	case status == http.StatusInternalServerError:
+		msg = fmt.Sprintf("archive %s cannot be served: internal error (see the server log)", mv)
+	case status == http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "10")
 	}
 	if status >= 500 {
 		h.log.Warn().Err(err).Str("archive", mv.String()).Int("status", status).Msg("archive not served")
@@ -123,7 +127,11 @@ func archiveErrorStatus(err error) int {
 		return http.StatusInsufficientStorage
 	case errors.Is(err, cache.ErrIndexUnavailable):
 		return http.StatusServiceUnavailable
-	default:
+	case errors.Is(err, cache.ErrUpstream):
 		return http.StatusBadGateway
+	default:
+		// Our own failure (the store, a malformed index entry): not
+		// upstream's, and its text may name local paths.
+		return http.StatusInternalServerError
 	}
 }

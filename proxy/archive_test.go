@@ -384,7 +384,7 @@ func TestArchiveErrorStatus(t *testing.T) {
 		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", cache.ErrStoreWrite), http.StatusInsufficientStorage},
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
 		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", cache.ErrIndexUnavailable)), http.StatusServiceUnavailable},
-		{errors.New("anything else"), http.StatusBadGateway},
+		{errors.New("open /srv/data/packages/a/b/1.0.0.zip: permission denied"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {
 		if got := archiveErrorStatus(tt.err); got != tt.want {

@@ -280,7 +280,7 @@ func etagMatches(ifNoneMatch, etag string) bool {
 func passthroughErrorStatus(err error) int {
 	var op *net.OpError
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) {
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, cache.ErrUpstreamUnavailable) {
 		return http.StatusGatewayTimeout
 	}
 	return http.StatusBadGateway
