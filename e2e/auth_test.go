@@ -175,6 +175,16 @@ func TestAuthThroughProxy(t *testing.T) {
 		}
 		c.http = &http.Client{Timeout: 2 * time.Minute, Transport: headerTransport{"Bearer " + token}}
 		downloadAll(ctx, t, c)
+		// Shared caches must not keep what needed credentials.
+		versions, _ := c.Versions(authModule)
+		resp, err := c.http.Get(c.archiveURL(authModule, versions[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if cc := resp.Header.Get("Cache-Control"); !strings.HasPrefix(cc, "private") {
+			t.Errorf("Cache-Control with auth on = %q, want private", cc)
+		}
 	})
 
 	t.Run("URL credentials: basic user", func(t *testing.T) {

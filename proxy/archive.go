@@ -13,8 +13,12 @@ import (
 )
 
 // archiveCacheControl: a published archive never changes, so clients and
-// intermediaries may keep it forever.
-const archiveCacheControl = "public, max-age=31536000, immutable"
+// intermediaries may keep it forever. With authentication on, shared caches
+// must not: they would hand it to clients without credentials.
+const (
+	archiveCacheControl        = "public, max-age=31536000, immutable"
+	privateArchiveCacheControl = "private, max-age=31536000, immutable"
+)
 
 // statusClientClosed is logged when the client left before the answer.
 const statusClientClosed = 499
@@ -24,13 +28,18 @@ const statusClientClosed = 499
 // form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
 // plain "owner/rest/version.zip"; cache.ParseArchivePath handles both. A nil
 // cache answers 503.
-func newArchiveHandler(archives *cache.Cache, log zerolog.Logger) http.Handler {
-	return &archiveHandler{archives: archives, log: log}
+func newArchiveHandler(archives *cache.Cache, private bool, log zerolog.Logger) http.Handler {
+	cc := archiveCacheControl
+	if private {
+		cc = privateArchiveCacheControl
+	}
+	return &archiveHandler{archives: archives, cacheControl: cc, log: log}
 }
 
 type archiveHandler struct {
-	archives *cache.Cache
-	log      zerolog.Logger
+	archives     *cache.Cache
+	cacheControl string
+	log          zerolog.Logger
 }
 
 func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -73,7 +82,7 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/zip")
-	hdr.Set("Cache-Control", archiveCacheControl)
+	hdr.Set("Cache-Control", h.cacheControl)
 	// The checksum identifies the bytes exactly, so it is the ETag. If the
 	// index no longer lists the version, Last-Modified (set by
 	// ServeContent) still lets clients revalidate.

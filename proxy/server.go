@@ -78,7 +78,7 @@ func New(opts Options) *Server {
 		mux.Handle("GET /metrics", opts.Metrics.handler())
 	}
 	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
-	mux.Handle("/user/", newArchiveHandler(opts.Archives, s.log))
+	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), s.log))
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/api/v0/", passthroughOrUnavailable(opts.Passthrough))
