@@ -241,6 +241,10 @@ func updateCommand() *cli.Command {
 					fmt.Fprintf(c.App.Writer, "backup of the previous file: %s (undo with: moonbit-registry update --reset)\n", backup)
 				}
 			}
+			if config.MoonConfigOverrides(path, base) {
+				return cli.Exit(fmt.Sprintf("%s exists and points moon elsewhere; moon ignores MOONCAKES_REGISTRY while it does. "+
+					"Run with --write-config to point it here (the file is backed up), or remove it", path), 1)
+			}
 			moon, err := exec.LookPath("moon")
 			if err != nil {
 				fmt.Fprintln(c.App.Writer, "moon is not on PATH; run `moon update` with the variable above set")

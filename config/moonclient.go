@@ -18,6 +18,10 @@ import (
 // cannot be read or parsed and force is off: it is never replaced silently.
 var ErrMoonConfigUnusable = errors.New("existing moon config.json is unreadable or malformed")
 
+// ErrBackupExists is returned by WriteMoonConfig when a backup from an
+// earlier write exists and config.json is no longer what that write left.
+var ErrBackupExists = errors.New("a backup of config.json already exists")
+
 // ErrNothingToReset is returned by ResetMoonConfig when there is no backup
 // and the current file was not written by us.
 var ErrNothingToReset = errors.New("no moon config.json backup to restore")
@@ -100,10 +104,18 @@ func WriteMoonConfig(path, baseURL string, force bool) (string, error) {
 		if fi, err := os.Stat(path); err == nil {
 			mode = fi.Mode().Perm()
 		}
-		if _, err := os.Lstat(backup); errors.Is(err, fs.ErrNotExist) {
+		_, err := os.Lstat(backup)
+		switch {
+		case err == nil && !force:
+			// The user changed config.json after an earlier write: replacing
+			// it would lose that change, and the backup holds an older file.
+			return "", fmt.Errorf("%s: %w: it was changed after an earlier --write-config, whose backup %s still exists; move one of them away, or use --force to back up the current file over it", path, ErrBackupExists, backup)
+		case err == nil || errors.Is(err, fs.ErrNotExist):
 			if err := writeFileAtomic(backup, old, mode); err != nil {
 				return "", fmt.Errorf("back up %s: %w", path, err)
 			}
+		default:
+			return "", fmt.Errorf("back up %s: %w", path, err)
 		}
 	}
 	if err := writeFileAtomic(path, data, 0o644); err != nil {
@@ -144,4 +156,20 @@ func ResetMoonConfig(path string) (string, error) {
 		return "", fmt.Errorf("remove %s: %w", path, err)
 	}
 	return "removed " + path + " (there was none before)", nil
+}
+
+// MoonConfigOverrides reports whether the client config at path exists and
+// points moon somewhere other than baseURL: then moon ignores
+// MOONCAKES_REGISTRY entirely. A file that cannot be read or parsed counts
+// as overriding (moon would fail on it).
+func MoonConfigOverrides(path, baseURL string) bool {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	var mc moonConfig
+	if err != nil || json.Unmarshal(data, &mc) != nil {
+		return true
+	}
+	return mc.Registry != baseURL
 }

@@ -130,3 +130,57 @@ func TestMoonConfigPath(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+func TestWriteRefusesToLoseAChangeMadeAfterAnEarlierWrite(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.json")
+	original := `{"registry": "https://original"}`
+	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteMoonConfig(path, base, false); err != nil {
+		t.Fatal(err)
+	}
+	edited := `{"registry": "https://edited-by-hand"}`
+	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := WriteMoonConfig(path, base, false); !errors.Is(err, ErrBackupExists) {
+		t.Fatalf("err = %v, want ErrBackupExists", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != edited {
+		t.Error("the refused write changed config.json")
+	}
+	if b, _ := os.ReadFile(backupPath(path)); string(b) != original {
+		t.Error("the refused write changed the backup")
+	}
+	// --force backs the current file up over the old backup.
+	if _, err := WriteMoonConfig(path, base, true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(backupPath(path)); string(b) != edited {
+		t.Errorf("backup after --force = %q, want the edited file", b)
+	}
+}
+
+func TestMoonConfigOverrides(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) string {
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, []byte(data), 0o644)
+		return p
+	}
+	tests := []struct {
+		name, path string
+		want       bool
+	}{
+		{"no file", filepath.Join(dir, "none.json"), false},
+		{"points here", write("here.json", `{"registry": "`+base+`"}`), false},
+		{"points elsewhere", write("else.json", `{"registry": "https://mooncakes.io"}`), true},
+		{"malformed", write("bad.json", `{"registry":`), true},
+	}
+	for _, tt := range tests {
+		if got := MoonConfigOverrides(tt.path, base); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
