@@ -22,6 +22,10 @@ type lru struct {
 	bytes      int64
 	order      *list.List // front = most recently used; values are *lruEntry
 	items      map[string]*list.Element
+	// gen counts invalidations. A reader notes it before reading a file and
+	// put drops the parse if it changed meanwhile: the file may have been
+	// replaced under the reader (another process's sync).
+	gen uint64
 }
 
 type lruEntry struct {
@@ -45,12 +49,20 @@ func (c *lru) get(module string) ([]Version, bool) {
 	return el.Value.(*lruEntry).versions, true
 }
 
-// put stores a parse; cost is the size of the file it came from. A file
-// larger than the whole budget is not cached.
-func (c *lru) put(module string, versions []Version, cost int64) {
+// generation is the invalidation count to pass to put.
+func (c *lru) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cost > c.maxBytes {
+	return c.gen
+}
+
+// put stores a parse read when the cache was at generation gen; cost is the
+// size of the file it came from. A parse older than the last invalidation,
+// or a file larger than the whole budget, is not cached.
+func (c *lru) put(module string, versions []Version, cost int64, gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cost > c.maxBytes || gen != c.gen {
 		return
 	}
 	if el, ok := c.items[module]; ok {
@@ -66,6 +78,7 @@ func (c *lru) put(module string, versions []Version, cost int64) {
 func (c *lru) remove(module string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	if el, ok := c.items[module]; ok {
 		c.removeElement(el)
 	}
@@ -74,6 +87,7 @@ func (c *lru) remove(module string) {
 func (c *lru) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	c.order.Init()
 	c.items = map[string]*list.Element{}
 	c.bytes = 0

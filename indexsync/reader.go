@@ -42,6 +42,7 @@ func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error)
 	if vs, ok := m.cache.get(module); ok {
 		return vs, nil
 	}
+	gen := m.cache.generation()
 	if !m.hasRepo() {
 		return nil, ErrNotReady
 	}
@@ -50,7 +51,7 @@ func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error)
 		return nil, err
 	}
 	vs := parseIndex(module, data, m.log)
-	m.cache.put(module, vs, int64(len(data)))
+	m.cache.put(module, vs, int64(len(data)), gen)
 	return vs, nil
 }
 
