@@ -221,9 +221,6 @@ func (c *Cache) Stats() Stats {
 	return s
 }
 
-// Offline reports whether the cache never contacts upstream.
-func (c *Cache) Offline() bool { return c.offline }
-
 // Get returns the archive, fetching and verifying it first if the store
 // lacks it. The caller closes the Object. Errors wrap ErrBadName,
 // ErrNotFound, ErrChecksumMismatch, ErrUpstreamUnavailable or ErrUpstream,

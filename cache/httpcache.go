@@ -16,9 +16,6 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// DefaultHTTPCacheDir is the conventional HTTPCache directory.
-const DefaultHTTPCacheDir = "data/http-cache"
-
 // HTTPCache is an httpcache.Cache kept on disk with diskv/v3. It exists
 // because httpcache's own diskcache package is built on diskv v1 (not a
 // dependency here) and keeps up to 100 MB of responses in memory.

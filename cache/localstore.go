@@ -23,9 +23,6 @@ import (
 // request can ever map onto a temporary file.
 const tempDirName = ".tmp"
 
-// DefaultStoreDir is the conventional LocalStore root.
-const DefaultStoreDir = "data/packages"
-
 // LocalStore keeps archives on the local filesystem at
 // <root>/<owner>/<rest>/<version>.zip, a layout a person can browse and a
 // static file server could serve.
@@ -81,9 +78,6 @@ func NewLocalStore(root string, log zerolog.Logger) (*LocalStore, error) {
 	})
 	return &LocalStore{root: root, tmp: tmp, d: d, log: log}, nil
 }
-
-// Root returns the absolute directory the store lives in.
-func (s *LocalStore) Root() string { return s.root }
 
 // keyToPathKey maps "owner/rest/version.zip" to directories owner/rest and
 // file version.zip. Keys are always validated ModuleVersion.RelPath values.

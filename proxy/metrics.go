@@ -145,16 +145,6 @@ func (m *Metrics) registerIndexHealth(health func() IndexHealth) {
 	)
 }
 
-// Register adds more collectors (e.g. the store's size) to the registry.
-func (m *Metrics) Register(cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := m.registry.Register(c); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // ObserveFetch records one upstream fetch; wire it to cache.Options.OnFetch.
 func (m *Metrics) ObserveFetch(r cache.FetchResult) {
 	outcome := fetchOutcome(r.Err)
