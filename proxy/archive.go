@@ -28,7 +28,15 @@ const statusClientClosed = 499
 // form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
 // plain "owner/rest/version.zip"; cache.ParseArchivePath handles both. A nil
 // cache answers 503.
-func newArchiveHandler(archives *cache.Cache, private bool, log zerolog.Logger) http.Handler {
+// Archives is what the archive routes need from the cache.
+type Archives interface {
+	// Get returns the archive, fetching and verifying it on a miss.
+	Get(ctx context.Context, mv cache.ModuleVersion) (cache.Object, cache.Outcome, error)
+	// Checksum is the index checksum of mv, used as the ETag.
+	Checksum(ctx context.Context, mv cache.ModuleVersion) (string, bool, error)
+}
+
+func newArchiveHandler(archives Archives, private bool, log zerolog.Logger) http.Handler {
 	cc := archiveCacheControl
 	if private {
 		cc = privateArchiveCacheControl
@@ -37,7 +45,7 @@ func newArchiveHandler(archives *cache.Cache, private bool, log zerolog.Logger) 
 }
 
 type archiveHandler struct {
-	archives     *cache.Cache
+	archives     Archives
 	cacheControl string
 	log          zerolog.Logger
 }

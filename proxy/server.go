@@ -14,8 +14,6 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"moonbit-registry/cache"
 )
 
 // Options configures a Server. Zero timeouts mean "no limit" except where
@@ -36,8 +34,9 @@ type Options struct {
 	// IndexDir is the git repository of the index mirror, served at /git/index.
 	IndexDir string
 
-	// Archives serves /user/... package archives; nil answers 503.
-	Archives *cache.Cache
+	// Archives serves /user/... package archives (a *cache.Cache); nil
+	// answers 503.
+	Archives Archives
 	// Passthrough serves /symbols.zip, /assets/ and /api/v0/ (see
 	// NewPassthrough); nil answers 503.
 	Passthrough http.Handler
