@@ -263,17 +263,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 		})
 	}
 	// Every archive in the store is one that was served right.
-	for _, f := range arcStoreFiles(t, reg.Root) {
-		data, err := os.ReadFile(filepath.Join(reg.Root, "data", "packages", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		v := strings.TrimSuffix(filepath.Base(f), ".zip")
-		if got := hex.EncodeToString(sum[:]); got != up.Checksum(arcModX, v) {
-			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(arcModX, v))
-		}
-	}
+	arcCheckStored(t, reg.Root, up)
 }
 
 // TestArchiveRejectsHostilePaths sends paths no index entry could produce,
@@ -587,6 +577,23 @@ func arcUpstreamPath(module, version string) string {
 }
 
 // arcStorePath is where the store keeps an archive under a registry root.
+// arcCheckStored asserts that every stored archive (all of arcModX) hashes
+// to the checksum upstream's index gives it.
+func arcCheckStored(t *testing.T, root string, up *testupstream.Upstream) {
+	t.Helper()
+	for _, f := range arcStoreFiles(t, root) {
+		data, err := os.ReadFile(filepath.Join(root, "data", "packages", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(data)
+		v := strings.TrimSuffix(filepath.Base(f), ".zip")
+		if got := hex.EncodeToString(sum[:]); got != up.Checksum(arcModX, v) {
+			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(arcModX, v))
+		}
+	}
+}
+
 func arcStorePath(root, module, version string) string {
 	return filepath.Join(root, "data", "packages", filepath.FromSlash(module), version+".zip")
 }

@@ -545,17 +545,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	}
 
 	// The misses were fetched and stored right; nothing else is there.
-	for _, f := range arcStoreFiles(t, reg.Root) {
-		data, err := os.ReadFile(filepath.Join(reg.Root, "data", "packages", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sum := sha256.Sum256(data)
-		v := strings.TrimSuffix(filepath.Base(f), ".zip")
-		if got := hex.EncodeToString(sum[:]); got != up.Checksum(arcModX, v) {
-			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(arcModX, v))
-		}
-	}
+	arcCheckStored(t, reg.Root, up)
 	if tmp := arcTempFiles(t, reg.Root); len(tmp) > 0 {
 		t.Errorf("temporary files left after shutdown: %v", tmp)
 	}

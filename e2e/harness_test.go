@@ -210,12 +210,19 @@ func runRegistry(t testing.TB, root, upstreamURL string, args ...string) (stdout
 		upstreamURL = "http://127.0.0.1:1"
 	}
 	cmd.Env = append(append(os.Environ(), noRaceExitSleep), upstreamEnv(upstreamURL)...)
+	return runCommand(t, cmd)
+}
+
+// runCommand runs a prepared one-shot command and returns its stdout,
+// stderr and exit code; only a failure to run it at all fails the test.
+func runCommand(t testing.TB, cmd *exec.Cmd) (stdout, stderr string, code int) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
 	code = cmd.ProcessState.ExitCode()
 	if err != nil && code < 0 {
-		t.Fatalf("%v: %v", args, err)
+		t.Fatalf("%v: %v", cmd.Args, err)
 	}
 	return out.String(), errb.String(), code
 }

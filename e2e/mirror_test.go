@@ -774,14 +774,7 @@ func mirUpdate(t testing.TB, home string, args ...string) (stdout, stderr string
 	}
 	// A race-enabled binary otherwise sleeps 1s at exit.
 	cmd.Env = append(cmd.Env, "MOON_HOME="+home, "PATH="+t.TempDir(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code = cmd.ProcessState.ExitCode()
-	if err != nil && code < 0 {
-		t.Fatalf("%v: %v", args, err)
-	}
-	return out.String(), errb.String(), code
+	return runCommand(t, cmd)
 }
 
 // mirResolve resolves a project's registry dependencies from a client's
