@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -135,7 +134,7 @@ func serveCommand() *cli.Command {
 				Index: func() proxy.IndexHealth {
 					st := index.Status()
 					return proxy.IndexHealth{LastSync: st.LastSync, LastSuccess: st.LastSuccess,
-						LastOK: st.Ready() && st.LastError == nil && !st.LastSync.IsZero(), Syncs: st.Syncs, Failures: st.Failures}
+						LastOK: !st.LastSync.IsZero() && st.LastError == nil, Syncs: st.Syncs, Failures: st.Failures}
 				},
 			})
 			index, archives, err = openRegistry(cfg, cacheUse{fetch: !cfg.Server.Offline, evict: true, onFetch: metrics.ObserveFetch}, log)
@@ -510,7 +509,10 @@ func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
 		n := 0
 		return func(ev cache.BatchEvent) {
 			n++
-			state := map[cache.Outcome]string{cache.OutcomeHit: "cached", cache.OutcomeMiss: "fetched"}[ev.Outcome]
+			state := "fetched"
+			if ev.Outcome == cache.OutcomeHit {
+				state = "cached"
+			}
 			if ev.Err != nil {
 				state = "FAILED: " + ev.Err.Error()
 			}
@@ -750,13 +752,9 @@ func setup(c *cli.Context, flags []config.Override) (config.Config, zerolog.Logg
 	if err != nil {
 		return config.Config{}, log, cli.Exit(err.Error(), 2)
 	}
-	file := c.String("config")
-	if file != "" && !filepath.IsAbs(file) {
-		file, _ = filepath.Abs(file)
-	}
 	cfg, err := config.Load(config.LoadOptions{
 		Root:  c.String("dir"),
-		File:  file,
+		File:  c.String("config"),
 		Env:   os.Environ(),
 		Flags: flags,
 	})
