@@ -135,34 +135,35 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
 	if s.stopping.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "shutting down\n")
+		probeAnswer(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
-	io.WriteString(w, "ok\n")
+	probeAnswer(w, http.StatusOK, "ok")
 }
 
 // readyz answers 200 when the server can serve clients, 503 with the reason
 // otherwise, for load balancers and for tests that wait for the first sync.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
 	if s.stopping.Load() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "shutting down\n")
+		probeAnswer(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			io.WriteString(w, "not ready: "+err.Error()+"\n")
+			probeAnswer(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
 			return
 		}
 	}
-	io.WriteString(w, "ready\n")
+	probeAnswer(w, http.StatusOK, "ready")
+}
+
+// probeAnswer writes a health probe's short, never-cached plain-text answer.
+func probeAnswer(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	io.WriteString(w, msg+"\n")
 }
 
 // requestNote carries what a handler learned about a request (so far only the
