@@ -28,6 +28,7 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/module"
 	"moonbit-registry/proxy"
 )
 
@@ -601,7 +602,7 @@ func verifyCommand() *cli.Command {
 				return err
 			}
 			defer index.Close()
-			var expected []cache.ModuleVersion
+			var expected []module.Version
 			if c.NArg() > 0 {
 				sel, err := selectPatterns(c.Context, index, c.Args().Slice(), indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")})
 				if err != nil {

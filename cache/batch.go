@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"moonbit-registry/module"
 )
 
 // ErrEvictedDuringRun reports an archive EnsureAll stored that the size
@@ -18,7 +20,7 @@ var ErrEvictedDuringRun = errors.New("evicted again to honour cache.max_size: th
 
 // BatchEvent reports one archive finished by EnsureAll.
 type BatchEvent struct {
-	Archive ModuleVersion
+	Archive module.Version
 	Outcome Outcome // OutcomeHit: was cached; OutcomeMiss: fetched now
 	Bytes   int64   // archive size (cached or fetched)
 	Err     error
@@ -38,14 +40,14 @@ type BatchResult struct {
 // the mirror command's loop; each archive goes through the same
 // fetch-verify-store pipeline as a proxy miss. progress, if not nil, is
 // called once per archive, from one goroutine at a time.
-func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency int, progress func(BatchEvent)) BatchResult {
+func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency int, progress func(BatchEvent)) BatchResult {
 	if concurrency < 1 {
 		concurrency = 1
 	}
 	res := BatchResult{Selected: len(mvs)}
-	outcomes := make(map[ModuleVersion]BatchEvent, len(mvs)) // successes
+	outcomes := make(map[module.Version]BatchEvent, len(mvs)) // successes
 	var mu sync.Mutex
-	work := make(chan ModuleVersion)
+	work := make(chan module.Version)
 	var wg sync.WaitGroup
 	for range min(concurrency, max(len(mvs), 1)) {
 		wg.Add(1)
@@ -114,7 +116,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []ModuleVersion, concurrency 
 	return res
 }
 
-func (c *Cache) size(ctx context.Context, mv ModuleVersion) (int64, error) {
+func (c *Cache) size(ctx context.Context, mv module.Version) (int64, error) {
 	obj, err := c.store.Open(ctx, mv)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", mv, err)
@@ -129,7 +131,7 @@ func (c *Cache) size(ctx context.Context, mv ModuleVersion) (int64, error) {
 
 // VerifyProblem is one thing Verify found wrong.
 type VerifyProblem struct {
-	Archive ModuleVersion
+	Archive module.Version
 	// Kind is "missing" (expected but not stored), "mismatch" (stored bytes
 	// do not hash to the index checksum), "orphan" (stored but not in the
 	// index) or "unreadable".
@@ -149,9 +151,9 @@ type VerifyResult struct {
 // archives and reports the ones not stored as missing. With purge, archives
 // that are mismatched, orphaned or unreadable are deleted, so the next
 // request fetches them again.
-func (c *Cache) Verify(ctx context.Context, expected []ModuleVersion, purge bool) (VerifyResult, error) {
+func (c *Cache) Verify(ctx context.Context, expected []module.Version, purge bool) (VerifyResult, error) {
 	var res VerifyResult
-	check := func(mv ModuleVersion, mustExist bool) error {
+	check := func(mv module.Version, mustExist bool) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -170,12 +172,12 @@ func (c *Cache) Verify(ctx context.Context, expected []ModuleVersion, purge bool
 		return nil
 	}
 	if expected == nil {
-		var all []ModuleVersion
-		if err := c.store.Walk(ctx, func(mv ModuleVersion) error { all = append(all, mv); return nil }); err != nil {
+		var all []module.Version
+		if err := c.store.Walk(ctx, func(mv module.Version) error { all = append(all, mv); return nil }); err != nil {
 			return res, fmt.Errorf("walk store: %w", err)
 		}
 		expected = all
-		slices.SortFunc(expected, func(a, b ModuleVersion) int { return strings.Compare(a.String(), b.String()) })
+		slices.SortFunc(expected, func(a, b module.Version) int { return strings.Compare(a.String(), b.String()) })
 		for _, mv := range expected {
 			if err := check(mv, false); err != nil {
 				return res, err
@@ -191,7 +193,7 @@ func (c *Cache) Verify(ctx context.Context, expected []ModuleVersion, purge bool
 	return res, nil
 }
 
-func (c *Cache) verifyOne(ctx context.Context, mv ModuleVersion, mustExist bool) (*VerifyProblem, error) {
+func (c *Cache) verifyOne(ctx context.Context, mv module.Version, mustExist bool) (*VerifyProblem, error) {
 	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
 	if err != nil {
 		return nil, fmt.Errorf("index lookup %s: %w", mv, err)
@@ -221,7 +223,7 @@ func (c *Cache) verifyOne(ctx context.Context, mv ModuleVersion, mustExist bool)
 }
 
 // Cached reports whether the store holds mv (for dry runs and reports).
-func (c *Cache) Cached(ctx context.Context, mv ModuleVersion) bool {
+func (c *Cache) Cached(ctx context.Context, mv module.Version) bool {
 	ok, err := c.has(ctx, mv)
 	return ok && err == nil
 }

@@ -7,14 +7,16 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"moonbit-registry/module"
 )
 
 func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, nil)
-	var mvs []ModuleVersion
+	var mvs []module.Version
 	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0", "0.4.0", "0.5.0"} {
-		mv := ModuleVersion{Module: "batch/mod", Version: v}
+		mv := module.Version{Module: "batch/mod", Version: v}
 		env.publish(mv)
 		mvs = append(mvs, mv)
 	}
@@ -23,7 +25,7 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 		t.Fatal(err)
 	}
 	// In the index, but upstream has no archive: fails, and the run goes on.
-	missing := ModuleVersion{Module: "batch/mod", Version: "0.6.0"}
+	missing := module.Version{Module: "batch/mod", Version: "0.6.0"}
 	env.index.set(missing, sha256Hex([]byte("whatever")))
 	mvs = append(mvs, missing)
 
@@ -53,9 +55,9 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 
 func TestEnsureAllCancelledNeverLooksComplete(t *testing.T) {
 	env := newTestEnv(t, nil)
-	var mvs []ModuleVersion
+	var mvs []module.Version
 	for _, v := range []string{"1.0.0", "1.0.1", "1.0.2", "1.0.3"} {
-		mv := ModuleVersion{Module: "batch/cut", Version: v}
+		mv := module.Version{Module: "batch/cut", Version: v}
 		env.publish(mv)
 		mvs = append(mvs, mv)
 	}
@@ -73,11 +75,11 @@ func TestEnsureAllCancelledNeverLooksComplete(t *testing.T) {
 func TestVerify(t *testing.T) {
 	ctx := context.Background()
 	env := newTestEnv(t, nil)
-	good := ModuleVersion{Module: "verify/mod", Version: "1.0.0"}
-	bad := ModuleVersion{Module: "verify/mod", Version: "1.1.0"}
-	orphan := ModuleVersion{Module: "verify/gone", Version: "0.1.0"}
-	absent := ModuleVersion{Module: "verify/mod", Version: "2.0.0"}
-	for _, mv := range []ModuleVersion{good, bad, orphan} {
+	good := module.Version{Module: "verify/mod", Version: "1.0.0"}
+	bad := module.Version{Module: "verify/mod", Version: "1.1.0"}
+	orphan := module.Version{Module: "verify/gone", Version: "0.1.0"}
+	absent := module.Version{Module: "verify/mod", Version: "2.0.0"}
+	for _, mv := range []module.Version{good, bad, orphan} {
 		env.publish(mv)
 		if _, err := env.cache.Ensure(ctx, mv); err != nil {
 			t.Fatal(err)
@@ -92,8 +94,8 @@ func TestVerify(t *testing.T) {
 	delete(env.index.sums, orphan.String())
 	env.index.mu.Unlock()
 
-	kinds := func(res VerifyResult) map[ModuleVersion]string {
-		m := map[ModuleVersion]string{}
+	kinds := func(res VerifyResult) map[module.Version]string {
+		m := map[module.Version]string{}
 		for _, p := range res.Problems {
 			m[p.Archive] = p.Kind
 		}
@@ -101,12 +103,12 @@ func TestVerify(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
-		expected []ModuleVersion
-		want     map[ModuleVersion]string
+		expected []module.Version
+		want     map[module.Version]string
 		checked  int
 	}{
-		{name: "whole store", want: map[ModuleVersion]string{bad: "mismatch", orphan: "orphan"}, checked: 3},
-		{name: "expected list", expected: []ModuleVersion{good, bad, absent}, want: map[ModuleVersion]string{bad: "mismatch", absent: "missing"}, checked: 3},
+		{name: "whole store", want: map[module.Version]string{bad: "mismatch", orphan: "orphan"}, checked: 3},
+		{name: "expected list", expected: []module.Version{good, bad, absent}, want: map[module.Version]string{bad: "mismatch", absent: "missing"}, checked: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,7 +153,7 @@ func TestVerify(t *testing.T) {
 // EnsureAll must report those as failed, never the run as complete.
 func TestEnsureAllReportsArchivesEvictedDuringTheRun(t *testing.T) {
 	env, _ := newEvictEnv(t, roomFor(3))
-	var mvs []ModuleVersion
+	var mvs []module.Version
 	for i := 1; i <= 6; i++ {
 		env.publish(evictMV(i))
 		mvs = append(mvs, evictMV(i))

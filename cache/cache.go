@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
@@ -87,7 +89,7 @@ type Options struct {
 
 // FetchResult describes one finished upstream fetch.
 type FetchResult struct {
-	Archive  ModuleVersion
+	Archive  module.Version
 	Duration time.Duration
 	Bytes    int64
 	Err      error // nil on success
@@ -222,10 +224,10 @@ func (c *Cache) Stats() Stats {
 }
 
 // Get returns the archive, fetching and verifying it first if the store
-// lacks it. The caller closes the Object. Errors wrap ErrBadName,
+// lacks it. The caller closes the Object. Errors wrap module.ErrBadName,
 // ErrNotFound, ErrChecksumMismatch, ErrUpstreamUnavailable or ErrUpstream,
 // or are ctx's error if the caller gave up waiting.
-func (c *Cache) Get(ctx context.Context, mv ModuleVersion) (Object, Outcome, error) {
+func (c *Cache) Get(ctx context.Context, mv module.Version) (Object, Outcome, error) {
 	if err := mv.Validate(); err != nil {
 		return nil, "", err
 	}
@@ -252,7 +254,7 @@ func (c *Cache) Get(ctx context.Context, mv ModuleVersion) (Object, Outcome, err
 
 // Ensure makes sure the store holds the archive, fetching it if needed,
 // without opening it: the mirror command's entry point.
-func (c *Cache) Ensure(ctx context.Context, mv ModuleVersion) (Outcome, error) {
+func (c *Cache) Ensure(ctx context.Context, mv module.Version) (Outcome, error) {
 	if err := mv.Validate(); err != nil {
 		return "", err
 	}
@@ -270,11 +272,11 @@ func (c *Cache) Ensure(ctx context.Context, mv ModuleVersion) (Outcome, error) {
 
 // Checksum returns the index checksum of mv without refreshing the index;
 // the proxy uses it as the archive's ETag.
-func (c *Cache) Checksum(ctx context.Context, mv ModuleVersion) (string, bool, error) {
+func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, error) {
 	return c.index.Checksum(ctx, mv.Module, mv.Version)
 }
 
-func (c *Cache) has(ctx context.Context, mv ModuleVersion) (bool, error) {
+func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
 	obj, err := c.store.Open(ctx, mv)
 	if errors.Is(err, ErrNotExist) {
 		return false, nil
@@ -291,7 +293,7 @@ func (c *Cache) has(ctx context.Context, mv ModuleVersion) (bool, error) {
 // kept, cancellation dropped, FetchTimeout added): a waiter that gives up
 // returns ctx's error at once, and the fetch carries on for the others and
 // for the next request.
-func (c *Cache) fetch(ctx context.Context, mv ModuleVersion) error {
+func (c *Cache) fetch(ctx context.Context, mv module.Version) error {
 	if c.offline {
 		return c.offlineMiss(ctx, mv)
 	}
@@ -315,7 +317,7 @@ func (c *Cache) fetch(ctx context.Context, mv ModuleVersion) error {
 
 // offlineMiss still consults the index so that a version that does not
 // exist is a 404, not a 504.
-func (c *Cache) offlineMiss(ctx context.Context, mv ModuleVersion) error {
+func (c *Cache) offlineMiss(ctx context.Context, mv module.Version) error {
 	_, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
 	if err == nil && !ok {
 		return fmt.Errorf("%w: %s is not in the index", ErrNotFound, mv)
@@ -324,7 +326,7 @@ func (c *Cache) offlineMiss(ctx context.Context, mv ModuleVersion) error {
 }
 
 // fetchShared is the body of one coalesced fetch.
-func (c *Cache) fetchShared(ctx context.Context, mv ModuleVersion) error {
+func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	// A fetch that finished between the caller's store lookup and joining
 	// the flight has already stored the archive: do not fetch it twice.
 	if present, err := c.has(ctx, mv); err != nil || present {
@@ -364,7 +366,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv ModuleVersion) error {
 
 // checksum looks mv up in the index, asking for one refresh if it is not
 // there: a client may know of a version published after the last sync.
-func (c *Cache) checksum(ctx context.Context, mv ModuleVersion) (string, error) {
+func (c *Cache) checksum(ctx context.Context, mv module.Version) (string, error) {
 	sum, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
 	if err != nil {
 		return "", fmt.Errorf("index lookup %s: %w", mv, err)
@@ -382,7 +384,7 @@ func (c *Cache) checksum(ctx context.Context, mv ModuleVersion) (string, error) 
 		}
 	}
 	sum = strings.ToLower(sum)
-	if !validSHA256(sum) {
+	if !module.ValidChecksum(sum) {
 		return "", fmt.Errorf("%w: index checksum %q for %s is not a SHA-256", ErrUpstream, sum, mv)
 	}
 	return sum, nil

@@ -11,16 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 )
 
 var (
-	lexRuntime = ModuleVersion{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
-	camel      = ModuleVersion{Module: "illusory0x0/🐫", Version: "0.1.2+3"}
+	lexRuntime = module.Version{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
+	camel      = module.Version{Module: "illusory0x0/🐫", Version: "0.1.2+3"}
 )
 
 func TestGetMissThenHit(t *testing.T) {
-	for _, mv := range []ModuleVersion{lexRuntime, camel} {
+	for _, mv := range []module.Version{lexRuntime, camel} {
 		t.Run(mv.String(), func(t *testing.T) {
 			env := newTestEnv(t, nil)
 			want := env.publish(mv)
@@ -330,7 +332,7 @@ func TestOffline(t *testing.T) {
 	if !errors.Is(err, ErrUpstreamUnavailable) {
 		t.Errorf("offline miss: %v, want ErrUpstreamUnavailable", err)
 	}
-	unknown := ModuleVersion{Module: "nobody/nothing", Version: "1.0.0"}
+	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
 	if _, _, err := env.cache.Get(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
 		t.Errorf("offline unknown: %v, want ErrNotFound", err)
 	}
@@ -410,13 +412,13 @@ func TestTooLarge(t *testing.T) {
 
 func TestGetRejectsBadNames(t *testing.T) {
 	env := newTestEnv(t, nil)
-	for _, mv := range []ModuleVersion{
+	for _, mv := range []module.Version{
 		{Module: "../etc", Version: "1.0.0"},
 		{Module: "a/b", Version: "../../x"},
 		{Module: ".tmp/x", Version: "1.0.0"},
 	} {
-		if _, _, err := env.cache.Get(context.Background(), mv); !errors.Is(err, ErrBadName) {
-			t.Errorf("Get(%+v) = %v, want ErrBadName", mv, err)
+		if _, _, err := env.cache.Get(context.Background(), mv); !errors.Is(err, module.ErrBadName) {
+			t.Errorf("Get(%+v) = %v, want module.ErrBadName", mv, err)
 		}
 	}
 	if n := env.up.requests.Load(); n != 0 {

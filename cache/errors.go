@@ -3,6 +3,8 @@ package cache
 import (
 	"errors"
 	"fmt"
+
+	"moonbit-registry/module"
 )
 
 // Errors the cache returns, always wrapped with %w so callers test them with
@@ -28,10 +30,6 @@ var (
 	// after retries, an unexpected status, a body cut short, too large).
 	ErrUpstream = errors.New("upstream error")
 
-	// ErrIndexUnavailable: the package index cannot answer yet (the mirror
-	// has not completed its first sync). Index implementations wrap it.
-	ErrIndexUnavailable = errors.New("package index unavailable")
-
 	// ErrStoreWrite: the archive store could not write (disk full, file
 	// size limit, read-only filesystem). Nothing was stored.
 	ErrStoreWrite = errors.New("archive store cannot write")
@@ -40,7 +38,7 @@ var (
 // ChecksumError carries both sums of a failed verification so they can be
 // logged; errors.Is(err, ErrChecksumMismatch) holds for it.
 type ChecksumError struct {
-	Archive  ModuleVersion
+	Archive  module.Version
 	Expected string
 	Actual   string
 }

@@ -59,6 +59,8 @@ import (
 	"syscall"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 )
 
@@ -78,12 +80,12 @@ const (
 // usageRecorder is what a store offers eviction beyond Store: an archive's
 // size and persisted last use, and a way to persist a use.
 type usageRecorder interface {
-	archiveUsage(ctx context.Context, mv ModuleVersion) (size int64, used time.Time, err error)
-	markUsed(mv ModuleVersion, t time.Time) error
+	archiveUsage(ctx context.Context, mv module.Version) (size int64, used time.Time, err error)
+	markUsed(mv module.Version, t time.Time) error
 }
 
 // archiveUsage is a stat: the size and mtime (the last recorded use).
-func (s *LocalStore) archiveUsage(ctx context.Context, mv ModuleVersion) (int64, time.Time, error) {
+func (s *LocalStore) archiveUsage(ctx context.Context, mv module.Version) (int64, time.Time, error) {
 	fi, err := os.Stat(s.path(mv.RelPath()))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, time.Time{}, ErrNotExist
@@ -95,7 +97,7 @@ func (s *LocalStore) archiveUsage(ctx context.Context, mv ModuleVersion) (int64,
 }
 
 // markUsed persists a use as the archive's mtime (see the top of evict.go).
-func (s *LocalStore) markUsed(mv ModuleVersion, t time.Time) error {
+func (s *LocalStore) markUsed(mv module.Version, t time.Time) error {
 	return os.Chtimes(s.path(mv.RelPath()), t, t)
 }
 
@@ -103,7 +105,7 @@ func (s *LocalStore) markUsed(mv ModuleVersion, t time.Time) error {
 // time from an opened Object, uses not persisted.
 type openUsage struct{ store Store }
 
-func (o openUsage) archiveUsage(ctx context.Context, mv ModuleVersion) (int64, time.Time, error) {
+func (o openUsage) archiveUsage(ctx context.Context, mv module.Version) (int64, time.Time, error) {
 	obj, err := o.store.Open(ctx, mv)
 	if err != nil {
 		return 0, time.Time{}, err
@@ -116,11 +118,11 @@ func (o openUsage) archiveUsage(ctx context.Context, mv ModuleVersion) (int64, t
 	return fi.Size(), fi.ModTime(), nil
 }
 
-func (openUsage) markUsed(ModuleVersion, time.Time) error { return nil }
+func (openUsage) markUsed(module.Version, time.Time) error { return nil }
 
 // lruEntry is one stored archive.
 type lruEntry struct {
-	mv      ModuleVersion
+	mv      module.Version
 	size    int64
 	used    time.Time // last use, in memory
 	touched time.Time // last use written to the store
@@ -140,14 +142,14 @@ type evictor struct {
 	scanned   bool
 	evicting  bool      // a pass is running
 	pausedTil time.Time // no pass before this, after failed deletions
-	entries   map[ModuleVersion]*lruEntry
+	entries   map[module.Version]*lruEntry
 	lru       list.List // of *lruEntry; front: most recently used
 	total     int64
-	pins      map[ModuleVersion]int
+	pins      map[module.Version]int
 	evictions int64
 	// Seen before the walk finished, merged into its result.
-	pendingUse map[ModuleVersion]time.Time
-	gone       map[ModuleVersion]struct{}
+	pendingUse map[module.Version]time.Time
+	gone       map[module.Version]struct{}
 }
 
 // newEvictor builds an evictor; nothing is evicted before its scan (run in
@@ -161,10 +163,10 @@ func newEvictor(store Store, maxBytes int64, log zerolog.Logger) *evictor {
 		touchEvery: touchInterval,
 		log:        log,
 		scanDone:   make(chan struct{}),
-		entries:    map[ModuleVersion]*lruEntry{},
-		pins:       map[ModuleVersion]int{},
-		pendingUse: map[ModuleVersion]time.Time{},
-		gone:       map[ModuleVersion]struct{}{},
+		entries:    map[module.Version]*lruEntry{},
+		pins:       map[module.Version]int{},
+		pendingUse: map[module.Version]time.Time{},
+		gone:       map[module.Version]struct{}{},
 	}
 	if u, ok := store.(usageRecorder); ok {
 		e.usage = u
@@ -180,12 +182,12 @@ func (e *evictor) scan() {
 	start := time.Now()
 	ctx := context.Background()
 	type found struct {
-		mv   ModuleVersion
+		mv   module.Version
 		size int64
 		used time.Time
 	}
 	var all []found
-	err := e.store.Walk(ctx, func(mv ModuleVersion) error {
+	err := e.store.Walk(ctx, func(mv module.Version) error {
 		size, used, err := e.usage.archiveUsage(ctx, mv)
 		switch {
 		case errors.Is(err, ErrNotExist): // removed while we walked
@@ -244,7 +246,7 @@ func (e *evictor) scan() {
 
 // pin keeps mv from being evicted until the returned func is called (any
 // number of times; only the first counts).
-func (e *evictor) pin(mv ModuleVersion) (release func()) {
+func (e *evictor) pin(mv module.Version) (release func()) {
 	e.mu.Lock()
 	e.pins[mv]++
 	e.mu.Unlock()
@@ -252,7 +254,7 @@ func (e *evictor) pin(mv ModuleVersion) (release func()) {
 	return func() { once.Do(func() { e.unpin(mv) }) }
 }
 
-func (e *evictor) unpin(mv ModuleVersion) {
+func (e *evictor) unpin(mv module.Version) {
 	e.mu.Lock()
 	if e.pins[mv]--; e.pins[mv] <= 0 {
 		delete(e.pins, mv)
@@ -267,7 +269,7 @@ func (e *evictor) unpin(mv ModuleVersion) {
 }
 
 // use pins mv and records a use of it: Cache.Get and Ensure.
-func (e *evictor) use(mv ModuleVersion) (release func()) {
+func (e *evictor) use(mv module.Version) (release func()) {
 	release = e.pin(mv)
 	now := time.Now()
 	e.mu.Lock()
@@ -297,7 +299,7 @@ func (e *evictor) use(mv ModuleVersion) (release func()) {
 }
 
 // stored records a published archive of n bytes.
-func (e *evictor) stored(mv ModuleVersion, n int64) {
+func (e *evictor) stored(mv module.Version, n int64) {
 	now := time.Now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -325,7 +327,7 @@ func (e *evictor) stored(mv ModuleVersion, n int64) {
 }
 
 // removed records an archive deleted other than by eviction (verify --purge).
-func (e *evictor) removed(mv ModuleVersion) {
+func (e *evictor) removed(mv module.Version) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ent := e.entries[mv]; ent != nil {
@@ -442,7 +444,7 @@ type evictingStore struct {
 }
 
 // Open pins mv until the Object is closed.
-func (s *evictingStore) Open(ctx context.Context, mv ModuleVersion) (Object, error) {
+func (s *evictingStore) Open(ctx context.Context, mv module.Version) (Object, error) {
 	release := s.e.pin(mv)
 	obj, err := s.Store.Open(ctx, mv)
 	if err != nil {
@@ -456,7 +458,7 @@ func (s *evictingStore) Open(ctx context.Context, mv ModuleVersion) (Object, err
 }
 
 // Put pins mv while it is written and evicts, if needed, once it is stored.
-func (s *evictingStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, expectedSHA256 string) (int64, error) {
+func (s *evictingStore) Put(ctx context.Context, mv module.Version, r io.Reader, expectedSHA256 string) (int64, error) {
 	release := s.e.pin(mv)
 	defer release()
 	n, err := s.Store.Put(ctx, mv, r, expectedSHA256)
@@ -474,7 +476,7 @@ func (s *evictingStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, 
 }
 
 // Delete counts the removal.
-func (s *evictingStore) Delete(ctx context.Context, mv ModuleVersion) error {
+func (s *evictingStore) Delete(ctx context.Context, mv module.Version) error {
 	err := s.Store.Delete(ctx, mv)
 	if err == nil || errors.Is(err, ErrNotExist) {
 		s.e.removed(mv)
@@ -510,7 +512,7 @@ func (o *pinnedObject) Close() error {
 
 // hold pins mv for a Get or Ensure and records the use; a no-op without a
 // size limit.
-func (c *Cache) hold(mv ModuleVersion) (release func()) {
+func (c *Cache) hold(mv module.Version) (release func()) {
 	if c.evict == nil {
 		return func() {}
 	}

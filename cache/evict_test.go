@@ -16,13 +16,15 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 )
 
 // evictMV is the i-th test archive. Versions 1..9 have names of equal
 // length, so their archiveBytes are all the same size.
-func evictMV(i int) ModuleVersion {
-	return ModuleVersion{Module: "evict/pkg", Version: fmt.Sprintf("0.%d.0", i)}
+func evictMV(i int) module.Version {
+	return module.Version{Module: "evict/pkg", Version: fmt.Sprintf("0.%d.0", i)}
 }
 
 // evictSize is the size of every evictMV archive.
@@ -148,7 +150,7 @@ func versions(is ...int) []string {
 }
 
 // get fetches (or hits) mv, checks its bytes and closes it.
-func get(t *testing.T, c *Cache, mv ModuleVersion, want []byte) Outcome {
+func get(t *testing.T, c *Cache, mv module.Version, want []byte) Outcome {
 	t.Helper()
 	obj, outcome, err := c.Get(context.Background(), mv)
 	if err != nil {
@@ -354,7 +356,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 	small := env.publish(evictMV(1))
 	get(t, env.cache, evictMV(1), small)
 
-	big := ModuleVersion{Module: "evict/big", Version: "1.0.0"}
+	big := module.Version{Module: "evict/big", Version: "1.0.0"}
 	body := bytes.Repeat([]byte("big archive\n"), int(3*evictSize())/12)
 	env.up.mu.Lock()
 	env.up.files["/user/"+big.RelPath()] = body

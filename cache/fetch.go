@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"moonbit-registry/module"
 )
 
 // maxBackoff caps the wait between attempts, Retry-After included.
@@ -30,7 +32,7 @@ func NewUpstreamTransport() *http.Transport {
 // ArchiveURL is where upstream serves mv: each path segment escaped, and
 // '+' (semver build metadata) escaped too, since some servers read a bare
 // '+' in a path as a space.
-func (c *Cache) ArchiveURL(mv ModuleVersion) string {
+func (c *Cache) ArchiveURL(mv module.Version) string {
 	segs := strings.Split(mv.RelPath(), "/")
 	for i, s := range segs {
 		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
@@ -40,7 +42,7 @@ func (c *Cache) ArchiveURL(mv ModuleVersion) string {
 
 // download fetches mv into the store, retrying transient failures with
 // exponential backoff. ctx is the detached fetch context.
-func (c *Cache) download(ctx context.Context, mv ModuleVersion, sum string) (int64, error) {
+func (c *Cache) download(ctx context.Context, mv module.Version, sum string) (int64, error) {
 	u := c.ArchiveURL(mv)
 	for attempt := 0; ; attempt++ {
 		n, wait, err := c.attemptOnce(ctx, mv, u, sum)
@@ -78,7 +80,7 @@ func (c *Cache) backoffFor(attempt int) time.Duration {
 // attemptOnce makes one upstream request. wait says what to do on error:
 // negative means do not retry, zero means retry after the usual backoff,
 // positive means retry after that long (upstream's Retry-After).
-func (c *Cache) attemptOnce(ctx context.Context, mv ModuleVersion, u, sum string) (n int64, wait time.Duration, err error) {
+func (c *Cache) attemptOnce(ctx context.Context, mv module.Version, u, sum string) (n int64, wait time.Duration, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.attempt)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 )
 
@@ -32,7 +34,7 @@ type fakeIndex struct {
 
 func newFakeIndex() *fakeIndex { return &fakeIndex{sums: map[string]string{}} }
 
-func (f *fakeIndex) set(mv ModuleVersion, sum string) {
+func (f *fakeIndex) set(mv module.Version, sum string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.sums[mv.String()] = sum
@@ -55,7 +57,7 @@ func (f *fakeIndex) RequestRefresh(ctx context.Context) error {
 
 // archiveBytes is a deterministic stand-in for a zip: large enough that a
 // connection reset lands mid-body.
-func archiveBytes(mv ModuleVersion) []byte {
+func archiveBytes(mv module.Version) []byte {
 	var b bytes.Buffer
 	for i := 0; b.Len() < 256<<10; i++ {
 		fmt.Fprintf(&b, "%s block %d\n", mv, i)
@@ -126,7 +128,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 	return u
 }
 
-func (u *fakeUpstream) add(mv ModuleVersion) []byte {
+func (u *fakeUpstream) add(mv module.Version) []byte {
 	b := archiveBytes(mv)
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -214,7 +216,7 @@ func newTestEnv(t *testing.T, tweak func(*Options)) *testEnv {
 }
 
 // publish makes mv known to the index and served by upstream.
-func (e *testEnv) publish(mv ModuleVersion) []byte {
+func (e *testEnv) publish(mv module.Version) []byte {
 	b := e.up.add(mv)
 	e.index.set(mv, sha256Hex(b))
 	return b

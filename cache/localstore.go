@@ -14,12 +14,14 @@ import (
 	"strings"
 	"syscall"
 
+	"moonbit-registry/module"
+
 	"github.com/peterbourgon/diskv/v3"
 	"github.com/rs/zerolog"
 )
 
 // tempDirName is where Put writes archives before they are verified. It
-// starts with '.', which no owner name may (see ValidateModule), so no
+// starts with '.', which no owner name may (see module.ValidateModule), so no
 // request can ever map onto a temporary file.
 const tempDirName = ".tmp"
 
@@ -80,7 +82,7 @@ func NewLocalStore(root string, log zerolog.Logger) (*LocalStore, error) {
 }
 
 // keyToPathKey maps "owner/rest/version.zip" to directories owner/rest and
-// file version.zip. Keys are always validated ModuleVersion.RelPath values.
+// file version.zip. Keys are always validated module.Version.RelPath values.
 func keyToPathKey(key string) *diskv.PathKey {
 	segs := strings.Split(key, "/")
 	return &diskv.PathKey{Path: segs[:len(segs)-1], FileName: segs[len(segs)-1]}
@@ -103,7 +105,7 @@ func (s *LocalStore) path(key string) string {
 }
 
 // Open implements Store; the Object is an *os.File.
-func (s *LocalStore) Open(ctx context.Context, mv ModuleVersion) (Object, error) {
+func (s *LocalStore) Open(ctx context.Context, mv module.Version) (Object, error) {
 	if err := mv.Validate(); err != nil {
 		return nil, err
 	}
@@ -130,11 +132,11 @@ func (s *LocalStore) Open(ctx context.Context, mv ModuleVersion) (Object, error)
 // the final rename is atomic), streamed while hashing, fsynced, verified,
 // renamed into place, then the directories fsynced so the rename survives a
 // crash.
-func (s *LocalStore) Put(ctx context.Context, mv ModuleVersion, r io.Reader, expectedSHA256 string) (n int64, err error) {
+func (s *LocalStore) Put(ctx context.Context, mv module.Version, r io.Reader, expectedSHA256 string) (n int64, err error) {
 	if err := mv.Validate(); err != nil {
 		return 0, err
 	}
-	if !validSHA256(expectedSHA256) {
+	if !module.ValidChecksum(expectedSHA256) {
 		return 0, fmt.Errorf("put %s: expected checksum %q is not a lowercase hex SHA-256", mv, expectedSHA256)
 	}
 	f, err := os.CreateTemp(s.tmp, fmt.Sprintf("put-%d-*.part", os.Getpid()))
@@ -207,7 +209,7 @@ func syncDir(dir string) error {
 }
 
 // Delete implements Store.
-func (s *LocalStore) Delete(ctx context.Context, mv ModuleVersion) error {
+func (s *LocalStore) Delete(ctx context.Context, mv module.Version) error {
 	if err := mv.Validate(); err != nil {
 		return err
 	}
@@ -224,7 +226,7 @@ func (s *LocalStore) Delete(ctx context.Context, mv ModuleVersion) error {
 // Walk implements Store. It walks the tree itself rather than with
 // diskv.Keys, which drops filesystem errors silently: a verify command must
 // know when part of the store could not be read.
-func (s *LocalStore) Walk(ctx context.Context, fn func(ModuleVersion) error) error {
+func (s *LocalStore) Walk(ctx context.Context, fn func(module.Version) error) error {
 	return filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return fmt.Errorf("walk: %w", err)
@@ -246,7 +248,7 @@ func (s *LocalStore) Walk(ctx context.Context, fn func(ModuleVersion) error) err
 			return nil
 		}
 		key := filepath.ToSlash(rel)
-		mv, err := ParseArchivePath(key)
+		mv, err := module.ParseArchivePath(key)
 		// The key must be exactly the archive's own path: a file whose name
 		// only decodes to a valid one (say "a%41") is a stray, not an archive.
 		if err != nil || mv.RelPath() != key {
@@ -268,19 +270,6 @@ func (c ctxReader) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return c.r.Read(p)
-}
-
-func validSHA256(s string) bool {
-	if len(s) != sha256.Size*2 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
 }
 
 // sweepTemp removes temporary files of writers that are gone: files named

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/module"
+
 	"github.com/rs/zerolog"
 )
 
@@ -30,7 +32,7 @@ func newStore(t *testing.T) (*LocalStore, string) {
 func TestLocalStoreRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	s, root := newStore(t)
-	mvs := []ModuleVersion{lexRuntime, camel, {Module: "CAIMEOX/原来可以发中文包", Version: "0.1.0"}}
+	mvs := []module.Version{lexRuntime, camel, {Module: "CAIMEOX/原来可以发中文包", Version: "0.1.0"}}
 	for _, mv := range mvs {
 		b := archiveBytes(mv)
 		n, err := s.Put(ctx, mv, bytes.NewReader(b), sha256Hex(b))
@@ -56,7 +58,7 @@ func TestLocalStoreRoundTrip(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "moonbitlang", "lex", "runtime", "0.2%2E0.zip"), []byte("x"), 0o644)
 
 	var walked []string
-	if err := s.Walk(ctx, func(mv ModuleVersion) error {
+	if err := s.Walk(ctx, func(mv module.Version) error {
 		walked = append(walked, mv.String())
 		return nil
 	}); err != nil {
@@ -73,7 +75,7 @@ func TestLocalStoreRoundTrip(t *testing.T) {
 	}
 
 	stop := errors.New("stop")
-	if err := s.Walk(ctx, func(ModuleVersion) error { return stop }); !errors.Is(err, stop) {
+	if err := s.Walk(ctx, func(module.Version) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("Walk did not return fn's error: %v", err)
 	}
 
@@ -91,14 +93,14 @@ func TestLocalStoreRoundTrip(t *testing.T) {
 func TestLocalStoreRejectsBadInput(t *testing.T) {
 	ctx := context.Background()
 	s, root := newStore(t)
-	bad := ModuleVersion{Module: "a/..", Version: "1.0.0"}
-	if _, err := s.Open(ctx, bad); !errors.Is(err, ErrBadName) {
+	bad := module.Version{Module: "a/..", Version: "1.0.0"}
+	if _, err := s.Open(ctx, bad); !errors.Is(err, module.ErrBadName) {
 		t.Errorf("Open: %v", err)
 	}
-	if _, err := s.Put(ctx, bad, bytes.NewReader(nil), sha256Hex(nil)); !errors.Is(err, ErrBadName) {
+	if _, err := s.Put(ctx, bad, bytes.NewReader(nil), sha256Hex(nil)); !errors.Is(err, module.ErrBadName) {
 		t.Errorf("Put: %v", err)
 	}
-	if err := s.Delete(ctx, bad); !errors.Is(err, ErrBadName) {
+	if err := s.Delete(ctx, bad); !errors.Is(err, module.ErrBadName) {
 		t.Errorf("Delete: %v", err)
 	}
 	if _, err := s.Put(ctx, lexRuntime, bytes.NewReader(nil), "ABC"); err == nil {

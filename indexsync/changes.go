@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/rs/zerolog"
+	"moonbit-registry/module"
 
-	"moonbit-registry/cache"
+	"github.com/rs/zerolog"
 )
 
 // Changes is what one Sync changed.
@@ -60,7 +60,7 @@ func moduleFromPath(p string) (string, bool) {
 		return "", false
 	}
 	mod, ok := strings.CutSuffix(rest, ".index")
-	if !ok || cache.ValidateModule(mod) != nil {
+	if !ok || module.ValidateModule(mod) != nil {
 		return "", false
 	}
 	return mod, true

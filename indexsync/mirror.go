@@ -11,14 +11,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
+	"moonbit-registry/module"
 
-	"moonbit-registry/cache"
+	"github.com/rs/zerolog"
 )
 
 // ErrNotReady is returned by lookups before the first successful sync has
 // put a repository in Options.Dir.
-var ErrNotReady = fmt.Errorf("%w: index mirror not synced yet", cache.ErrIndexUnavailable)
+var ErrNotReady = fmt.Errorf("%w: index mirror not synced yet", module.ErrIndexUnavailable)
 
 // Mirror is a local git mirror of the index. All methods are safe for
 // concurrent use.

@@ -5,9 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/rs/zerolog"
+	"moonbit-registry/module"
 
-	"moonbit-registry/cache"
+	"github.com/rs/zerolog"
 )
 
 // Version is one published version of a module, as its index line says.
@@ -65,7 +65,7 @@ type indexLine struct {
 // line for the same version replaces the earlier one in place. Lines that
 // are not JSON objects or carry no valid semver version are skipped with a
 // warning, as the moon client would be unable to use them.
-func parseIndex(module string, data []byte, log zerolog.Logger) []Version {
+func parseIndex(mod string, data []byte, log zerolog.Logger) []Version {
 	var out []Version
 	pos := map[string]int{}
 	for n, line := range bytes.Split(data, []byte{'\n'}) {
@@ -73,9 +73,9 @@ func parseIndex(module string, data []byte, log zerolog.Logger) []Version {
 		if len(line) == 0 {
 			continue
 		}
-		v, err := parseLine(module, line)
+		v, err := parseLine(mod, line)
 		if err != nil {
-			log.Warn().Str("module", module).Int("line", n+1).Err(err).Msg("skipping malformed index line")
+			log.Warn().Str("module", mod).Int("line", n+1).Err(err).Msg("skipping malformed index line")
 			continue
 		}
 		if i, ok := pos[v.Version]; ok {
@@ -88,7 +88,7 @@ func parseIndex(module string, data []byte, log zerolog.Logger) []Version {
 	return out
 }
 
-func parseLine(module string, line []byte) (Version, error) {
+func parseLine(mod string, line []byte) (Version, error) {
 	var l indexLine
 	if err := json.Unmarshal(line, &l); err != nil {
 		return Version{}, err
@@ -96,11 +96,11 @@ func parseLine(module string, line []byte) (Version, error) {
 	if l.Version == nil {
 		return Version{}, fmt.Errorf("no version")
 	}
-	if err := cache.ValidateVersion(*l.Version); err != nil {
+	if err := module.ValidateVersion(*l.Version); err != nil {
 		return Version{}, err
 	}
 	return Version{
-		Module:   module,
+		Module:   mod,
 		Version:  *l.Version,
 		Checksum: l.Checksum,
 		Deps:     l.Deps,

@@ -11,7 +11,7 @@ import (
 	"sort"
 	"strings"
 
-	"moonbit-registry/cache"
+	"moonbit-registry/module"
 )
 
 // ErrModuleNotFound is returned by Versions for a module the index does not
@@ -29,8 +29,8 @@ var checksumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // appearance in its .index file; a later line for the same version
 // replaces the earlier one in place. The slice is shared with the cache:
 // callers must not modify it or the Versions in it.
-func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error) {
-	if err := cache.ValidateModule(module); err != nil {
+func (m *Mirror) Versions(ctx context.Context, mod string) ([]Version, error) {
+	if err := module.ValidateModule(mod); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -39,66 +39,66 @@ func (m *Mirror) Versions(ctx context.Context, module string) ([]Version, error)
 	m.tree.RLock()
 	defer m.tree.RUnlock()
 	m.noticeOutsideSync()
-	if vs, ok := m.cache.get(module); ok {
+	if vs, ok := m.cache.get(mod); ok {
 		return vs, nil
 	}
 	gen := m.cache.generation()
 	if !m.hasRepo() {
 		return nil, ErrNotReady
 	}
-	data, err := m.readIndexFile(module)
+	data, err := m.readIndexFile(mod)
 	if err != nil {
 		return nil, err
 	}
-	vs := parseIndex(module, data, m.log)
-	m.cache.put(module, vs, int64(len(data)), gen)
+	vs := parseIndex(mod, data, m.log)
+	m.cache.put(mod, vs, int64(len(data)), gen)
 	return vs, nil
 }
 
 // readIndexFile reads user/<module>.index through an os.Root at Dir, so
 // neither the (already validated) name nor a symlink in the tree can reach
 // a file outside the mirror.
-func (m *Mirror) readIndexFile(module string) ([]byte, error) {
+func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 	root, err := os.OpenRoot(m.opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open index mirror: %w", err)
 	}
 	defer root.Close()
-	f, err := root.Open("user/" + module + ".index")
+	f, err := root.Open("user/" + mod + ".index")
 	if err != nil {
 		// ENOTDIR (a file where a directory of the path would be) means
 		// the module is not there either.
 		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
-			return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, module)
+			return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, mod)
 		}
-		return nil, fmt.Errorf("read index of %s: %w", module, err)
+		return nil, fmt.Errorf("read index of %s: %w", mod, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read index of %s: %w", module, err)
+		return nil, fmt.Errorf("read index of %s: %w", mod, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, module)
+		return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, mod)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxIndexFile+1))
 	if err != nil {
-		return nil, fmt.Errorf("read index of %s: %w", module, err)
+		return nil, fmt.Errorf("read index of %s: %w", mod, err)
 	}
 	if len(data) > maxIndexFile {
-		return nil, fmt.Errorf("index of %s is larger than %d bytes", module, maxIndexFile)
+		return nil, fmt.Errorf("index of %s is larger than %d bytes", mod, maxIndexFile)
 	}
 	return data, nil
 }
 
 // Lookup returns one version of a module. ok is false when the module or
 // the version is not in the index; err is for real failures (and for names
-// the grammar rejects, wrapping cache.ErrBadName).
-func (m *Mirror) Lookup(ctx context.Context, module, version string) (Version, bool, error) {
-	if err := cache.ValidateVersion(version); err != nil {
+// the grammar rejects, wrapping module.ErrBadName).
+func (m *Mirror) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
+	if err := module.ValidateVersion(version); err != nil {
 		return Version{}, false, err
 	}
-	vs, err := m.Versions(ctx, module)
+	vs, err := m.Versions(ctx, mod)
 	if errors.Is(err, ErrModuleNotFound) {
 		return Version{}, false, nil
 	}
@@ -116,13 +116,13 @@ func (m *Mirror) Lookup(ctx context.Context, module, version string) (Version, b
 // Checksum returns the published SHA-256 (lowercase hex) of a version's
 // archive. ok is false for an unknown module or version. A checksum that is
 // not 64 lowercase hex digits is an error: no archive could match it.
-func (m *Mirror) Checksum(ctx context.Context, module, version string) (sum string, ok bool, err error) {
-	v, ok, err := m.Lookup(ctx, module, version)
+func (m *Mirror) Checksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
+	v, ok, err := m.Lookup(ctx, mod, version)
 	if err != nil || !ok {
 		return "", false, err
 	}
 	if !checksumPattern.MatchString(v.Checksum) {
-		return "", false, fmt.Errorf("index entry %s@%s has malformed checksum %q", module, version, v.Checksum)
+		return "", false, fmt.Errorf("index entry %s@%s has malformed checksum %q", mod, version, v.Checksum)
 	}
 	return v.Checksum, true, nil
 }

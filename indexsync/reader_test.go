@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"moonbit-registry/cache"
+	"moonbit-registry/module"
 )
 
 func TestReadRealIndex(t *testing.T) {
@@ -158,11 +158,11 @@ func TestHostileNames(t *testing.T) {
 	}
 	for _, tt := range tests {
 		sum, ok, err := m.Checksum(ctx, tt.module, tt.version)
-		if ok || sum != "" || !errors.Is(err, cache.ErrBadName) {
+		if ok || sum != "" || !errors.Is(err, module.ErrBadName) {
 			t.Errorf("Checksum(%q, %q) = %q, %v, %v; want ErrBadName", tt.module, tt.version, sum, ok, err)
 		}
 		if tt.version == "0.1.0" {
-			if _, err := m.Versions(ctx, tt.module); !errors.Is(err, cache.ErrBadName) {
+			if _, err := m.Versions(ctx, tt.module); !errors.Is(err, module.ErrBadName) {
 				t.Errorf("Versions(%q) = %v; want ErrBadName", tt.module, err)
 			}
 		}

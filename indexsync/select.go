@@ -8,14 +8,14 @@ import (
 	"slices"
 	"strings"
 
-	"moonbit-registry/cache"
+	"moonbit-registry/module"
 )
 
 // Catalog is what selection needs from the index: the module list and each
 // module's versions. *Mirror implements it.
 type Catalog interface {
 	Modules(ctx context.Context) ([]string, error)
-	Versions(ctx context.Context, module string) ([]Version, error)
+	Versions(ctx context.Context, mod string) ([]Version, error)
 }
 
 // SelectOptions changes what Select takes.
@@ -40,10 +40,10 @@ type Selection struct {
 }
 
 // Archives lists the selected versions as archive names.
-func (s Selection) Archives() []cache.ModuleVersion {
-	out := make([]cache.ModuleVersion, len(s.Versions))
+func (s Selection) Archives() []module.Version {
+	out := make([]module.Version, len(s.Versions))
 	for i, v := range s.Versions {
-		out[i] = cache.ModuleVersion{Module: v.Module, Version: v.Version}
+		out[i] = module.Version{Module: v.Module, Version: v.Version}
 	}
 	return out
 }
@@ -128,17 +128,17 @@ func newSelector(ctx context.Context, cat Catalog) *selector {
 	return &selector{ctx: ctx, cat: cat, versions: map[string][]Version{}, chosen: map[string]Version{}}
 }
 
-func (s *selector) versionsOf(module string) ([]Version, error) {
-	if vs, ok := s.versions[module]; ok {
+func (s *selector) versionsOf(mod string) ([]Version, error) {
+	if vs, ok := s.versions[mod]; ok {
 		return vs, nil
 	}
-	vs, err := s.cat.Versions(s.ctx, module)
+	vs, err := s.cat.Versions(s.ctx, mod)
 	if err != nil {
-		return nil, fmt.Errorf("versions of %s: %w", module, err)
+		return nil, fmt.Errorf("versions of %s: %w", mod, err)
 	}
 	vs = slices.Clone(vs)
-	slices.SortFunc(vs, func(a, b Version) int { return cache.CompareVersions(a.Version, b.Version) })
-	s.versions[module] = vs
+	slices.SortFunc(vs, func(a, b Version) int { return module.Compare(a.Version, b.Version) })
+	s.versions[mod] = vs
 	return vs, nil
 }
 
@@ -151,12 +151,12 @@ func (s *selector) add(v Version) {
 	s.queue = append(s.queue, v)
 }
 
-func (s *selector) skip(from, module, reason string) {
-	s.skipped = append(s.skipped, Skipped{From: from, Module: module, Reason: reason})
+func (s *selector) skip(from, mod, reason string) {
+	s.skipped = append(s.skipped, Skipped{From: from, Module: mod, Reason: reason})
 }
 
-func (s *selector) unresolved(from, module, reason string) {
-	s.skipped = append(s.skipped, Skipped{From: from, Module: module, Reason: reason, Unresolved: true})
+func (s *selector) unresolved(from, mod, reason string) {
+	s.skipped = append(s.skipped, Skipped{From: from, Module: mod, Reason: reason, Unresolved: true})
 }
 
 // match expands one pattern into versions.
@@ -175,7 +175,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 		modules = all
 	case strings.HasSuffix(name, "/*"):
 		prefix := strings.TrimSuffix(name, "*")
-		if err := cache.ValidateModule(prefix + "x"); err != nil {
+		if err := module.ValidateModule(prefix + "x"); err != nil {
 			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
 		}
 		all, err := s.cat.Modules(s.ctx)
@@ -188,7 +188,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 			}
 		}
 	default:
-		if err := cache.ValidateModule(name); err != nil {
+		if err := module.ValidateModule(name); err != nil {
 			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
 		}
 		modules = []string{name}
@@ -197,7 +197,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 		return nil, fmt.Errorf("%w: %q: a version needs one module", ErrBadPattern, pattern)
 	}
 	if exact {
-		if err := cache.ValidateVersion(version); err != nil {
+		if err := module.ValidateVersion(version); err != nil {
 			return nil, fmt.Errorf("%w: %q: %v", ErrBadPattern, pattern, err)
 		}
 	}
@@ -286,31 +286,31 @@ func (s *selector) closure() error {
 }
 
 // require adds the lowest published version of module that satisfies req.
-func (s *selector) require(from, module, req string) error {
-	if cache.ValidateModule(module) != nil {
-		s.unresolved(from, module, "invalid module name")
+func (s *selector) require(from, mod, req string) error {
+	if module.ValidateModule(mod) != nil {
+		s.unresolved(from, mod, "invalid module name")
 		return nil
 	}
-	r, err := parseRequirement(req)
+	r, err := module.ParseRequirement(req)
 	if err != nil {
-		s.unresolved(from, module, err.Error())
+		s.unresolved(from, mod, err.Error())
 		return nil
 	}
-	vs, err := s.versionsOf(module)
+	vs, err := s.versionsOf(mod)
 	if err != nil && !errors.Is(err, ErrModuleNotFound) {
 		return err
 	}
 	if len(vs) == 0 {
-		s.unresolved(from, module, "module not in the index")
+		s.unresolved(from, mod, "module not in the index")
 		return nil
 	}
 	for _, v := range vs {
-		if r.matches(v.Version) {
+		if r.Matches(v.Version) {
 			s.add(v)
 			return nil
 		}
 	}
-	s.unresolved(from, module, fmt.Sprintf("no published version satisfies %q", req))
+	s.unresolved(from, mod, fmt.Sprintf("no published version satisfies %q", req))
 	return nil
 }
 
@@ -323,7 +323,7 @@ func (s *selector) result() Selection {
 		if c := strings.Compare(a.Module, b.Module); c != 0 {
 			return c
 		}
-		return cache.CompareVersions(a.Version, b.Version)
+		return module.Compare(a.Version, b.Version)
 	})
 	return out
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/module"
 )
 
 // archiveCacheControl: a published archive never changes, so clients and
@@ -26,14 +27,14 @@ const statusClientClosed = 499
 // newArchiveHandler serves /user/... archives from the cache, fetching them
 // from upstream on a miss. Both URL forms are accepted: the one-segment
 // form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
-// plain "owner/rest/version.zip"; cache.ParseArchivePath handles both. A nil
+// plain "owner/rest/version.zip"; module.ParseArchivePath handles both. A nil
 // cache answers 503.
 // Archives is what the archive routes need from the cache.
 type Archives interface {
 	// Get returns the archive, fetching and verifying it on a miss.
-	Get(ctx context.Context, mv cache.ModuleVersion) (cache.Object, cache.Outcome, error)
+	Get(ctx context.Context, mv module.Version) (cache.Object, cache.Outcome, error)
 	// Checksum is the index checksum of mv, used as the ETag.
-	Checksum(ctx context.Context, mv cache.ModuleVersion) (string, bool, error)
+	Checksum(ctx context.Context, mv module.Version) (string, bool, error)
 }
 
 func newArchiveHandler(archives Archives, private bool, log zerolog.Logger) http.Handler {
@@ -63,7 +64,7 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	mv, err := cache.ParseArchivePath(raw)
+	mv, err := module.ParseArchivePath(raw)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
@@ -104,7 +105,7 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // fail maps a cache error to a status and a message a person can act on.
-func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.ModuleVersion, err error) {
+func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.Version, err error) {
 	status := archiveErrorStatus(err)
 	msg := err.Error()
 	switch {
@@ -132,7 +133,7 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv cache.M
 // archiveErrorStatus is the HTTP mapping of the cache's error sentinels.
 func archiveErrorStatus(err error) int {
 	switch {
-	case errors.Is(err, cache.ErrBadName):
+	case errors.Is(err, module.ErrBadName):
 		return http.StatusBadRequest
 	case errors.Is(err, cache.ErrNotFound):
 		return http.StatusNotFound
@@ -142,7 +143,7 @@ func archiveErrorStatus(err error) int {
 		return http.StatusGatewayTimeout
 	case errors.Is(err, cache.ErrStoreWrite):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, cache.ErrIndexUnavailable):
+	case errors.Is(err, module.ErrIndexUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, cache.ErrUpstream):
 		return http.StatusBadGateway

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/module"
 )
 
 // logBuffer collects the access log; the server writes it from handler
@@ -101,7 +102,7 @@ func sum256(b []byte) string {
 // newArchiveFixture runs the proxy over a real cache (LocalStore in a temp
 // dir) and a fake upstream serving the given archives. tamper lists archives
 // upstream serves with wrong bytes.
-func newArchiveFixture(t *testing.T, offline bool, mvs []cache.ModuleVersion, tamper ...cache.ModuleVersion) *archiveFixture {
+func newArchiveFixture(t *testing.T, offline bool, mvs []module.Version, tamper ...module.Version) *archiveFixture {
 	t.Helper()
 	f := &archiveFixture{index: &archiveIndex{sums: map[string]string{}}, files: map[string][]byte{}, log: &logBuffer{}}
 	for _, mv := range mvs {
@@ -149,7 +150,7 @@ func newArchiveFixture(t *testing.T, offline bool, mvs []cache.ModuleVersion, ta
 	return f
 }
 
-func (f *archiveFixture) content(mv cache.ModuleVersion) []byte {
+func (f *archiveFixture) content(mv module.Version) []byte {
 	return f.files["/user/"+mv.RelPath()]
 }
 
@@ -192,15 +193,15 @@ func rawGet(t *testing.T, srv *httptest.Server, target string) int {
 }
 
 var (
-	nestedMV  = cache.ModuleVersion{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
-	chineseMV = cache.ModuleVersion{Module: "CAIMEOX/原来可以发中文包", Version: "0.1.2+3"}
+	nestedMV  = module.Version{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
+	chineseMV = module.Version{Module: "CAIMEOX/原来可以发中文包", Version: "0.1.2+3"}
 )
 
 // oneSegment is the form current clients send: owner%2Frest%2Fversion.zip.
-func oneSegment(mv cache.ModuleVersion) string { return "/user/" + url.QueryEscape(mv.RelPath()) }
+func oneSegment(mv module.Version) string { return "/user/" + url.QueryEscape(mv.RelPath()) }
 
 // plainPath is the documented form with slashes.
-func plainPath(mv cache.ModuleVersion) string {
+func plainPath(mv module.Version) string {
 	segs := strings.Split(mv.RelPath(), "/")
 	for i, s := range segs {
 		segs[i] = strings.ReplaceAll(url.PathEscape(s), "+", "%2B")
@@ -209,9 +210,9 @@ func plainPath(mv cache.ModuleVersion) string {
 }
 
 func TestArchiveBothFormsMissThenHit(t *testing.T) {
-	for _, mv := range []cache.ModuleVersion{nestedMV, chineseMV} {
+	for _, mv := range []module.Version{nestedMV, chineseMV} {
 		t.Run(mv.String(), func(t *testing.T) {
-			f := newArchiveFixture(t, false, []cache.ModuleVersion{mv})
+			f := newArchiveFixture(t, false, []module.Version{mv})
 			want := f.content(mv)
 			paths := []string{oneSegment(mv), plainPath(mv), oneSegment(mv)}
 			for _, p := range paths {
@@ -242,7 +243,7 @@ func TestArchiveBothFormsMissThenHit(t *testing.T) {
 }
 
 func TestArchiveConditionalRangeHead(t *testing.T) {
-	f := newArchiveFixture(t, false, []cache.ModuleVersion{nestedMV})
+	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	want := f.content(nestedMV)
 	u := f.srv.URL + oneSegment(nestedMV)
 	etag := `"` + sum256(want) + `"`
@@ -285,13 +286,13 @@ func TestArchiveConditionalRangeHead(t *testing.T) {
 }
 
 func TestArchiveErrors(t *testing.T) {
-	unknown := cache.ModuleVersion{Module: "nobody/nothing", Version: "1.0.0"}
+	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
 	tests := []struct {
 		name       string
 		offline    bool
 		down       bool
 		method     string
-		mv         cache.ModuleVersion
+		mv         module.Version
 		wantStatus int
 		wantText   string
 	}{
@@ -304,7 +305,7 @@ func TestArchiveErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newArchiveFixture(t, tt.offline, []cache.ModuleVersion{nestedMV, chineseMV}, chineseMV)
+			f := newArchiveFixture(t, tt.offline, []module.Version{nestedMV, chineseMV}, chineseMV)
 			if tt.down {
 				f.upstream.Close()
 			}
@@ -327,7 +328,7 @@ func TestArchiveErrors(t *testing.T) {
 }
 
 func TestArchiveRejectsHostilePaths(t *testing.T) {
-	f := newArchiveFixture(t, false, []cache.ModuleVersion{nestedMV})
+	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	for _, target := range []string{
 		"/user/%2e%2e%2F%2e%2e%2Fetc%2Fpasswd.zip",
 		"/user/..%2F..%2Fx%2F1.0.0.zip",
@@ -371,19 +372,19 @@ func TestArchiveWithoutCache(t *testing.T) {
 }
 
 func TestArchiveErrorStatus(t *testing.T) {
-	mv := cache.ModuleVersion{Module: "a/b", Version: "1.0.0"}
+	mv := module.Version{Module: "a/b", Version: "1.0.0"}
 	tests := []struct {
 		err  error
 		want int
 	}{
-		{fmt.Errorf("x: %w", cache.ErrBadName), http.StatusBadRequest},
+		{fmt.Errorf("x: %w", module.ErrBadName), http.StatusBadRequest},
 		{fmt.Errorf("x: %w", cache.ErrNotFound), http.StatusNotFound},
 		{&cache.ChecksumError{Archive: mv}, http.StatusBadGateway},
 		{fmt.Errorf("x: %w", cache.ErrUpstreamUnavailable), http.StatusGatewayTimeout},
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
 		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", cache.ErrStoreWrite), http.StatusInsufficientStorage},
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
-		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", cache.ErrIndexUnavailable)), http.StatusServiceUnavailable},
+		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", module.ErrIndexUnavailable)), http.StatusServiceUnavailable},
 		{errors.New("open /srv/data/packages/a/b/1.0.0.zip: permission denied"), http.StatusInternalServerError},
 	}
 	for _, tt := range tests {

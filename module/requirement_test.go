@@ -1,4 +1,4 @@
-package indexsync
+package module
 
 import "testing"
 
@@ -38,12 +38,12 @@ func TestRequirementMatchesLikeCargoCaret(t *testing.T) {
 		{"1.2.3", "not-a-version", false},
 	}
 	for _, tt := range tests {
-		r, err := parseRequirement(tt.req)
+		r, err := ParseRequirement(tt.req)
 		if err != nil {
-			t.Errorf("parseRequirement(%q): %v", tt.req, err)
+			t.Errorf("ParseRequirement(%q): %v", tt.req, err)
 			continue
 		}
-		if got := r.matches(tt.version); got != tt.want {
+		if got := r.Matches(tt.version); got != tt.want {
 			t.Errorf("%q matches %q = %v, want %v", tt.req, tt.version, got, tt.want)
 		}
 	}
@@ -51,8 +51,8 @@ func TestRequirementMatchesLikeCargoCaret(t *testing.T) {
 
 func TestRequirementRejectsWhatMoonRejects(t *testing.T) {
 	for _, req := range []string{">=1.0.0", "~1.2", "=1.0.0", "1.0.0, <2", "1.x", "1.2.3.4", "1.2-alpha", "^", "abc"} {
-		if _, err := parseRequirement(req); err == nil {
-			t.Errorf("parseRequirement(%q) succeeded, want an error", req)
+		if _, err := ParseRequirement(req); err == nil {
+			t.Errorf("ParseRequirement(%q) succeeded, want an error", req)
 		}
 	}
 }

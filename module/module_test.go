@@ -1,4 +1,4 @@
-package cache
+package module
 
 import (
 	"bufio"
@@ -57,7 +57,7 @@ func TestParseArchivePathForms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			want := ModuleVersion{Module: tt.module, Version: tt.version}
+			want := Version{Module: tt.module, Version: tt.version}
 			for _, form := range tt.forms {
 				got, err := ParseArchivePath(form)
 				if err != nil {
@@ -152,7 +152,7 @@ func TestIndexSnapshotNamesValid(t *testing.T) {
 			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 				return err
 			}
-			mv := ModuleVersion{Module: module, Version: line.Version}
+			mv := Version{Module: module, Version: line.Version}
 			if err := mv.Validate(); err != nil {
 				t.Errorf("real archive rejected: %v", err)
 				continue

@@ -1,4 +1,4 @@
-package cache
+package module
 
 import (
 	"math/rand/v2"
@@ -21,14 +21,14 @@ func TestCompareVersionsOrdersBySemverPrecedence(t *testing.T) {
 			} else if i > j {
 				want = 1
 			}
-			if got := CompareVersions(ordered[i], ordered[j]); got != want {
-				t.Errorf("CompareVersions(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
+			if got := Compare(ordered[i], ordered[j]); got != want {
+				t.Errorf("Compare(%q, %q) = %d, want %d", ordered[i], ordered[j], got, want)
 			}
 		}
 	}
 	shuffled := slices.Clone(ordered)
 	rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
-	slices.SortFunc(shuffled, CompareVersions)
+	slices.SortFunc(shuffled, Compare)
 	if !slices.Equal(shuffled, ordered) {
 		t.Errorf("sorted = %v", shuffled)
 	}
