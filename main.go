@@ -30,6 +30,8 @@ import (
 	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
 	"moonbit-registry/proxy"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 )
 
 func main() {
@@ -177,7 +179,7 @@ func serveCommand() *cli.Command {
 					if !index.Status().Ready() {
 						return errors.New("index mirror not synced yet")
 					}
-					return cache.DirWritable(cfg.Cache.Dir)
+					return archives.Ping(context.Background())
 				},
 				Logger: log,
 			})
@@ -686,28 +688,36 @@ func dropChanged(archives *cache.Cache, ch indexsync.Changes, log zerolog.Logger
 // openCache opens the archive store and the fetch pipeline over it.
 func openCache(cfg config.Config, index cache.Index, use cacheUse, log zerolog.Logger) (*cache.Cache, error) {
 	log = log.With().Str("component", "cache").Logger()
-	store, err := cache.NewLocalStore(cfg.Cache.Dir, log)
-	if err != nil {
-		return nil, err
-	}
 	maxBytes := int64(0)
 	if use.evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
 	}
-	retries := cfg.Upstream.Retries
-	if retries == 0 {
-		retries = -1 // the cache reads 0 as "default"; the config means none
+	archives, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	var fetcher cache.Fetcher // nil: offline
+	if use.fetch {
+		retries := cfg.Upstream.Retries
+		if retries == 0 {
+			retries = -1 // the fetcher reads 0 as "default"; the config means none
+		}
+		fetcher, err = upstream.NewFetcher(upstream.FetcherOptions{
+			DownloadURL: cfg.Upstream.DownloadURL,
+			UserAgent:   cfg.Upstream.UserAgent,
+			Timeout:     cfg.Upstream.Timeout.D(),
+			Retries:     retries,
+			Logger:      log,
+		})
+		if err != nil {
+			return nil, err
+		}
 	}
 	return cache.New(cache.Options{
-		Store:                store,
+		Store:                archives,
 		Index:                index,
-		DownloadURL:          cfg.Upstream.DownloadURL,
-		UserAgent:            cfg.Upstream.UserAgent,
-		AttemptTimeout:       cfg.Upstream.Timeout.D(),
-		Retries:              retries,
+		Fetcher:              fetcher,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
-		MaxBytes:             maxBytes,
-		Offline:              !use.fetch,
 		OnFetch:              use.onFetch,
 		Logger:               log,
 	})
@@ -717,18 +727,18 @@ func openCache(cfg config.Config, index cache.Index, use cacheUse, log zerolog.L
 // the on-disk HTTP cache.
 func openPassthrough(cfg config.Config, offline bool, log zerolog.Logger) (http.Handler, error) {
 	log = log.With().Str("component", "passthrough").Logger()
-	var upstream http.RoundTripper // nil: the network
+	var next http.RoundTripper // nil: the network
 	if offline {
-		upstream = cache.OfflineTransport{}
+		next = upstream.OfflineTransport{}
 	}
-	transport, err := cache.NewCachingTransport(cache.HTTPCacheOptions{Dir: cfg.Cache.HTTPDir, Upstream: upstream, Logger: log})
+	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, log)
 	if err != nil {
 		return nil, err
 	}
 	return proxy.NewPassthrough(proxy.PassthroughOptions{
 		DownloadURL: cfg.Upstream.DownloadURL,
 		APIURL:      cfg.Upstream.APIURL,
-		Transport:   transport,
+		Transport:   upstream.NewCachingTransport(responses, next),
 		UserAgent:   cfg.Upstream.UserAgent,
 		Timeout:     cfg.Upstream.Timeout.D(),
 		Logger:      log,

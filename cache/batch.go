@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"moonbit-registry/module"
+	"moonbit-registry/store"
 )
 
 // ErrEvictedDuringRun reports an archive EnsureAll stored that the size
@@ -45,6 +46,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 		concurrency = 1
 	}
 	res := BatchResult{Selected: len(mvs)}
+	evictionsBefore := c.Stats().Evictions
 	outcomes := make(map[module.Version]BatchEvent, len(mvs)) // successes
 	var mu sync.Mutex
 	work := make(chan module.Version)
@@ -93,7 +95,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 	wg.Wait()
 	// With a size limit, archives of this very run may have been evicted to
 	// make room for later ones: the run must not look complete then.
-	if c.evict != nil {
+	if c.Stats().Evictions != evictionsBefore {
 		for mv, ev := range outcomes {
 			if c.Cached(context.WithoutCancel(ctx), mv) {
 				continue
@@ -122,11 +124,7 @@ func (c *Cache) size(ctx context.Context, mv module.Version) (int64, error) {
 		return 0, fmt.Errorf("open %s: %w", mv, err)
 	}
 	defer obj.Close()
-	fi, err := obj.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", mv, err)
-	}
-	return fi.Size(), nil
+	return obj.Info().Size, nil
 }
 
 // VerifyProblem is one thing Verify found wrong.
@@ -163,7 +161,7 @@ func (c *Cache) Verify(ctx context.Context, expected []module.Version, purge boo
 			return err
 		}
 		if purge && p.Kind != "missing" {
-			if err := c.store.Delete(ctx, mv); err != nil && !errors.Is(err, ErrNotExist) {
+			if err := c.store.Delete(ctx, mv); err != nil && !errors.Is(err, store.ErrNotExist) {
 				return fmt.Errorf("purge %s: %w", mv, err)
 			}
 			p.Purged = true
@@ -199,7 +197,7 @@ func (c *Cache) verifyOne(ctx context.Context, mv module.Version, mustExist bool
 		return nil, fmt.Errorf("index lookup %s: %w", mv, err)
 	}
 	obj, err := c.store.Open(ctx, mv)
-	if errors.Is(err, ErrNotExist) {
+	if errors.Is(err, store.ErrNotExist) {
 		if mustExist {
 			return &VerifyProblem{Archive: mv, Kind: "missing", Detail: "not cached"}, nil
 		}

@@ -1,4 +1,4 @@
-package cache
+package cache_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
 )
 
@@ -31,11 +32,11 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 
 	var mu sync.Mutex
 	events := 0
-	res := env.cache.EnsureAll(ctx, mvs, 3, func(ev BatchEvent) { mu.Lock(); events++; mu.Unlock() })
+	res := env.cache.EnsureAll(ctx, mvs, 3, func(ev cache.BatchEvent) { mu.Lock(); events++; mu.Unlock() })
 	if res.Selected != 6 || res.Cached != 1 || res.Fetched != 4 || len(res.Failed) != 1 {
 		t.Fatalf("result = %+v, want 6 selected, 1 cached, 4 fetched, 1 failed", res)
 	}
-	if res.Failed[0].Archive != missing || !errors.Is(res.Failed[0].Err, ErrNotFound) {
+	if res.Failed[0].Archive != missing || !errors.Is(res.Failed[0].Err, cache.ErrNotFound) {
 		t.Errorf("failure = %+v, want %s not found", res.Failed[0], missing)
 	}
 	if want := int64(4 * len(archiveBytes(mvs[1]))); res.Bytes != want {
@@ -94,7 +95,7 @@ func TestVerify(t *testing.T) {
 	delete(env.index.sums, orphan.String())
 	env.index.mu.Unlock()
 
-	kinds := func(res VerifyResult) map[module.Version]string {
+	kinds := func(res cache.VerifyResult) map[module.Version]string {
 		m := map[module.Version]string{}
 		for _, p := range res.Problems {
 			m[p.Archive] = p.Kind
@@ -169,7 +170,7 @@ func TestEnsureAllReportsArchivesEvictedDuringTheRun(t *testing.T) {
 		t.Fatalf("fetched %d, failed %d, but %d of %d are stored: %+v", res.Fetched, len(res.Failed), kept, len(mvs), res)
 	}
 	for _, f := range res.Failed {
-		if !errors.Is(f.Err, ErrEvictedDuringRun) {
+		if !errors.Is(f.Err, cache.ErrEvictedDuringRun) {
 			t.Errorf("%s: %v, want ErrEvictedDuringRun", f.Archive, f.Err)
 		}
 	}

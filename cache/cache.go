@@ -4,21 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
+	"io"
 	"strings"
 	"sync/atomic"
 	"time"
 
-	"moonbit-registry/module"
-
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
+
+	"moonbit-registry/module"
+	"moonbit-registry/store"
 )
 
 // Index answers which checksum a published version has. indexsync.Mirror
-// implements it; the cache only needs these two calls.
+// implements it; the pipeline only needs these two calls.
 type Index interface {
 	// Checksum returns the lowercase hex SHA-256 of module@version's
 	// archive; ok is false if the index does not list that version.
@@ -28,57 +27,48 @@ type Index interface {
 	RequestRefresh(ctx context.Context) error
 }
 
+// Fetcher gets archives from upstream; upstream.Fetcher is the HTTP one.
+type Fetcher interface {
+	// Fetch requests mv and hands the body to sink (size -1 when not
+	// announced), once per attempt: a sink error that did not come from
+	// reading the body ends the fetch with that error. Other failures wrap
+	// ErrNotFound, ErrUpstream or ErrUpstreamUnavailable.
+	Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error
+}
+
+// Coalescer makes concurrent misses of one archive share one fetch.
+// Flights is the in-process one; a fleet-wide one (replicas sharing a
+// store) implements the same call.
+type Coalescer interface {
+	// Do runs fn for key unless a run for key is under way, in which case
+	// it waits for that run instead. It returns the run's error and
+	// whether this caller waited for another's run. A caller whose ctx
+	// ends stops waiting and gets ctx's error; the run goes on.
+	Do(ctx context.Context, key string, fn func() error) (waited bool, err error)
+}
+
 // Defaults for Options fields left zero.
 const (
-	DefaultDownloadURL          = "https://download.mooncakes.io"
-	DefaultUserAgent            = "mooncake/0.1.0 (moonbit-registry)"
-	DefaultAttemptTimeout       = 5 * time.Minute
 	DefaultFetchTimeout         = 15 * time.Minute
-	DefaultRetries              = 3
-	DefaultRetryBackoff         = 500 * time.Millisecond
 	DefaultMaxConcurrentFetches = 16
-	DefaultMaxArchiveBytes      = 1 << 30
 )
 
 // Options configures a Cache. Zero values take the defaults above.
 type Options struct {
-	Store Store // required
-	Index Index // required
-
-	// DownloadURL is the upstream archive base: archives are fetched from
-	// <DownloadURL>/user/<owner>/<rest>/<version>.zip.
-	DownloadURL string
-	// UserAgent is sent upstream; upstream's firewall rejects requests
-	// without one, and it should start with "mooncake/" like the client's.
-	UserAgent string
-	// Client makes upstream requests; nil means a client with sane dial
-	// and response-header timeouts. Its own Timeout should be zero: the
-	// cache bounds each attempt with AttemptTimeout.
-	Client *http.Client
-	// AttemptTimeout bounds one upstream attempt, body included.
-	AttemptTimeout time.Duration
+	Store store.Store // required
+	Index Index       // required
+	// Fetcher gets misses from upstream; nil serves only what the store
+	// holds (offline): a miss is ErrUpstreamUnavailable.
+	Fetcher Fetcher
+	// Coalescer shares one fetch among concurrent misses; nil means a new
+	// Flights (this process only).
+	Coalescer Coalescer
 	// FetchTimeout bounds a whole fetch (all attempts and backoff). The
 	// fetch runs detached from the requests waiting for it, so this is
 	// what stops it.
 	FetchTimeout time.Duration
-	// Retries is how many times a failed attempt is retried (5xx, 408,
-	// 429, connection errors, bodies cut short); never on 404. Zero means
-	// DefaultRetries; negative means no retries.
-	Retries int
-	// RetryBackoff is the wait before the first retry; it doubles for each
-	// further one.
-	RetryBackoff time.Duration
 	// MaxConcurrentFetches bounds simultaneous upstream downloads.
 	MaxConcurrentFetches int
-	// MaxArchiveBytes rejects archives larger than this (protects the disk
-	// from a misbehaving upstream).
-	MaxArchiveBytes int64
-	// Offline serves only what the store holds; a miss is
-	// ErrUpstreamUnavailable without contacting upstream.
-	Offline bool
-	// MaxBytes limits the store's size: least-recently-used archives not in
-	// use are evicted when it is exceeded (see evict.go). 0: unlimited.
-	MaxBytes int64
 
 	// OnFetch, if set, is called after every upstream fetch (one per
 	// coalesced group) with its result, e.g. to feed metrics.
@@ -101,50 +91,53 @@ type Outcome string
 const (
 	OutcomeHit   Outcome = "hit"   // served from the store
 	OutcomeMiss  Outcome = "miss"  // fetched from upstream (or waited for a fetch)
-	OutcomeStale Outcome = "stale" // HTTP cache only: stored copy served because upstream failed
+	OutcomeStale Outcome = "stale" // pass-through only: stored copy served because upstream failed
 )
 
 // Stats counts what the cache did since it was created.
 type Stats struct {
 	Hits             int64 // Get/Ensure answered from the store
 	Fetches          int64 // fetches started (one per coalesced group)
-	UpstreamRequests int64 // HTTP attempts, retries included
+	UpstreamRequests int64 // HTTP attempts, retries included (fetchers that count them)
 	FetchFailures    int64 // fetches that ended in an error
 	BytesFetched     int64 // bytes of archives stored
 	Coalesced        int64 // misses that waited for a fetch another request started
 	InFlight         int64 // upstream fetches running now
-	// With Options.MaxBytes only (zero otherwise); StoreBytes and
-	// StoreFiles are complete once the start-up walk of the store is done.
-	Evictions  int64 // archives evicted to honour MaxBytes
+	// From stores that track their size (a local store with a size
+	// limit), zero otherwise.
+	Evictions  int64 // archives evicted to honour the size limit
 	StoreBytes int64 // bytes of archives in the store
 	StoreFiles int64 // archives in the store
 }
 
 type counters struct {
-	hits, fetches, requests, failures, bytes, coalesced, inflight atomic.Int64
+	hits, fetches, failures, bytes, coalesced, inflight atomic.Int64
 }
+
+// Optional capabilities of stores and fetchers, used when present.
+type (
+	// holder: a store that may evict keeps a held archive (see Get).
+	holder interface {
+		Hold(mv module.Version) (release func())
+	}
+	// usageReporter: a store that knows its size.
+	usageReporter interface{ Usage() store.Usage }
+	// attemptCounter: a fetcher that counts its requests.
+	attemptCounter interface{ Attempts() int64 }
+)
 
 // Cache is the one fetch-verify-store pipeline for package archives, used
 // by the proxy on a miss and by the mirror command.
 type Cache struct {
-	store     Store
-	index     Index
-	base      *url.URL
-	userAgent string
-	client    *http.Client
-	attempt   time.Duration
-	total     time.Duration
-	retries   int
-	backoff   time.Duration
-	maxBytes  int64
-	offline   bool
-	log       zerolog.Logger
-
-	flights singleflight.Group
+	store   store.Store
+	index   Index
+	fetcher Fetcher
+	flights Coalescer
+	total   time.Duration
+	log     zerolog.Logger
 	sem     *semaphore.Weighted
 	stats   counters
 	onFetch func(FetchResult)
-	evict   *evictor // nil without a size limit
 }
 
 // New checks opts and builds a Cache.
@@ -155,45 +148,18 @@ func New(opts Options) (*Cache, error) {
 	if opts.Index == nil {
 		return nil, errors.New("cache: Options.Index is required")
 	}
-	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("cache: Options.MaxBytes %d is negative", opts.MaxBytes)
-	}
-	base := opts.DownloadURL
-	if base == "" {
-		base = DefaultDownloadURL
-	}
-	u, err := url.Parse(strings.TrimSuffix(base, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("cache: download URL %q must be an absolute http(s) URL", base)
-	}
 	c := &Cache{
-		store:     opts.Store,
-		index:     opts.Index,
-		base:      u,
-		userAgent: orDefault(opts.UserAgent, DefaultUserAgent),
-		client:    opts.Client,
-		attempt:   orDefault(opts.AttemptTimeout, DefaultAttemptTimeout),
-		total:     orDefault(opts.FetchTimeout, DefaultFetchTimeout),
-		retries:   orDefault(opts.Retries, DefaultRetries),
-		backoff:   orDefault(opts.RetryBackoff, DefaultRetryBackoff),
-		maxBytes:  orDefault(opts.MaxArchiveBytes, DefaultMaxArchiveBytes),
-		offline:   opts.Offline,
-		onFetch:   opts.OnFetch,
-		log:       opts.Logger,
-		sem:       semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
+		store:   opts.Store,
+		index:   opts.Index,
+		fetcher: opts.Fetcher,
+		flights: opts.Coalescer,
+		total:   orDefault(opts.FetchTimeout, DefaultFetchTimeout),
+		onFetch: opts.OnFetch,
+		log:     opts.Logger,
+		sem:     semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
 	}
-	if c.retries < 0 {
-		c.retries = 0
-	}
-	if c.client == nil {
-		c.client = &http.Client{Transport: NewUpstreamTransport()}
-	}
-	if opts.MaxBytes > 0 {
-		// Every store access goes through the wrapper, which pins opened
-		// archives and counts writes and deletions.
-		c.evict = newEvictor(opts.Store, opts.MaxBytes, opts.Logger)
-		c.store = &evictingStore{Store: opts.Store, e: c.evict}
-		go c.evict.scan() // ends on its own once the store is walked
+	if c.flights == nil {
+		c.flights = &Flights{}
 	}
 	return c, nil
 }
@@ -209,37 +175,49 @@ func orDefault[T comparable](v, def T) T {
 // Stats returns a snapshot of the counters.
 func (c *Cache) Stats() Stats {
 	s := Stats{
-		Hits:             c.stats.hits.Load(),
-		Fetches:          c.stats.fetches.Load(),
-		UpstreamRequests: c.stats.requests.Load(),
-		FetchFailures:    c.stats.failures.Load(),
-		BytesFetched:     c.stats.bytes.Load(),
-		Coalesced:        c.stats.coalesced.Load(),
-		InFlight:         c.stats.inflight.Load(),
+		Hits:          c.stats.hits.Load(),
+		Fetches:       c.stats.fetches.Load(),
+		FetchFailures: c.stats.failures.Load(),
+		BytesFetched:  c.stats.bytes.Load(),
+		Coalesced:     c.stats.coalesced.Load(),
+		InFlight:      c.stats.inflight.Load(),
 	}
-	if c.evict != nil {
-		s.Evictions, s.StoreBytes, s.StoreFiles = c.evict.stats()
+	if f, ok := c.fetcher.(attemptCounter); ok {
+		s.UpstreamRequests = f.Attempts()
+	}
+	if u, ok := c.store.(usageReporter); ok {
+		use := u.Usage()
+		s.Evictions, s.StoreBytes, s.StoreFiles = use.Evictions, use.Bytes, use.Files
 	}
 	return s
 }
 
+// hold keeps mv in a store that may evict, from before the store lookup
+// until the caller returns, so that an archive a fetch has just committed
+// is not evicted before the waiter opens it. The Object holds its own.
+func (c *Cache) hold(mv module.Version) (release func()) {
+	if h, ok := c.store.(holder); ok {
+		return h.Hold(mv)
+	}
+	return func() {}
+}
+
 // Get returns the archive, fetching and verifying it first if the store
 // lacks it. The caller closes the Object. Errors wrap module.ErrBadName,
-// ErrNotFound, ErrChecksumMismatch, ErrUpstreamUnavailable or ErrUpstream,
-// or are ctx's error if the caller gave up waiting.
-func (c *Cache) Get(ctx context.Context, mv module.Version) (Object, Outcome, error) {
+// ErrNotFound, store.ErrChecksumMismatch, ErrUpstreamUnavailable,
+// ErrUpstream or store.ErrWrite, or are ctx's error if the caller gave up
+// waiting.
+func (c *Cache) Get(ctx context.Context, mv module.Version) (store.Object, Outcome, error) {
 	if err := mv.Validate(); err != nil {
 		return nil, "", err
 	}
-	// With a size limit: no eviction of mv until this returns (the Object
-	// pins it itself from its Open on), and a use recorded.
 	defer c.hold(mv)()
 	obj, err := c.store.Open(ctx, mv)
 	if err == nil {
 		c.stats.hits.Add(1)
 		return obj, OutcomeHit, nil
 	}
-	if !errors.Is(err, ErrNotExist) {
+	if !errors.Is(err, store.ErrNotExist) {
 		return nil, "", err
 	}
 	if err := c.fetch(ctx, mv); err != nil {
@@ -258,7 +236,7 @@ func (c *Cache) Ensure(ctx context.Context, mv module.Version) (Outcome, error) 
 	if err := mv.Validate(); err != nil {
 		return "", err
 	}
-	defer c.hold(mv)() // as in Get
+	defer c.hold(mv)()
 	present, err := c.has(ctx, mv)
 	if err != nil {
 		return "", err
@@ -278,7 +256,7 @@ func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, 
 
 func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
 	obj, err := c.store.Open(ctx, mv)
-	if errors.Is(err, ErrNotExist) {
+	if errors.Is(err, store.ErrNotExist) {
 		return false, nil
 	}
 	if err != nil {
@@ -289,30 +267,23 @@ func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
 }
 
 // fetch fetches mv into the store. Concurrent calls for the same archive
-// share one fetch. The fetch runs on a context detached from ctx (values
-// kept, cancellation dropped, FetchTimeout added): a waiter that gives up
-// returns ctx's error at once, and the fetch carries on for the others and
-// for the next request.
+// share one fetch through the Coalescer. The fetch runs on a context
+// detached from ctx (values kept, cancellation dropped, FetchTimeout
+// added): a waiter that gives up returns ctx's error at once, and the fetch
+// carries on for the others and for the next request.
 func (c *Cache) fetch(ctx context.Context, mv module.Version) error {
-	if c.offline {
+	if c.fetcher == nil {
 		return c.offlineMiss(ctx, mv)
 	}
-	led := false // set by the leader's run; read after the result arrives
-	ch := c.flights.DoChan(mv.String(), func() (any, error) {
-		led = true
+	waited, err := c.flights.Do(ctx, mv.String(), func() error {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.total)
 		defer cancel()
-		return nil, c.fetchShared(fctx, mv)
+		return c.fetchShared(fctx, mv)
 	})
-	select {
-	case res := <-ch:
-		if !led {
-			c.stats.coalesced.Add(1)
-		}
-		return res.Err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for %s: %w", mv, context.Cause(ctx))
+	if waited {
+		c.stats.coalesced.Add(1)
 	}
+	return err
 }
 
 // offlineMiss still consults the index so that a version that does not
@@ -344,15 +315,24 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	c.stats.fetches.Add(1)
 	c.stats.inflight.Add(1)
 	start := time.Now()
-	n, err := c.download(ctx, mv, sum)
+	var n int64
+	err = c.fetcher.Fetch(ctx, mv, func(ctx context.Context, body io.Reader, size int64) error {
+		var err error
+		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
+		return err
+	})
 	c.stats.inflight.Add(-1)
+	if err != nil {
+		n = 0
+	}
+	elapsed := time.Since(start)
 	if c.onFetch != nil {
-		c.onFetch(FetchResult{Archive: mv, Duration: time.Since(start), Bytes: n, Err: err})
+		c.onFetch(FetchResult{Archive: mv, Duration: elapsed, Bytes: n, Err: err})
 	}
 	if err != nil {
 		c.stats.failures.Add(1)
-		ev := c.log.Error().Err(err).Str("archive", mv.String()).Dur("duration", time.Since(start))
-		var ce *ChecksumError
+		ev := c.log.Error().Err(err).Str("archive", mv.String()).Dur("duration", elapsed)
+		var ce *store.ChecksumError
 		if errors.As(err, &ce) {
 			ev = ev.Str("expected_sha256", ce.Expected).Str("actual_sha256", ce.Actual)
 		}
@@ -360,7 +340,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 		return err
 	}
 	c.stats.bytes.Add(n)
-	c.log.Info().Str("archive", mv.String()).Int64("bytes", n).Dur("duration", time.Since(start)).Msg("archive fetched")
+	c.log.Info().Str("archive", mv.String()).Int64("bytes", n).Dur("duration", elapsed).Msg("archive fetched")
 	return nil
 }
 
@@ -389,3 +369,6 @@ func (c *Cache) checksum(ctx context.Context, mv module.Version) (string, error)
 	}
 	return sum, nil
 }
+
+// Ping reports whether the store can take archives now (readiness).
+func (c *Cache) Ping(ctx context.Context) error { return c.store.Ping(ctx) }

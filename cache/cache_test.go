@@ -1,4 +1,4 @@
-package cache
+package cache_test
 
 import (
 	"bytes"
@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
-
-	"github.com/rs/zerolog"
+	"moonbit-registry/store"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 )
 
 var (
@@ -31,21 +34,21 @@ func TestGetMissThenHit(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if outcome != OutcomeMiss {
+			if outcome != cache.OutcomeMiss {
 				t.Errorf("first Get outcome = %q, want miss", outcome)
 			}
 			if got := readAll(t, obj); !bytes.Equal(got, want) {
 				t.Fatalf("first Get: %d bytes, want %d", len(got), len(want))
 			}
-			if _, ok := obj.(*os.File); !ok {
-				t.Errorf("local store object is %T, want *os.File (sendfile)", obj)
+			if _, ok := obj.(syscall.Conn); !ok {
+				t.Errorf("local store object is %T, which does not expose the descriptor for sendfile", obj)
 			}
 
 			obj, outcome, err = env.cache.Get(context.Background(), mv)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if outcome != OutcomeHit {
+			if outcome != cache.OutcomeHit {
 				t.Errorf("second Get outcome = %q, want hit", outcome)
 			}
 			if got := readAll(t, obj); !bytes.Equal(got, want) {
@@ -95,16 +98,16 @@ func TestGetFailures(t *testing.T) {
 		wantErr  error
 		requests int64
 	}{
-		{name: "404 not retried", faults: nil, publish: false, wantErr: ErrNotFound, requests: 1},
-		{name: "410 not retried", faults: []fault{status(410)}, publish: true, wantErr: ErrNotFound, requests: 1},
-		{name: "checksum mismatch not retried", faults: []fault{wrongBytes}, publish: true, wantErr: ErrChecksumMismatch, requests: 1},
-		{name: "403 not retried", faults: []fault{status(403)}, publish: true, wantErr: ErrUpstream, requests: 1},
-		{name: "5xx until retries run out", faults: []fault{status(500), status(502), status(503)}, retries: 2, publish: true, wantErr: ErrUpstream, requests: 3},
-		{name: "truncated until retries run out", faults: []fault{cutBody(false), cutBody(false)}, retries: 1, publish: true, wantErr: ErrUpstream, requests: 2},
+		{name: "404 not retried", faults: nil, publish: false, wantErr: cache.ErrNotFound, requests: 1},
+		{name: "410 not retried", faults: []fault{status(410)}, publish: true, wantErr: cache.ErrNotFound, requests: 1},
+		{name: "checksum mismatch not retried", faults: []fault{wrongBytes}, publish: true, wantErr: store.ErrChecksumMismatch, requests: 1},
+		{name: "403 not retried", faults: []fault{status(403)}, publish: true, wantErr: cache.ErrUpstream, requests: 1},
+		{name: "5xx until retries run out", faults: []fault{status(500), status(502), status(503)}, retries: 2, publish: true, wantErr: cache.ErrUpstream, requests: 3},
+		{name: "truncated until retries run out", faults: []fault{cutBody(false), cutBody(false)}, retries: 1, publish: true, wantErr: cache.ErrUpstream, requests: 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newTestEnv(t, func(o *Options) { o.Retries = tt.retries })
+			env := newTestEnv(t, func(c *envConfig) { c.fetch.Retries = tt.retries })
 			mv := lexRuntime
 			if tt.publish {
 				env.publish(mv)
@@ -125,14 +128,14 @@ func TestGetFailures(t *testing.T) {
 			if n := env.up.requests.Load(); n != tt.requests {
 				t.Errorf("upstream requests = %d, want %d", n, tt.requests)
 			}
-			if _, err := env.store.Open(context.Background(), mv); !errors.Is(err, ErrNotExist) {
+			if _, err := env.store.Open(context.Background(), mv); !errors.Is(err, store.ErrNotExist) {
 				t.Errorf("store after failure: %v, want ErrNotExist", err)
 			}
 			if tmp := tempFiles(t, env.root); len(tmp) != 0 {
 				t.Errorf("temporary files left: %v", tmp)
 			}
-			if tt.wantErr == ErrChecksumMismatch {
-				var ce *ChecksumError
+			if tt.wantErr == store.ErrChecksumMismatch {
+				var ce *store.ChecksumError
 				if !errors.As(err, &ce) || ce.Expected == ce.Actual || ce.Expected == "" || ce.Actual == "" {
 					t.Errorf("checksum error lacks both sums: %#v", ce)
 				}
@@ -159,7 +162,7 @@ func TestGetRetriesTransientFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newTestEnv(t, func(o *Options) { o.AttemptTimeout = 500 * time.Millisecond })
+			env := newTestEnv(t, func(c *envConfig) { c.fetch.Timeout = 500 * time.Millisecond })
 			want := env.publish(lexRuntime)
 			env.up.queue(tt.faults...)
 
@@ -167,7 +170,7 @@ func TestGetRetriesTransientFailures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := readAll(t, obj); !bytes.Equal(got, want) || outcome != OutcomeMiss {
+			if got := readAll(t, obj); !bytes.Equal(got, want) || outcome != cache.OutcomeMiss {
 				t.Fatalf("got %d bytes (%s), want %d", len(got), outcome, len(want))
 			}
 			if n, want := env.up.requests.Load(), int64(len(tt.faults)+1); n != want {
@@ -319,21 +322,21 @@ func TestFetchOutlivesAllWaiters(t *testing.T) {
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
-	if outcome, err := env.cache.Ensure(context.Background(), lexRuntime); err != nil || outcome != OutcomeHit {
+	if outcome, err := env.cache.Ensure(context.Background(), lexRuntime); err != nil || outcome != cache.OutcomeHit {
 		t.Errorf("Ensure after = %q, %v; want hit", outcome, err)
 	}
 }
 
 func TestOffline(t *testing.T) {
-	env := newTestEnv(t, func(o *Options) { o.Offline = true })
+	env := newTestEnv(t, func(c *envConfig) { c.offline = true })
 	env.publish(lexRuntime)
 
 	_, _, err := env.cache.Get(context.Background(), lexRuntime)
-	if !errors.Is(err, ErrUpstreamUnavailable) {
+	if !errors.Is(err, cache.ErrUpstreamUnavailable) {
 		t.Errorf("offline miss: %v, want ErrUpstreamUnavailable", err)
 	}
 	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
-	if _, _, err := env.cache.Get(context.Background(), unknown); !errors.Is(err, ErrNotFound) {
+	if _, _, err := env.cache.Get(context.Background(), unknown); !errors.Is(err, cache.ErrNotFound) {
 		t.Errorf("offline unknown: %v, want ErrNotFound", err)
 	}
 	if n := env.up.requests.Load(); n != 0 {
@@ -341,24 +344,21 @@ func TestOffline(t *testing.T) {
 	}
 
 	// What is already stored is still served.
-	b := archiveBytes(lexRuntime)
-	if _, err := env.store.Put(context.Background(), lexRuntime, bytes.NewReader(b), sha256Hex(b)); err != nil {
-		t.Fatal(err)
-	}
+	put(t, env.store, lexRuntime, archiveBytes(lexRuntime))
 	obj, outcome, err := env.cache.Get(context.Background(), lexRuntime)
-	if err != nil || outcome != OutcomeHit {
+	if err != nil || outcome != cache.OutcomeHit {
 		t.Fatalf("offline hit: %q, %v", outcome, err)
 	}
 	obj.Close()
 }
 
 func TestUpstreamDown(t *testing.T) {
-	env := newTestEnv(t, func(o *Options) { o.Retries = 1 })
+	env := newTestEnv(t, func(c *envConfig) { c.fetch.Retries = 1 })
 	env.publish(lexRuntime)
 	env.up.srv.Close()
 
 	_, _, err := env.cache.Get(context.Background(), lexRuntime)
-	if !errors.Is(err, ErrUpstreamUnavailable) {
+	if !errors.Is(err, cache.ErrUpstreamUnavailable) {
 		t.Fatalf("err = %v, want ErrUpstreamUnavailable", err)
 	}
 	if st := env.cache.Stats(); st.UpstreamRequests != 2 {
@@ -386,7 +386,7 @@ func TestUnknownVersionRefreshesIndexOnce(t *testing.T) {
 	t.Run("does not exist", func(t *testing.T) {
 		env := newTestEnv(t, nil)
 		_, _, err := env.cache.Get(context.Background(), lexRuntime)
-		if !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "not in the index") {
+		if !errors.Is(err, cache.ErrNotFound) || !strings.Contains(err.Error(), "not in the index") {
 			t.Fatalf("err = %v, want ErrNotFound saying it is not in the index", err)
 		}
 		if n := env.index.refreshes.Load(); n != 1 {
@@ -399,10 +399,10 @@ func TestUnknownVersionRefreshesIndexOnce(t *testing.T) {
 }
 
 func TestTooLarge(t *testing.T) {
-	env := newTestEnv(t, func(o *Options) { o.MaxArchiveBytes = 1000 })
+	env := newTestEnv(t, func(c *envConfig) { c.fetch.MaxArchiveBytes = 1000 })
 	env.publish(lexRuntime)
 	_, _, err := env.cache.Get(context.Background(), lexRuntime)
-	if !errors.Is(err, ErrUpstream) {
+	if !errors.Is(err, cache.ErrUpstream) {
 		t.Fatalf("err = %v, want ErrUpstream", err)
 	}
 	if n := env.up.requests.Load(); n != 1 {
@@ -427,24 +427,26 @@ func TestGetRejectsBadNames(t *testing.T) {
 }
 
 func TestNewValidatesOptions(t *testing.T) {
-	store, err := NewLocalStore(t.TempDir(), zerolog.Nop())
+	s, err := disk.New(disk.Options{Root: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, opts := range map[string]Options{
-		"no store":     {Index: newFakeIndex()},
-		"no index":     {Store: store},
-		"relative url": {Store: store, Index: newFakeIndex(), DownloadURL: "download.mooncakes.io"},
+	for name, opts := range map[string]cache.Options{
+		"no store": {Index: newFakeIndex()},
+		"no index": {Store: s},
 	} {
-		if _, err := New(opts); err == nil {
+		if _, err := cache.New(opts); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	c, err := New(Options{Store: store, Index: newFakeIndex()})
+	if _, err := upstream.NewFetcher(upstream.FetcherOptions{DownloadURL: "download.mooncakes.io"}); err == nil {
+		t.Error("NewFetcher accepted a relative download URL")
+	}
+	f, err := upstream.NewFetcher(upstream.FetcherOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.ArchiveURL(camel); got != "https://download.mooncakes.io/user/illusory0x0/%F0%9F%90%AB/0.1.2%2B3.zip" {
+	if got := f.ArchiveURL(camel); got != "https://download.mooncakes.io/user/illusory0x0/%F0%9F%90%AB/0.1.2%2B3.zip" {
 		t.Errorf("ArchiveURL = %q", got)
 	}
 }

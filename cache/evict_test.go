@@ -1,4 +1,4 @@
-package cache
+package cache_test
 
 import (
 	"bytes"
@@ -16,7 +16,11 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 
 	"github.com/rs/zerolog"
 )
@@ -68,48 +72,30 @@ func (l *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
 }
 
 // newEvictEnv is a test env with a size limit whose start-up walk is over.
-func newEvictEnv(t *testing.T, maxBytes int64) (*testEnv, *lockedBuffer) {
+func newEvictEnv(t *testing.T, maxBytes int64, tweak ...func(*envConfig)) (*testEnv, *lockedBuffer) {
 	t.Helper()
 	logs := &lockedBuffer{}
-	env := newTestEnv(t, func(o *Options) {
-		o.MaxBytes = maxBytes
-		o.Logger = zerolog.New(logs)
+	env := newTestEnv(t, func(c *envConfig) {
+		c.disk.MaxBytes = maxBytes
+		c.disk.Logger = zerolog.New(logs)
+		for _, f := range tweak {
+			f(c)
+		}
 	})
-	waitScan(t, env.cache)
 	return env, logs
 }
 
-// reopen builds a second Cache (and LocalStore) on env's root, as a restart
-// would, and waits for its walk.
-func reopen(t *testing.T, env *testEnv, maxBytes int64) (*Cache, *lockedBuffer) {
+// reopen builds a second store and Cache on env's root, as a restart
+// would, and waits for the store's walk.
+func reopen(t *testing.T, env *testEnv, maxBytes int64) (*cache.Cache, *lockedBuffer) {
 	t.Helper()
-	store, err := NewLocalStore(env.root, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &lockedBuffer{}
-	c, err := New(Options{Store: store, Index: env.index, DownloadURL: env.up.srv.URL,
-		RetryBackoff: time.Millisecond, MaxBytes: maxBytes, Logger: zerolog.New(logs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitScan(t, c)
+	c, _ := openCache(t, envConfig{
+		cache: cache.Options{Index: env.index, Logger: zerolog.New(logs)},
+		fetch: upstream.FetcherOptions{DownloadURL: env.up.srv.URL, RetryBackoff: time.Millisecond},
+		disk:  disk.Options{Root: env.root, MaxBytes: maxBytes, Logger: zerolog.New(logs)},
+	})
 	return c, logs
-}
-
-func waitScan(t *testing.T, c *Cache) {
-	t.Helper()
-	select {
-	case <-c.evict.scanDone:
-	case <-time.After(30 * time.Second):
-		t.Fatal("start-up walk of the store did not finish within 30s")
-	}
-}
-
-func setTouchEvery(c *Cache, d time.Duration) {
-	c.evict.mu.Lock()
-	c.evict.touchEvery = d
-	c.evict.mu.Unlock()
 }
 
 // onDisk lists the archives under root (temporary files excluded) and
@@ -120,7 +106,7 @@ func onDisk(t *testing.T, root string) (vs []string, total int64) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && d.Name() == tempDirName {
+		if d.IsDir() && d.Name() == ".tmp" {
 			return filepath.SkipDir
 		}
 		if d.Type().IsRegular() && strings.HasSuffix(p, ".zip") {
@@ -150,7 +136,7 @@ func versions(is ...int) []string {
 }
 
 // get fetches (or hits) mv, checks its bytes and closes it.
-func get(t *testing.T, c *Cache, mv module.Version, want []byte) Outcome {
+func get(t *testing.T, c *cache.Cache, mv module.Version, want []byte) cache.Outcome {
 	t.Helper()
 	obj, outcome, err := c.Get(context.Background(), mv)
 	if err != nil {
@@ -163,7 +149,7 @@ func get(t *testing.T, c *Cache, mv module.Version, want []byte) Outcome {
 }
 
 // checkAccounting compares Stats with what is really on disk.
-func checkAccounting(t *testing.T, c *Cache, root string) {
+func checkAccounting(t *testing.T, c *cache.Cache, root string) {
 	t.Helper()
 	vs, total := onDisk(t, root)
 	st := c.Stats()
@@ -233,7 +219,7 @@ func TestEvictLeastRecentlyUsedFirst(t *testing.T) {
 				get(t, env.cache, evictMV(i), bodies[i])
 			}
 			for _, i := range tc.touch {
-				if o := get(t, env.cache, evictMV(i), bodies[i]); o != OutcomeHit {
+				if o := get(t, env.cache, evictMV(i), bodies[i]); o != cache.OutcomeHit {
 					t.Fatalf("Get %d: %s, want hit", i, o)
 				}
 			}
@@ -287,7 +273,7 @@ func TestEvictedArchiveIsFetchedAgain(t *testing.T) {
 	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(2)) {
 		t.Fatalf("kept %v, want %v", vs, versions(2))
 	}
-	if o := get(t, env.cache, evictMV(1), one); o != OutcomeMiss {
+	if o := get(t, env.cache, evictMV(1), one); o != cache.OutcomeMiss {
 		t.Errorf("evicted archive: outcome %s, want miss", o)
 	}
 	if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(1)) {
@@ -300,8 +286,7 @@ func TestEvictedArchiveIsFetchedAgain(t *testing.T) {
 
 func TestEvictRestartLearnsStoreAndRecency(t *testing.T) {
 	// First run: a limit too large to evict, uses recorded on disk at once.
-	env, _ := newEvictEnv(t, 1<<40)
-	setTouchEvery(env.cache, 0)
+	env, _ := newEvictEnv(t, 1<<40, func(c *envConfig) { c.disk.TouchInterval = time.Nanosecond })
 	bodies := map[int][]byte{}
 	for i := 1; i <= 7; i++ {
 		bodies[i] = env.publish(evictMV(i))
@@ -364,7 +349,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 	env.index.set(big, sha256Hex(body))
 
 	obj, outcome, err := env.cache.Get(context.Background(), big)
-	if err != nil || outcome != OutcomeMiss {
+	if err != nil || outcome != cache.OutcomeMiss {
 		t.Fatalf("Get of an archive over the limit: %v, %s", err, outcome)
 	}
 	// Served in full; the small one is not flushed to make room for it.
@@ -387,7 +372,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 		t.Errorf("oversize warnings %v, want one for %s", recs, big)
 	}
 	// Asked again, it is fetched again and still served.
-	if o := get(t, env.cache, big, body); o != OutcomeMiss {
+	if o := get(t, env.cache, big, body); o != cache.OutcomeMiss {
 		t.Errorf("second Get of the oversize archive: %s, want miss", o)
 	}
 }
@@ -435,10 +420,7 @@ func TestEvictConcurrentGets(t *testing.T) {
 		t.Errorf("after concurrent use: %d bytes on disk (%v), limit %d", total, vs, max)
 	}
 	checkAccounting(t, env.cache, env.root)
-	env.cache.evict.mu.Lock()
-	pins := len(env.cache.evict.pins)
-	env.cache.evict.mu.Unlock()
-	if pins != 0 {
+	if pins := env.store.Usage().InUse; pins != 0 {
 		t.Errorf("%d archives still pinned after every object was closed", pins)
 	}
 }
@@ -477,125 +459,6 @@ func TestEvictAccountingFollowsOtherRemovals(t *testing.T) {
 	checkAccounting(t, env.cache, env.root)
 }
 
-func TestEvictNegativeLimit(t *testing.T) {
-	store, err := NewLocalStore(t.TempDir(), zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := New(Options{Store: store, Index: newFakeIndex(), MaxBytes: -1}); err == nil {
-		t.Error("New accepted a negative MaxBytes")
-	}
-}
-
-// TestEvictScanMergesEventsDuringWalk drives the evictor's start-up walk by
-// hand, with uses, writes and removals recorded before it finishes, as
-// they would be while a big store is still being walked.
-func TestEvictScanMergesEventsDuringWalk(t *testing.T) {
-	root := filepath.Join(t.TempDir(), "packages")
-	store, err := NewLocalStore(root, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(i int) {
-		b := archiveBytes(evictMV(i))
-		if _, err := store.Put(context.Background(), evictMV(i), bytes.NewReader(b), sha256Hex(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// 1..4 stored earlier, 1 the oldest.
-	base := time.Now().Add(-time.Hour)
-	for i := 1; i <= 4; i++ {
-		put(i)
-		at := base.Add(time.Duration(i) * time.Minute)
-		if err := store.markUsed(evictMV(i), at); err != nil {
-			t.Fatal(err)
-		}
-	}
-	e := newEvictor(store, roomFor(3), zerolog.Nop())
-	// Before the walk is over: 5..8 stored (more than the limit on their
-	// own), then 1 used, and 2 deleted after the walk would have seen it.
-	for i := 5; i <= 8; i++ {
-		put(i)
-		e.stored(evictMV(i), evictSize())
-	}
-	e.use(evictMV(1))()
-	e.removed(evictMV(2))
-	e.enforce() // must wait for the walk: the total is not known yet
-	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 2, 3, 4, 5, 6, 7, 8)) {
-		t.Fatalf("evicted before the walk was over: disk holds %v", vs)
-	}
-
-	e.scan()
-	if err := os.Remove(filepath.Join(root, filepath.FromSlash(evictMV(2).RelPath()))); err != nil {
-		t.Fatalf("2 was counted and evicted although it had been deleted: %v", err)
-	}
-	// Counted: 1, 3..8 (not 2), most recent first 1, 8, 7, 6, 5, 4, 3: room
-	// for three keeps 1 (thanks to its use), 8 and 7.
-	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 7, 8)) {
-		t.Errorf("after the walk: disk holds %v, want %v", vs, versions(1, 7, 8))
-	}
-	evictions, total, files := e.stats()
-	if evictions != 4 || total != 3*evictSize() || files != 3 {
-		t.Errorf("stats after the walk: evictions=%d bytes=%d files=%d, want 4, %d, 3", evictions, total, files, 3*evictSize())
-	}
-}
-
-// TestEvictDeletionFailure: an archive that cannot be deleted (here a
-// directory stands where the file was) is logged and skipped, the next
-// coldest goes instead, and a store that refuses every deletion costs a
-// bounded number of attempts, never a stuck fetch.
-func TestEvictDeletionFailure(t *testing.T) {
-	undeletable := func(t *testing.T, root string, i int) {
-		p := filepath.Join(root, filepath.FromSlash(evictMV(i).RelPath()))
-		if err := os.Remove(p); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(p, "blocker"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Run("one", func(t *testing.T) {
-		env, logs := newEvictEnv(t, roomFor(3))
-		for i := 1; i <= 2; i++ {
-			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
-		}
-		undeletable(t, env.root, 1)
-		for i := 3; i <= 4; i++ {
-			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
-		}
-		if vs, _ := onDisk(t, env.root); !slices.Equal(vs, versions(3, 4)) {
-			t.Errorf("archives on disk %v, want %v (2 evicted in place of the undeletable 1)", vs, versions(3, 4))
-		}
-		failed := logs.records(t, "evicting archive failed")
-		if len(failed) != 1 || failed[0]["archive"] != evictMV(1).String() {
-			t.Errorf("failure log records %v, want one for %s", failed, evictMV(1))
-		}
-		if st := env.cache.Stats(); st.Evictions != 1 {
-			t.Errorf("Evictions=%d, want 1", st.Evictions)
-		}
-	})
-	t.Run("all", func(t *testing.T) {
-		env, logs := newEvictEnv(t, roomFor(3))
-		for i := 1; i <= 3; i++ {
-			get(t, env.cache, evictMV(i), env.publish(evictMV(i)))
-			undeletable(t, env.root, i)
-		}
-		// Fetched and served although nothing can be evicted; further
-		// requests do not retry before the pause is over.
-		get(t, env.cache, evictMV(4), env.publish(evictMV(4)))
-		get(t, env.cache, evictMV(4), archiveBytes(evictMV(4)))
-		if n := len(logs.records(t, "evicting archive failed")); n != maxEvictFailures {
-			t.Errorf("%d failed deletions logged, want %d (one pass, then a pause)", n, maxEvictFailures)
-		}
-		if n := len(logs.records(t, "archive eviction paused after repeated failures")); n != 1 {
-			t.Errorf("%d pause log records, want 1", n)
-		}
-		if st := env.cache.Stats(); st.Evictions != 0 {
-			t.Errorf("Evictions=%d, want 0", st.Evictions)
-		}
-	})
-}
-
 // BenchmarkEvictGetHit measures what the size limit adds to a hit (pin,
 // recency update, wrapped Object): Get, read, Close of a cached archive.
 func BenchmarkEvictGetHit(b *testing.B) {
@@ -604,24 +467,18 @@ func BenchmarkEvictGetHit(b *testing.B) {
 		maxBytes int64
 	}{{"unlimited", 0}, {"limited", 1 << 40}} {
 		b.Run(bc.name, func(b *testing.B) {
-			store, err := NewLocalStore(b.TempDir(), zerolog.Nop())
-			if err != nil {
-				b.Fatal(err)
-			}
 			mv := evictMV(1)
 			body := archiveBytes(mv)
 			ctx := context.Background()
-			if _, err := store.Put(ctx, mv, bytes.NewReader(body), sha256Hex(body)); err != nil {
-				b.Fatal(err)
-			}
 			index := newFakeIndex()
 			index.set(mv, sha256Hex(body))
-			c, err := New(Options{Store: store, Index: index, DownloadURL: "http://127.0.0.1:1", MaxBytes: bc.maxBytes, Logger: zerolog.Nop()})
-			if err != nil {
+			c, s := openCache(b, envConfig{
+				cache:   cache.Options{Index: index, Logger: zerolog.Nop()},
+				disk:    disk.Options{Root: b.TempDir(), MaxBytes: bc.maxBytes, Logger: zerolog.Nop()},
+				offline: true,
+			})
+			if _, err := store.PutVerified(ctx, s, mv, bytes.NewReader(body), store.Meta{SHA256: sha256Hex(body), Size: -1}); err != nil {
 				b.Fatal(err)
-			}
-			if c.evict != nil {
-				<-c.evict.scanDone
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

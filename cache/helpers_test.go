@@ -1,4 +1,4 @@
-package cache
+package cache_test
 
 import (
 	"bytes"
@@ -18,7 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 
 	"github.com/rs/zerolog"
 )
@@ -178,41 +182,78 @@ func (u *fakeUpstream) serve(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// testEnv is a cache over a real LocalStore in a temp dir and a fake upstream.
+// testEnv is a cache over a real disk store in a temp dir and a fake
+// upstream reached over HTTP by the real fetcher.
 type testEnv struct {
-	cache *Cache
-	store *LocalStore
+	cache *cache.Cache
+	store *disk.Store
 	index *fakeIndex
 	up    *fakeUpstream
 	root  string
 }
 
-func newTestEnv(t *testing.T, tweak func(*Options)) *testEnv {
+// envConfig is what a test may change before the env is built.
+type envConfig struct {
+	cache   cache.Options
+	fetch   upstream.FetcherOptions
+	disk    disk.Options
+	offline bool // no fetcher at all
+}
+
+func newTestEnv(t *testing.T, tweak func(*envConfig)) *testEnv {
 	t.Helper()
-	root := filepath.Join(t.TempDir(), "packages")
-	store, err := NewLocalStore(root, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := &testEnv{store: store, index: newFakeIndex(), up: newFakeUpstream(t), root: root}
-	opts := Options{
-		Store:          store,
-		Index:          env.index,
-		DownloadURL:    env.up.srv.URL,
-		AttemptTimeout: 5 * time.Second,
-		FetchTimeout:   30 * time.Second,
-		RetryBackoff:   time.Millisecond,
-		Logger:         zerolog.Nop(),
+	env := &testEnv{index: newFakeIndex(), up: newFakeUpstream(t), root: filepath.Join(t.TempDir(), "packages")}
+	cfg := envConfig{
+		cache: cache.Options{Index: env.index, FetchTimeout: 30 * time.Second, Logger: zerolog.Nop()},
+		fetch: upstream.FetcherOptions{
+			DownloadURL:  env.up.srv.URL,
+			Timeout:      5 * time.Second,
+			RetryBackoff: time.Millisecond,
+			Logger:       zerolog.Nop(),
+		},
+		disk: disk.Options{Root: env.root, Logger: zerolog.Nop()},
 	}
 	if tweak != nil {
-		tweak(&opts)
+		tweak(&cfg)
 	}
-	c, err := New(opts)
+	env.cache, env.store = openCache(t, cfg)
+	return env
+}
+
+// openCache builds the store, the fetcher and the cache of cfg; what a
+// restart does.
+func openCache(t testing.TB, cfg envConfig) (*cache.Cache, *disk.Store) {
+	t.Helper()
+	s, err := disk.New(cfg.disk)
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.cache = c
-	return env
+	cfg.cache.Store = s
+	if !cfg.offline {
+		f, err := upstream.NewFetcher(cfg.fetch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.cache.Fetcher = f
+	}
+	c, err := cache.New(cfg.cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.ScanDone():
+	case <-time.After(30 * time.Second):
+		t.Fatal("start-up walk of the store did not finish within 30s")
+	}
+	return c, s
+}
+
+// put stores b as mv's archive directly, as an earlier run would have.
+func put(t *testing.T, s store.Store, mv module.Version, b []byte) {
+	t.Helper()
+	if _, err := store.PutVerified(context.Background(), s, mv, bytes.NewReader(b), store.Meta{SHA256: sha256Hex(b), Size: -1}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // publish makes mv known to the index and served by upstream.
@@ -222,7 +263,7 @@ func (e *testEnv) publish(mv module.Version) []byte {
 	return b
 }
 
-func readAll(t *testing.T, obj Object) []byte {
+func readAll(t *testing.T, obj store.Object) []byte {
 	t.Helper()
 	defer obj.Close()
 	b, err := io.ReadAll(obj)
@@ -235,7 +276,7 @@ func readAll(t *testing.T, obj Object) []byte {
 // tempFiles lists what is left in the store's temporary directory.
 func tempFiles(t *testing.T, root string) []string {
 	t.Helper()
-	entries, err := os.ReadDir(filepath.Join(root, tempDirName))
+	entries, err := os.ReadDir(filepath.Join(root, ".tmp"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store"
 )
 
 // archiveCacheControl: a published archive never changes, so clients and
@@ -32,7 +36,7 @@ const statusClientClosed = 499
 // Archives is what the archive routes need from the cache.
 type Archives interface {
 	// Get returns the archive, fetching and verifying it on a miss.
-	Get(ctx context.Context, mv module.Version) (cache.Object, cache.Outcome, error)
+	Get(ctx context.Context, mv module.Version) (store.Object, cache.Outcome, error)
 	// Checksum is the index checksum of mv, used as the ETag.
 	Checksum(ctx context.Context, mv module.Version) (string, bool, error)
 }
@@ -83,11 +87,7 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer obj.Close()
-	fi, err := obj.Stat()
-	if err != nil {
-		h.fail(w, r, mv, fmt.Errorf("stat %s: %w", mv, err))
-		return
-	}
+	info := obj.Info()
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/zip")
@@ -99,9 +99,13 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("ETag", `"`+sum+`"`)
 	}
 	// ServeContent handles Range, HEAD, If-None-Match/If-Modified-Since
-	// (304) and Content-Length; given the *os.File, the body goes out with
-	// sendfile.
-	http.ServeContent(w, r, "", fi.ModTime(), obj)
+	// (304) and Content-Length; given a local file, the body goes out with
+	// sendfile. A store that cannot seek gets the whole body, unranged.
+	if rs, ok := obj.(io.ReadSeeker); ok {
+		http.ServeContent(w, r, "", info.ModTime, rs)
+		return
+	}
+	serveStream(w, r, info, obj)
 }
 
 // fail maps a cache error to a status and a message a person can act on.
@@ -116,7 +120,7 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		return
 	case status == http.StatusGatewayTimeout:
 		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable (%v)", mv, err)
-	case errors.Is(err, cache.ErrStoreWrite):
+	case errors.Is(err, store.ErrWrite):
 		// The details (paths, errno) are for the log, not for clients.
 		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
 	case status == http.StatusInternalServerError:
@@ -137,11 +141,11 @@ func archiveErrorStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, cache.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, cache.ErrChecksumMismatch):
+	case errors.Is(err, store.ErrChecksumMismatch):
 		return http.StatusBadGateway
 	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
-	case errors.Is(err, cache.ErrStoreWrite):
+	case errors.Is(err, store.ErrWrite):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, module.ErrIndexUnavailable):
 		return http.StatusServiceUnavailable
@@ -152,4 +156,36 @@ func archiveErrorStatus(err error) int {
 		// upstream's, and its text may name local paths.
 		return http.StatusInternalServerError
 	}
+}
+
+// serveStream answers from a store object that cannot seek: the whole body
+// with its length and modification time; conditional requests still get
+// 304 through the ETag or the date.
+func serveStream(w http.ResponseWriter, r *http.Request, info store.Info, body io.Reader) {
+	if !info.ModTime.IsZero() {
+		w.Header().Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
+	}
+	if notModified(r, w.Header().Get("ETag"), info.ModTime) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	if r.Method == http.MethodHead {
+		return
+	}
+	io.Copy(w, body)
+}
+
+// notModified applies If-None-Match, or without it If-Modified-Since.
+func notModified(r *http.Request, etag string, mod time.Time) bool {
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, t := range strings.Split(inm, ",") {
+			if t = strings.TrimSpace(t); t == "*" || (etag != "" && strings.TrimPrefix(t, "W/") == etag) {
+				return true
+			}
+		}
+		return false
+	}
+	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
+	return err == nil && !mod.IsZero() && !mod.Truncate(time.Second).After(ims)
 }

@@ -24,6 +24,9 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 )
 
 // logBuffer collects the access log; the server writes it from handler
@@ -99,7 +102,7 @@ func sum256(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// newArchiveFixture runs the proxy over a real cache (LocalStore in a temp
+// newArchiveFixture runs the proxy over a real cache (a disk store in a temp
 // dir) and a fake upstream serving the given archives. tamper lists archives
 // upstream serves with wrong bytes.
 func newArchiveFixture(t *testing.T, offline bool, mvs []module.Version, tamper ...module.Version) *archiveFixture {
@@ -128,19 +131,18 @@ func newArchiveFixture(t *testing.T, offline bool, mvs []module.Version, tamper 
 	}))
 	t.Cleanup(f.upstream.Close)
 
-	store, err := cache.NewLocalStore(filepath.Join(t.TempDir(), "packages"), zerolog.Nop())
+	archives, err := disk.New(disk.Options{Root: filepath.Join(t.TempDir(), "packages"), Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := cache.New(cache.Options{
-		Store:        store,
-		Index:        f.index,
-		DownloadURL:  f.upstream.URL,
-		Retries:      -1,
-		RetryBackoff: time.Millisecond,
-		Offline:      offline,
-		Logger:       zerolog.Nop(),
-	})
+	var fetcher cache.Fetcher // nil: offline
+	if !offline {
+		fetcher, err = upstream.NewFetcher(upstream.FetcherOptions{DownloadURL: f.upstream.URL, Retries: -1, RetryBackoff: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := cache.New(cache.Options{Store: archives, Index: f.index, Fetcher: fetcher, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,10 +381,10 @@ func TestArchiveErrorStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("x: %w", module.ErrBadName), http.StatusBadRequest},
 		{fmt.Errorf("x: %w", cache.ErrNotFound), http.StatusNotFound},
-		{&cache.ChecksumError{Archive: mv}, http.StatusBadGateway},
+		{&store.ChecksumError{Archive: mv}, http.StatusBadGateway},
 		{fmt.Errorf("x: %w", cache.ErrUpstreamUnavailable), http.StatusGatewayTimeout},
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
-		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", cache.ErrStoreWrite), http.StatusInsufficientStorage},
+		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", store.ErrWrite), http.StatusInsufficientStorage},
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
 		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", module.ErrIndexUnavailable)), http.StatusServiceUnavailable},
 		{errors.New("open /srv/data/packages/a/b/1.0.0.zip: permission denied"), http.StatusInternalServerError},
@@ -391,5 +393,65 @@ func TestArchiveErrorStatus(t *testing.T) {
 		if got := archiveErrorStatus(tt.err); got != tt.want {
 			t.Errorf("archiveErrorStatus(%v) = %d, want %d", tt.err, got, tt.want)
 		}
+	}
+}
+
+// streamArchives serves one archive from an object that cannot seek, as an
+// object store's body is.
+type streamArchives struct {
+	body []byte
+	mod  time.Time
+}
+
+type streamObject struct {
+	io.Reader
+	info store.Info
+}
+
+func (o streamObject) Close() error     { return nil }
+func (o streamObject) Info() store.Info { return o.info }
+
+func (s streamArchives) Get(ctx context.Context, mv module.Version) (store.Object, cache.Outcome, error) {
+	info := store.Info{Size: int64(len(s.body)), ModTime: s.mod, SHA256: sum256(s.body)}
+	return streamObject{Reader: bytes.NewReader(s.body), info: info}, cache.OutcomeHit, nil
+}
+
+func (s streamArchives) Checksum(ctx context.Context, mv module.Version) (string, bool, error) {
+	return sum256(s.body), true, nil
+}
+
+func TestArchiveFromObjectWithoutSeek(t *testing.T) {
+	arch := streamArchives{body: []byte("zip bytes from a store that cannot seek"), mod: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
+	srv := httptest.NewServer(New(Options{Archives: arch, Logger: zerolog.Nop()}).Handler())
+	defer srv.Close()
+	u := srv.URL + "/user/a/b/1.0.0.zip"
+	etag := `"` + sum256(arch.body) + `"`
+	tests := []struct {
+		name       string
+		method     string
+		hdr        map[string]string
+		wantStatus int
+		wantBody   string
+	}{
+		{"GET", http.MethodGet, nil, http.StatusOK, string(arch.body)},
+		{"HEAD", http.MethodHead, nil, http.StatusOK, ""},
+		{"If-None-Match", http.MethodGet, map[string]string{"If-None-Match": etag}, http.StatusNotModified, ""},
+		{"If-None-Match other", http.MethodGet, map[string]string{"If-None-Match": `"other"`}, http.StatusOK, string(arch.body)},
+		{"If-Modified-Since", http.MethodGet, map[string]string{"If-Modified-Since": arch.mod.Format(http.TimeFormat)}, http.StatusNotModified, ""},
+		{"If-Modified-Since earlier", http.MethodGet, map[string]string{"If-Modified-Since": arch.mod.Add(-time.Hour).Format(http.TimeFormat)}, http.StatusOK, string(arch.body)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, u, tt.hdr)
+			if resp.StatusCode != tt.wantStatus || string(body) != tt.wantBody {
+				t.Fatalf("%d %q, want %d %q", resp.StatusCode, body, tt.wantStatus, tt.wantBody)
+			}
+			if tt.wantStatus == http.StatusOK && resp.Header.Get("Content-Length") != fmt.Sprint(len(arch.body)) {
+				t.Errorf("Content-Length %q, want %d", resp.Header.Get("Content-Length"), len(arch.body))
+			}
+			if resp.Header.Get("ETag") != etag || resp.Header.Get("Last-Modified") != arch.mod.Format(http.TimeFormat) {
+				t.Errorf("ETag %q Last-Modified %q", resp.Header.Get("ETag"), resp.Header.Get("Last-Modified"))
+			}
+		})
 	}
 }

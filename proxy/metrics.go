@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/store"
 )
 
 // IndexHealth is what the metrics need from the index mirror.
@@ -158,7 +159,7 @@ func fetchOutcome(err error) string {
 		return "ok"
 	case errors.Is(err, cache.ErrNotFound):
 		return "not_found"
-	case errors.Is(err, cache.ErrChecksumMismatch):
+	case errors.Is(err, store.ErrChecksumMismatch):
 		return "checksum_mismatch"
 	case errors.Is(err, cache.ErrUpstreamUnavailable):
 		return "unavailable"

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/store"
 )
 
 func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
@@ -89,7 +90,7 @@ func TestMetricsObserveFetchOutcomes(t *testing.T) {
 		{Duration: time.Second},
 		{Duration: time.Second},
 		{Err: cache.ErrNotFound},
-		{Err: &cache.ChecksumError{}},
+		{Err: &store.ChecksumError{}},
 		{Err: cache.ErrUpstreamUnavailable},
 		{Err: io.ErrUnexpectedEOF},
 	}

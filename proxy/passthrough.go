@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/upstream"
 )
 
 // Defaults for PassthroughOptions.
@@ -26,17 +27,17 @@ const (
 // PassthroughOptions configures NewPassthrough.
 type PassthroughOptions struct {
 	// DownloadURL is upstream for /symbols.zip; default
-	// cache.DefaultDownloadURL.
+	// upstream.DefaultDownloadURL.
 	DownloadURL string
 	// APIURL is upstream for /assets/... and /api/v0/...; default
 	// DefaultAPIURL.
 	APIURL string
 	// Transport carries the upstream requests; it should be a
-	// *cache.CachingTransport, so upstream's ETag and Cache-Control are
+	// *upstream.CachingTransport, so upstream's ETag and Cache-Control are
 	// honoured and a stored copy is served while upstream is down.
 	// Required.
 	Transport http.RoundTripper
-	// UserAgent is sent upstream; default cache.DefaultUserAgent.
+	// UserAgent is sent upstream; default upstream.DefaultUserAgent.
 	UserAgent string
 	// Timeout bounds one upstream exchange, body included; default
 	// DefaultPassthroughTimeout.
@@ -51,7 +52,7 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 	if opts.Transport == nil {
 		return nil, errors.New("passthrough: Transport is required")
 	}
-	download, err := parseBaseURL(opts.DownloadURL, cache.DefaultDownloadURL)
+	download, err := parseBaseURL(opts.DownloadURL, upstream.DefaultDownloadURL)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +69,7 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 		log:       opts.Logger,
 	}
 	if h.userAgent == "" {
-		h.userAgent = cache.DefaultUserAgent
+		h.userAgent = upstream.DefaultUserAgent
 	}
 	if h.timeout <= 0 {
 		h.timeout = DefaultPassthroughTimeout
@@ -125,7 +126,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	ctx, tracker := cache.TrackOutcome(ctx)
+	ctx, tracker := upstream.TrackOutcome(ctx)
 	// Always GET upstream, also for HEAD: one stored entry serves both, and
 	// a HEAD fills the cache for the GET that usually follows.
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)

@@ -10,9 +10,10 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rs/zerolog"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
 
-	"moonbit-registry/cache"
+	"github.com/rs/zerolog"
 )
 
 // ptUpstream plays both upstream hosts: the download host (/symbols.zip)
@@ -82,10 +83,11 @@ type ptFixture struct {
 func newPTFixture(t *testing.T) *ptFixture {
 	t.Helper()
 	up := newPTUpstream(t)
-	rt, err := cache.NewCachingTransport(cache.HTTPCacheOptions{Dir: filepath.Join(t.TempDir(), "http-cache"), Logger: zerolog.Nop()})
+	responses, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
+	rt := upstream.NewCachingTransport(responses, nil)
 	h, err := NewPassthrough(PassthroughOptions{
 		DownloadURL: up.srv.URL,
 		APIURL:      up.srv.URL + "/",

@@ -1,4 +1,4 @@
-package cache
+package disk
 
 import (
 	"bytes"
@@ -9,14 +9,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"github.com/peterbourgon/diskv/v3"
 	"github.com/rs/zerolog"
 )
 
-// HTTPCache is an httpcache.Cache kept on disk with diskv/v3. It exists
+// ResponseCache is an httpcache.Cache kept on disk with diskv/v3. It exists
 // because httpcache's own diskcache package is built on diskv v1 (not a
 // dependency here) and keeps up to 100 MB of responses in memory.
 //
@@ -24,14 +22,14 @@ import (
 // <dir>/<2 hex>/<sha256 of the cache key>. Writes go through diskv's TempDir,
 // so they are a temporary file renamed into place: a crash never leaves a
 // half-written response that a later Get would parse as a short body.
-type HTTPCache struct {
+type ResponseCache struct {
 	d   *diskv.Diskv
 	log zerolog.Logger
 }
 
-// NewHTTPCache opens (creating if needed) a response cache in dir, removing
+// NewResponseCache opens (creating if needed) a response cache in dir, removing
 // temporary files an earlier process left behind.
-func NewHTTPCache(dir string, log zerolog.Logger) (*HTTPCache, error) {
+func NewResponseCache(dir string, log zerolog.Logger) (*ResponseCache, error) {
 	if dir == "" {
 		return nil, errors.New("http cache: empty directory")
 	}
@@ -50,7 +48,7 @@ func NewHTTPCache(dir string, log zerolog.Logger) (*HTTPCache, error) {
 		FilePerm:     0o644,
 		TempDir:      tmp,
 	})
-	return &HTTPCache{d: d, log: log}, nil
+	return &ResponseCache{d: d, log: log}, nil
 }
 
 // fileKey hashes the cache key (a URL) into a fixed-length, path-safe name.
@@ -60,7 +58,7 @@ func fileKey(key string) string {
 }
 
 // Get implements httpcache.Cache.
-func (c *HTTPCache) Get(key string) ([]byte, bool) {
+func (c *ResponseCache) Get(key string) ([]byte, bool) {
 	b, err := c.d.Read(fileKey(key))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -71,43 +69,16 @@ func (c *HTTPCache) Get(key string) ([]byte, bool) {
 	return b, true
 }
 
-// Set implements httpcache.Cache. httpcache would store any status that is
-// not marked no-store, 5xx included, and a stored 5xx would later be served
-// as if it were content. Only successful and permanent-redirect statuses
-// among those cacheable by default (RFC 9110 section 15.1) are kept: storing
-// 404s too would let any client grow the cache without bound by asking for
-// paths that do not exist.
-func (c *HTTPCache) Set(key string, resp []byte) {
-	if !cacheableStatus(resp) {
-		return
-	}
+// Set implements httpcache.Cache.
+func (c *ResponseCache) Set(key string, resp []byte) {
 	if err := c.d.WriteStream(fileKey(key), bytes.NewReader(resp), true); err != nil {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache write failed")
 	}
 }
 
 // Delete implements httpcache.Cache.
-func (c *HTTPCache) Delete(key string) {
+func (c *ResponseCache) Delete(key string) {
 	if err := c.d.Erase(fileKey(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache delete failed")
 	}
-}
-
-// cacheableStatus reads the status code from a dumped response's first line
-// ("HTTP/1.1 200 OK").
-func cacheableStatus(resp []byte) bool {
-	line, _, _ := bytes.Cut(resp, []byte("\n"))
-	fields := strings.Fields(string(line))
-	if len(fields) < 2 {
-		return false
-	}
-	code, err := strconv.Atoi(fields[1])
-	if err != nil {
-		return false
-	}
-	switch code {
-	case 200, 203, 204, 300, 301, 308:
-		return true
-	}
-	return false
 }

@@ -1,4 +1,4 @@
-package cache
+package upstream
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"moonbit-registry/cache"
+	"moonbit-registry/store/disk"
 
 	"github.com/rs/zerolog"
 )
@@ -68,7 +71,7 @@ func (u *symbolsUpstream) set(f func(u *symbolsUpstream)) {
 	f(u)
 }
 
-func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, Outcome, error) {
+func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, cache.Outcome, error) {
 	t.Helper()
 	ctx, tracker := TrackOutcome(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -77,7 +80,7 @@ func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, 
 	}
 	resp, err := (&http.Client{Transport: rt}).Do(req)
 	if err != nil {
-		return "", 0, OutcomeMiss, err
+		return "", 0, cache.OutcomeMiss, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -90,11 +93,16 @@ func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, 
 func newCachingTransport(t *testing.T) (*CachingTransport, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "http-cache")
-	rt, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Logger: zerolog.Nop()})
+	return NewCachingTransport(responseCache(t, dir), nil), dir
+}
+
+func responseCache(t *testing.T, dir string) *disk.ResponseCache {
+	t.Helper()
+	c, err := disk.NewResponseCache(dir, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return rt, dir
+	return c
 }
 
 func TestCachingTransportRevalidatesAndServesStale(t *testing.T) {
@@ -106,13 +114,13 @@ func TestCachingTransportRevalidatesAndServesStale(t *testing.T) {
 		name        string
 		before      func()
 		wantBody    string
-		wantOutcome Outcome
+		wantOutcome cache.Outcome
 	}{
-		{"first request fills the cache", nil, "symbols version 1", OutcomeMiss},
-		{"revalidated with 304", nil, "symbols version 1", OutcomeHit},
-		{"new version replaces the stored one", func() { up.set(func(u *symbolsUpstream) { u.version = 2 }) }, "symbols version 2", OutcomeMiss},
-		{"upstream 5xx serves stored copy", func() { up.set(func(u *symbolsUpstream) { u.status = 503 }) }, "symbols version 2", OutcomeStale},
-		{"upstream down serves stored copy", func() { up.srv.Close() }, "symbols version 2", OutcomeStale},
+		{"first request fills the cache", nil, "symbols version 1", cache.OutcomeMiss},
+		{"revalidated with 304", nil, "symbols version 1", cache.OutcomeHit},
+		{"new version replaces the stored one", func() { up.set(func(u *symbolsUpstream) { u.version = 2 }) }, "symbols version 2", cache.OutcomeMiss},
+		{"upstream 5xx serves stored copy", func() { up.set(func(u *symbolsUpstream) { u.status = 503 }) }, "symbols version 2", cache.OutcomeStale},
+		{"upstream down serves stored copy", func() { up.srv.Close() }, "symbols version 2", cache.OutcomeStale},
 	}
 	for _, s := range steps {
 		if s.before != nil {
@@ -138,7 +146,7 @@ func TestCachingTransportFreshHitSkipsUpstream(t *testing.T) {
 	up := newSymbolsUpstream(t, "max-age=3600")
 	rt, _ := newCachingTransport(t)
 	url := up.srv.URL + "/symbols.zip"
-	for i, want := range []Outcome{OutcomeMiss, OutcomeHit, OutcomeHit} {
+	for i, want := range []cache.Outcome{cache.OutcomeMiss, cache.OutcomeHit, cache.OutcomeHit} {
 		if _, _, got, err := fetchThrough(t, rt, url); err != nil || got != want {
 			t.Errorf("request %d: %s, %v; want %s", i, got, err, want)
 		}
@@ -158,7 +166,7 @@ func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
 			rt, dir := newCachingTransport(t)
 			url := up.srv.URL + "/symbols.zip"
 
-			if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != status || outcome != OutcomeMiss {
+			if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != status || outcome != cache.OutcomeMiss {
 				t.Fatalf("got %d %s %v, want the %d passed on", code, outcome, err, status)
 			}
 			up.srv.Close()
@@ -167,7 +175,7 @@ func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
 			}
 			entries, _ := os.ReadDir(dir)
 			for _, e := range entries {
-				if e.Name() != tempDirName {
+				if e.Name() != ".tmp" {
 					t.Errorf("unexpected cache entry %s", e.Name())
 				}
 			}
@@ -175,55 +183,38 @@ func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
 	}
 }
 
-func TestHTTPCacheRemovesLeftoverTempFiles(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "http-cache")
-	if err := os.MkdirAll(filepath.Join(dir, tempDirName), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, tempDirName, "123456"), []byte("HTTP/1.1 200 OK\r\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := NewHTTPCache(dir, zerolog.Nop())
+func TestOnlyCacheableStatusesStored(t *testing.T) {
+	c, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if entries, _ := os.ReadDir(filepath.Join(dir, tempDirName)); len(entries) != 0 {
-		t.Errorf("leftover temporary files: %v", entries)
+	k := keepCacheable{c}
+	k.Set("ok", []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	if b, ok := c.Get("ok"); !ok || len(b) == 0 {
+		t.Error("200 not stored")
 	}
-	c.Set("k", []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-	if b, ok := c.Get("k"); !ok || len(b) == 0 {
-		t.Error("Get after Set failed")
-	}
-	c.Set("bad", []byte("HTTP/1.1 502 Bad Gateway\r\n\r\n"))
-	if _, ok := c.Get("bad"); ok {
-		t.Error("5xx stored")
-	}
-	c.Delete("k")
-	if _, ok := c.Get("k"); ok {
-		t.Error("Get after Delete succeeded")
+	for _, status := range []string{"502 Bad Gateway", "404 Not Found", "garbage"} {
+		k.Set("bad", []byte("HTTP/1.1 "+status+"\r\n\r\n"))
+		if _, ok := c.Get("bad"); ok {
+			t.Errorf("%s stored", status)
+		}
 	}
 }
 
 func TestOfflineTransportServesOnlyWhatIsStored(t *testing.T) {
 	up := newSymbolsUpstream(t, "no-cache")
 	dir := filepath.Join(t.TempDir(), "http-cache")
-	online, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	online := NewCachingTransport(responseCache(t, dir), nil)
 	if _, _, _, err := fetchThrough(t, online, up.srv.URL+"/symbols.zip"); err != nil {
 		t.Fatal(err)
 	}
-	offline, err := NewCachingTransport(HTTPCacheOptions{Dir: dir, Upstream: OfflineTransport{}, Logger: zerolog.Nop()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	offline := NewCachingTransport(responseCache(t, dir), OfflineTransport{})
 	before := up.requests.Load()
 	body, code, outcome, err := fetchThrough(t, offline, up.srv.URL+"/symbols.zip")
-	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != OutcomeStale {
+	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != cache.OutcomeStale {
 		t.Errorf("stored: %q %d %s %v, want the stored copy", body, code, outcome, err)
 	}
-	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, ErrUpstreamUnavailable) {
+	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, cache.ErrUpstreamUnavailable) {
 		t.Errorf("not stored: err = %v, want ErrUpstreamUnavailable", err)
 	}
 	if up.requests.Load() != before {
@@ -241,7 +232,7 @@ func TestCachingTransportDoesNotStoreQueries(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
-		if e.Name() != tempDirName {
+		if e.Name() != ".tmp" {
 			t.Errorf("a query response was stored: %s", e.Name())
 		}
 	}

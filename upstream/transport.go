@@ -1,4 +1,4 @@
-package cache
+package upstream
 
 import (
 	"bytes"
@@ -10,17 +10,17 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"moonbit-registry/cache"
+
 	"github.com/gregjones/httpcache"
-	"github.com/rs/zerolog"
 )
 
-// HTTPCacheOptions configures NewCachingTransport.
-type HTTPCacheOptions struct {
-	// Dir holds the stored responses, e.g. data/http-cache.
-	Dir string
-	// Upstream makes the real requests; nil means NewUpstreamTransport().
-	Upstream http.RoundTripper
-	Logger   zerolog.Logger
+// ResponseCache keeps dumped HTTP responses by key (httpcache.Cache);
+// disk.ResponseCache keeps them on disk.
+type ResponseCache interface {
+	Get(key string) ([]byte, bool)
+	Set(key string, resp []byte)
+	Delete(key string)
 }
 
 // CachingTransport is an http.RoundTripper that caches upstream responses
@@ -42,19 +42,48 @@ type CachingTransport struct {
 	ht *httpcache.Transport
 }
 
-// NewCachingTransport opens the response cache in opts.Dir.
-func NewCachingTransport(opts HTTPCacheOptions) (*CachingTransport, error) {
-	store, err := NewHTTPCache(opts.Dir, opts.Logger)
+// NewCachingTransport caches what next (nil: NewTransport()) answers in
+// responses.
+func NewCachingTransport(responses ResponseCache, next http.RoundTripper) *CachingTransport {
+	if next == nil {
+		next = NewTransport()
+	}
+	ht := httpcache.NewTransport(keepCacheable{responses})
+	ht.Transport = probingTransport{next: next}
+	return &CachingTransport{ht: ht}
+}
+
+// keepCacheable stores only what is worth keeping. httpcache would store
+// any status that is not marked no-store, 5xx included, and a stored 5xx
+// would later be served as if it were content. Only successful and
+// permanent-redirect statuses among those cacheable by default (RFC 9110
+// section 15.1) are kept: storing 404s too would let any client grow the
+// cache without bound by asking for paths that do not exist.
+type keepCacheable struct{ ResponseCache }
+
+func (k keepCacheable) Set(key string, resp []byte) {
+	if cacheableStatus(resp) {
+		k.ResponseCache.Set(key, resp)
+	}
+}
+
+// cacheableStatus reads the status code from a dumped response's first line
+// ("HTTP/1.1 200 OK").
+func cacheableStatus(resp []byte) bool {
+	line, _, _ := bytes.Cut(resp, []byte("\n"))
+	fields := strings.Fields(string(line))
+	if len(fields) < 2 {
+		return false
+	}
+	code, err := strconv.Atoi(fields[1])
 	if err != nil {
-		return nil, err
+		return false
 	}
-	up := opts.Upstream
-	if up == nil {
-		up = NewUpstreamTransport()
+	switch code {
+	case 200, 203, 204, 300, 301, 308:
+		return true
 	}
-	ht := httpcache.NewTransport(store)
-	ht.Transport = probingTransport{next: up}
-	return &CachingTransport{ht: ht}, nil
+	return false
 }
 
 const staleIfError = "stale-if-error"
@@ -94,14 +123,14 @@ func TrackOutcome(ctx context.Context) (context.Context, *OutcomeTracker) {
 // Outcome classifies resp: OutcomeHit if it came from the stored copy
 // (fresh, or revalidated with a 304), OutcomeStale if the stored copy was
 // served because upstream failed, OutcomeMiss if it came from upstream.
-func (t *OutcomeTracker) Outcome(resp *http.Response) Outcome {
+func (t *OutcomeTracker) Outcome(resp *http.Response) cache.Outcome {
 	if resp == nil || resp.Header.Get(httpcache.XFromCache) == "" {
-		return OutcomeMiss
+		return cache.OutcomeMiss
 	}
 	if t.upstreamFailed.Load() {
-		return OutcomeStale
+		return cache.OutcomeStale
 	}
-	return OutcomeHit
+	return cache.OutcomeHit
 }
 
 // probingTransport sits between httpcache and upstream: it strips the
@@ -177,5 +206,5 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	return nil, fmt.Errorf("%w: offline mode", ErrUpstreamUnavailable)
+	return nil, fmt.Errorf("%w: offline mode", cache.ErrUpstreamUnavailable)
 }

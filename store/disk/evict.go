@@ -1,10 +1,10 @@
-package cache
+package disk
 
 // Size limit ([cache] max_size, Options.MaxBytes): least-recently-used
 // eviction of archives.
 //
 // Bookkeeping. An evictor keeps, in memory, every stored archive's size and
-// last use in a list ordered by recency, and the total. A new Cache learns
+// last use in a list ordered by recency, and the total. A new Store learns
 // the store in a background walk (one stat per archive), so start-up never
 // waits for a big store; until that walk is done nothing is evicted (the
 // total is not known yet), and uses and writes seen meanwhile are merged
@@ -18,7 +18,7 @@ package cache
 // platform-specific. The cost: an archive's Last-Modified moves when it is
 // used; clients revalidate with its ETag (the checksum), which does not.
 //
-// Trigger and target. After every Put the store may have grown: if the
+// Trigger and target. After every commit the store may have grown: if the
 // total exceeds MaxBytes, least-recently-used archives are deleted until
 // it is at most lowWaterPercent of MaxBytes, so that a full cache does not
 // evict on every single fetch. The pass runs in the goroutine that stored
@@ -26,10 +26,10 @@ package cache
 // archive finds the store already within its limit.
 //
 // Pins. An archive that is open (an Object not closed yet: being served,
-// hashed by verify, ...), being written by Put, or being asked for by
-// Cache.Get/Ensure (pinned from before the store lookup until they return,
-// covering the gap between a fetch storing the archive and the waiter
-// opening it; Get's Object holds its own pin) is never chosen. Pinning
+// hashed by verify, ...), being written, or held (Store.Hold: the archive
+// pipeline holds what a request asks for from before its store lookup until
+// it has opened it, covering the gap between a fetch committing the archive
+// and the waiter's Open) is never chosen. Pinning
 // and deleting both happen under the evictor's lock, so an archive cannot
 // be pinned and then deleted under the pinner. If everything over the
 // limit is pinned, the pass stops and the next unpin runs it again.
@@ -41,7 +41,7 @@ package cache
 // request fetches it again. A warning says so; max_size should be larger
 // than the largest archive.
 //
-// Limits. Only what goes through this Cache is counted as it happens:
+// Limits. Only what goes through this Store is counted as it happens:
 // archives another process (a one-shot mirror on the same root) adds are
 // counted at the next start, and files someone else deleted are dropped
 // from the count when eviction finds them gone. A one-shot command that
@@ -51,15 +51,14 @@ import (
 	"container/list"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"moonbit-registry/module"
+	"moonbit-registry/store"
 
 	"github.com/rs/zerolog"
 )
@@ -77,18 +76,11 @@ const (
 	evictPause       = time.Minute
 )
 
-// usageRecorder is what a store offers eviction beyond Store: an archive's
-// size and persisted last use, and a way to persist a use.
-type usageRecorder interface {
-	archiveUsage(ctx context.Context, mv module.Version) (size int64, used time.Time, err error)
-	markUsed(mv module.Version, t time.Time) error
-}
-
 // archiveUsage is a stat: the size and mtime (the last recorded use).
-func (s *LocalStore) archiveUsage(ctx context.Context, mv module.Version) (int64, time.Time, error) {
+func (s *Store) archiveUsage(mv module.Version) (int64, time.Time, error) {
 	fi, err := os.Stat(s.path(mv.RelPath()))
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, time.Time{}, ErrNotExist
+		return 0, time.Time{}, store.ErrNotExist
 	}
 	if err != nil {
 		return 0, time.Time{}, err
@@ -96,29 +88,10 @@ func (s *LocalStore) archiveUsage(ctx context.Context, mv module.Version) (int64
 	return fi.Size(), fi.ModTime(), nil
 }
 
-// markUsed persists a use as the archive's mtime (see the top of evict.go).
-func (s *LocalStore) markUsed(mv module.Version, t time.Time) error {
+// markUsed persists a use as the archive's mtime (see the top of this file).
+func (s *Store) markUsed(mv module.Version, t time.Time) error {
 	return os.Chtimes(s.path(mv.RelPath()), t, t)
 }
-
-// openUsage serves stores without a usageRecorder: size and modification
-// time from an opened Object, uses not persisted.
-type openUsage struct{ store Store }
-
-func (o openUsage) archiveUsage(ctx context.Context, mv module.Version) (int64, time.Time, error) {
-	obj, err := o.store.Open(ctx, mv)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	defer obj.Close()
-	fi, err := obj.Stat()
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	return fi.Size(), fi.ModTime(), nil
-}
-
-func (openUsage) markUsed(module.Version, time.Time) error { return nil }
 
 // lruEntry is one stored archive.
 type lruEntry struct {
@@ -131,8 +104,7 @@ type lruEntry struct {
 
 // evictor enforces the size limit; see the top of this file.
 type evictor struct {
-	store      Store // the backend: its Delete is not counted twice
-	usage      usageRecorder
+	store      *Store // evicting calls its remove, which is not counted twice
 	max, low   int64
 	touchEvery time.Duration
 	log        zerolog.Logger
@@ -154,13 +126,16 @@ type evictor struct {
 
 // newEvictor builds an evictor; nothing is evicted before its scan (run in
 // the background by New) is over.
-func newEvictor(store Store, maxBytes int64, log zerolog.Logger) *evictor {
-	e := &evictor{
-		store: store,
+func newEvictor(s *Store, maxBytes int64, touchEvery time.Duration, log zerolog.Logger) *evictor {
+	if touchEvery <= 0 {
+		touchEvery = touchInterval
+	}
+	return &evictor{
+		store: s,
 		max:   maxBytes,
 		// maxBytes*lowWaterPercent/100 without overflowing.
 		low:        maxBytes/100*lowWaterPercent + maxBytes%100*lowWaterPercent/100,
-		touchEvery: touchInterval,
+		touchEvery: touchEvery,
 		log:        log,
 		scanDone:   make(chan struct{}),
 		entries:    map[module.Version]*lruEntry{},
@@ -168,12 +143,6 @@ func newEvictor(store Store, maxBytes int64, log zerolog.Logger) *evictor {
 		pendingUse: map[module.Version]time.Time{},
 		gone:       map[module.Version]struct{}{},
 	}
-	if u, ok := store.(usageRecorder); ok {
-		e.usage = u
-	} else {
-		e.usage = openUsage{store}
-	}
-	return e
 }
 
 // scan learns what the store holds, then enforces the limit once.
@@ -188,9 +157,9 @@ func (e *evictor) scan() {
 	}
 	var all []found
 	err := e.store.Walk(ctx, func(mv module.Version) error {
-		size, used, err := e.usage.archiveUsage(ctx, mv)
+		size, used, err := e.store.archiveUsage(mv)
 		switch {
-		case errors.Is(err, ErrNotExist): // removed while we walked
+		case errors.Is(err, store.ErrNotExist): // removed while we walked
 		case err != nil:
 			e.log.Warn().Err(err).Str("archive", mv.String()).Msg("size limit: cannot stat archive; it is not counted")
 		default:
@@ -268,9 +237,8 @@ func (e *evictor) unpin(mv module.Version) {
 	}
 }
 
-// use pins mv and records a use of it: Cache.Get and Ensure.
-func (e *evictor) use(mv module.Version) (release func()) {
-	release = e.pin(mv)
+// use records a use of mv (an Open, which pins it).
+func (e *evictor) use(mv module.Version) {
 	now := time.Now()
 	e.mu.Lock()
 	ent := e.entries[mv]
@@ -289,13 +257,11 @@ func (e *evictor) use(mv module.Version) (release func()) {
 	}
 	e.mu.Unlock()
 	if touch {
-		// Pinned, so not deleted under us; a file removed by someone else
-		// is found missing by the caller's Open.
-		if err := e.usage.markUsed(mv, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Pinned by the Open, so not deleted under us.
+		if err := e.store.markUsed(mv, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			e.log.Debug().Err(err).Str("archive", mv.String()).Msg("size limit: cannot record archive use")
 		}
 	}
-	return release
 }
 
 // stored records a published archive of n bytes.
@@ -414,8 +380,8 @@ func (e *evictor) victimLocked() *lruEntry {
 // evictLocked deletes ent's archive. It runs under e.mu so that nobody can
 // pin (and then open) the archive while it goes.
 func (e *evictor) evictLocked(ent *lruEntry) error {
-	err := e.store.Delete(context.Background(), ent.mv)
-	if err != nil && !errors.Is(err, ErrNotExist) {
+	err := e.store.remove(ent.mv)
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
 	e.dropLocked(ent)
@@ -429,92 +395,50 @@ func (e *evictor) evictLocked(ent *lruEntry) error {
 	return nil
 }
 
-// stats returns evictions so far and the store's current size.
-func (e *evictor) stats() (evictions, bytes, files int64) {
+func (e *evictor) usage() store.Usage {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.evictions, e.total, int64(len(e.entries))
+	return store.Usage{Bytes: e.total, Files: int64(len(e.entries)), Evictions: e.evictions, InUse: int64(len(e.pins))}
 }
 
-// evictingStore is the Store a Cache with a size limit uses: the backend,
-// with opens pinned and writes and deletions counted.
-type evictingStore struct {
-	Store
-	e *evictor
-}
-
-// Open pins mv until the Object is closed.
-func (s *evictingStore) Open(ctx context.Context, mv module.Version) (Object, error) {
-	release := s.e.pin(mv)
-	obj, err := s.Store.Open(ctx, mv)
-	if err != nil {
-		release()
-		return nil, err
-	}
-	if f, ok := obj.(*os.File); ok {
-		return &pinnedFile{File: f, release: release}, nil
-	}
-	return &pinnedObject{Object: obj, release: release}, nil
-}
-
-// Put pins mv while it is written and evicts, if needed, once it is stored.
-func (s *evictingStore) Put(ctx context.Context, mv module.Version, r io.Reader, expectedSHA256 string) (int64, error) {
-	release := s.e.pin(mv)
-	defer release()
-	n, err := s.Store.Put(ctx, mv, r, expectedSHA256)
-	if err != nil {
-		// A failure after publishing (fsync of the directory) still left
-		// the archive in the store.
-		if size, _, uerr := s.e.usage.archiveUsage(ctx, mv); uerr == nil {
-			s.e.stored(mv, size)
-		}
-		return n, err
-	}
-	s.e.stored(mv, n)
-	s.e.enforce()
-	return n, nil
-}
-
-// Delete counts the removal.
-func (s *evictingStore) Delete(ctx context.Context, mv module.Version) error {
-	err := s.Store.Delete(ctx, mv)
-	if err == nil || errors.Is(err, ErrNotExist) {
-		s.e.removed(mv)
-	}
-	return err
-}
-
-// pinnedFile keeps the *os.File's methods, SyscallConn included, so
-// http.ServeContent still sends the body with sendfile.
-type pinnedFile struct {
-	*os.File
-	release func()
-}
-
-var _ syscall.Conn = (*pinnedFile)(nil)
-
-func (f *pinnedFile) Close() error {
-	err := f.File.Close()
-	f.release()
-	return err
-}
-
-type pinnedObject struct {
-	Object
-	release func()
-}
-
-func (o *pinnedObject) Close() error {
-	err := o.Object.Close()
-	o.release()
-	return err
-}
-
-// hold pins mv for a Get or Ensure and records the use; a no-op without a
-// size limit.
-func (c *Cache) hold(mv module.Version) (release func()) {
-	if c.evict == nil {
+// pin keeps mv from being evicted until release is called; a no-op
+// without a size limit.
+func (s *Store) pin(mv module.Version) (release func()) {
+	if s.evict == nil {
 		return func() {}
 	}
-	return c.evict.use(mv)
+	return s.evict.pin(mv)
+}
+
+// used records a use of mv (an Open) for the least-recently-used order.
+func (s *Store) used(mv module.Version) {
+	if s.evict != nil {
+		s.evict.use(mv)
+	}
+}
+
+// Hold keeps mv from being evicted until release is called (any number of
+// times; only the first counts). The archive pipeline holds an archive from
+// before its store lookup until its caller has opened it, covering the gap
+// between a fetch committing the archive and the waiter's Open.
+func (s *Store) Hold(mv module.Version) (release func()) { return s.pin(mv) }
+
+// Usage returns what the size limit knows of the store: all zero without a
+// limit, and complete once the start-up walk is over (ScanDone).
+func (s *Store) Usage() store.Usage {
+	if s.evict == nil {
+		return store.Usage{}
+	}
+	return s.evict.usage()
+}
+
+// ScanDone is closed once the start-up walk of a size-limited store is over
+// (at once without a limit): nothing is evicted before.
+func (s *Store) ScanDone() <-chan struct{} {
+	if s.evict == nil {
+		done := make(chan struct{})
+		close(done)
+		return done
+	}
+	return s.evict.scanDone
 }

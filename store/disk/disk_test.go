@@ -1,0 +1,242 @@
+package disk
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/module"
+	"moonbit-registry/store"
+	"moonbit-registry/store/storetest"
+)
+
+var lexRuntime = module.Version{Module: "moonbitlang/lex/runtime", Version: "0.1.0"}
+
+func newStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "packages")
+	s, err := New(Options{Root: root, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, root
+}
+
+func TestCompliance(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		maxBytes int64
+	}{{"unlimited", 0}, {"size limit", 1 << 40}} {
+		t.Run(tc.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) storetest.Harness {
+				root := filepath.Join(t.TempDir(), "packages")
+				s, err := New(Options{Root: root, MaxBytes: tc.maxBytes, Logger: zerolog.Nop()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				<-s.ScanDone()
+				return storetest.Harness{Store: s, AddStray: func(t *testing.T) {
+					for rel, body := range map[string]string{
+						tempDirName + "/put-1.part":         "half an archive",
+						"moonbitlang/notes.txt":             "x",
+						"walk/m1/sub/0.2%2E0.zip":           "decodes to an archive name",
+						"walk/m1/sub/0.1.0.zip" + sumSuffix: "a record without its archive",
+					} {
+						p := filepath.Join(root, filepath.FromSlash(rel))
+						if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+							t.Fatal(err)
+						}
+						if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}}
+			})
+		})
+	}
+}
+
+func put(t *testing.T, s store.Store, mv module.Version, b []byte) {
+	t.Helper()
+	if _, err := store.PutVerified(context.Background(), s, mv, bytes.NewReader(b), store.Meta{SHA256: storetest.Sum(b), Size: -1}); err != nil {
+		t.Fatalf("PutVerified(%s): %v", mv, err)
+	}
+}
+
+// tempFiles lists what is left in the store's temporary directory.
+func tempFiles(t *testing.T, root string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(root, tempDirName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+// The layout is the documented one, and a failed write leaves no
+// temporary file behind.
+func TestLayoutAndNoLeftovers(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	b := storetest.Body(lexRuntime)
+	put(t, s, lexRuntime, b)
+	p := filepath.Join(root, "moonbitlang", "lex", "runtime", "0.1.0.zip")
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("%s: %d bytes, %v; want the archive", p, len(got), err)
+	}
+	if got, err := os.ReadFile(p + sumSuffix); err != nil || string(got) != storetest.Sum(b)+"\n" {
+		t.Errorf("%s: %q, %v; want the checksum", p+sumSuffix, got, err)
+	}
+	boom := errors.New("boom")
+	r := io.MultiReader(bytes.NewReader([]byte("partial")), errReader{boom})
+	if _, err := store.PutVerified(ctx, s, lexRuntime, r, store.Meta{SHA256: storetest.Sum(nil), Size: -1}); !errors.Is(err, boom) {
+		t.Errorf("PutVerified with failing reader: %v, want boom", err)
+	}
+	if tmp := tempFiles(t, root); len(tmp) != 0 {
+		t.Errorf("temporary files left: %v", tmp)
+	}
+	if err := s.Delete(ctx, lexRuntime); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "moonbitlang")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("emptied directories not pruned after Delete: %v", err)
+	}
+}
+
+// An archive stored before checksum records were kept opens with an unknown
+// checksum rather than a wrong one.
+func TestArchiveWithoutChecksumRecord(t *testing.T) {
+	s, root := newStore(t)
+	b := storetest.Body(lexRuntime)
+	put(t, s, lexRuntime, b)
+	if err := os.Remove(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath())+sumSuffix)); err != nil {
+		t.Fatal(err)
+	}
+	// Touch it so the remembered record is not used.
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath())), later, later)
+	obj, err := s.Open(context.Background(), lexRuntime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obj.Close()
+	if info := obj.Info(); info.SHA256 != "" || info.Size != int64(len(b)) {
+		t.Errorf("Info = %+v, want size %d and no checksum", info, len(b))
+	}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+func TestRemovesLeftoverTempFiles(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	put(t, s, lexRuntime, storetest.Body(lexRuntime))
+	// A process that died mid-write leaves these behind.
+	for _, name := range []string{"put-123.part", "put-456.part"} {
+		if err := os.WriteFile(filepath.Join(root, tempDirName, name), []byte("half an archive"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s2, err := New(Options{Root: root, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tmp := tempFiles(t, root); len(tmp) != 0 {
+		t.Errorf("leftover temporary files survived start-up: %v", tmp)
+	}
+	obj, err := s2.Open(ctx, lexRuntime)
+	if err != nil {
+		t.Fatalf("archive lost at start-up: %v", err)
+	}
+	obj.Close()
+}
+
+func TestStartupKeepsLiveWritersTempFiles(t *testing.T) {
+	_, root := newStore(t)
+	// A second process writing to the same root right now.
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	// A process that has exited.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	live := fmt.Sprintf("put-%d-1.part", other.Process.Pid)
+	gone := fmt.Sprintf("put-%d-2.part", dead.Process.Pid)
+	for _, name := range []string{live, gone} {
+		if err := os.WriteFile(filepath.Join(root, tempDirName, name), []byte("partial"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := New(Options{Root: root, Logger: zerolog.Nop()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, tempDirName, live)); err != nil {
+		t.Errorf("a live writer's temp file was removed: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, tempDirName, gone)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a dead writer's temp file survived: %v", err)
+	}
+}
+
+func TestPing(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	if err := s.Ping(ctx); err != nil {
+		t.Errorf("a fresh store: %v", err)
+	}
+	if os.Geteuid() != 0 { // root may write anywhere
+		os.Chmod(root, 0o500)
+		defer os.Chmod(root, 0o700)
+		if err := s.Ping(ctx); err == nil {
+			t.Error("a read-only root: want an error")
+		}
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Error("a removed root: want an error")
+	}
+}
+
+func TestWriteFailureIsErrWrite(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	// The temporary directory replaced by a file: no temp file can be made,
+	// as when the disk is full or read-only.
+	tmp := filepath.Join(root, tempDirName)
+	if err := os.RemoveAll(tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tmp, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := storetest.Body(lexRuntime)
+	_, err := store.PutVerified(ctx, s, lexRuntime, bytes.NewReader(b), store.Meta{SHA256: storetest.Sum(b), Size: -1})
+	if !errors.Is(err, store.ErrWrite) {
+		t.Fatalf("err = %v, want store.ErrWrite", err)
+	}
+	if _, err := s.Open(ctx, lexRuntime); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("after a failed write: Open err = %v, want ErrNotExist", err)
+	}
+}
