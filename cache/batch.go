@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
+
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 )
@@ -196,28 +198,64 @@ func (c *Cache) verifyOne(ctx context.Context, mv module.Version, mustExist bool
 	if err != nil {
 		return nil, fmt.Errorf("index lookup %s: %w", mv, err)
 	}
-	obj, err := c.store.Open(ctx, mv)
+	return checkStored(ctx, c.store, mv, want, ok, mustExist), nil
+}
+
+// checkStored re-hashes mv's stored archive against want (inIndex false:
+// the index does not list it). It returns nil when all is well, or when the
+// archive is not stored and need not be.
+func checkStored(ctx context.Context, s store.Store, mv module.Version, want string, inIndex, mustExist bool) *VerifyProblem {
+	obj, err := s.Open(ctx, mv)
 	if errors.Is(err, store.ErrNotExist) {
 		if mustExist {
-			return &VerifyProblem{Archive: mv, Kind: "missing", Detail: "not cached"}, nil
+			return &VerifyProblem{Archive: mv, Kind: "missing", Detail: "not cached"}
 		}
-		return nil, nil // removed while we walked
+		return nil // removed while we walked
 	}
 	if err != nil {
-		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}, nil
+		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}
 	}
 	defer obj.Close()
-	if !ok {
-		return &VerifyProblem{Archive: mv, Kind: "orphan", Detail: "not in the index"}, nil
+	if !inIndex {
+		return &VerifyProblem{Archive: mv, Kind: "orphan", Detail: "not in the index"}
 	}
 	h := sha256.New()
 	if _, err := io.Copy(h, obj); err != nil {
-		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}, nil
+		return &VerifyProblem{Archive: mv, Kind: "unreadable", Detail: err.Error()}
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != want {
-		return &VerifyProblem{Archive: mv, Kind: "mismatch", Detail: fmt.Sprintf("index sha256 %s, stored %s", want, got)}, nil
+		return &VerifyProblem{Archive: mv, Kind: "mismatch", Detail: fmt.Sprintf("index sha256 %s, stored %s", want, got)}
 	}
-	return nil, nil
+	return nil
+}
+
+// Changed is a version whose index line changed, with its checksum now.
+type Changed struct {
+	Archive module.Version
+	SHA256  string
+}
+
+// DropStale re-checks the stored archives of versions whose index line
+// changed and deletes those that no longer match their checksum, so a
+// republished checksum is never answered with the old bytes. It needs only
+// the store, so the index can call it after each sync before any pipeline
+// exists. Failures are logged: the next sync or a verify run tries again.
+func DropStale(ctx context.Context, s store.Store, changed []Changed, log zerolog.Logger) {
+	for _, ch := range changed {
+		if err := ctx.Err(); err != nil {
+			return
+		}
+		p := checkStored(ctx, s, ch.Archive, ch.SHA256, true, false)
+		if p == nil {
+			continue
+		}
+		if err := s.Delete(ctx, ch.Archive); err != nil && !errors.Is(err, store.ErrNotExist) {
+			log.Error().Err(err).Str("archive", ch.Archive.String()).Msg("index entry changed: cannot drop the cached archive")
+			continue
+		}
+		log.Warn().Str("archive", ch.Archive.String()).Str("problem", p.Kind).Str("detail", p.Detail).
+			Msg("index entry changed: dropped the cached archive; it is fetched again on demand")
+	}
 }
 
 // Cached reports whether the store holds mv (for dry runs and reports).

@@ -8,6 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"moonbit-registry/cache"
+	"moonbit-registry/indexsync"
+	"moonbit-registry/upstream"
 )
 
 // FileName is the configuration file's name inside the registry root.
@@ -99,7 +103,8 @@ type Mirror struct {
 }
 
 // Defaults returns the built-in configuration: local disk under the registry
-// root, the public mooncakes.io upstream.
+// root, the public mooncakes.io upstream. Where a package has a default of
+// its own, this is it, so each default is written once.
 func Defaults() Config {
 	return Config{
 		Server: Server{
@@ -113,23 +118,23 @@ func Defaults() Config {
 			AuthUsers:         []string{},
 		},
 		Upstream: Upstream{
-			IndexURL:    "https://mooncakes.io/git/index",
-			DownloadURL: "https://download.mooncakes.io",
-			APIURL:      "https://mooncakes.io",
-			UserAgent:   "mooncake/0.1.0 (moonbit-registry)",
-			Timeout:     Duration(60 * time.Second),
-			Retries:     3,
+			IndexURL:    upstream.DefaultIndexURL,
+			DownloadURL: upstream.DefaultDownloadURL,
+			APIURL:      upstream.DefaultAPIURL,
+			UserAgent:   upstream.DefaultUserAgent,
+			Timeout:     Duration(upstream.DefaultTimeout),
+			Retries:     upstream.DefaultRetries,
 		},
 		Index: Index{
 			Dir:          "data/index",
-			SyncInterval: Duration(5 * time.Minute),
-			Branch:       "main",
-			GitTimeout:   Duration(2 * time.Minute),
+			SyncInterval: Duration(indexsync.DefaultInterval),
+			Branch:       indexsync.DefaultBranch,
+			GitTimeout:   Duration(indexsync.DefaultGitTimeout),
 		},
 		Cache: Cache{
 			Dir:                  "data/packages",
 			HTTPDir:              "data/http-cache",
-			MaxConcurrentFetches: 16,
+			MaxConcurrentFetches: cache.DefaultMaxConcurrentFetches,
 		},
 		Mirror: Mirror{
 			Packages:    []string{},

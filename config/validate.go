@@ -4,17 +4,16 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"moonbit-registry/indexsync"
+	"moonbit-registry/upstream"
 )
 
 // ErrInvalid marks every validation error, for errors.Is.
 var ErrInvalid = errors.New("invalid configuration")
-
-var branchPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]*$`)
 
 // validate checks every key; the first bad one is reported with its source.
 // It also fills in base_url from listen when it is empty (https:// with TLS).
@@ -35,11 +34,12 @@ func (c *Config) validate(src sources) error {
 		}
 		c.Server.BaseURL = scheme + c.Server.Listen
 	} else {
-		if err := checkHTTPURL(c.Server.BaseURL); err != nil {
+		// The client appends "/git/index" without stripping a slash.
+		u, err := upstream.ParseBaseURL(c.Server.BaseURL)
+		if err != nil {
 			return bad("server.base_url", c.Server.BaseURL, err.Error())
 		}
-		// The client appends "/git/index" without stripping a slash.
-		c.Server.BaseURL = strings.TrimRight(c.Server.BaseURL, "/")
+		c.Server.BaseURL = u.String()
 	}
 	for _, u := range []struct {
 		key string
@@ -49,10 +49,11 @@ func (c *Config) validate(src sources) error {
 		{"upstream.download_url", &c.Upstream.DownloadURL},
 		{"upstream.api_url", &c.Upstream.APIURL},
 	} {
-		if err := checkHTTPURL(*u.val); err != nil {
+		parsed, err := upstream.ParseBaseURL(*u.val)
+		if err != nil {
 			return bad(u.key, *u.val, err.Error())
 		}
-		*u.val = strings.TrimRight(*u.val, "/")
+		*u.val = parsed.String()
 	}
 	if strings.TrimSpace(c.Upstream.UserAgent) == "" {
 		return bad("upstream.user_agent", c.Upstream.UserAgent, "must not be empty: upstream rejects requests without a user agent")
@@ -86,8 +87,8 @@ func (c *Config) validate(src sources) error {
 			return bad(n.key, n.val, fmt.Sprintf("must be between %d and %d", n.min, n.max))
 		}
 	}
-	if !branchPattern.MatchString(c.Index.Branch) || strings.Contains(c.Index.Branch, "..") {
-		return bad("index.branch", c.Index.Branch, "not a valid git branch name")
+	if err := indexsync.ValidateBranch(c.Index.Branch); err != nil {
+		return bad("index.branch", c.Index.Branch, err.Error())
 	}
 	for _, p := range []struct{ key, val string }{
 		{"index.dir", c.Index.Dir}, {"cache.dir", c.Cache.Dir}, {"cache.http_dir", c.Cache.HTTPDir},
@@ -114,23 +115,6 @@ func checkListen(addr string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("invalid port %q", port)
-	}
-	return nil
-}
-
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("not a URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("must be an http:// or https:// URL")
-	}
-	if u.Host == "" {
-		return fmt.Errorf("has no host")
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return fmt.Errorf("must not carry a query, fragment or credentials")
 	}
 	return nil
 }

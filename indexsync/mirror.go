@@ -18,7 +18,7 @@ import (
 
 // ErrNotReady is returned by lookups before the first successful sync has
 // put a repository in Options.Dir.
-var ErrNotReady = fmt.Errorf("%w: index mirror not synced yet", module.ErrIndexUnavailable)
+var ErrNotReady = fmt.Errorf("%w: the index mirror has not finished its first sync from upstream", module.ErrIndexUnavailable)
 
 // Mirror is a local git mirror of the index. All methods are safe for
 // concurrent use.
@@ -75,8 +75,8 @@ func New(opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := validateBranch(opts.Branch); err != nil {
-		return nil, err
+	if err := ValidateBranch(opts.Branch); err != nil {
+		return nil, fmt.Errorf("indexsync: branch %q: %w", opts.Branch, err)
 	}
 	if strings.HasPrefix(opts.UpstreamURL, "-") {
 		return nil, fmt.Errorf("indexsync: upstream URL %q must not start with '-'", opts.UpstreamURL)
@@ -107,6 +107,22 @@ func New(opts Options) (*Mirror, error) {
 		}
 	}
 	return m, nil
+}
+
+// Repository is the work tree to serve (proxy.Index): Dir.
+func (m *Mirror) Repository() string { return m.opts.Dir }
+
+// Ready is nil once the mirror has a commit to serve (proxy.Index), and
+// ErrNotReady before the first sync. The first clone is moved into place
+// with .git last, so .git present means complete.
+func (m *Mirror) Ready() error {
+	if !m.Status().Ready() {
+		return ErrNotReady
+	}
+	if fi, err := os.Stat(filepath.Join(m.opts.Dir, ".git")); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%w: %s has no repository", ErrNotReady, m.opts.Dir)
+	}
+	return nil
 }
 
 // Dir is the mirror repository's directory (absolute), the one to serve.
@@ -194,7 +210,10 @@ func (m *Mirror) removeStaleTempsIn(parent string) {
 
 // validateBranch accepts plain branch names only, so the name can go into
 // a refspec and never be read as an option.
-func validateBranch(b string) error {
+// ValidateBranch checks an upstream branch name: what git accepts as a
+// branch, restricted to letters, digits and ._/- (it reaches git's command
+// line and refspecs). The one rule the configuration and the mirror share.
+func ValidateBranch(b string) error {
 	ok := b != "" && len(b) <= 200 && !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") &&
 		!strings.HasSuffix(b, "/") && !strings.Contains(b, "..") && !strings.Contains(b, "//") &&
 		!strings.HasSuffix(b, ".lock")
@@ -204,7 +223,7 @@ func validateBranch(b string) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("indexsync: invalid branch name %q", b)
+		return errors.New("not a valid git branch name")
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"os"
 
 	"moonbit-registry/module"
 
@@ -22,6 +23,11 @@ type Version struct {
 	Yanked bool
 	// Raw is the whole line, untouched, for passing through.
 	Raw json.RawMessage
+}
+
+// Archive names the archive the line describes.
+func (v Version) Archive() module.Version {
+	return module.Version{Module: v.Module, Version: v.Version}
 }
 
 // Dep is one dependency. In the index a dependency is either a semver
@@ -107,4 +113,20 @@ func parseLine(mod string, line []byte) (Version, error) {
 		Yanked:   bytes.Equal(bytes.TrimSpace(l.Yanked), []byte("true")),
 		Raw:      json.RawMessage(bytes.Clone(line)),
 	}, nil
+}
+
+// ReadProjectDeps reads the dependencies of a project's moon.mod.json, as
+// mirror --from takes them.
+func ReadProjectDeps(path string) (map[string]Dep, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var mod struct {
+		Deps map[string]Dep `json:"deps"`
+	}
+	if err := json.Unmarshal(data, &mod); err != nil {
+		return nil, fmt.Errorf("%s: not a valid moon.mod.json: %w", path, err)
+	}
+	return mod.Deps, nil
 }

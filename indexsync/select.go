@@ -43,7 +43,7 @@ type Selection struct {
 func (s Selection) Archives() []module.Version {
 	out := make([]module.Version, len(s.Versions))
 	for i, v := range s.Versions {
-		out[i] = module.Version{Module: v.Module, Version: v.Version}
+		out[i] = v.Archive()
 	}
 	return out
 }

@@ -39,6 +39,8 @@ type Archives interface {
 	Get(ctx context.Context, mv module.Version) (store.Object, cache.Outcome, error)
 	// Checksum is the index checksum of mv, used as the ETag.
 	Checksum(ctx context.Context, mv module.Version) (string, bool, error)
+	// Ping is nil when the store takes archives (readiness).
+	Ping(ctx context.Context) error
 }
 
 func newArchiveHandler(archives Archives, private bool, log zerolog.Logger) http.Handler {

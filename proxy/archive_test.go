@@ -416,6 +416,8 @@ func (s streamArchives) Get(ctx context.Context, mv module.Version) (store.Objec
 	return streamObject{Reader: bytes.NewReader(s.body), info: info}, cache.OutcomeHit, nil
 }
 
+func (s streamArchives) Ping(ctx context.Context) error { return nil }
+
 func (s streamArchives) Checksum(ctx context.Context, mv module.Version) (string, bool, error) {
 	return sum256(s.body), true, nil
 }

@@ -46,31 +46,33 @@ const (
 // gitHandler serves the index mirror read-only over git smart HTTP by
 // running `git http-backend` as a CGI program per request.
 type gitHandler struct {
-	repoDir string // absolute path of the mirror repository (work tree)
+	index   Index
 	gitPath string
 	gitErr  error // set when git cannot be found; every request fails
 	log     zerolog.Logger
 	slots   chan struct{}
 }
 
-// newGitHandler serves the index mirror at /git/index over git smart HTTP.
-// repoDir is the mirror's work tree (the directory holding .git). The
-// request path arrives unstripped.
-func newGitHandler(repoDir string, log zerolog.Logger) http.Handler {
+// Index is the package index the server serves at /git/index: the mirror
+// of upstream (indexsync.Mirror) or anything else that keeps a git work
+// tree of index files, such as an index composed of upstream and private
+// modules.
+type Index interface {
+	// Repository is the work tree to serve (the directory holding .git).
+	Repository() string
+	// Ready is nil when the repository can be served, else why not.
+	Ready() error
+}
+
+// newGitHandler serves index at /git/index over git smart HTTP; a nil
+// index answers 503. The request path arrives unstripped.
+func newGitHandler(index Index, log zerolog.Logger) http.Handler {
 	h := &gitHandler{
+		index: index,
 		log:   log.With().Str("component", "git-http-backend").Logger(),
 		slots: make(chan struct{}, maxGitBackends),
 	}
-	if repoDir != "" {
-		abs, err := filepath.Abs(repoDir)
-		if err != nil {
-			h.gitErr = fmt.Errorf("index directory %q: %w", repoDir, err)
-		}
-		h.repoDir = abs
-	}
-	if h.gitErr == nil {
-		h.gitPath, h.gitErr = exec.LookPath("git")
-	}
+	h.gitPath, h.gitErr = exec.LookPath("git")
 	return h
 }
 
@@ -126,9 +128,10 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		http.Error(w, "index not available", http.StatusInternalServerError)
 		return
 	}
-	if !h.ready() {
+	repoDir, err := h.repository()
+	if err != nil {
 		w.Header().Set("Retry-After", "10")
-		http.Error(w, "index mirror not ready: the first sync from upstream has not finished yet", http.StatusServiceUnavailable)
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 
@@ -168,7 +171,7 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 
 	logw := &backendLog{log: h.log, path: path}
 	env := []string{
-		"GIT_PROJECT_ROOT=" + h.repoDir,
+		"GIT_PROJECT_ROOT=" + repoDir,
 		"GIT_HTTP_EXPORT_ALL=1",
 		// Neither the user's nor the system's git config may change what
 		// is served (or enable receive-pack).
@@ -186,7 +189,7 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		// PATH_INFO becomes "/info/refs" or "/git-upload-pack", so the
 		// repository is GIT_PROJECT_ROOT itself.
 		Root:   gitPrefix,
-		Dir:    h.repoDir,
+		Dir:    repoDir,
 		Env:    env,
 		Logger: log.New(logw, "", 0),
 		Stderr: logw,
@@ -194,14 +197,15 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 	backend.ServeHTTP(&flushWriter{w: w, rc: http.NewResponseController(w)}, r2)
 }
 
-// ready reports whether the mirror repository exists. The mirror moves a
-// first clone into place with .git last, so .git means complete.
-func (h *gitHandler) ready() bool {
-	if h.repoDir == "" {
-		return false
+// repository is the absolute work tree to serve, or why there is none.
+func (h *gitHandler) repository() (string, error) {
+	if h.index == nil {
+		return "", errors.New("no index configured")
 	}
-	fi, err := os.Stat(filepath.Join(h.repoDir, ".git"))
-	return err == nil && fi.IsDir()
+	if err := h.index.Ready(); err != nil {
+		return "", err
+	}
+	return filepath.Abs(h.index.Repository())
 }
 
 // readGitBody reads a POST body, decompressing gzip, up to

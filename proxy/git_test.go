@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -85,9 +86,9 @@ func newGitTestEnvFrom(t *testing.T, src string, viaServer bool) *gitTestEnv {
 	gitTestRun(t, m.Dir(), "config", "secret.marker", "do-not-serve-0451")
 	var h http.Handler
 	if viaServer {
-		h = New(Options{IndexDir: m.Dir(), Logger: gitTestLogger(t)}).Handler()
+		h = New(Options{Index: m, Logger: gitTestLogger(t)}).Handler()
 	} else {
-		h = newGitHandler(m.Dir(), gitTestLogger(t))
+		h = newGitHandler(m, gitTestLogger(t))
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -296,9 +297,15 @@ func TestGitHandlerServesNothingElse(t *testing.T) {
 	}
 }
 
+// notReadyIndex is an index before its first sync.
+type notReadyIndex struct{ dir string }
+
+func (n notReadyIndex) Repository() string { return n.dir }
+func (n notReadyIndex) Ready() error       { return errors.New("first sync not finished") }
+
 func TestGitHandlerNotReady(t *testing.T) {
-	for _, dir := range []string{"", filepath.Join(t.TempDir(), "not-yet")} {
-		srv := httptest.NewServer(newGitHandler(dir, zerolog.Nop()))
+	for dir, index := range map[string]Index{"none": nil, "not-yet": notReadyIndex{filepath.Join(t.TempDir(), "not-yet")}} {
+		srv := httptest.NewServer(newGitHandler(index, zerolog.Nop()))
 		status, hdr, body := gitTestRaw(t, srv.Listener.Addr().String(), "GET", "/git/index/info/refs?service=git-upload-pack", nil, nil)
 		if status != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") || hdr.Get("Retry-After") == "" {
 			t.Errorf("dir %q: %d %q", dir, status, body)

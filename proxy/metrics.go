@@ -21,12 +21,6 @@ type IndexHealth struct {
 	Syncs, Failures       uint64
 }
 
-// MetricsSources are read at scrape time; nil ones are left out.
-type MetricsSources struct {
-	Cache func() cache.Stats
-	Index func() IndexHealth
-}
-
 // Metrics holds the Prometheus collectors of one server, in a registry of
 // its own (no process-wide default registry), served at /metrics.
 type Metrics struct {
@@ -39,9 +33,10 @@ type Metrics struct {
 	fetchDuration *prometheus.HistogramVec
 }
 
-// NewMetrics registers every collector, including Go runtime and process
-// metrics.
-func NewMetrics(src MetricsSources) *Metrics {
+// NewMetrics registers the request collectors and the Go runtime and
+// process metrics; WatchCache and WatchIndex add the figures of the parts
+// once they exist.
+func NewMetrics() *Metrics {
 	m := &Metrics{
 		registry: prometheus.NewRegistry(),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -76,16 +71,12 @@ func NewMetrics(src MetricsSources) *Metrics {
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
-	if src.Cache != nil {
-		m.registerCacheStats(src.Cache)
-	}
-	if src.Index != nil {
-		m.registerIndexHealth(src.Index)
-	}
 	return m
 }
 
-func (m *Metrics) registerCacheStats(stats func() cache.Stats) {
+// WatchCache exports the archive pipeline's counters, read at scrape time.
+// Call it once.
+func (m *Metrics) WatchCache(stats func() cache.Stats) {
 	counter := func(name, help string, get func(cache.Stats) int64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
 			func() float64 { return float64(get(stats())) })
@@ -114,7 +105,9 @@ func (m *Metrics) registerCacheStats(stats func() cache.Stats) {
 	)
 }
 
-func (m *Metrics) registerIndexHealth(health func() IndexHealth) {
+// WatchIndex exports the index mirror's sync health, read at scrape time.
+// Call it once.
+func (m *Metrics) WatchIndex(health func() IndexHealth) {
 	m.registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "moonbit_registry_index_sync_age_seconds",

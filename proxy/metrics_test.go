@@ -17,13 +17,12 @@ import (
 )
 
 func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
-	m := NewMetrics(MetricsSources{
-		Cache: func() cache.Stats {
-			return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9}
-		},
-		Index: func() IndexHealth {
-			return IndexHealth{LastSuccess: time.Now().Add(-time.Minute), LastOK: true, Syncs: 3, Failures: 1}
-		},
+	m := NewMetrics()
+	m.WatchCache(func() cache.Stats {
+		return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9}
+	})
+	m.WatchIndex(func() IndexHealth {
+		return IndexHealth{LastSuccess: time.Now().Add(-time.Minute), LastOK: true, Syncs: 3, Failures: 1}
 	})
 	srv := New(Options{Metrics: m, Logger: zerolog.Nop()})
 	ts := httptest.NewServer(srv.Handler())
@@ -85,7 +84,7 @@ func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
 }
 
 func TestMetricsObserveFetchOutcomes(t *testing.T) {
-	m := NewMetrics(MetricsSources{})
+	m := NewMetrics()
 	results := []cache.FetchResult{
 		{Duration: time.Second},
 		{Duration: time.Second},

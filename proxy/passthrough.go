@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,19 +19,13 @@ import (
 	"moonbit-registry/upstream"
 )
 
-// Defaults for PassthroughOptions.
-const (
-	DefaultAPIURL             = "https://mooncakes.io"
-	DefaultPassthroughTimeout = 10 * time.Minute
-)
-
 // PassthroughOptions configures NewPassthrough.
 type PassthroughOptions struct {
 	// DownloadURL is upstream for /symbols.zip; default
 	// upstream.DefaultDownloadURL.
 	DownloadURL string
 	// APIURL is upstream for /assets/... and /api/v0/...; default
-	// DefaultAPIURL.
+	// upstream.DefaultAPIURL.
 	APIURL string
 	// Transport carries the upstream requests; it should be a
 	// *upstream.CachingTransport, so upstream's ETag and Cache-Control are
@@ -40,7 +35,7 @@ type PassthroughOptions struct {
 	// UserAgent is sent upstream; default upstream.DefaultUserAgent.
 	UserAgent string
 	// Timeout bounds one upstream exchange, body included; default
-	// DefaultPassthroughTimeout.
+	// upstream.DefaultTimeout.
 	Timeout time.Duration
 	Logger  zerolog.Logger
 }
@@ -56,7 +51,7 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := parseBaseURL(opts.APIURL, DefaultAPIURL)
+	api, err := parseBaseURL(opts.APIURL, upstream.DefaultAPIURL)
 	if err != nil {
 		return nil, err
 	}
@@ -72,18 +67,16 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 		h.userAgent = upstream.DefaultUserAgent
 	}
 	if h.timeout <= 0 {
-		h.timeout = DefaultPassthroughTimeout
+		h.timeout = upstream.DefaultTimeout
 	}
 	return h, nil
 }
 
 func parseBaseURL(s, def string) (*url.URL, error) {
-	if s == "" {
-		s = def
-	}
-	u, err := url.Parse(strings.TrimSuffix(s, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("passthrough: upstream URL %q must be an absolute http(s) URL", s)
+	s = cmp.Or(s, def)
+	u, err := upstream.ParseBaseURL(s)
+	if err != nil {
+		return nil, fmt.Errorf("passthrough: upstream URL %q: %w", s, err)
 	}
 	return u, nil
 }

@@ -31,8 +31,9 @@ type Options struct {
 	// accepting; 0 stops at once.
 	DrainDelay time.Duration
 
-	// IndexDir is the git repository of the index mirror, served at /git/index.
-	IndexDir string
+	// Index is served at /git/index over git smart HTTP, and /readyz waits
+	// for it; nil answers 503 there.
+	Index Index
 
 	// Archives serves /user/... package archives (a *cache.Cache); nil
 	// answers 503.
@@ -40,11 +41,6 @@ type Options struct {
 	// Passthrough serves /symbols.zip, /assets/ and /api/v0/ (see
 	// NewPassthrough); nil answers 503.
 	Passthrough http.Handler
-
-	// Ready reports whether the server can do its job (index mirror present,
-	// store usable); nil means always ready. It backs /readyz and must be
-	// cheap.
-	Ready func() error
 
 	// Auth, when it has tokens or users, makes every route but /healthz
 	// answer 401 to requests without valid credentials.
@@ -76,7 +72,7 @@ func New(opts Options) *Server {
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics.handler())
 	}
-	mux.Handle("/git/index/", newGitHandler(opts.IndexDir, s.log))
+	mux.Handle("/git/index/", newGitHandler(opts.Index, s.log))
 	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), s.log))
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
@@ -149,13 +145,26 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		probeAnswer(w, http.StatusServiceUnavailable, "shutting down")
 		return
 	}
-	if s.opts.Ready != nil {
-		if err := s.opts.Ready(); err != nil {
-			probeAnswer(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
-			return
-		}
+	if err := s.ready(r.Context()); err != nil {
+		probeAnswer(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+		return
 	}
 	probeAnswer(w, http.StatusOK, "ready")
+}
+
+// ready is nil when the index can be served and the archive store takes
+// writes; it backs /readyz and must be cheap. Parts not configured (tests)
+// are not checked.
+func (s *Server) ready(ctx context.Context) error {
+	if s.opts.Index != nil {
+		if err := s.opts.Index.Ready(); err != nil {
+			return err
+		}
+	}
+	if s.opts.Archives != nil {
+		return s.opts.Archives.Ping(ctx)
+	}
+	return nil
 }
 
 // probeAnswer writes a health probe's short, never-cached plain-text answer.

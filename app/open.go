@@ -1,0 +1,142 @@
+// Package app is the composition root: it opens the registry's parts from
+// a config.Config in the one order their types allow (archive store, index
+// mirror over it, fetch pipeline over both, then what serves them) and runs
+// the work of the commands that need them. package main parses the command
+// line and calls it; nothing here parses flags or exits.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
+	"moonbit-registry/config"
+	"moonbit-registry/indexsync"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
+)
+
+// UsageError is a mistake in how a command was called (bad pattern,
+// nothing to do, unreadable input): the command line says exit status 2.
+type UsageError struct{ Err error }
+
+func (e UsageError) Error() string { return e.Err.Error() }
+func (e UsageError) Unwrap() error { return e.Err }
+
+func usageErrorf(format string, args ...any) error {
+	return UsageError{fmt.Errorf(format, args...)}
+}
+
+// Use says how a command uses the archives.
+type Use struct {
+	// Fetch allows fetching from upstream; false serves what is stored.
+	Fetch bool
+	// Evict enforces cache.max_size. Commands that only read or report
+	// must not delete.
+	Evict bool
+	// OnFetch, if set, sees every finished upstream fetch (metrics).
+	OnFetch func(cache.FetchResult)
+}
+
+// Registry is the opened parts of a registry root.
+type Registry struct {
+	Config   config.Config
+	Log      zerolog.Logger
+	Store    *disk.Store
+	Index    *indexsync.Mirror
+	Archives *cache.Cache
+}
+
+// Open opens the archive store, the index mirror (which may not have
+// synced yet) and the fetch pipeline over both. A sync that changes a
+// published version's index line drops that version's stored archive if it
+// no longer matches (cache.DropStale). Close ends it.
+func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
+	cacheLog := log.With().Str("component", "cache").Logger()
+	maxBytes := int64(0)
+	if use.Evict {
+		maxBytes = int64(cfg.Cache.MaxSize)
+	}
+	archives, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, Logger: cacheLog})
+	if err != nil {
+		return nil, err
+	}
+	index, err := indexsync.New(indexsync.Options{
+		Dir:         cfg.Index.Dir,
+		UpstreamURL: cfg.Upstream.IndexURL,
+		Branch:      cfg.Index.Branch,
+		Interval:    cfg.Index.SyncInterval.D(),
+		GitTimeout:  cfg.Index.GitTimeout.D(),
+		OnChange: func(ch indexsync.Changes) {
+			changed := make([]cache.Changed, len(ch.Changed))
+			for i, v := range ch.Changed {
+				changed[i] = cache.Changed{Archive: v.Archive(), SHA256: v.Checksum}
+			}
+			cache.DropStale(context.Background(), archives, changed, cacheLog)
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var fetcher cache.Fetcher // nil: cached archives only
+	if use.Fetch {
+		retries := cfg.Upstream.Retries
+		if retries == 0 {
+			retries = -1 // the fetcher reads 0 as its default; the config means none
+		}
+		fetcher, err = upstream.NewFetcher(upstream.FetcherOptions{
+			DownloadURL: cfg.Upstream.DownloadURL,
+			UserAgent:   cfg.Upstream.UserAgent,
+			Timeout:     cfg.Upstream.Timeout.D(),
+			Retries:     retries,
+			Logger:      cacheLog,
+		})
+		if err != nil {
+			index.Close()
+			return nil, err
+		}
+	}
+	pipeline, err := cache.New(cache.Options{
+		Store:                archives,
+		Index:                index,
+		Fetcher:              fetcher,
+		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
+		OnFetch:              use.OnFetch,
+		Logger:               cacheLog,
+	})
+	if err != nil {
+		index.Close()
+		return nil, err
+	}
+	return &Registry{Config: cfg, Log: log, Store: archives, Index: index, Archives: pipeline}, nil
+}
+
+// Close waits for any index sync the registry started, so no git outlives
+// the process.
+func (r *Registry) Close() { r.Index.Close() }
+
+// syncFirst brings the index up to date unless offline; the error says how
+// to go on without upstream.
+func (r *Registry) syncFirst(ctx context.Context, offline bool) error {
+	if offline {
+		return nil
+	}
+	if _, err := r.Index.Sync(ctx); err != nil {
+		return fmt.Errorf("index sync from %s failed (use --offline to use the local mirror as it is): %w", r.Config.Upstream.IndexURL, err)
+	}
+	return nil
+}
+
+// selectPatterns resolves mirror/verify patterns; a pattern that is
+// malformed or matches nothing is a usage error.
+func (r *Registry) selectPatterns(ctx context.Context, patterns []string, opts indexsync.SelectOptions) (indexsync.Selection, error) {
+	sel, err := indexsync.Select(ctx, r.Index, patterns, opts)
+	if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
+		return sel, UsageError{err}
+	}
+	return sel, err
+}

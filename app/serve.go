@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/config"
+	"moonbit-registry/indexsync"
+	"moonbit-registry/proxy"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
+)
+
+// Serve runs the proxy until ctx ends: it syncs the index at start and
+// every index.sync_interval (unless offline) and serves clients. It returns
+// after in-flight requests have finished and any sync it started is over.
+func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+	// A missing or mismatched key pair stops start-up, not the first
+	// client's handshake.
+	tlsConfig, err := cfg.Server.LoadTLS()
+	if err != nil {
+		return UsageError{err}
+	}
+	metrics := proxy.NewMetrics()
+	r, err := Open(cfg, Use{Fetch: !cfg.Server.Offline, Evict: true, OnFetch: metrics.ObserveFetch}, log)
+	if err != nil {
+		return err
+	}
+	// Close waits for any sync Run started, so no git outlives the process.
+	defer r.Close()
+	metrics.WatchCache(r.Archives.Stats)
+	metrics.WatchIndex(func() proxy.IndexHealth { return indexHealth(r.Index.Status()) })
+	passthrough, err := openPassthrough(cfg, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+	}
+	if tlsConfig != nil {
+		ln = tls.NewListener(ln, tlsConfig)
+	}
+	if cfg.Server.Offline {
+		log.Warn().Msg("offline: the index is served as it is and upstream is never contacted")
+	} else {
+		go r.Index.Run(ctx)
+	}
+	tokens, users := cfg.Server.Credentials()
+	srv := proxy.New(proxy.Options{
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
+		ReadTimeout:       cfg.Server.ReadTimeout.D(),
+		WriteTimeout:      cfg.Server.WriteTimeout.D(),
+		IdleTimeout:       cfg.Server.IdleTimeout.D(),
+		ShutdownTimeout:   cfg.Server.ShutdownTimeout.D(),
+		DrainDelay:        cfg.Server.DrainDelay.D(),
+		Index:             r.Index,
+		Archives:          r.Archives,
+		Passthrough:       passthrough,
+		Metrics:           metrics,
+		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},
+		Logger:            log,
+	})
+	if cfg.Server.AuthEnabled() && tlsConfig == nil {
+		log.Warn().Msg("client credentials travel unencrypted: set server.cert_file and key_file, or put a TLS-terminating proxy in front")
+	}
+	log.Info().Str("base_url", cfg.Server.BaseURL).Str("root", cfg.Root).Bool("offline", cfg.Server.Offline).
+		Bool("tls", tlsConfig != nil).Bool("auth", cfg.Server.AuthEnabled()).
+		Msg("starting; point clients at it with MOONCAKES_REGISTRY=" + cfg.Server.BaseURL)
+	return srv.Serve(ctx, ln)
+}
+
+func indexHealth(st indexsync.Status) proxy.IndexHealth {
+	return proxy.IndexHealth{LastSync: st.LastSync, LastSuccess: st.LastSuccess,
+		LastOK: !st.LastSync.IsZero() && st.LastError == nil, Syncs: st.Syncs, Failures: st.Failures}
+}
+
+// openPassthrough builds the handler for symbols, assets and API calls over
+// the on-disk response cache.
+func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error) {
+	log = log.With().Str("component", "passthrough").Logger()
+	var next http.RoundTripper // nil: the network
+	if cfg.Server.Offline {
+		next = upstream.OfflineTransport{}
+	}
+	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, log)
+	if err != nil {
+		return nil, err
+	}
+	return proxy.NewPassthrough(proxy.PassthroughOptions{
+		DownloadURL: cfg.Upstream.DownloadURL,
+		APIURL:      cfg.Upstream.APIURL,
+		Transport:   upstream.NewCachingTransport(responses, next),
+		UserAgent:   cfg.Upstream.UserAgent,
+		Timeout:     cfg.Upstream.Timeout.D(),
+		Logger:      log,
+	})
+}

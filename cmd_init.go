@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+
+	"moonbit-registry/config"
+)
+
+func initCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "init",
+		Usage:     "create registry.toml (every key at its default) and the data directories",
+		ArgsUsage: "[DIR]",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "force", Usage: "overwrite an existing registry.toml"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return cli.Exit("init takes at most one directory", 2)
+			}
+			dir := c.String("dir")
+			if c.NArg() == 1 {
+				dir = c.Args().First()
+			}
+			res, err := config.Init(dir, c.Bool("force"))
+			if err != nil {
+				return err
+			}
+			verb := "wrote"
+			if res.Overwritten {
+				verb = "overwrote"
+			}
+			fmt.Fprintf(c.App.Writer, "%s %s\n", verb, res.File)
+			for _, d := range res.Dirs {
+				fmt.Fprintf(c.App.Writer, "directory %s\n", d)
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/mattn/go-isatty"
+	"github.com/schollz/progressbar/v3"
+	"github.com/urfave/cli/v2"
+
+	"moonbit-registry/app"
+	"moonbit-registry/cache"
+	"moonbit-registry/indexsync"
+)
+
+func mirrorCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "mirror",
+		Usage:     "pre-warm the cache for offline use",
+		ArgsUsage: "[PATTERN...]",
+		Description: "Patterns: owner/name (every version), owner/name@version, owner/* (every module\n" +
+			"of an owner, nested ones too), * (everything; needs --all). Without patterns,\n" +
+			"[mirror] packages from the config. Dependencies are followed the way moon\n" +
+			"resolves them unless --strict. Exits 0 only when every selected archive is\n" +
+			"cached and verified.",
+		Flags: []cli.Flag{
+			&cli.BoolFlag{Name: "strict", Usage: "exactly what the patterns match, no dependencies"},
+			&cli.BoolFlag{Name: "latest", Usage: "only the newest non-yanked version of each matched module"},
+			&cli.BoolFlag{Name: "all", Usage: "allow the pattern * (the whole index)"},
+			&cli.StringFlag{Name: "from", Usage: "mirror what the project in this moon.mod.json needs", TakesFile: true},
+			&cli.BoolFlag{Name: "offline", Usage: "do not sync the index first; use the local mirror as it is"},
+			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be fetched and exit"},
+			&cli.IntFlag{Name: "concurrency", Usage: "parallel downloads (mirror.concurrency)"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, log, err := setup(c, overrides(c, map[string]string{"concurrency": "mirror.concurrency"}))
+			if err != nil {
+				return err
+			}
+			return app.Mirror(c.Context, cfg, log, app.MirrorRequest{
+				Patterns: c.Args().Slice(),
+				From:     c.String("from"),
+				Select:   indexsync.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
+				Offline:  c.Bool("offline"),
+				DryRun:   c.Bool("dry-run"),
+				Progress: func(total int) (func(cache.BatchEvent), func()) { return newProgress(c.App.ErrWriter, total) },
+			}, c.App.Writer)
+		},
+	}
+}
+
+// newProgress shows a progress bar on a terminal and plain log lines
+// otherwise. done finishes the bar.
+func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
+	f, ok := w.(*os.File)
+	if !ok || !isatty.IsTerminal(f.Fd()) {
+		n := 0
+		return func(ev cache.BatchEvent) {
+			n++
+			state := "fetched"
+			if ev.Outcome == cache.OutcomeHit {
+				state = "cached"
+			}
+			if ev.Err != nil {
+				state = "FAILED: " + ev.Err.Error()
+			}
+			fmt.Fprintf(w, "[%d/%d] %s %s %s\n", n, total, ev.Archive, app.HumanBytes(ev.Bytes), state)
+		}, func() {}
+	}
+	bar := progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription("mirroring"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("archives"),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionClearOnFinish(),
+	)
+	var bytes int64
+	return func(ev cache.BatchEvent) {
+			if ev.Outcome == cache.OutcomeMiss {
+				bytes += ev.Bytes
+			}
+			bar.Describe("mirroring, " + app.HumanBytes(bytes) + " fetched")
+			bar.Add(1)
+		}, func() {
+			bar.Finish()
+		}
+}

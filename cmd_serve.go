@@ -1,0 +1,28 @@
+package main
+
+import (
+	"github.com/urfave/cli/v2"
+
+	"moonbit-registry/app"
+)
+
+func serveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "serve",
+		Usage: "run the proxy: index over git smart HTTP, archives from the cache",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "listen", Usage: "address to listen on (server.listen)"},
+			&cli.StringFlag{Name: "base-url", Usage: "URL clients use to reach this server (server.base_url)"},
+			&cli.BoolFlag{Name: "offline", Usage: "never contact upstream (server.offline)"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg, log, err := setup(c, overrides(c, map[string]string{
+				"listen": "server.listen", "base-url": "server.base_url", "offline": "server.offline",
+			}))
+			if err != nil {
+				return err
+			}
+			return app.Serve(c.Context, cfg, log)
+		},
+	}
+}
