@@ -100,8 +100,12 @@ func (s sources) of(key string) string {
 	return "default"
 }
 
-func decodeFile(file string, data []byte, cfg *Config, src sources) error {
-	md, err := toml.Decode(string(data), cfg)
+// decodeFile decodes a TOML file into v (a pointer to a struct with toml
+// tags) and records in src where each key came from: "section.key",
+// "section.sub.key", or "table[i].key" for the i-th element of an array of
+// tables ([[table]]). Unknown keys are errors with their line.
+func decodeFile(file string, data []byte, v any, src sources) error {
+	md, err := toml.Decode(string(data), v)
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
@@ -114,27 +118,48 @@ func decodeFile(file string, data []byte, cfg *Config, src sources) error {
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		k := und[0]
-		return fmt.Errorf("%s line %d: unknown key %q", file, lineOf(data, k), k.String())
+		return fmt.Errorf("%s line %d: unknown key %q", file, lineOf(data, k, -1), k.String())
 	}
+	// Keys come in file order; each element of an array of tables starts
+	// with its table's own key.
+	elements := map[string]int{}
 	for _, k := range md.Keys() {
-		if len(k) == 2 {
-			src[k.String()] = fmt.Sprintf("%s line %d", file, lineOf(data, k))
+		path := k.String()
+		if md.Type(k...) == "ArrayHash" {
+			elements[path]++
+			continue
 		}
+		if len(k) < 2 {
+			continue
+		}
+		table, idx := k[:len(k)-1], -1
+		if n, ok := elements[table.String()]; ok {
+			idx = n - 1
+			path = fmt.Sprintf("%s[%d].%s", table.String(), idx, k[len(k)-1])
+		}
+		src[path] = fmt.Sprintf("%s line %d", file, lineOf(data, k, idx))
 	}
 	return nil
 }
 
 // lineOf finds the line that defines key (a table header or "name = ...")
-// in TOML text. The toml package does not expose key positions, and our
-// schema is two plain levels deep, so a line scan is enough.
-func lineOf(data []byte, key toml.Key) int {
-	table := ""
+// in TOML text; with index >= 0, the key inside the index-th [[table]]
+// element. The toml package does not expose key positions, and the schema
+// uses plain headers, so a line scan is enough. 0: not found.
+func lineOf(data []byte, key toml.Key, index int) int {
+	table, element := "", -1
+	counts := map[string]int{}
 	for i, line := range strings.Split(string(data), "\n") {
 		line = strings.TrimSpace(line)
 		if strings.HasPrefix(line, "[") {
-			name := strings.Trim(strings.TrimSpace(strings.SplitN(line, "#", 2)[0]), "[] \t")
-			table = name
-			if len(key) == 1 && name == key[0] {
+			header := strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
+			name := strings.Trim(header, "[] \t")
+			table, element = name, -1
+			if strings.HasPrefix(header, "[[") {
+				element = counts[name]
+				counts[name]++
+			}
+			if name == key.String() && (index < 0 || element == index) {
 				return i + 1
 			}
 			continue
@@ -144,29 +169,41 @@ func lineOf(data []byte, key toml.Key) int {
 			continue
 		}
 		name = strings.Trim(strings.TrimSpace(name), `"'`)
-		if table == strings.Join(key[:len(key)-1], ".") && name == key[len(key)-1] {
+		if table == key[:len(key)-1].String() && name == key[len(key)-1] && (index < 0 || element == index) {
 			return i + 1
 		}
 	}
 	return 0
 }
 
-// fieldsOf maps "section.key" to the settable field in cfg, using the toml
-// tags, so file, environment and flags share one list of keys.
-func fieldsOf(cfg *Config) map[string]reflect.Value {
+// fieldsOf maps every settable key ("section.key", "section.sub.key") of
+// v, a pointer to a struct with toml tags, to its field, so file,
+// environment and flags share one list of keys. Nested structs are nested
+// tables; arrays of tables ([[table]]) are left out: they come from the
+// file only.
+func fieldsOf(v any) map[string]reflect.Value {
 	out := map[string]reflect.Value{}
-	v := reflect.ValueOf(cfg).Elem()
+	addFields(reflect.ValueOf(v).Elem(), "", out)
+	return out
+}
+
+func addFields(v reflect.Value, prefix string, out map[string]reflect.Value) {
 	for i := range v.NumField() {
-		sec := v.Type().Field(i).Tag.Get("toml")
-		if sec == "" || sec == "-" {
+		tag := v.Type().Field(i).Tag.Get("toml")
+		if tag == "" || tag == "-" {
 			continue
 		}
-		sv := v.Field(i)
-		for j := range sv.NumField() {
-			out[sec+"."+sv.Type().Field(j).Tag.Get("toml")] = sv.Field(j)
+		f := v.Field(i)
+		_, text := f.Addr().Interface().(encoding.TextUnmarshaler)
+		switch {
+		case f.Kind() == reflect.Struct && !text:
+			addFields(f, prefix+tag+".", out)
+		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+			// An array of tables: file only.
+		case prefix != "": // top-level fields are sections
+			out[prefix+tag] = f
 		}
 	}
-	return out
 }
 
 // setFromString parses s into the field the way the file would: durations
@@ -204,10 +241,18 @@ func setFromString(f reflect.Value, s string) error {
 	return nil
 }
 
+// applyEnv sets keys from MOONBIT_REGISTRY_<KEY> variables, where <KEY> is
+// the key's path with dots as underscores (server.listen:
+// MOONBIT_REGISTRY_SERVER_LISTEN; store.s3.bucket:
+// MOONBIT_REGISTRY_STORE_S3_BUCKET). A variable naming a known section but
+// no key in it is an error; others (MOONBIT_REGISTRY_DIR, a command's own)
+// are not configuration and are left alone.
 func applyEnv(env []string, keys map[string]reflect.Value, src sources) error {
+	byName := make(map[string]string, len(keys))
 	sections := map[string]bool{}
 	for k := range keys {
-		sections[strings.SplitN(k, ".", 2)[0]] = true
+		byName[EnvPrefix+strings.ToUpper(strings.ReplaceAll(k, ".", "_"))] = k
+		sections[strings.ToUpper(strings.SplitN(k, ".", 2)[0])] = true
 	}
 	for _, kv := range env {
 		name, value, _ := strings.Cut(kv, "=")
@@ -215,19 +260,17 @@ func applyEnv(env []string, keys map[string]reflect.Value, src sources) error {
 		if !ok {
 			continue
 		}
-		sec, key, _ := strings.Cut(strings.ToLower(rest), "_")
-		if !sections[sec] {
-			// Not a config section: e.g. MOONBIT_REGISTRY_DIR is a CLI flag's.
+		key, known := byName[strings.ToUpper(name)]
+		if !known {
+			if sec, k, _ := strings.Cut(strings.ToUpper(rest), "_"); sections[sec] {
+				return fmt.Errorf("environment %s: unknown configuration key %q", name, strings.ToLower(sec+"."+k))
+			}
 			continue
 		}
-		f, ok := keys[sec+"."+key]
-		if !ok {
-			return fmt.Errorf("environment %s: unknown configuration key %q", name, sec+"."+key)
+		if err := setFromString(keys[key], value); err != nil {
+			return fmt.Errorf("environment %s: %s: %w", name, key, err)
 		}
-		if err := setFromString(f, value); err != nil {
-			return fmt.Errorf("environment %s: %s.%s: %w", name, sec, key, err)
-		}
-		src[sec+"."+key] = "environment " + name
+		src[key] = "environment " + name
 	}
 	return nil
 }
