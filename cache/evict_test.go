@@ -3,7 +3,6 @@ package cache_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
@@ -38,43 +38,10 @@ func evictSize() int64 { return int64(len(archiveBytes(evictMV(1)))) }
 // the 90% low-water mark (so a pass leaves exactly n).
 func roomFor(n int) int64 { return int64(n)*evictSize() + evictSize()/2 }
 
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// records returns the JSON log records with this message.
-func (l *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
-		var rec map[string]any
-		if line == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if rec["message"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
 // newEvictEnv is a test env with a size limit whose start-up walk is over.
-func newEvictEnv(t *testing.T, maxBytes int64, tweak ...func(*envConfig)) (*testEnv, *lockedBuffer) {
+func newEvictEnv(t *testing.T, maxBytes int64, tweak ...func(*envConfig)) (*testEnv, *testsupport.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testsupport.LogBuffer{}
 	env := newTestEnv(t, func(c *envConfig) {
 		c.disk.MaxBytes = maxBytes
 		c.disk.Logger = zerolog.New(logs)
@@ -87,9 +54,9 @@ func newEvictEnv(t *testing.T, maxBytes int64, tweak ...func(*envConfig)) (*test
 
 // reopen builds a second store and Cache on env's root, as a restart
 // would, and waits for the store's walk.
-func reopen(t *testing.T, env *testEnv, maxBytes int64) (*cache.Cache, *lockedBuffer) {
+func reopen(t *testing.T, env *testEnv, maxBytes int64) (*cache.Cache, *testsupport.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testsupport.LogBuffer{}
 	c, _ := openCache(t, envConfig{
 		cache: cache.Options{Index: env.index, Logger: zerolog.New(logs)},
 		fetch: upstream.FetcherOptions{DownloadURL: env.up.srv.URL, RetryBackoff: time.Millisecond},
@@ -177,7 +144,7 @@ func TestEvictKeepsStoreUnderLimit(t *testing.T) {
 		t.Errorf("Evictions=%d Fetches=%d, want 6 and 9", st.Evictions, st.Fetches)
 	}
 	// Each eviction is logged with what was evicted, its size and last use.
-	recs := logs.records(t, "archive evicted")
+	recs := logs.Records(t, "archive evicted")
 	if len(recs) != 6 {
 		t.Fatalf("%d \"archive evicted\" log records, want 6", len(recs))
 	}
@@ -325,7 +292,7 @@ func TestEvictRestartLearnsStoreAndRecency(t *testing.T) {
 	if st := c.Stats(); st.Evictions != 3 {
 		t.Errorf("after restart: Evictions=%d, want 3", st.Evictions)
 	}
-	if recs := logs.records(t, "archive store scanned for the size limit"); len(recs) != 1 || recs[0]["archives"] != float64(6) || recs[0]["bytes"] != float64(6*evictSize()) {
+	if recs := logs.Records(t, "archive store scanned for the size limit"); len(recs) != 1 || recs[0]["archives"] != float64(6) || recs[0]["bytes"] != float64(6*evictSize()) {
 		t.Errorf("scan log records %v, want one with 6 archives of %d bytes", recs, 6*evictSize())
 	}
 	// The limit still holds for what comes next: 5 is now the oldest.
@@ -368,7 +335,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 	if st := env.cache.Stats(); st.Evictions != 1 {
 		t.Errorf("Evictions=%d, want 1", st.Evictions)
 	}
-	if recs := logs.records(t, "archive is larger than cache.max_size by itself: it is served, then evicted once nobody reads it"); len(recs) != 1 || recs[0]["archive"] != big.String() {
+	if recs := logs.Records(t, "archive is larger than cache.max_size by itself: it is served, then evicted once nobody reads it"); len(recs) != 1 || recs[0]["archive"] != big.String() {
 		t.Errorf("oversize warnings %v, want one for %s", recs, big)
 	}
 	// Asked again, it is fetched again and still served.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // arcBenchConns is the number of concurrent keep-alive connections.

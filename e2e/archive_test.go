@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // Modules for the archive tests, all from the real index: one with many

@@ -3,16 +3,9 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,7 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 const authModule = "moonbitlang/lex/runtime"
@@ -248,7 +242,7 @@ func TestTLSServe(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
 	certFile := filepath.Join(root, "cert.pem")
-	writeSelfSigned(t, certFile, filepath.Join(root, "key.pem"))
+	testsupport.WriteSelfSigned(t, certFile, filepath.Join(root, "key.pem"))
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(authModule)}})
 	reg := startRegistry(t, registryOptions{
 		Root:        root,
@@ -317,39 +311,5 @@ func TestTLSMissingFilesStopStartup(t *testing.T) {
 	_, stderr, code := runRegistry(t, root, "", "serve", "--listen", "127.0.0.1:0")
 	if code == 0 || !strings.Contains(stderr, "server.cert_file") || !strings.Contains(stderr, filepath.Join(root, "tls", "cert.pem")) {
 		t.Fatalf("exit %d, stderr %q: want a non-zero exit naming server.cert_file and the file", code, stderr)
-	}
-}
-
-// writeSelfSigned writes a certificate for 127.0.0.1 and its key as PEM.
-func writeSelfSigned(t *testing.T, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "moonbit-registry e2e"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // TestArchiveCrashMidDownload kills the registry (SIGKILL) while it fetches

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // evictArchiveSize is the exact size of every archive the eviction test

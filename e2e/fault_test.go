@@ -27,7 +27,8 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 // The fault suite: upstream hanging or gone, a full disk, SIGTERM under
@@ -827,7 +828,7 @@ func fltDiff(before, after map[string]string) []string {
 func fltGitHead(t testing.TB, dir string) string {
 	t.Helper()
 	cmd := exec.Command("git", "-C", dir, "rev-parse", "main")
-	cmd.Env = testupstream.GitEnv(t.TempDir())
+	cmd.Env = testsupport.GitEnv(t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("git rev-parse main in %s: %v: %s", dir, err, out)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // BenchmarkShallowClone times moon's first-time index clone (git clone

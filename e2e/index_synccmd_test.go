@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // TestIndexSyncCommandThenDownload: after `moonbit-registry sync` on the

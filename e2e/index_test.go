@@ -22,7 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 // idxSnapshotFiles is the number of .index files in the shared snapshot.
@@ -242,7 +243,7 @@ func idxRawRequest(t testing.TB, base, method, target string) (*http.Response, [
 func idxMirrorState(t testing.TB, root string) string {
 	t.Helper()
 	cmd := exec.Command("git", "-C", filepath.Join(root, "data", "index"), "for-each-ref", "--format=%(refname) %(objectname)")
-	cmd.Env = testupstream.GitEnv(t.TempDir())
+	cmd.Env = testsupport.GitEnv(t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err != nil || len(bytes.TrimSpace(out)) == 0 {
 		t.Fatalf("listing the mirror's refs: %v: %s", err, out)
@@ -383,7 +384,7 @@ func TestIndexReadOnly(t *testing.T) {
 			t.Errorf("mirror refs changed by a push:\nbefore:\n%s\nafter:\n%s", before, after)
 		}
 		cmd := exec.Command("git", "-C", filepath.Join(root, "data", "index"), "cat-file", "-e", pushed)
-		cmd.Env = testupstream.GitEnv(t.TempDir())
+		cmd.Env = testsupport.GitEnv(t.TempDir())
 		if cmd.Run() == nil {
 			t.Errorf("the pushed commit %s is in the mirror", pushed)
 		}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // After known traffic, /metrics of the real binary counts exactly that

@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +11,8 @@ import (
 
 	"encoding/json"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 // mirBenchArchives is how many archives one benchmark run mirrors, and
@@ -97,33 +96,15 @@ func mirBenchMirror(b *testing.B, delay time.Duration) {
 // at src, sorted as strings.
 func mirFirstVersions(b *testing.B, src string, n int) []string {
 	b.Helper()
-	user := filepath.Join(src, "user")
 	seen := map[string]bool{}
-	err := filepath.WalkDir(user, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".index") {
-			return err
+	err := testsupport.WalkIndex(src, func(module string, data []byte) error {
+		var line struct {
+			Version string `json:"version"`
 		}
-		rel, err := filepath.Rel(user, p)
-		if err != nil {
-			return err
+		if json.Unmarshal(data, &line) == nil && line.Version != "" {
+			seen[module+"@"+line.Version] = true
 		}
-		module := strings.TrimSuffix(filepath.ToSlash(rel), ".index")
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(make([]byte, 1<<20), 16<<20)
-		for sc.Scan() {
-			var line struct {
-				Version string `json:"version"`
-			}
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Version != "" {
-				seen[module+"@"+line.Version] = true
-			}
-		}
-		return sc.Err()
+		return nil
 	})
 	if err != nil {
 		b.Fatal(err)

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // The dependency chain used below, worked out by hand from the snapshot's

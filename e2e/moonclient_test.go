@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
 )
 
 // moonClient does what the moon client does against a registry base URL:
@@ -40,7 +40,7 @@ func newMoonClient(t testing.TB, base string) *moonClient {
 		base:     base,
 		indexDir: filepath.Join(t.TempDir(), "index"),
 		http:     &http.Client{Timeout: 2 * time.Minute},
-		env:      testupstream.GitEnv(home),
+		env:      testsupport.GitEnv(home),
 	}
 }
 

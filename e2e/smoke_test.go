@@ -4,7 +4,7 @@ import (
 	"context"
 	"testing"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // TestMoonClientThroughProxy is the whole path in one: clone the index

@@ -1,10 +1,8 @@
 package indexsync
 
 import (
-	"bytes"
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -14,7 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 // testLogger sends a mirror's logs to t.Logf, and drops them once the test
@@ -123,32 +121,4 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// runGit runs a client git command isolated from the user's config and
-// returns its trimmed stdout.
-func runGit(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	out, err := tryGit(t, dir, args...)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	return out
-}
-
-func tryGit(t *testing.T, dir string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(testupstream.GitEnv(t.TempDir()),
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", &gitError{args: args, err: err, stderr: stderr.String()}
-	}
-	return strings.TrimSpace(stdout.String()), nil
 }

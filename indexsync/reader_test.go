@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/module"
 )
 
@@ -183,7 +184,7 @@ func TestSymlinksStayInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	upDir := filepath.Join(base, "up")
-	runGit(t, "", "init", "--quiet", "--initial-branch=main", upDir)
+	testsupport.Git(t, "", "init", "--quiet", "--initial-branch=main", upDir)
 	for p, target := range map[string]string{
 		"user/evil/link.index": filepath.Join(secretDir, "x.index"),
 		"user/evil2":           secretDir,
@@ -199,8 +200,8 @@ func TestSymlinksStayInside(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(upDir, "user", "evil", "ok.index"), []byte(`{"version": "0.1.0"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	runGit(t, upDir, "add", "-A")
-	runGit(t, upDir, "commit", "--quiet", "-m", "symlinks")
+	testsupport.Git(t, upDir, "add", "-A")
+	testsupport.Git(t, upDir, "commit", "--quiet", "-m", "symlinks")
 
 	m := newTestMirror(t, "file://"+upDir, nil)
 	if _, err := m.Sync(ctx); err != nil {

@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 func versionsOf(vs []Version) []string {
@@ -42,16 +43,16 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	}
 	// The mirror is what git http-backend needs: main checked out, HEAD
 	// on main, uploadpack enabled, receivepack untouched.
-	if got := runGit(t, m.Dir(), "symbolic-ref", "HEAD"); got != "refs/heads/main" {
+	if got := testsupport.Git(t, m.Dir(), "symbolic-ref", "HEAD"); got != "refs/heads/main" {
 		t.Errorf("HEAD -> %s", got)
 	}
-	if got := runGit(t, m.Dir(), "config", "http.uploadpack"); got != "true" {
+	if got := testsupport.Git(t, m.Dir(), "config", "http.uploadpack"); got != "true" {
 		t.Errorf("http.uploadpack = %q", got)
 	}
-	if _, err := tryGit(t, m.Dir(), "config", "http.receivepack"); err == nil {
+	if _, err := testsupport.TryGit(t, m.Dir(), "config", "http.receivepack"); err == nil {
 		t.Errorf("http.receivepack is set")
 	}
-	if got := runGit(t, m.Dir(), "status", "--porcelain"); got != "" {
+	if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
 		t.Errorf("work tree not clean: %s", got)
 	}
 	vs, err := m.Versions(ctx, "alice/foo")
@@ -104,7 +105,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	if err != nil || !ok || !v.Yanked {
 		t.Fatalf("Lookup yanked version = %+v, %v, %v", v, ok, err)
 	}
-	if got := runGit(t, m.Dir(), "rev-parse", "HEAD"); got != newHead {
+	if got := testsupport.Git(t, m.Dir(), "rev-parse", "HEAD"); got != newHead {
 		t.Errorf("work tree at %s, want %s", got, newHead)
 	}
 }
@@ -157,7 +158,7 @@ func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
 		if _, ok, err := m.Lookup(ctx, "alice/foo", "0.2.0"); !ok || err != nil {
 			t.Errorf("lookup after failed sync: %v, %v", ok, err)
 		}
-		if got := runGit(t, m.Dir(), "status", "--porcelain"); got != "" {
+		if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
 			t.Errorf("work tree not clean: %s", got)
 		}
 		// Upstream answering errors instead of refusing connections.
@@ -207,7 +208,7 @@ func TestSyncFollowsRewrittenHistory(t *testing.T) {
 	if _, ok, _ := m.Lookup(ctx, "alice/foo", "0.4.0"); !ok {
 		t.Error("new version not visible after rewrite")
 	}
-	if got := runGit(t, m.Dir(), "rev-parse", "refs/heads/main"); got != head {
+	if got := testsupport.Git(t, m.Dir(), "rev-parse", "refs/heads/main"); got != head {
 		t.Errorf("main = %s, want %s", got, head)
 	}
 }
@@ -311,7 +312,7 @@ func TestClientPullFastForwards(t *testing.T) {
 	}
 	mirrorURL := "file://" + m.Dir()
 	client := filepath.Join(t.TempDir(), "client")
-	runGit(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, client)
+	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, client)
 
 	for round, versions := range [][]string{{"1.0.0"}, {"1.1.0", "1.2.0", "1.3.0"}} {
 		for _, v := range versions {
@@ -322,17 +323,17 @@ func TestClientPullFastForwards(t *testing.T) {
 		if _, err := m.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		before := runGit(t, client, "rev-parse", "HEAD")
-		runGit(t, client, "pull", "--ff-only", "origin", "main")
-		after := runGit(t, client, "rev-parse", "HEAD")
+		before := testsupport.Git(t, client, "rev-parse", "HEAD")
+		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
+		after := testsupport.Git(t, client, "rev-parse", "HEAD")
 		head, _ := up.Head(ctx)
 		if after != head {
 			t.Fatalf("round %d: client at %s, want %s", round, after, head)
 		}
-		runGit(t, client, "merge-base", "--is-ancestor", before, after)
+		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
 		// A fresh shallow clone of the grown mirror works too.
 		fresh := filepath.Join(t.TempDir(), "fresh")
-		runGit(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, fresh)
+		testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, fresh)
 	}
 	data, err := os.ReadFile(filepath.Join(client, "user", "alice", "foo.index"))
 	if err != nil || !strings.Contains(string(data), `"1.3.0"`) {

@@ -1,16 +1,16 @@
 package module
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"moonbit-registry/internal/testsupport"
 )
 
 func TestParseArchivePathForms(t *testing.T) {
@@ -131,41 +131,24 @@ func TestIndexSnapshotNamesValid(t *testing.T) {
 		t.Skipf("index snapshot not available: %v", err)
 	}
 	versions := 0
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".index") {
+	err := testsupport.WalkIndex(filepath.Dir(root), func(module string, data []byte) error {
+		var line struct{ Version string }
+		if err := json.Unmarshal(data, &line); err != nil {
 			return err
 		}
-		rel, err := filepath.Rel(root, p)
-		if err != nil {
-			return err
+		mv := Version{Module: module, Version: line.Version}
+		if err := mv.Validate(); err != nil {
+			t.Errorf("real archive rejected: %v", err)
+			return nil
 		}
-		module := strings.TrimSuffix(filepath.ToSlash(rel), ".index")
-		f, err := os.Open(p)
-		if err != nil {
-			return err
+		oneSegment := url.QueryEscape(mv.RelPath())
+		for _, form := range []string{mv.RelPath(), oneSegment} {
+			if got, err := ParseArchivePath(form); err != nil || got != mv {
+				t.Errorf("ParseArchivePath(%q) = %+v, %v; want %+v", form, got, err, mv)
+			}
 		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		sc.Buffer(nil, 16<<20)
-		for sc.Scan() {
-			var line struct{ Version string }
-			if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
-				return err
-			}
-			mv := Version{Module: module, Version: line.Version}
-			if err := mv.Validate(); err != nil {
-				t.Errorf("real archive rejected: %v", err)
-				continue
-			}
-			oneSegment := url.QueryEscape(mv.RelPath())
-			for _, form := range []string{mv.RelPath(), oneSegment} {
-				if got, err := ParseArchivePath(form); err != nil || got != mv {
-					t.Errorf("ParseArchivePath(%q) = %+v, %v; want %+v", form, got, err, mv)
-				}
-			}
-			versions++
-		}
-		return sc.Err()
+		versions++
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
@@ -31,23 +32,12 @@ import (
 
 // logBuffer collects the access log; the server writes it from handler
 // goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+type logBuffer struct{ testsupport.LogBuffer }
 
 // cacheOutcomes returns the "cache" field of every access-log line for path.
 func (b *logBuffer) cacheOutcomes(path string) []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(b.buf.String(), "\n") {
+	for _, line := range strings.Split(b.String(), "\n") {
 		if strings.Contains(line, `"message":"request"`) && strings.Contains(line, `"path":"`+path+`"`) {
 			if _, rest, ok := strings.Cut(line, `"cache":"`); ok {
 				v, _, _ := strings.Cut(rest, `"`)

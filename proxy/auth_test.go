@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -13,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/internal/testsupport"
+
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -21,24 +22,6 @@ const (
 	testToken    = "tok-3f9a1c"
 	testPassword = "alice-pw-77"
 )
-
-// syncLog is a log sink safe for the server's goroutines.
-type syncLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 func testAuth(t testing.TB, cost int) Auth {
 	t.Helper()
@@ -69,7 +52,7 @@ func TestAuthEveryRouteButHealthz(t *testing.T) {
 		mu.Unlock()
 		io.WriteString(w, "passed through\n")
 	})
-	log := &syncLog{}
+	log := &testsupport.LogBuffer{}
 	srv := httptest.NewServer(New(Options{
 		Auth:        testAuth(t, bcrypt.MinCost),
 		Passthrough: pass,

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,8 +19,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"moonbit-registry/e2e/testupstream"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/internal/testupstream"
 )
 
 // gitTestEnv is a mirror synced from a test upstream and served through
@@ -83,7 +83,7 @@ func newGitTestEnvFrom(t *testing.T, src string, viaServer bool) *gitTestEnv {
 		t.Fatal(err)
 	}
 	// A marker in the repository config: it must never be served.
-	gitTestRun(t, m.Dir(), "config", "secret.marker", "do-not-serve-0451")
+	testsupport.Git(t, m.Dir(), "config", "secret.marker", "do-not-serve-0451")
 	var h http.Handler
 	if viaServer {
 		h = New(Options{Index: m, Logger: gitTestLogger(t)}).Handler()
@@ -95,33 +95,6 @@ func newGitTestEnvFrom(t *testing.T, src string, viaServer bool) *gitTestEnv {
 	return &gitTestEnv{up: up, mirror: m, srv: srv, url: srv.URL + "/git/index"}
 }
 
-// gitTestRun runs a client git isolated from the user's config.
-func gitTestRun(t *testing.T, dir string, args ...string) string {
-	t.Helper()
-	out, err := gitTestTry(t, dir, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func gitTestTry(t *testing.T, dir string, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	cmd.Env = append(testupstream.GitEnv(t.TempDir()),
-		"GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.invalid",
-		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.invalid")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return strings.TrimSpace(stdout.String()), nil
-}
-
 func TestGitCloneAndPullThroughHandler(t *testing.T) {
 	for _, proto := range []string{"0", "1", "2"} {
 		t.Run("protocol.version="+proto, func(t *testing.T) {
@@ -130,12 +103,12 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 			defer cancel()
 			dir := filepath.Join(t.TempDir(), "client")
 			p := "protocol.version=" + proto
-			gitTestRun(t, "", "-c", p, "clone", "--depth", "1", "--single-branch", "--no-tags", env.url, dir)
+			testsupport.Git(t, "", "-c", p, "clone", "--depth", "1", "--single-branch", "--no-tags", env.url, dir)
 			data, err := os.ReadFile(filepath.Join(dir, "user", "moonbitlang", "lex", "runtime.index"))
 			if err != nil || !strings.Contains(string(data), `"0.1.0"`) {
 				t.Fatalf("cloned index file: %v %q", err, data)
 			}
-			if b := gitTestRun(t, dir, "rev-parse", "--abbrev-ref", "HEAD"); b != "main" {
+			if b := testsupport.Git(t, dir, "rev-parse", "--abbrev-ref", "HEAD"); b != "main" {
 				t.Fatalf("clone is on %q, want main", b)
 			}
 
@@ -149,9 +122,9 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 			if _, err := env.mirror.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
-			before := gitTestRun(t, dir, "rev-parse", "HEAD")
-			gitTestRun(t, dir, "-c", p, "pull", "origin", "main")
-			after := gitTestRun(t, dir, "rev-parse", "HEAD")
+			before := testsupport.Git(t, dir, "rev-parse", "HEAD")
+			testsupport.Git(t, dir, "-c", p, "pull", "origin", "main")
+			after := testsupport.Git(t, dir, "rev-parse", "HEAD")
 			head, err := env.up.Head(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -159,18 +132,18 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 			if after != head {
 				t.Fatalf("after pull client is at %s, want %s", after, head)
 			}
-			gitTestRun(t, dir, "merge-base", "--is-ancestor", before, after)
+			testsupport.Git(t, dir, "merge-base", "--is-ancestor", before, after)
 			data, _ = os.ReadFile(filepath.Join(dir, "user", "alice", "foo.index"))
 			if !strings.Contains(string(data), `"0.3.0"`) {
 				t.Fatalf("pulled index file lacks the new version:\n%s", data)
 			}
 
 			// Pushing is refused.
-			gitTestRun(t, dir, "commit", "--quiet", "--allow-empty", "-m", "evil")
-			if out, err := gitTestTry(t, dir, "-c", p, "push", "origin", "HEAD:main"); err == nil {
+			testsupport.Git(t, dir, "commit", "--quiet", "--allow-empty", "-m", "evil")
+			if out, err := testsupport.TryGit(t, dir, "-c", p, "push", "origin", "HEAD:main"); err == nil {
 				t.Fatalf("push succeeded: %s", out)
 			}
-			if got := gitTestRun(t, env.mirror.Dir(), "rev-parse", "refs/heads/main"); got != head {
+			if got := testsupport.Git(t, env.mirror.Dir(), "rev-parse", "refs/heads/main"); got != head {
 				t.Fatalf("mirror main moved to %s by a push", got)
 			}
 		})
@@ -186,7 +159,7 @@ func TestGitCloneRealIndex(t *testing.T) {
 	env := newGitTestEnvFrom(t, src, true)
 	dir := filepath.Join(t.TempDir(), "client")
 	start := time.Now()
-	gitTestRun(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", env.url, dir)
+	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", env.url, dir)
 	t.Logf("clone of the real index took %v", time.Since(start))
 	for _, p := range []string{"user/moonbitlang/lex/runtime.index", "user/illusory0x0/🐫.index", "user/CAIMEOX/原来可以发中文包.index"} {
 		want, err := os.ReadFile(filepath.Join(src, filepath.FromSlash(p)))
@@ -198,7 +171,7 @@ func TestGitCloneRealIndex(t *testing.T) {
 			t.Errorf("%s differs from the snapshot (err %v)", p, err)
 		}
 	}
-	files := gitTestRun(t, dir, "ls-files", "user")
+	files := testsupport.Git(t, dir, "ls-files", "user")
 	if n := strings.Count(files, "\n") + 1; n != 887 {
 		t.Errorf("clone has %d index files, want 887", n)
 	}
@@ -243,7 +216,7 @@ func TestGitHandlerServesNothingElse(t *testing.T) {
 		t.Run(fmt.Sprintf("viaServer=%v", viaServer), func(t *testing.T) {
 			env := newGitTestEnv(t, viaServer)
 			addr := env.srv.Listener.Addr().String()
-			head := gitTestRun(t, env.mirror.Dir(), "rev-parse", "HEAD")
+			head := testsupport.Git(t, env.mirror.Dir(), "rev-parse", "HEAD")
 			obj := "/git/index/objects/" + head[:2] + "/" + head[2:]
 			tests := []struct {
 				method, path string
@@ -334,7 +307,7 @@ func gitTestGzip(t *testing.T, data []byte) []byte {
 func TestGitHandlerRequests(t *testing.T) {
 	env := newGitTestEnv(t, false)
 	addr := env.srv.Listener.Addr().String()
-	head := gitTestRun(t, env.mirror.Dir(), "rev-parse", "HEAD")
+	head := testsupport.Git(t, env.mirror.Dir(), "rev-parse", "HEAD")
 	v2 := http.Header{"Git-Protocol": {"version=2"}, "Content-Type": {"application/x-git-upload-pack-request"}}
 	lsRefs := []byte("0014command=ls-refs\n0000")
 

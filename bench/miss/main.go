@@ -33,7 +33,7 @@ import (
 	"syscall"
 	"time"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 func main() {

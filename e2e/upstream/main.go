@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"moonbit-registry/e2e/testupstream"
+	"moonbit-registry/internal/testupstream"
 )
 
 func main() {

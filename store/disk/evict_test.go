@@ -3,7 +3,6 @@ package disk
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,12 +11,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/storetest"
@@ -39,43 +38,10 @@ func evictSize() int64 { return int64(len(storetest.Body(evictMV(1)))) }
 // the 90% low-water mark (so a pass leaves exactly n).
 func roomFor(n int) int64 { return int64(n)*evictSize() + evictSize()/2 }
 
-// lockedBuffer collects log output from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// records returns the JSON log records with this message.
-func (l *lockedBuffer) records(t *testing.T, msg string) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
-		var rec map[string]any
-		if line == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("log line %q: %v", line, err)
-		}
-		if rec["message"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
 // newEvictStore is a size-limited store whose start-up walk is over.
-func newEvictStore(t *testing.T, maxBytes int64) (*Store, string, *lockedBuffer) {
+func newEvictStore(t *testing.T, maxBytes int64) (*Store, string, *testsupport.LogBuffer) {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testsupport.LogBuffer{}
 	root := filepath.Join(t.TempDir(), "packages")
 	s, err := New(Options{Root: root, MaxBytes: maxBytes, Logger: zerolog.New(logs)})
 	if err != nil {
@@ -221,7 +187,7 @@ func TestEvictDeletionFailure(t *testing.T) {
 		if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(3, 4)) {
 			t.Errorf("archives on disk %v, want %v (2 evicted in place of the undeletable 1)", vs, versions(3, 4))
 		}
-		failed := logs.records(t, "evicting archive failed")
+		failed := logs.Records(t, "evicting archive failed")
 		if len(failed) != 1 || failed[0]["archive"] != evictMV(1).String() {
 			t.Errorf("failure log records %v, want one for %s", failed, evictMV(1))
 		}
@@ -239,10 +205,10 @@ func TestEvictDeletionFailure(t *testing.T) {
 		// requests do not retry before the pause is over.
 		get(t, s, evictMV(4))
 		get(t, s, evictMV(4))
-		if n := len(logs.records(t, "evicting archive failed")); n != maxEvictFailures {
+		if n := len(logs.Records(t, "evicting archive failed")); n != maxEvictFailures {
 			t.Errorf("%d failed deletions logged, want %d (one pass, then a pause)", n, maxEvictFailures)
 		}
-		if n := len(logs.records(t, "archive eviction paused after repeated failures")); n != 1 {
+		if n := len(logs.Records(t, "archive eviction paused after repeated failures")); n != 1 {
 			t.Errorf("%d pause log records, want 1", n)
 		}
 		if u := s.Usage(); u.Evictions != 0 {

@@ -1,7 +1,6 @@
 package testupstream
 
 import (
-	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"moonbit-registry/internal/testsupport"
 )
 
 // handle is the server's entry point: it tracks the request for Close,
@@ -190,20 +191,7 @@ func (u *Upstream) serveSearch(w http.ResponseWriter, r *http.Request) {
 
 // defaultSymbols is a small fixed zip standing in for the symbols database.
 func defaultSymbols() ([]byte, error) {
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	hdr := &zip.FileHeader{Name: "symbols.json", Method: zip.Store, Modified: archiveTime()}
-	w, err := zw.CreateHeader(hdr)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := w.Write([]byte("{\"symbols\": []}\n")); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return testsupport.Zip(archiveTime(), testsupport.ZipFile{Name: "symbols.json", Data: []byte("{\"symbols\": []}\n")})
 }
 
 // SetSymbols replaces the /symbols.zip body (and so its ETag).

@@ -1,13 +1,14 @@
 package testupstream
 
 import (
-	"archive/zip"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"moonbit-registry/internal/testsupport"
 )
 
 // archiveTime is the modification time of every zip entry, fixed so that a
@@ -80,31 +81,15 @@ func buildZip(module, version string, deps json.RawMessage, pad int) ([]byte, er
 	fmt.Fprintf(&lib, "pub fn version() -> String {\n  %s\n}\n", versionLit)
 	writePadding(&lib, module+"@"+version, pad)
 
-	files := []struct {
-		name string
-		data []byte
-	}{
-		{"moon.mod.json", modJSON},
-		{"src/moon.pkg.json", []byte("{}\n")},
-		{"src/lib.mbt", lib.Bytes()},
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	for _, f := range files {
-		hdr := &zip.FileHeader{Name: f.name, Method: zip.Store, Modified: archiveTime()}
-		hdr.SetMode(0o644)
-		w, err := zw.CreateHeader(hdr)
-		if err != nil {
-			return nil, fmt.Errorf("archive %s@%s: %w", module, version, err)
-		}
-		if _, err := w.Write(f.data); err != nil {
-			return nil, fmt.Errorf("archive %s@%s: %w", module, version, err)
-		}
-	}
-	if err := zw.Close(); err != nil {
+	b, err := testsupport.Zip(archiveTime(),
+		testsupport.ZipFile{Name: "moon.mod.json", Data: modJSON},
+		testsupport.ZipFile{Name: "src/moon.pkg.json", Data: []byte("{}\n")},
+		testsupport.ZipFile{Name: "src/lib.mbt", Data: lib.Bytes()},
+	)
+	if err != nil {
 		return nil, fmt.Errorf("archive %s@%s: %w", module, version, err)
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // writePadding appends exactly n bytes of comment lines whose content is a

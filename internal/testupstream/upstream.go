@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"moonbit-registry/internal/testsupport"
 )
 
 // AllVersions as a [ModuleVersion]'s Version selects every version of the
@@ -474,9 +476,9 @@ func (u *Upstream) IndexFile(module string) []byte {
 	return append([]byte(nil), b...)
 }
 
-// GitEnv is [GitEnv] with this upstream's isolated HOME, for running git
+// GitEnv is [testsupport.GitEnv] with this upstream's isolated HOME, for running git
 // clients in tests.
-func (u *Upstream) GitEnv() []string { return GitEnv(filepath.Join(u.workDir, "home")) }
+func (u *Upstream) GitEnv() []string { return testsupport.GitEnv(filepath.Join(u.workDir, "home")) }
 
 // ArchiveBytes returns a copy of the zip served for module@version, or nil
 // if none is served.

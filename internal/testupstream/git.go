@@ -8,33 +8,13 @@ import (
 	"log"
 	"net/http"
 	"net/http/cgi"
-	"os"
 	"os/exec"
 	"sort"
 	"strings"
 	"time"
-)
 
-// GitEnv returns the process environment cleaned for running git in
-// isolation: no GIT_* variables leak in from the caller, HOME and
-// XDG_CONFIG_HOME point at home so the user's global config is not read,
-// the system config is skipped and git never prompts.
-func GitEnv(home string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "GIT_") || k == "HOME" || k == "XDG_CONFIG_HOME" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	return append(env,
-		"HOME="+home,
-		"XDG_CONFIG_HOME="+home+"/.config",
-		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_TERMINAL_PROMPT=0",
-	)
-}
+	"moonbit-registry/internal/testsupport"
+)
 
 // commitEpoch is the date of the first index commit (the snapshot's date);
 // commit n is dated n minutes later so every commit id is reproducible.
@@ -55,7 +35,7 @@ func newGitRepo(ctx context.Context, dir, home string) (*gitRepo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find git: %w", err)
 	}
-	g := &gitRepo{git: gitPath, dir: dir, env: GitEnv(home)}
+	g := &gitRepo{git: gitPath, dir: dir, env: testsupport.GitEnv(home)}
 	if _, err := g.run(ctx, nil, "init", "--quiet", "--bare", "--initial-branch=main", dir); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,41 @@
+package testsupport
+
+import (
+	"bufio"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// WalkIndex calls fn for every line of every <module>.index file below
+// root/user (an index work tree, such as the real snapshot in
+// shared/testdata/mooncakes-index), with the module name the file stands
+// for, in the order WalkDir visits the files.
+func WalkIndex(root string, fn func(module string, line []byte) error) error {
+	user := filepath.Join(root, "user")
+	return filepath.WalkDir(user, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".index") {
+			return err
+		}
+		rel, err := filepath.Rel(user, p)
+		if err != nil {
+			return err
+		}
+		module := strings.TrimSuffix(filepath.ToSlash(rel), ".index")
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		for sc.Scan() {
+			if err := fn(module, sc.Bytes()); err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+		}
+		return sc.Err()
+	})
+}
