@@ -11,6 +11,7 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/proxy"
 	"moonbit-registry/upstream"
 )
 
@@ -113,7 +114,7 @@ func Defaults() Config {
 			ReadTimeout:       Duration(60 * time.Second),
 			WriteTimeout:      0,
 			IdleTimeout:       Duration(120 * time.Second),
-			ShutdownTimeout:   Duration(30 * time.Second),
+			ShutdownTimeout:   Duration(proxy.DefaultShutdownTimeout),
 			AuthTokens:        []string{},
 			AuthUsers:         []string{},
 		},

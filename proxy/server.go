@@ -16,6 +16,10 @@ import (
 	"github.com/rs/zerolog"
 )
 
+// DefaultShutdownTimeout bounds the drain of in-flight requests when
+// Options.ShutdownTimeout is zero (and is server.shutdown_timeout's default).
+const DefaultShutdownTimeout = 30 * time.Second
+
 // Options configures a Server. Zero timeouts mean "no limit" except where
 // noted.
 type Options struct {
@@ -24,7 +28,7 @@ type Options struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	// ShutdownTimeout bounds how long in-flight requests may drain after a
-	// shutdown signal; 0 means 30s.
+	// shutdown signal; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 	// DrainDelay is how long the server keeps accepting requests after the
 	// shutdown signal, with /readyz answering 503, before it stops
@@ -63,7 +67,7 @@ type Server struct {
 // New builds a Server; it does not listen until Serve is called.
 func New(opts Options) *Server {
 	if opts.ShutdownTimeout <= 0 {
-		opts.ShutdownTimeout = 30 * time.Second
+		opts.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	s := &Server{opts: opts, log: opts.Logger}
 	mux := http.NewServeMux()
