@@ -1,8 +1,8 @@
 // Package disk is the local-disk archive store: archives as plain files at
 // <root>/<owner>/<rest>/<version>.zip (a layout a person can browse and a
-// static file server can serve), each with the checksum it was committed
-// with beside it, and an optional size limit with least-recently-used
-// eviction (evict.go).
+// static file server can serve), each carrying the checksum it was
+// committed with as an extended attribute, and an optional size limit with
+// least-recently-used eviction (evict.go).
 package disk
 
 import (
@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -30,10 +29,11 @@ import (
 // no request can ever map onto a temporary file.
 const tempDirName = ".tmp"
 
-// sumSuffix names the checksum record beside an archive:
-// <version>.zip.sha256 holds the hex SHA-256 it was committed with. No
-// archive path ends in it, so Walk and requests never take it for one.
-const sumSuffix = ".sha256"
+// sumAttr is the extended attribute that holds the hex SHA-256 an archive
+// was committed with. It is set on the temporary file before the rename
+// that publishes it, so bytes and checksum appear (and are replaced)
+// together, with no second file per archive.
+const sumAttr = "user.moonbit-registry.sha256"
 
 // Options configures a Store.
 type Options struct {
@@ -64,7 +64,7 @@ type Store struct {
 	tmp   string
 	d     *diskv.Diskv
 	log   zerolog.Logger
-	sums  sumCache
+	xattr bool     // the filesystem keeps extended attributes
 	evict *evictor // nil without a size limit
 }
 
@@ -105,6 +105,13 @@ func New(opts Options) (*Store, error) {
 		TempDir: tmp,
 	})
 	s := &Store{root: root, tmp: tmp, d: d, log: opts.Logger}
+	if s.xattr, err = probeXattr(tmp); err != nil {
+		return nil, fmt.Errorf("disk store: %w", err)
+	}
+	if !s.xattr {
+		opts.Logger.Warn().Str("dir", root).Msg("the archive store's filesystem does not keep extended attributes: " +
+			"archives are stored without their checksum, and a re-released version is only caught by the index sync's check")
+	}
 	if opts.MaxBytes > 0 {
 		s.evict = newEvictor(s, opts.MaxBytes, opts.TouchInterval, opts.Logger)
 		go s.evict.scan() // ends on its own once the store is walked
@@ -116,8 +123,7 @@ func New(opts Options) (*Store, error) {
 func (s *Store) Root() string { return s.root }
 
 // keyToPathKey maps "owner/rest/version.zip" to directories owner/rest and
-// file version.zip. Keys are always validated module.Version.RelPath values
-// (plus sumSuffix for checksum records).
+// file version.zip. Keys are always validated module.Version.RelPath values.
 func keyToPathKey(key string) *diskv.PathKey {
 	segs := strings.Split(key, "/")
 	return &diskv.PathKey{Path: segs[:len(segs)-1], FileName: segs[len(segs)-1]}
@@ -152,7 +158,10 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 		return nil, err
 	}
 	s.used(mv)
-	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime(), SHA256: s.sums.get(s, mv, fi)}
+	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
+	if s.xattr {
+		info.SHA256 = s.readSum(f, mv)
+	}
 	return &file{File: f, info: info, release: release}, nil
 }
 
@@ -232,11 +241,8 @@ func (w *writer) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Commit fsyncs the file, writes the checksum record, renames the archive
-// into place, then the record, and fsyncs the directories so the renames
-// survive a crash. The old record (an archive being replaced) goes first:
-// an archive is never seen with a checksum that is not its own, at worst
-// with none for a moment.
+// Commit records the checksum on the file, fsyncs it, renames it into
+// place and fsyncs the directories so the rename survives a crash.
 func (w *writer) Commit(ctx context.Context) error {
 	if w.done {
 		return fmt.Errorf("commit %s: writer already finished", w.mv)
@@ -256,6 +262,11 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit %s: %w", w.mv, err)
 	}
 	s, key := w.s, w.mv.RelPath()
+	if s.xattr {
+		if err := writeSum(w.f, w.meta.SHA256); err != nil {
+			return fmt.Errorf("commit %s: recording the checksum: %w: %w", w.mv, store.ErrWrite, err)
+		}
+	}
 	if err := w.f.Chmod(0o644); err != nil {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
 	}
@@ -265,25 +276,13 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.f.Close(); err != nil {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
 	}
-	sumFile, err := s.writeTemp([]byte(w.meta.SHA256 + "\n"))
-	if err != nil {
-		return fmt.Errorf("commit %s: checksum record: %w: %w", w.mv, store.ErrWrite, err)
-	}
-	defer os.Remove(sumFile) // gone already once imported
-	if err := s.d.Erase(key + sumSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("commit %s: replacing the checksum record: %w: %w", w.mv, store.ErrWrite, err)
-	}
 	if err := s.d.Import(w.f.Name(), key, true); err != nil {
 		return fmt.Errorf("commit %s: publish: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	published = true
-	s.sums.forget(w.mv)
 	if s.evict != nil {
 		s.evict.stored(w.mv, w.n)
 		defer s.evict.enforce()
-	}
-	if err := s.d.Import(sumFile, key+sumSuffix, true); err != nil {
-		return fmt.Errorf("commit %s: checksum record: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	if err := s.syncDirs(filepath.Dir(s.path(key))); err != nil {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
@@ -307,29 +306,6 @@ func (w *writer) discard() error {
 		return err
 	}
 	return nil
-}
-
-// writeTemp writes a small file into the temporary directory, fsynced.
-func (s *Store) writeTemp(b []byte) (string, error) {
-	f, err := os.CreateTemp(s.tmp, fmt.Sprintf("put-%d-*.part", os.Getpid()))
-	if err != nil {
-		return "", err
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", err
-	}
-	return f.Name(), nil
 }
 
 // syncDirs fsyncs dir and its ancestors up to the root: Import may have
@@ -371,20 +347,14 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 	return err
 }
 
-// remove deletes the archive, then its checksum record (which lets diskv
-// prune the emptied directories).
+// remove deletes the archive; diskv prunes the emptied directories.
 func (s *Store) remove(mv module.Version) error {
-	key := mv.RelPath()
-	err := s.d.Erase(key)
-	s.sums.forget(mv)
+	err := s.d.Erase(mv.RelPath())
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s", store.ErrNotExist, mv)
 	}
 	if err != nil {
 		return fmt.Errorf("delete %s: %w", mv, err)
-	}
-	if err := s.d.Erase(key + sumSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		s.log.Warn().Err(err).Str("archive", mv.String()).Msg("removing checksum record of a deleted archive")
 	}
 	return nil
 }
@@ -430,54 +400,6 @@ func (s *Store) Ping(ctx context.Context) error {
 		return fmt.Errorf("archive store %s is not writable: %w", s.root, err)
 	}
 	return nil
-}
-
-// sumCache remembers checksum records already read, keyed by archive and
-// validated by the file's size and modification time, so a hit costs no
-// extra open of the record. A replaced or touched archive is read again.
-type sumCache struct {
-	mu sync.Mutex
-	m  map[module.Version]cachedSum
-}
-
-type cachedSum struct {
-	size  int64
-	mtime time.Time
-	sum   string
-}
-
-// maxCachedSums bounds the memory: about 200 bytes an entry.
-const maxCachedSums = 1 << 16
-
-func (c *sumCache) get(s *Store, mv module.Version, fi fs.FileInfo) string {
-	c.mu.Lock()
-	e, ok := c.m[mv]
-	c.mu.Unlock()
-	if ok && e.size == fi.Size() && e.mtime.Equal(fi.ModTime()) {
-		return e.sum
-	}
-	b, err := os.ReadFile(s.path(mv.RelPath() + sumSuffix))
-	if err != nil {
-		return "" // stored before records were kept, or mid-replacement
-	}
-	sum := strings.TrimSpace(string(b))
-	if !module.ValidChecksum(sum) {
-		s.log.Warn().Str("archive", mv.String()).Msg("malformed checksum record ignored")
-		return ""
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedSums {
-		c.m = make(map[module.Version]cachedSum)
-	}
-	c.m[mv] = cachedSum{size: fi.Size(), mtime: fi.ModTime(), sum: sum}
-	c.mu.Unlock()
-	return sum
-}
-
-func (c *sumCache) forget(mv module.Version) {
-	c.mu.Lock()
-	delete(c.m, mv)
-	c.mu.Unlock()
 }
 
 // sweepTemp removes temporary files of writers that are gone: files named

@@ -11,9 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"moonbit-registry/module"
 	"moonbit-registry/store"
@@ -47,10 +47,10 @@ func TestCompliance(t *testing.T) {
 				<-s.ScanDone()
 				return storetest.Harness{Store: s, AddStray: func(t *testing.T) {
 					for rel, body := range map[string]string{
-						tempDirName + "/put-1.part":         "half an archive",
-						"moonbitlang/notes.txt":             "x",
-						"walk/m1/sub/0.2%2E0.zip":           "decodes to an archive name",
-						"walk/m1/sub/0.1.0.zip" + sumSuffix: "a record without its archive",
+						tempDirName + "/put-1.part":    "half an archive",
+						"moonbitlang/notes.txt":        "x",
+						"walk/m1/sub/0.2%2E0.zip":      "decodes to an archive name",
+						"walk/m1/sub/0.1.0.zip.sha256": "not an archive name",
 					} {
 						p := filepath.Join(root, filepath.FromSlash(rel))
 						if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -98,8 +98,12 @@ func TestLayoutAndNoLeftovers(t *testing.T) {
 	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, b) {
 		t.Errorf("%s: %d bytes, %v; want the archive", p, len(got), err)
 	}
-	if got, err := os.ReadFile(p + sumSuffix); err != nil || string(got) != storetest.Sum(b)+"\n" {
-		t.Errorf("%s: %q, %v; want the checksum", p+sumSuffix, got, err)
+	buf := make([]byte, 128)
+	if n, err := unix.Getxattr(p, sumAttr, buf); err != nil || string(buf[:n]) != storetest.Sum(b) {
+		t.Errorf("%s: attribute %s = %q, %v; want the checksum", p, sumAttr, buf[:n], err)
+	}
+	if entries, err := os.ReadDir(filepath.Dir(p)); err != nil || len(entries) != 1 {
+		t.Errorf("%s holds %v, %v; want the archive alone", filepath.Dir(p), entries, err)
 	}
 	boom := errors.New("boom")
 	r := io.MultiReader(bytes.NewReader([]byte("partial")), errReader{boom})
@@ -117,18 +121,24 @@ func TestLayoutAndNoLeftovers(t *testing.T) {
 	}
 }
 
-// An archive stored before checksum records were kept opens with an unknown
-// checksum rather than a wrong one.
-func TestArchiveWithoutChecksumRecord(t *testing.T) {
+// An archive stored before checksums were kept, or with a damaged
+// attribute, opens with an unknown checksum rather than a wrong one.
+func TestArchiveWithoutChecksum(t *testing.T) {
+	for name, damage := range map[string]func(p string) error{
+		"none":      func(p string) error { return unix.Removexattr(p, sumAttr) },
+		"malformed": func(p string) error { return unix.Setxattr(p, sumAttr, []byte("not a checksum"), 0) },
+	} {
+		t.Run(name, func(t *testing.T) { testArchiveWithoutChecksum(t, damage) })
+	}
+}
+
+func testArchiveWithoutChecksum(t *testing.T, damage func(p string) error) {
 	s, root := newStore(t)
 	b := storetest.Body(lexRuntime)
 	put(t, s, lexRuntime, b)
-	if err := os.Remove(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath())+sumSuffix)); err != nil {
+	if err := damage(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))); err != nil {
 		t.Fatal(err)
 	}
-	// Touch it so the remembered record is not used.
-	later := time.Now().Add(time.Minute)
-	os.Chtimes(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath())), later, later)
 	obj, err := s.Open(context.Background(), lexRuntime)
 	if err != nil {
 		t.Fatal(err)
