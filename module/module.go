@@ -49,17 +49,24 @@ func ValidateModule(name string) error {
 	if name == "" || len(name) > maxModuleLen || !utf8.ValidString(name) {
 		return fmt.Errorf("%w: module %q", ErrBadName, name)
 	}
-	segs := strings.Split(name, "/")
-	if len(segs) < 2 || len(segs) > maxSegments {
+	// Segment by segment, without splitting into a slice: this runs on
+	// every archive request.
+	if n := strings.Count(name, "/") + 1; n < 2 || n > maxSegments {
 		return fmt.Errorf("%w: module %q must be owner/name", ErrBadName, name)
 	}
-	if !validOwner(segs[0]) || len(segs[0]) > maxSegmentLen {
-		return fmt.Errorf("%w: owner %q in module %q", ErrBadName, segs[0], name)
+	owner, rest, _ := strings.Cut(name, "/")
+	if !validOwner(owner) || len(owner) > maxSegmentLen {
+		return fmt.Errorf("%w: owner %q in module %q", ErrBadName, owner, name)
 	}
-	for _, s := range segs[1:] {
-		if !validSegment(s) {
-			return fmt.Errorf("%w: segment %q in module %q", ErrBadName, s, name)
+	for { // rest holds at least one segment, maybe an empty one
+		seg, more, found := strings.Cut(rest, "/")
+		if !validSegment(seg) {
+			return fmt.Errorf("%w: segment %q in module %q", ErrBadName, seg, name)
 		}
+		if !found {
+			break
+		}
+		rest = more
 	}
 	return nil
 }

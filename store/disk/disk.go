@@ -139,10 +139,10 @@ func pathKeyToKey(pk *diskv.PathKey) string {
 	return strings.Join(append(parts, pk.FileName), "/")
 }
 
-// path is where diskv puts key: the same join diskv does internally.
+// path is where diskv puts key (keyToPathKey keeps the key's own
+// directories), without the slices a diskv.PathKey costs on every hit.
 func (s *Store) path(key string) string {
-	pk := keyToPathKey(key)
-	return filepath.Join(append(append([]string{s.root}, pk.Path...), pk.FileName)...)
+	return s.root + string(filepath.Separator) + filepath.FromSlash(key)
 }
 
 // Open implements store.Store. The Object embeds the *os.File, so it seeks

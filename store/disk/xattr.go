@@ -4,26 +4,37 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"moonbit-registry/module"
 )
 
+// The descriptors below come from f.Fd(): for a regular file (never in the
+// runtime's poller) it changes nothing, and it costs no allocation, which a
+// hit on the archive path would otherwise pay.
+
 // writeSum records sum on the open file (see sumAttr).
 func writeSum(f *os.File, sum string) error {
-	return fdCall(f, func(fd int) error { return unix.Fsetxattr(fd, sumAttr, []byte(sum), 0) })
+	return unix.Fsetxattr(int(f.Fd()), sumAttr, []byte(sum), 0)
 }
 
+// sumAttrName is sumAttr as the C string the kernel takes, made once:
+// unix.Fgetxattr would convert (allocate) it on every archive hit.
+var sumAttrName = []byte(sumAttr + "\x00")
+
 // readSum is the checksum recorded on the open archive, or "" when it has
-// none (stored before checksums were kept) or a malformed one.
+// none (stored before checksums were kept) or a malformed one. It calls
+// fgetxattr(2) directly so that a hit allocates nothing for it.
 func (s *Store) readSum(f *os.File, mv module.Version) string {
 	var buf [64]byte
-	var n int
-	err := fdCall(f, func(fd int) (err error) {
-		n, err = unix.Fgetxattr(fd, sumAttr, buf[:])
-		return err
-	})
+	r, _, errno := unix.Syscall6(unix.SYS_FGETXATTR, f.Fd(), uintptr(unsafe.Pointer(&sumAttrName[0])),
+		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
+	n, err := int(r), error(nil)
+	if errno != 0 {
+		err = errno
+	}
 	switch {
 	case errors.Is(err, unix.ENODATA):
 		return ""
@@ -32,20 +43,6 @@ func (s *Store) readSum(f *os.File, mv module.Version) string {
 		return ""
 	}
 	return string(buf[:n])
-}
-
-// fdCall runs fn on f's descriptor without taking it out of the runtime's
-// hands (os.File.Fd would switch it to blocking mode).
-func fdCall(f *os.File, fn func(fd int) error) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
-		return err
-	}
-	return ferr
 }
 
 // probeXattr reports whether the filesystem of dir keeps user extended
