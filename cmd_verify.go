@@ -13,9 +13,10 @@ func verifyCommand() *cli.Command {
 		Usage:     "re-hash cached archives against the index",
 		ArgsUsage: "[PATTERN...]",
 		Description: "Without patterns, checks every cached archive: mismatched (bytes do not match the\n" +
-			"index checksum), orphaned (not in the index) and unreadable files. With patterns\n" +
-			"(as for mirror, dependencies included unless --strict), also reports selected\n" +
-			"archives that are missing. Exits non-zero when anything is wrong.",
+			"index checksum), orphaned (not in the index), unreadable, and unverifiable (the\n" +
+			"index line is malformed). With patterns (as for mirror, dependencies included\n" +
+			"unless --strict), also reports selected archives that are missing. Exits non-zero\n" +
+			"when anything is wrong.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "strict", Usage: "with patterns: exactly what they match, no dependencies"},
 			&cli.BoolFlag{Name: "all", Usage: "allow the pattern *"},

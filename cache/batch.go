@@ -134,7 +134,8 @@ type VerifyProblem struct {
 	Archive module.Version
 	// Kind is "missing" (expected but not stored), "mismatch" (stored bytes
 	// do not hash to the index checksum), "orphan" (stored but not in the
-	// index) or "unreadable".
+	// index), "unreadable", or "unverifiable" (the index entry is malformed;
+	// never purged).
 	Kind   string
 	Detail string
 	Purged bool
@@ -162,7 +163,7 @@ func (c *Cache) Verify(ctx context.Context, expected []module.Version, purge boo
 		if err != nil || p == nil {
 			return err
 		}
-		if purge && p.Kind != "missing" {
+		if purge && p.Kind != "missing" && p.Kind != "unverifiable" {
 			if err := c.store.Delete(ctx, mv); err != nil && !errors.Is(err, store.ErrNotExist) {
 				return fmt.Errorf("purge %s: %w", mv, err)
 			}
@@ -195,8 +196,13 @@ func (c *Cache) Verify(ctx context.Context, expected []module.Version, purge boo
 
 func (c *Cache) verifyOne(ctx context.Context, mv module.Version, mustExist bool) (*VerifyProblem, error) {
 	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
-	if err != nil {
+	switch {
+	case errors.Is(err, module.ErrIndexUnavailable) || ctx.Err() != nil:
 		return nil, fmt.Errorf("index lookup %s: %w", mv, err)
+	case err != nil:
+		// One bad index line (a malformed checksum) must not stop the
+		// check of all the others.
+		return &VerifyProblem{Archive: mv, Kind: "unverifiable", Detail: err.Error()}, nil
 	}
 	return checkStored(ctx, c.store, mv, want, ok, mustExist), nil
 }

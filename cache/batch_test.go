@@ -3,6 +3,7 @@ package cache_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -173,5 +174,45 @@ func TestEnsureAllReportsArchivesEvictedDuringTheRun(t *testing.T) {
 		if !errors.Is(f.Err, cache.ErrEvictedDuringRun) {
 			t.Errorf("%s: %v, want ErrEvictedDuringRun", f.Archive, f.Err)
 		}
+	}
+}
+
+// One malformed index line is reported and never stops the check of the
+// others, nor is its archive purged.
+func TestVerifyGoesOnPastABadIndexLine(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, nil)
+	var mvs []module.Version
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0"} {
+		mv := module.Version{Module: "verify/lines", Version: v}
+		env.publish(mv)
+		if _, err := env.cache.Ensure(ctx, mv); err != nil {
+			t.Fatal(err)
+		}
+		mvs = append(mvs, mv)
+	}
+	// The middle one's stored bytes are corrupt too: still reported.
+	if err := os.WriteFile(filepath.Join(env.root, filepath.FromSlash(mvs[2].RelPath())), []byte("corrupt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env.index.mu.Lock()
+	env.index.broken = map[string]error{mvs[0].String(): errors.New(`index entry has malformed checksum "xyz"`)}
+	env.index.mu.Unlock()
+	for i, expected := range [][]module.Version{nil, mvs} {
+		purge := i == 1
+		res, err := env.cache.Verify(ctx, expected, purge)
+		if err != nil {
+			t.Fatalf("Verify(%v): %v", expected, err)
+		}
+		got := map[string]string{}
+		for _, p := range res.Problems {
+			got[p.Archive.Version+" "+p.Kind] = fmt.Sprint(p.Purged)
+		}
+		if res.Checked != 3 || len(got) != 2 || got["0.1.0 unverifiable"] != "false" || got["0.3.0 mismatch"] != fmt.Sprint(purge) {
+			t.Errorf("Verify(%v, purge %v): checked %d, problems %v; want 3 checked, 0.1.0 unverifiable (kept), 0.3.0 mismatch", expected, purge, res.Checked, got)
+		}
+	}
+	if _, err := env.store.Open(ctx, mvs[0]); err != nil {
+		t.Errorf("the archive of the bad index line was removed: %v", err)
 	}
 }

@@ -212,7 +212,7 @@ func (c *Cache) Get(ctx context.Context, mv module.Version) (store.Object, Outco
 		return nil, "", err
 	}
 	defer c.hold(mv)()
-	obj, err := c.store.Open(ctx, mv)
+	obj, err := c.openCurrent(ctx, mv)
 	if err == nil {
 		c.stats.hits.Add(1)
 		return obj, OutcomeHit, nil
@@ -220,14 +220,53 @@ func (c *Cache) Get(ctx context.Context, mv module.Version) (store.Object, Outco
 	if !errors.Is(err, store.ErrNotExist) {
 		return nil, "", err
 	}
-	if err := c.fetch(ctx, mv); err != nil {
-		return nil, OutcomeMiss, err
+	// A fetch stores what the index said when it began; if the index
+	// changed the checksum meanwhile, what it stored is already stale and
+	// the next round fetches the new bytes. Two rounds, then give up.
+	for range 2 {
+		if err := c.fetch(ctx, mv); err != nil {
+			return nil, OutcomeMiss, err
+		}
+		obj, err = c.openCurrent(ctx, mv)
+		if !errors.Is(err, store.ErrNotExist) {
+			break
+		}
 	}
-	obj, err = c.store.Open(ctx, mv)
+	if errors.Is(err, errStale) {
+		return nil, OutcomeMiss, fmt.Errorf("%w: %s: its index checksum changed during the download; try again", ErrUpstream, mv)
+	}
 	if err != nil {
 		return nil, OutcomeMiss, fmt.Errorf("open %s after fetching: %w", mv, err)
 	}
 	return obj, OutcomeMiss, nil
+}
+
+// errStale marks a stored archive whose checksum is not the index's: it
+// counts as not stored (errors.Is(err, store.ErrNotExist) holds).
+var errStale = fmt.Errorf("%w: stored checksum differs from the index", store.ErrNotExist)
+
+// openCurrent opens mv's stored archive if its recorded checksum is the
+// index's (or either is unknown: an archive stored before checksums were
+// kept, an index that cannot answer). A stale one (upstream re-released
+// the version) is closed and reported as errStale, so it is fetched again
+// and replaced; it is never served under the new checksum.
+func (c *Cache) openCurrent(ctx context.Context, mv module.Version) (store.Object, error) {
+	obj, err := c.store.Open(ctx, mv)
+	if err != nil {
+		return nil, err
+	}
+	stored := obj.Info().SHA256
+	if stored == "" {
+		return obj, nil
+	}
+	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
+	if err != nil || !ok || strings.EqualFold(want, stored) {
+		return obj, nil
+	}
+	obj.Close()
+	c.log.Warn().Str("archive", mv.String()).Str("stored_sha256", stored).Str("index_sha256", want).
+		Msg("stored archive is not the one the index lists now; fetching it again")
+	return nil, fmt.Errorf("%w: %s", errStale, mv)
 }
 
 // Ensure makes sure the store holds the archive, fetching it if needed,
@@ -254,8 +293,10 @@ func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, 
 	return c.index.Checksum(ctx, mv.Module, mv.Version)
 }
 
+// has reports whether the store holds mv, current with the index (see
+// openCurrent).
 func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
-	obj, err := c.store.Open(ctx, mv)
+	obj, err := c.openCurrent(ctx, mv)
 	if errors.Is(err, store.ErrNotExist) {
 		return false, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -448,5 +449,97 @@ func TestNewValidatesOptions(t *testing.T) {
 	}
 	if got := f.ArchiveURL(camel); got != "https://download.mooncakes.io/user/illusory0x0/%F0%9F%90%AB/0.1.2%2B3.zip" {
 		t.Errorf("ArchiveURL = %q", got)
+	}
+}
+
+// rerelease makes upstream serve new bytes for mv and the index list their
+// checksum, as when a version is published again.
+func (e *testEnv) rerelease(mv module.Version, body []byte) {
+	e.up.mu.Lock()
+	e.up.files["/user/"+mv.RelPath()] = body
+	e.up.mu.Unlock()
+	e.index.set(mv, sha256Hex(body))
+}
+
+func TestStaleArchiveIsFetchedAgain(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, nil)
+	old := env.publish(lexRuntime)
+	get(t, env.cache, lexRuntime, old)
+	newer := append([]byte("re-released "), old...)
+	env.rerelease(lexRuntime, newer)
+
+	// The stored bytes are not the ones the index lists now: a miss that
+	// replaces them, never the old bytes under the new checksum.
+	if o := get(t, env.cache, lexRuntime, newer); o != cache.OutcomeMiss {
+		t.Errorf("first Get after the re-release: %s, want miss", o)
+	}
+	obj, err := env.store.Open(ctx, lexRuntime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := obj.Info().SHA256; sum != sha256Hex(newer) {
+		t.Errorf("stored checksum %s, want the new one", sum)
+	}
+	obj.Close()
+	if o := get(t, env.cache, lexRuntime, newer); o != cache.OutcomeHit {
+		t.Errorf("second Get: %s, want hit", o)
+	}
+	// Ensure (mirror) replaces a stale archive too.
+	newest := append([]byte("again "), newer...)
+	env.rerelease(lexRuntime, newest)
+	if o, err := env.cache.Ensure(ctx, lexRuntime); err != nil || o != cache.OutcomeMiss {
+		t.Errorf("Ensure after another re-release: %s, %v; want miss", o, err)
+	}
+	get(t, env.cache, lexRuntime, newest)
+	if n := env.up.requests.Load(); n != 3 {
+		t.Errorf("upstream requests = %d, want 3 (one per release)", n)
+	}
+}
+
+// A download that began before the index changed the checksum stores bytes
+// that are already stale: they are not served, the new ones are.
+func TestChecksumChangeDuringDownload(t *testing.T) {
+	env := newTestEnv(t, nil)
+	env.publish(lexRuntime)
+	gate := make(chan struct{})
+	env.up.gate = gate
+	type result struct {
+		b   []byte
+		o   cache.Outcome
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		obj, o, err := env.cache.Get(context.Background(), lexRuntime)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer obj.Close()
+		b, err := io.ReadAll(obj)
+		done <- result{b, o, err}
+	}()
+	<-env.up.arrived // the download has begun with the old checksum
+	newer := append([]byte("re-released "), archiveBytes(lexRuntime)...)
+	env.index.set(lexRuntime, sha256Hex(newer))
+	// The first request has taken the old bytes already (they match the
+	// checksum the fetch began with); the next one gets the new bytes, at
+	// once.
+	env.up.mu.Lock()
+	env.up.files["/user/"+lexRuntime.RelPath()] = newer
+	env.up.gate = nil
+	env.up.mu.Unlock()
+	close(gate)
+	select {
+	case r := <-done:
+		if r.err != nil || !bytes.Equal(r.b, newer) || r.o != cache.OutcomeMiss {
+			t.Fatalf("Get: %d bytes, %s, %v; want the re-released bytes", len(r.b), r.o, r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Get did not return")
+	}
+	if n := env.up.requests.Load(); n != 2 {
+		t.Errorf("upstream requests = %d, want 2", n)
 	}
 }

@@ -32,6 +32,7 @@ import (
 type fakeIndex struct {
 	mu        sync.Mutex
 	sums      map[string]string
+	broken    map[string]error // lookups that fail, as a malformed line does
 	refreshes atomic.Int64
 	onRefresh func(f *fakeIndex)
 }
@@ -47,6 +48,9 @@ func (f *fakeIndex) set(mv module.Version, sum string) {
 func (f *fakeIndex) Checksum(ctx context.Context, module, version string) (string, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if err := f.broken[module+"@"+version]; err != nil {
+		return "", false, err
+	}
 	s, ok := f.sums[module+"@"+version]
 	return s, ok, nil
 }

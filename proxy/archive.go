@@ -94,10 +94,13 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/zip")
 	hdr.Set("Cache-Control", h.cacheControl)
-	// The checksum identifies the bytes exactly, so it is the ETag. If the
-	// index no longer lists the version, Last-Modified (set by
-	// ServeContent) still lets clients revalidate.
-	if sum, ok, err := h.archives.Checksum(r.Context(), mv); err == nil && ok {
+	// The checksum identifies the bytes exactly, so it is the ETag: the one
+	// stored with the archive (Get has checked it against the index), or
+	// the index's for an archive stored without one. Without either,
+	// Last-Modified (set by ServeContent) still lets clients revalidate.
+	if info.SHA256 != "" {
+		hdr.Set("ETag", `"`+info.SHA256+`"`)
+	} else if sum, ok, err := h.archives.Checksum(r.Context(), mv); err == nil && ok {
 		hdr.Set("ETag", `"`+sum+`"`)
 	}
 	// ServeContent handles Range, HEAD, If-None-Match/If-Modified-Since
