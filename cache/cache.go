@@ -393,14 +393,20 @@ func (c *Cache) checksum(ctx context.Context, mv module.Version) (string, error)
 		return "", fmt.Errorf("index lookup %s: %w", mv, err)
 	}
 	if !ok {
-		if err := c.index.RequestRefresh(ctx); err != nil {
-			c.log.Warn().Err(err).Str("archive", mv.String()).Msg("index refresh failed")
+		refreshErr := c.index.RequestRefresh(ctx)
+		if refreshErr != nil {
+			c.log.Warn().Err(refreshErr).Str("archive", mv.String()).Msg("index refresh failed")
 		}
 		sum, ok, err = c.index.Checksum(ctx, mv.Module, mv.Version)
-		if err != nil {
+		switch {
+		case err != nil:
 			return "", fmt.Errorf("index lookup %s: %w", mv, err)
-		}
-		if !ok {
+		case !ok && refreshErr != nil:
+			// Not known right now, which is not "does not exist": the
+			// client may retry (503), and moon never retries a 404.
+			return "", fmt.Errorf("%w: %s is not in the local index, and bringing the index up to date failed: %v",
+				module.ErrIndexUnavailable, mv, refreshErr)
+		case !ok:
 			return "", fmt.Errorf("%w: %s is not in the index (module or version does not exist)", ErrNotFound, mv)
 		}
 	}

@@ -384,6 +384,17 @@ func TestUnknownVersionRefreshesIndexOnce(t *testing.T) {
 			t.Errorf("refreshes = %d, want 1", n)
 		}
 	})
+	t.Run("unknown while the refresh fails", func(t *testing.T) {
+		env := newTestEnv(t, nil)
+		env.index.refresh = errors.New("git fetch: connection refused")
+		_, _, err := env.cache.Get(context.Background(), lexRuntime)
+		if !errors.Is(err, module.ErrIndexUnavailable) || errors.Is(err, cache.ErrNotFound) || !strings.Contains(err.Error(), "connection refused") {
+			t.Fatalf("err = %v, want ErrIndexUnavailable naming the refresh failure, not ErrNotFound", err)
+		}
+		if n := env.up.requests.Load(); n != 0 {
+			t.Errorf("upstream requests = %d, want 0", n)
+		}
+	})
 	t.Run("does not exist", func(t *testing.T) {
 		env := newTestEnv(t, nil)
 		_, _, err := env.cache.Get(context.Background(), lexRuntime)

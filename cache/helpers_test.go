@@ -33,6 +33,7 @@ type fakeIndex struct {
 	mu        sync.Mutex
 	sums      map[string]string
 	broken    map[string]error // lookups that fail, as a malformed line does
+	refresh   error            // what RequestRefresh returns
 	refreshes atomic.Int64
 	onRefresh func(f *fakeIndex)
 }
@@ -60,7 +61,9 @@ func (f *fakeIndex) RequestRefresh(ctx context.Context) error {
 	if f.onRefresh != nil {
 		f.onRefresh(f)
 	}
-	return nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.refresh
 }
 
 // archiveBytes is a deterministic stand-in for a zip: large enough that a

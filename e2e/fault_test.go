@@ -135,8 +135,9 @@ func TestFaultUpstreamHang(t *testing.T) {
 
 // TestFaultUpstreamDownThroughout: a root synced and warmed while upstream
 // was up is served by a new process that never reaches upstream: the index
-// clone and the cached archive work, a miss is 504, sync failures are
-// logged, /healthz and /readyz stay 200 and nothing is written to the store.
+// clone and the cached archive work, a miss is 504, a version the index
+// lacks is 503 (unknown right now), sync failures are logged, /healthz and
+// /readyz stay 200 and nothing is written to the store.
 func TestFaultUpstreamDownThroughout(t *testing.T) {
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
@@ -191,6 +192,15 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 	miss := fltGet(&http.Client{Timeout: time.Minute}, arcOneSegmentURL(reg.URL, arcModX, missV))
 	if miss.err != nil || miss.status != http.StatusGatewayTimeout || !strings.Contains(string(miss.body), "not cached") {
 		t.Errorf("miss with upstream down: %d (%s) %v, want 504 saying it is not cached", miss.status, miss.body, miss.err)
+	}
+	// A version the local index lacks while the index cannot be brought up
+	// to date is unknown right now, not missing: 503 with Retry-After (moon
+	// retries that, never a 404).
+	unknown := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, "9.9.9"), nil)
+	if unknown.status != http.StatusServiceUnavailable || unknown.header.Get("Retry-After") == "" ||
+		!strings.Contains(string(unknown.body), "not in the local index") {
+		t.Errorf("unknown version with the index sync failing: %d, Retry-After %q (%s); want 503 with Retry-After",
+			unknown.status, unknown.header.Get("Retry-After"), unknown.body)
 	}
 	// Still serving after all that.
 	if err := fltExpect(reg.URL+"/healthz", http.StatusOK); err != nil {
