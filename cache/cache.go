@@ -404,8 +404,10 @@ func (c *Cache) checksum(ctx context.Context, mv module.Version) (string, error)
 		case !ok && refreshErr != nil:
 			// Not known right now, which is not "does not exist": the
 			// client may retry (503), and moon never retries a 404.
-			return "", fmt.Errorf("%w: %s is not in the local index, and bringing the index up to date failed: %v",
-				module.ErrIndexUnavailable, mv, refreshErr)
+			// The cause is logged above; it names upstream's address,
+			// which this error's text may be shown to clients without.
+			return "", fmt.Errorf("%w: %s is not in the local index, and bringing the index up to date failed",
+				module.ErrIndexUnavailable, mv)
 		case !ok:
 			return "", fmt.Errorf("%w: %s is not in the index (module or version does not exist)", ErrNotFound, mv)
 		}

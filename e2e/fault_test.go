@@ -202,6 +202,13 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 		t.Errorf("unknown version with the index sync failing: %d, Retry-After %q (%s); want 503 with Retry-After",
 			unknown.status, unknown.header.Get("Retry-After"), unknown.body)
 	}
+	// Where upstream lives is for the log, not for clients.
+	upHost := strings.TrimPrefix(up.URL(), "http://")
+	for _, body := range [][]byte{miss.body, unknown.body} {
+		if strings.Contains(string(body), upHost) {
+			t.Errorf("answer %q names the upstream address %s", body, upHost)
+		}
+	}
 	// Still serving after all that.
 	if err := fltExpect(reg.URL+"/healthz", http.StatusOK); err != nil {
 		t.Error(err)

@@ -124,7 +124,10 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		w.WriteHeader(statusClientClosed)
 		return
 	case status == http.StatusGatewayTimeout:
-		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable (%v)", mv, err)
+		// Causes name upstream's addresses: they are for the log.
+		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable; try again later", mv)
+	case status == http.StatusBadGateway && !errors.Is(err, store.ErrChecksumMismatch):
+		msg = fmt.Sprintf("archive %s is not cached and upstream sent no usable answer; try again later", mv)
 	case errors.Is(err, store.ErrWrite):
 		// The details (paths, errno) are for the log, not for clients.
 		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
@@ -184,12 +187,7 @@ func serveStream(w http.ResponseWriter, r *http.Request, info store.Info, body i
 // notModified applies If-None-Match, or without it If-Modified-Since.
 func notModified(r *http.Request, etag string, mod time.Time) bool {
 	if inm := r.Header.Get("If-None-Match"); inm != "" {
-		for _, t := range strings.Split(inm, ",") {
-			if t = strings.TrimSpace(t); t == "*" || (etag != "" && strings.TrimPrefix(t, "W/") == etag) {
-				return true
-			}
-		}
-		return false
+		return etagMatches(inm, etag)
 	}
 	ims, err := http.ParseTime(r.Header.Get("If-Modified-Since"))
 	return err == nil && !mod.IsZero() && !mod.Truncate(time.Second).After(ims)

@@ -144,7 +144,13 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		status := passthroughErrorStatus(err)
 		p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
-		http.Error(w, fmt.Sprintf("upstream unreachable and no cached copy of %s: %v", r.URL.Path, err), status)
+		// The cause names upstream's addresses: the log has it, clients
+		// get what they can act on.
+		msg := "upstream unreachable and no cached copy of %s; try again later"
+		if status == http.StatusBadGateway {
+			msg = "upstream sent no usable answer and there is no cached copy of %s; try again later"
+		}
+		http.Error(w, fmt.Sprintf(msg, r.URL.Path), status)
 		return
 	}
 	defer resp.Body.Close()

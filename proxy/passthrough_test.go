@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,6 +231,11 @@ func TestPassthroughUnreachableWithoutCopy(t *testing.T) {
 	resp, body := do(t, http.MethodGet, f.srv.URL+"/symbols.zip", nil)
 	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(string(body), "no cached copy") {
 		t.Errorf("%d %q, want 504 saying there is no cached copy", resp.StatusCode, body)
+	}
+	// Where upstream lives (and what the resolver said) is for the log.
+	up, _ := url.Parse(f.up.srv.URL)
+	if strings.Contains(string(body), up.Host) || strings.Contains(string(body), up.Port()) {
+		t.Errorf("answer %q names the upstream address %s", body, up.Host)
 	}
 }
 
