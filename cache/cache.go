@@ -372,7 +372,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	}
 	if err != nil {
 		c.stats.failures.Add(1)
-		ev := c.log.Error().Err(err).Str("archive", mv.String()).Dur("duration", elapsed)
+		ev := c.log.Error().Err(err).Str("archive", mv.String()).Dur("duration_ms", elapsed)
 		var ce *store.ChecksumError
 		if errors.As(err, &ce) {
 			ev = ev.Str("expected_sha256", ce.Expected).Str("actual_sha256", ce.Actual)
@@ -381,7 +381,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 		return err
 	}
 	c.stats.bytes.Add(n)
-	c.log.Info().Str("archive", mv.String()).Int64("bytes", n).Dur("duration", elapsed).Msg("archive fetched")
+	c.log.Info().Str("archive", mv.String()).Int64("bytes", n).Dur("duration_ms", elapsed).Msg("archive fetched")
 	return nil
 }
 

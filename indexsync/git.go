@@ -89,7 +89,7 @@ func (m *Mirror) git(ctx context.Context, dir string, stdin []byte, args ...stri
 	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	err := cmd.Run()
-	m.log.Debug().Strs("args", args).Dur("duration", time.Since(start)).Err(err).Msg("git")
+	m.log.Debug().Strs("args", args).Dur("duration_ms", time.Since(start)).Err(err).Msg("git")
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)

@@ -26,7 +26,7 @@ func (m *Mirror) Run(ctx context.Context) {
 			// Sync already logged the cause.
 			wait = backoff
 			backoff = min(2*backoff, m.opts.Interval)
-			m.log.Warn().Dur("retry_in", wait).Msg("index sync will be retried")
+			m.log.Warn().Dur("retry_in_ms", wait).Msg("index sync will be retried")
 		} else {
 			backoff = min(firstRetry, m.opts.Interval)
 		}

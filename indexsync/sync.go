@@ -43,7 +43,7 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		// Stopped on purpose (shutdown): says nothing about upstream, so
 		// it neither counts as an attempt nor fills LastError, which
 		// RequestRefresh would hand out.
-		m.log.Info().Dur("duration", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
+		m.log.Info().Dur("duration_ms", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
 		return Changes{}, err
 	}
 	m.mu.Lock()
@@ -57,7 +57,7 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	}
 	m.mu.Unlock()
 	if err != nil {
-		m.log.Error().Err(err).Dur("duration", now.Sub(start)).Msg("index sync failed; keeping the last good mirror")
+		m.log.Error().Err(err).Dur("duration_ms", now.Sub(start)).Msg("index sync failed; keeping the last good mirror")
 		return Changes{}, err
 	}
 	ev := m.log.Info()
@@ -66,7 +66,7 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	}
 	ev.Str("from", c.From).Str("to", c.To).Bool("initial", c.Initial).
 		Int("modules", len(c.Modules)).Int("added", len(c.Added)).Int("changed", len(c.Changed)).
-		Int("removed", len(c.Removed)).Dur("duration", now.Sub(start)).Msg("index synced")
+		Int("removed", len(c.Removed)).Dur("duration_ms", now.Sub(start)).Msg("index synced")
 	if m.opts.OnChange != nil && !c.Empty() {
 		m.opts.OnChange(c)
 	}

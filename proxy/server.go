@@ -114,14 +114,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.stopping.Store(true)
 	if s.opts.DrainDelay > 0 {
-		s.log.Info().Dur("drain_delay", s.opts.DrainDelay).Msg("shutting down: not ready, still serving until the drain delay ends")
+		s.log.Info().Dur("drain_delay_ms", s.opts.DrainDelay).Msg("shutting down: not ready, still serving until the drain delay ends")
 		select {
 		case <-time.After(s.opts.DrainDelay):
 		case err := <-errc:
 			return fmt.Errorf("serve: %w", err)
 		}
 	}
-	s.log.Info().Dur("timeout", s.opts.ShutdownTimeout).Msg("shutting down, draining in-flight requests")
+	s.log.Info().Dur("timeout_ms", s.opts.ShutdownTimeout).Msg("shutting down, draining in-flight requests")
 	sctx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

@@ -356,7 +356,7 @@ func (e *evictor) enforce() {
 			e.lru.MoveToFront(victim.elem)
 			if failures++; failures >= maxEvictFailures {
 				e.pausedTil = time.Now().Add(evictPause)
-				e.log.Error().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Dur("retry_in", evictPause).
+				e.log.Error().Int64("store_bytes", e.total).Int64("max_bytes", e.max).Dur("retry_in_ms", evictPause).
 					Msg("archive eviction paused after repeated failures")
 				return
 			}
