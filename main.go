@@ -5,11 +5,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -32,25 +30,8 @@ func main() {
 	}
 }
 
-// exitCode is 2 for usage errors, 1 for every other failure: never the
-// status of a program we ran (git's 128), which says nothing to a caller.
-func exitCode(err error) int {
-	var usage app.UsageError
-	var program *exec.ExitError
-	var exit cli.ExitCoder // cli.Exit of this package's commands
-	switch {
-	case errors.As(err, &usage):
-		return 2
-	case errors.As(err, &program):
-		return 1
-	case errors.As(err, &exit) && exit.ExitCode() != 0:
-		return exit.ExitCode()
-	}
-	return 1
-}
-
 func newApp() *cli.App {
-	return &cli.App{
+	a := &cli.App{
 		Name:  "moonbit-registry",
 		Usage: "caching pull-through proxy and offline mirror for the MoonBit package registry",
 		Description: "Point moon clients at it with MOONCAKES_REGISTRY=<base_url>. It serves the package\n" +
@@ -72,7 +53,23 @@ func newApp() *cli.App {
 			authCommand(),
 		},
 		HideHelpCommand: true,
+		OnUsageError:    usageError,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return app.UsageError{Err: fmt.Errorf("unknown command %q (see moonbit-registry --help)", c.Args().First())}
+			}
+			return cli.ShowAppHelp(c)
+		},
 	}
+	var all func([]*cli.Command)
+	all = func(cmds []*cli.Command) {
+		for _, c := range cmds {
+			c.OnUsageError = usageError
+			all(c.Subcommands)
+		}
+	}
+	all(a.Commands)
+	return a
 }
 
 // overrides turns the flags the user set into config overrides; flags left

@@ -93,3 +93,39 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 		t.Errorf("after the checksum changed: %d, want 502 (upstream bytes do not match the new checksum)", resp.StatusCode)
 	}
 }
+
+// TestCommandExitCodes: failures exit 1 whatever a program underneath
+// exited with (git's 128 for an unreachable upstream), usage errors 2, and
+// an error names its cause once, not its own prefix twice.
+func TestCommandExitCodes(t *testing.T) {
+	synced := t.TempDir()
+	up := testupstream.Start(t, testupstream.Options{})
+	if _, stderr, code := runRegistry(t, synced, up.URL(), "sync"); code != 0 {
+		t.Fatalf("sync: exit %d: %s", code, stderr)
+	}
+	for _, tt := range []struct {
+		name string
+		root string
+		args []string
+		code int
+		says string
+	}{
+		{"sync, upstream unreachable", t.TempDir(), []string{"sync"}, 1, "index sync from"},
+		{"mirror, upstream unreachable", t.TempDir(), []string{"mirror", "moonbitlang/x"}, 1, "index sync from"},
+		{"mirror, bad pattern", synced, []string{"mirror", "--offline", "no-slash"}, 2, "no-slash"},
+		{"verify, unknown module", synced, []string{"verify", "nobody/nothing"}, 2, "nobody/nothing"},
+		{"unknown flag", synced, []string{"sync", "--no-such-flag"}, 2, "no-such-flag"},
+		{"unknown command", synced, []string{"snyc"}, 2, "snyc"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// Port 1 on loopback: nothing listens, git fails with 128.
+			_, stderr, code := runRegistry(t, tt.root, "http://127.0.0.1:1", tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.says) {
+				t.Errorf("exit %d, stderr %q; want exit %d naming %q", code, stderr, tt.code, tt.says)
+			}
+			if strings.Count(stderr, "moonbit-registry:") > 1 {
+				t.Errorf("stderr repeats the prefix: %q", stderr)
+			}
+		})
+	}
+}
