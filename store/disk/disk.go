@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -70,11 +69,12 @@ type Store struct {
 
 // New opens (creating if needed) a store rooted at opts.Root. Temporary
 // files left by an earlier process that died mid-write are removed: they
-// were never committed, so nothing refers to them. Temporary files carry
-// the writer's process ID, so a process that starts while another (a second
-// mirror run, a server) writes to the same root leaves the other's
-// in-progress files alone. With a size limit, the store is walked in the
-// background to learn its size (see evict.go).
+// were never committed, so nothing refers to them. Writers hold a lock on
+// their temporary files, so a process that starts while another (a second
+// mirror run, a server, another container on the same volume) writes to
+// the same root leaves the other's in-progress files alone. With a size
+// limit, the store is walked in the background to learn its size (see
+// evict.go).
 func New(opts Options) (*Store, error) {
 	if opts.Root == "" {
 		return nil, errors.New("disk store: empty root")
@@ -211,7 +211,7 @@ func (s *Store) Create(ctx context.Context, mv module.Version, meta store.Meta) 
 	if !module.ValidChecksum(meta.SHA256) {
 		return nil, fmt.Errorf("create %s: checksum %q is not a lowercase hex SHA-256", mv, meta.SHA256)
 	}
-	f, err := os.CreateTemp(s.tmp, fmt.Sprintf("put-%d-*.part", os.Getpid()))
+	f, err := createTemp(s.tmp, "put-*.part")
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w: %w", mv, store.ErrWrite, err)
 	}
@@ -273,13 +273,15 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("commit %s: fsync: %w: %w", w.mv, store.ErrWrite, err)
 	}
-	if err := w.f.Close(); err != nil {
-		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
-	}
+	// Renamed while still open, so the lock that keeps other processes'
+	// sweeps away (createTemp) holds until it is no longer a temporary file.
 	if err := s.d.Import(w.f.Name(), key, true); err != nil {
 		return fmt.Errorf("commit %s: publish: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	published = true
+	if err := w.f.Close(); err != nil {
+		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
+	}
 	if s.evict != nil {
 		s.evict.stored(w.mv, w.n)
 		defer s.evict.enforce()
@@ -299,8 +301,9 @@ func (w *writer) Abort() error {
 	return w.discard()
 }
 
+// discard removes the temporary file, then closes it (and so unlocks it).
 func (w *writer) discard() error {
-	w.f.Close()
+	defer w.f.Close()
 	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		w.s.log.Warn().Err(err).Str("file", w.f.Name()).Msg("removing temporary file")
 		return err
@@ -402,8 +405,40 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// sweepTemp removes temporary files of writers that are gone: files named
-// put-<pid>-*.part whose process no longer runs, and anything else.
+// createTemp creates a temporary file in dir and takes an exclusive
+// advisory lock on it, held until it is closed: sweepTemp in any process,
+// in any PID namespace, leaves a locked file alone. A sweep that removed
+// the file between its creation and the lock is noticed (no links left)
+// and the creation retried.
+func createTemp(dir, pattern string) (*os.File, error) {
+	for range 3 {
+		f, err := os.CreateTemp(dir, pattern)
+		if err != nil {
+			return nil, err
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink == 0 {
+			f.Close() // swept away before it was locked
+			continue
+		}
+		return f, nil
+	}
+	return nil, fmt.Errorf("temporary files in %s keep disappearing", dir)
+}
+
+// sweepTemp removes what writers that are gone left in dir: every file
+// whose lock can be taken (its writer died before Commit or Abort), and
+// anything else that is not a locked file. Files another process is
+// writing right now are locked and stay.
 func sweepTemp(dir string, log zerolog.Logger) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -414,13 +449,14 @@ func sweepTemp(dir string, log zerolog.Logger) error {
 	}
 	removed := 0
 	for _, e := range entries {
-		if pid, ok := tempOwner(e.Name()); ok && pid != os.Getpid() && processAlive(pid) {
-			continue
-		}
-		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+		p := filepath.Join(dir, e.Name())
+		gone, err := removeUnlocked(p, e)
+		if err != nil {
 			return fmt.Errorf("removing leftover %s: %w", e.Name(), err)
 		}
-		removed++
+		if gone {
+			removed++
+		}
 	}
 	if removed > 0 {
 		log.Info().Int("files", removed).Str("dir", dir).Msg("removed leftover temporary files")
@@ -428,19 +464,27 @@ func sweepTemp(dir string, log zerolog.Logger) error {
 	return nil
 }
 
-// tempOwner reads the process ID out of a temporary file's name.
-func tempOwner(name string) (int, bool) {
-	rest, ok := strings.CutPrefix(name, "put-")
-	if !ok {
-		return 0, false
+// removeUnlocked removes p unless it is a file some process holds locked.
+func removeUnlocked(p string, e fs.DirEntry) (bool, error) {
+	if !e.Type().IsRegular() {
+		return true, os.RemoveAll(p)
 	}
-	pid, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
-	return pid, err == nil && pid > 0
-}
-
-// processAlive reports whether a process with this ID exists (signal 0
-// checks without sending anything).
-func processAlive(pid int) bool {
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil // its writer finished meanwhile
+	}
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return false, nil // being written
+		}
+		return false, err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, err
+	}
+	return true, nil
 }

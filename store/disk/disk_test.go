@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
@@ -177,35 +179,76 @@ func TestRemovesLeftoverTempFiles(t *testing.T) {
 	obj.Close()
 }
 
+// A store opening on a root sweeps only what nobody writes: the temporary
+// files of writers in other processes (another PID namespace shows them
+// with PIDs that mean nothing here) are locked and stay.
 func TestStartupKeepsLiveWritersTempFiles(t *testing.T) {
-	_, root := newStore(t)
-	// A second process writing to the same root right now.
-	other := exec.Command("sleep", "30")
-	if err := other.Start(); err != nil {
+	ctx := context.Background()
+	s, root := newStore(t)
+	// A writer of this store, mid-archive.
+	b := storetest.Body(lexRuntime)
+	w, err := s.Create(ctx, lexRuntime, store.Meta{SHA256: storetest.Sum(b), Size: int64(len(b))})
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { other.Process.Kill(); other.Wait() }()
-	// A process that has exited.
-	dead := exec.Command("true")
-	if err := dead.Run(); err != nil {
+	if _, err := w.Write(b[:1000]); err != nil {
 		t.Fatal(err)
 	}
-	live := fmt.Sprintf("put-%d-1.part", other.Process.Pid)
-	gone := fmt.Sprintf("put-%d-2.part", dead.Process.Pid)
-	for _, name := range []string{live, gone} {
+	// Another process holding its temporary file locked, as a writer does.
+	other := filepath.Join(root, tempDirName, "put-77.part")
+	holder := exec.Command("flock", other, "sleep", "30")
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { holder.Process.Kill(); holder.Wait() }()
+	waitLocked(t, other)
+	// Left by writers that died: named like live ones, but unlocked.
+	dead := []string{fmt.Sprintf("put-%d-1.part", os.Getpid()), "put-1-2.part"}
+	for _, name := range dead {
 		if err := os.WriteFile(filepath.Join(root, tempDirName, name), []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+
 	if _, err := New(Options{Root: root, Logger: zerolog.Nop()}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(root, tempDirName, live)); err != nil {
-		t.Errorf("a live writer's temp file was removed: %v", err)
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another process's locked temporary file was removed: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(root, tempDirName, gone)); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("a dead writer's temp file survived: %v", err)
+	for _, name := range dead {
+		if _, err := os.Stat(filepath.Join(root, tempDirName, name)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("an abandoned temporary file survived: %s: %v", name, err)
+		}
 	}
+	// The writer of the first store goes on undisturbed.
+	if _, err := w.Write(b[1000:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatalf("Commit after another store's sweep: %v", err)
+	}
+	obj, err := s.Open(ctx, lexRuntime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Close()
+}
+
+// waitLocked polls until some process holds p locked (bounded).
+func waitLocked(t *testing.T, p string) {
+	t.Helper()
+	for range 200 {
+		if f, err := os.Open(p); err == nil {
+			err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s never got locked", p)
 }
 
 func TestPing(t *testing.T) {

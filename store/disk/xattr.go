@@ -48,7 +48,7 @@ func (s *Store) readSum(f *os.File, mv module.Version) string {
 // probeXattr reports whether the filesystem of dir keeps user extended
 // attributes, by setting one on a temporary file there.
 func probeXattr(dir string) (bool, error) {
-	f, err := os.CreateTemp(dir, fmt.Sprintf("put-%d-*.probe", os.Getpid()))
+	f, err := createTemp(dir, "probe-*")
 	if err != nil {
 		return false, err
 	}
