@@ -37,6 +37,9 @@ type Use struct {
 	// Evict enforces cache.max_size. Commands that only read or report
 	// must not delete.
 	Evict bool
+	// ReadOnly never writes the archive store (offline serving, which
+	// also works on a read-only copy of the data).
+	ReadOnly bool
 	// OnFetch, if set, sees every finished upstream fetch (metrics).
 	OnFetch func(cache.FetchResult)
 }
@@ -60,7 +63,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
 	}
-	archives, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, Logger: cacheLog})
+	archives, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Logger: cacheLog})
 	if err != nil {
 		return nil, err
 	}

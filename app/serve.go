@@ -27,7 +27,8 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		return UsageError{err}
 	}
 	metrics := proxy.NewMetrics()
-	r, err := Open(cfg, Use{Fetch: !cfg.Server.Offline, Evict: true, OnFetch: metrics.ObserveFetch}, log)
+	offline := cfg.Server.Offline
+	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, OnFetch: metrics.ObserveFetch}, log)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error
 	if cfg.Server.Offline {
 		next = upstream.OfflineTransport{}
 	}
-	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, log)
+	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
 	if err != nil {
 		return nil, err
 	}

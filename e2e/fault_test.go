@@ -225,6 +225,68 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 	}
 }
 
+// TestFaultReadOnlyOffline: serve --offline on a data directory that is
+// read-only (a copy shipped on read-only media, a read-only volume) serves
+// what is there: ready, the index clones, cached archives download, a miss
+// is 504, and start-up writes nothing. The directory is made read-only with
+// a read-only bind mount (needs mount privileges; skipped without them).
+func TestFaultReadOnlyOffline(t *testing.T) {
+	ctx := context.Background()
+	const cachedV, missV = "0.4.6", "0.4.7"
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
+	}})
+	root := t.TempDir()
+	first := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
+	warm := newMoonClient(t, first.URL)
+	if err := warm.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want, err := warm.Download(ctx, arcModX, cachedV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Stop(t)
+
+	data := filepath.Join(root, "data")
+	if out, err := exec.Command("mount", "--bind", data, data).CombinedOutput(); err != nil {
+		t.Skipf("mount --bind not permitted here: %v: %s", err, bytes.TrimSpace(out))
+	}
+	// Registered before startRegistry, so it runs after the registry has
+	// stopped and before the temp dir is removed.
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", data).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", data, err, out)
+		}
+	})
+	if out, err := exec.Command("mount", "-o", "remount,bind,ro", data).CombinedOutput(); err != nil {
+		t.Fatalf("remounting %s read-only: %v: %s", data, err, out)
+	}
+	if err := os.WriteFile(filepath.Join(data, "probe"), nil, 0o644); err == nil {
+		t.Fatal("the data directory is still writable")
+	}
+	before := fltSnapshot(t, data)
+
+	reg := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL(), Args: []string{"--offline"}})
+	if err := fltExpect(reg.URL+"/readyz", http.StatusOK); err != nil {
+		t.Errorf("read-only and offline: %v", err)
+	}
+	client := newMoonClient(t, reg.URL)
+	if err := client.CloneIndex(ctx); err != nil {
+		t.Fatalf("clone from a read-only mirror: %v", err)
+	}
+	if got, err := client.Download(ctx, arcModX, cachedV); err != nil || !bytes.Equal(got, want) {
+		t.Errorf("cached archive from a read-only store: %d bytes, %v", len(got), err)
+	}
+	if miss := fltGet(&http.Client{Timeout: time.Minute}, arcOneSegmentURL(reg.URL, arcModX, missV)); miss.status != http.StatusGatewayTimeout {
+		t.Errorf("miss from a read-only store: %d (%s) %v, want 504", miss.status, miss.body, miss.err)
+	}
+	reg.Stop(t)
+	if diff := fltDiff(before, fltSnapshot(t, data)); len(diff) > 0 {
+		t.Errorf("the read-only data directory changed: %v", diff)
+	}
+}
+
 // TestFaultDiskFull: the store's filesystem cannot take the next archive.
 // The request fails with a 5xx and the cause in the log, no partial file is
 // left (temporary directory included, and with tmpfs no space is held by a

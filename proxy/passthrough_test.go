@@ -84,7 +84,7 @@ type ptFixture struct {
 func newPTFixture(t *testing.T) *ptFixture {
 	t.Helper()
 	up := newPTUpstream(t)
-	responses, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), zerolog.Nop())
+	responses, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

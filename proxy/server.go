@@ -209,7 +209,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			Str("path", r.URL.EscapedPath()).
 			Int("status", rw.status).
 			Int64("bytes", rw.bytes).
-			Dur("duration", time.Since(start)).
+			Dur("duration_ms", time.Since(start)).
 			Str("cache", note.cache).
 			Msg("request")
 	})

@@ -144,7 +144,7 @@ func (f *Fetcher) Fetch(ctx context.Context, mv module.Version, sink func(ctx co
 			wait = f.backoffFor(attempt)
 		}
 		f.log.Warn().Err(err).Str("archive", mv.String()).Int("attempt", attempt+1).
-			Dur("retry_in", wait).Msg("archive fetch attempt failed, retrying")
+			Dur("retry_in_ms", wait).Msg("archive fetch attempt failed, retrying")
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -98,7 +98,7 @@ func newCachingTransport(t *testing.T) (*CachingTransport, string) {
 
 func responseCache(t *testing.T, dir string) *disk.ResponseCache {
 	t.Helper()
-	c, err := disk.NewResponseCache(dir, zerolog.Nop())
+	c, err := disk.NewResponseCache(dir, false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
 }
 
 func TestOnlyCacheableStatusesStored(t *testing.T) {
-	c, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), zerolog.Nop())
+	c, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}

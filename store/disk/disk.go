@@ -45,7 +45,12 @@ type Options struct {
 	// TouchInterval bounds how often one archive's recorded last use is
 	// rewritten on disk; 0 means a minute.
 	TouchInterval time.Duration
-	Logger        zerolog.Logger
+	// ReadOnly opens the store without writing anything, ever (serving a
+	// read-only copy offline): no sweep, no size limit; Create and Delete
+	// fail with store.ErrWrite, and Ping is nil, since serving what is
+	// there is all that is asked.
+	ReadOnly bool
+	Logger   zerolog.Logger
 }
 
 // Store implements store.Store on the local filesystem.
@@ -59,12 +64,13 @@ type Options struct {
 // verify. Reads open the file directly so callers get the *os.File (and
 // with it sendfile) rather than diskv's wrapped reader.
 type Store struct {
-	root  string
-	tmp   string
-	d     *diskv.Diskv
-	log   zerolog.Logger
-	xattr bool     // the filesystem keeps extended attributes
-	evict *evictor // nil without a size limit
+	root     string
+	tmp      string
+	d        *diskv.Diskv
+	log      zerolog.Logger
+	xattr    bool     // the filesystem keeps extended attributes
+	readOnly bool     // Options.ReadOnly
+	evict    *evictor // nil without a size limit
 }
 
 // New opens (creating if needed) a store rooted at opts.Root. Temporary
@@ -87,12 +93,6 @@ func New(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("disk store: %w", err)
 	}
 	tmp := filepath.Join(root, tempDirName)
-	if err := sweepTemp(tmp, opts.Logger); err != nil {
-		return nil, fmt.Errorf("disk store: %w", err)
-	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return nil, fmt.Errorf("disk store: %w", err)
-	}
 	d := diskv.New(diskv.Options{
 		BasePath:          root,
 		AdvancedTransform: keyToPathKey,
@@ -105,6 +105,16 @@ func New(opts Options) (*Store, error) {
 		TempDir: tmp,
 	})
 	s := &Store{root: root, tmp: tmp, d: d, log: opts.Logger}
+	if opts.ReadOnly {
+		s.readOnly, s.xattr = true, true // attributes are read where there are any
+		return s, nil
+	}
+	if err := sweepTemp(tmp, opts.Logger); err != nil {
+		return nil, fmt.Errorf("disk store: %w", err)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("disk store: %w", err)
+	}
 	if s.xattr, err = probeXattr(tmp); err != nil {
 		return nil, fmt.Errorf("disk store: %w", err)
 	}
@@ -210,6 +220,9 @@ func (s *Store) Create(ctx context.Context, mv module.Version, meta store.Meta) 
 	}
 	if !module.ValidChecksum(meta.SHA256) {
 		return nil, fmt.Errorf("create %s: checksum %q is not a lowercase hex SHA-256", mv, meta.SHA256)
+	}
+	if s.readOnly {
+		return nil, fmt.Errorf("create %s: %w: the store is open read-only", mv, store.ErrWrite)
 	}
 	f, err := createTemp(s.tmp, "put-*.part")
 	if err != nil {
@@ -343,6 +356,9 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 	if err := mv.Validate(); err != nil {
 		return err
 	}
+	if s.readOnly {
+		return fmt.Errorf("delete %s: %w: the store is open read-only", mv, store.ErrWrite)
+	}
 	err := s.remove(mv)
 	if s.evict != nil && (err == nil || errors.Is(err, store.ErrNotExist)) {
 		s.evict.removed(mv)
@@ -397,8 +413,12 @@ func (s *Store) Walk(ctx context.Context, fn func(module.Version) error) error {
 	})
 }
 
-// Ping implements store.Store: one access(2) call, nothing written.
+// Ping implements store.Store: one access(2) call, nothing written; nil
+// for a store opened read-only.
 func (s *Store) Ping(ctx context.Context) error {
+	if s.readOnly {
+		return nil
+	}
 	if err := syscall.Access(s.root, 2 /* W_OK */); err != nil {
 		return fmt.Errorf("archive store %s is not writable: %w", s.root, err)
 	}

@@ -293,3 +293,41 @@ func TestWriteFailureIsErrWrite(t *testing.T) {
 		t.Errorf("after a failed write: Open err = %v, want ErrNotExist", err)
 	}
 }
+
+// A store opened read-only serves what is there and writes nothing.
+func TestReadOnly(t *testing.T) {
+	ctx := context.Background()
+	s, root := newStore(t)
+	b := storetest.Body(lexRuntime)
+	put(t, s, lexRuntime, b)
+	if err := os.RemoveAll(filepath.Join(root, tempDirName)); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := New(Options{Root: root, ReadOnly: true, MaxBytes: 1, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, tempDirName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("opening read-only created the temporary directory: %v", err)
+	}
+	obj, err := ro.Open(ctx, lexRuntime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info := obj.Info(); info.SHA256 != storetest.Sum(b) {
+		t.Errorf("Info = %+v, want the stored checksum", info)
+	}
+	obj.Close()
+	if _, err := ro.Create(ctx, lexRuntime, store.Meta{SHA256: storetest.Sum(b), Size: -1}); !errors.Is(err, store.ErrWrite) {
+		t.Errorf("Create on a read-only store = %v, want ErrWrite", err)
+	}
+	if err := ro.Delete(ctx, lexRuntime); !errors.Is(err, store.ErrWrite) {
+		t.Errorf("Delete on a read-only store = %v, want ErrWrite", err)
+	}
+	if err := ro.Ping(ctx); err != nil {
+		t.Errorf("Ping of a read-only store = %v, want nil: serving is all it is asked", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))); err != nil {
+		t.Errorf("the archive is gone: %v", err)
+	}
+}

@@ -208,7 +208,7 @@ func (e *evictor) scan() {
 	}
 	e.scanned = true
 	e.log.Info().Int("archives", len(e.entries)).Int64("bytes", e.total).Int64("max_bytes", e.max).
-		Dur("duration", time.Since(start)).Msg("archive store scanned for the size limit")
+		Dur("duration_ms", time.Since(start)).Msg("archive store scanned for the size limit")
 	e.mu.Unlock()
 	e.enforce()
 }

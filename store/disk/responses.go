@@ -23,22 +23,27 @@ import (
 // so they are a temporary file renamed into place: a crash never leaves a
 // half-written response that a later Get would parse as a short body.
 type ResponseCache struct {
-	d   *diskv.Diskv
-	log zerolog.Logger
+	d        *diskv.Diskv
+	readOnly bool
+	log      zerolog.Logger
 }
 
 // NewResponseCache opens (creating if needed) a response cache in dir, removing
-// temporary files an earlier process left behind.
-func NewResponseCache(dir string, log zerolog.Logger) (*ResponseCache, error) {
+// temporary files an earlier process left behind. Read-only, it writes
+// nothing: not at start, and Set and Delete do nothing (offline serving of
+// a read-only copy).
+func NewResponseCache(dir string, readOnly bool, log zerolog.Logger) (*ResponseCache, error) {
 	if dir == "" {
 		return nil, errors.New("http cache: empty directory")
 	}
 	tmp := filepath.Join(dir, tempDirName)
-	if err := os.RemoveAll(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("http cache: clearing %s: %w", tmp, err)
-	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return nil, fmt.Errorf("http cache: %w", err)
+	if !readOnly {
+		if err := os.RemoveAll(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("http cache: clearing %s: %w", tmp, err)
+		}
+		if err := os.MkdirAll(tmp, 0o755); err != nil {
+			return nil, fmt.Errorf("http cache: %w", err)
+		}
 	}
 	d := diskv.New(diskv.Options{
 		BasePath:     dir,
@@ -48,7 +53,7 @@ func NewResponseCache(dir string, log zerolog.Logger) (*ResponseCache, error) {
 		FilePerm:     0o644,
 		TempDir:      tmp,
 	})
-	return &ResponseCache{d: d, log: log}, nil
+	return &ResponseCache{d: d, readOnly: readOnly, log: log}, nil
 }
 
 // fileKey hashes the cache key (a URL) into a fixed-length, path-safe name.
@@ -71,6 +76,9 @@ func (c *ResponseCache) Get(key string) ([]byte, bool) {
 
 // Set implements httpcache.Cache.
 func (c *ResponseCache) Set(key string, resp []byte) {
+	if c.readOnly {
+		return
+	}
 	if err := c.d.WriteStream(fileKey(key), bytes.NewReader(resp), true); err != nil {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache write failed")
 	}
@@ -78,6 +86,9 @@ func (c *ResponseCache) Set(key string, resp []byte) {
 
 // Delete implements httpcache.Cache.
 func (c *ResponseCache) Delete(key string) {
+	if c.readOnly {
+		return
+	}
 	if err := c.d.Erase(fileKey(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache delete failed")
 	}

@@ -16,7 +16,7 @@ func TestResponseCacheRemovesLeftoverTempFiles(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, tempDirName, "123456"), []byte("HTTP/1.1 200 OK\r\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c, err := NewResponseCache(dir, zerolog.Nop())
+	c, err := NewResponseCache(dir, false, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
 	}
