@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"compress/gzip"
 	"errors"
 	"fmt"
@@ -38,9 +37,12 @@ const (
 	maxGitBackends = 16
 	// maxGitProtocolLen bounds the Git-Protocol header passed to git.
 	maxGitProtocolLen = 256
-	// gitWriteTimeout bounds one git response; a whole clone of the index
-	// takes seconds.
+	// gitWriteTimeout bounds sending one git answer to the client; a whole
+	// clone of the index takes seconds.
 	gitWriteTimeout = 10 * time.Minute
+	// gitBodyTimeout bounds reading an upload-pack request body, which a
+	// client sends at once: a trickle is cut off, and no git runs for it.
+	gitBodyTimeout = 30 * time.Second
 )
 
 // gitHandler serves the index mirror read-only over git smart HTTP by
@@ -135,40 +137,65 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		return
 	}
 
-	// The slot is taken before the body is read: bodies are buffered, and
-	// the slots bound how many can be in memory at once.
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	case <-r.Context().Done():
-		return
-	}
-	// A client that stops reading must not hold a slot for ever (the
-	// server's write timeout is off by default for large archives).
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(gitWriteTimeout))
-
+	// The request body is read in full (bounded in time and size, spooled
+	// so memory stays bounded) before a backend slot is taken, and git's
+	// answer is spooled at git's speed and the slot released before the
+	// client reads it: slow or stalled clients, however many, never hold
+	// a slot.
 	r2 := r.Clone(r.Context())
 	r2.URL.Path, r2.URL.RawPath, r2.URL.RawQuery = path, "", query
 	r2.Header.Del("Git-Protocol") // passed as GIT_PROTOCOL below, checked
+	// CGI turns "Git-Foo" and "Git_Foo" into one variable; like nginx, do
+	// not pass names with underscores at all.
+	for k := range r2.Header {
+		if strings.Contains(k, "_") {
+			r2.Header.Del(k)
+		}
+	}
+	r2.Body, r2.ContentLength = http.NoBody, 0
 	if r.Method == http.MethodPost {
 		body, status, err := readGitBody(w, r)
 		if err != nil {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		r2.Body = io.NopCloser(bytes.NewReader(body))
+		defer body.Close()
+		rd, err := body.Reader()
+		if err != nil {
+			h.log.Error().Err(err).Msg("reading a spooled git request")
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		}
+		r2.Body = io.NopCloser(rd)
 		// net/http/cgi refuses chunked bodies (git sends large
 		// negotiations chunked) and passes CONTENT_LENGTH only when
 		// known: hand it the decompressed body with its length.
-		r2.ContentLength = int64(len(body))
+		r2.ContentLength = body.Len()
 		r2.TransferEncoding = nil
 		r2.Header.Del("Content-Encoding")
 		r2.Header.Del("Content-Length")
-	} else {
-		r2.Body = http.NoBody
-		r2.ContentLength = 0
 	}
 
+	select {
+	case h.slots <- struct{}{}:
+	case <-r.Context().Done():
+		return
+	}
+	answer := newSpooledResponse()
+	defer answer.body.Close()
+	h.runBackend(answer, r2, repoDir, path, r.Header.Get("Git-Protocol"))
+	<-h.slots
+
+	// A client that stops reading must not keep the connection for ever
+	// (the server's write timeout is off by default for large archives).
+	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(gitWriteTimeout))
+	if err := answer.sendTo(w); err != nil {
+		h.log.Debug().Err(err).Str("path", path).Msg("git answer not delivered")
+	}
+}
+
+// runBackend runs git http-backend for one request, its answer going to w.
+func (h *gitHandler) runBackend(w http.ResponseWriter, r2 *http.Request, repoDir, path, gitProto string) {
 	logw := &backendLog{log: h.log, path: path}
 	env := []string{
 		"GIT_PROJECT_ROOT=" + repoDir,
@@ -180,7 +207,7 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		"HOME=" + os.DevNull,
 		"GIT_TERMINAL_PROMPT=0",
 	}
-	if p := gitProtocol(r.Header.Get("Git-Protocol")); p != "" {
+	if p := gitProtocol(gitProto); p != "" {
 		env = append(env, "GIT_PROTOCOL="+p)
 	}
 	backend := &cgi.Handler{
@@ -194,7 +221,7 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		Logger: log.New(logw, "", 0),
 		Stderr: logw,
 	}
-	backend.ServeHTTP(&flushWriter{w: w, rc: http.NewResponseController(w)}, r2)
+	backend.ServeHTTP(w, r2)
 }
 
 // repository is the absolute work tree to serve, or why there is none.
@@ -209,8 +236,10 @@ func (h *gitHandler) repository() (string, error) {
 }
 
 // readGitBody reads a POST body, decompressing gzip, up to
-// maxGitRequestBody bytes. On error it also returns the status to send.
-func readGitBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
+// maxGitRequestBody bytes and within gitBodyTimeout, into a spool. On error
+// it also returns the status to send.
+func readGitBody(w http.ResponseWriter, r *http.Request) (*spool, int, error) {
+	http.NewResponseController(w).SetReadDeadline(time.Now().Add(gitBodyTimeout))
 	// A compressed body is never much larger than the data in it.
 	var body io.Reader = http.MaxBytesReader(w, r.Body, maxGitRequestBody+64<<10)
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
@@ -225,15 +254,18 @@ func readGitBody(w http.ResponseWriter, r *http.Request) ([]byte, int, error) {
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
 	}
-	data, err := io.ReadAll(io.LimitReader(body, maxGitRequestBody+1))
+	s := &spool{limit: maxGitRequestBody}
+	_, err := io.Copy(s, body)
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig) || len(data) > maxGitRequestBody:
+	case errors.As(err, &tooBig) || errors.Is(err, errSpoolFull):
+		s.Close()
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxGitRequestBody)
 	case err != nil:
+		s.Close()
 		return nil, http.StatusBadRequest, fmt.Errorf("read request body: %w", err)
 	}
-	return data, 0, nil
+	return s, 0, nil
 }
 
 // gitProtocol returns the Git-Protocol header if it looks like what git
@@ -248,26 +280,6 @@ func gitProtocol(v string) string {
 		}
 	}
 	return v
-}
-
-// flushWriter flushes after every write so packs and progress stream to
-// the client as git produces them instead of sitting in buffers.
-type flushWriter struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
-}
-
-func (f *flushWriter) Header() http.Header { return f.w.Header() }
-
-func (f *flushWriter) WriteHeader(code int) { f.w.WriteHeader(code) }
-
-func (f *flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if err == nil {
-		// A writer that cannot flush still delivers everything.
-		_ = f.rc.Flush()
-	}
-	return n, err
 }
 
 // backendLog turns git http-backend's stderr (and net/http/cgi's own

@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -391,4 +393,84 @@ func TestGitProtocolHeader(t *testing.T) {
 			t.Errorf("gitProtocol(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
+}
+
+// A header spelled with an underscore reaches CGI as the same variable as
+// the hyphenated one (Git_Protocol is HTTP_GIT_PROTOCOL, which git reads):
+// it must not get past the check of Git-Protocol.
+func TestGitUnderscoreHeadersDropped(t *testing.T) {
+	env := newGitTestEnv(t, false)
+	addr := env.srv.Listener.Addr().String()
+	_, _, v2 := gitTestRaw(t, addr, "GET", "/git/index/info/refs?service=git-upload-pack", http.Header{"Git-Protocol": {"version=2"}}, nil)
+	if !strings.Contains(v2, "version 2") {
+		t.Fatalf("Git-Protocol: version=2 did not select protocol v2: %q", v2)
+	}
+	_, _, got := gitTestRaw(t, addr, "GET", "/git/index/info/refs?service=git-upload-pack", http.Header{"Git_Protocol": {"version=2"}}, nil)
+	if strings.Contains(got, "version 2") || !strings.Contains(got, "refs/heads/main") {
+		t.Errorf("Git_Protocol reached git: answer %q, want a protocol v0 advertisement", got)
+	}
+}
+
+// Slow clients never lock others out of the index: 16 requests that
+// trickle their body and 16 that never read a (large) answer are held open
+// while `git ls-remote` runs; it answers at once, not after their
+// timeouts.
+func TestGitSlowClientsDoNotLockOut(t *testing.T) {
+	src, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		t.Skipf("real index snapshot not available: %v", err)
+	}
+	env := newGitTestEnvFrom(t, src, true) // a real pack is larger than socket buffers
+	addr := env.srv.Listener.Addr().String()
+	head := strings.Fields(testsupport.Git(t, "", "ls-remote", env.url, "refs/heads/main"))[0]
+	want := "0032want " + head + "\n00000009done\n"
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	for i := range 2 * maxGitBackends {
+		conn, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trickle := i%2 == 0
+		length := len(want)
+		if trickle {
+			length = 1 << 20 // announced, never sent
+		}
+		fmt.Fprintf(conn, "POST /git/index/git-upload-pack HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-git-upload-pack-request\r\nContent-Length: %d\r\n\r\n", addr, length)
+		if !trickle {
+			io.WriteString(conn, want) // and then never read the pack
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			tick := time.NewTicker(200 * time.Millisecond)
+			defer tick.Stop()
+			for range 300 { // at most a minute
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if trickle {
+						conn.Write([]byte("0"))
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(time.Second) // let them all reach the server
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "git", "ls-remote", env.url)
+	cmd.Env = testsupport.GitEnv(t.TempDir())
+	cmd.WaitDelay = 5 * time.Second // git's helper children hold the pipes
+	out, err := cmd.CombinedOutput()
+	took := time.Since(start)
+	if err != nil || !strings.Contains(string(out), head) {
+		t.Fatalf("git ls-remote with %d slow clients held open: %v after %v\n%s", 2*maxGitBackends, err, took, out)
+	}
+	t.Logf("git ls-remote with %d trickling bodies and %d stalled readers held open: %v", maxGitBackends, maxGitBackends, took)
 }
