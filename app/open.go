@@ -72,6 +72,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		UpstreamURL: cfg.Upstream.IndexURL,
 		Branch:      cfg.Index.Branch,
 		Interval:    cfg.Index.SyncInterval.D(),
+		StaleAfter:  cfg.Index.StaleAfter.D(),
 		GitTimeout:  cfg.Index.GitTimeout.D(),
 		OnChange: func(ch indexsync.Changes) {
 			changed := make([]cache.Changed, len(ch.Changed))

@@ -82,8 +82,11 @@ type Upstream struct {
 type Index struct {
 	Dir          string   `toml:"dir"`
 	SyncInterval Duration `toml:"sync_interval"`
-	Branch       string   `toml:"branch"`
-	GitTimeout   Duration `toml:"git_timeout"`
+	// StaleAfter: while syncs fail for this long, /readyz answers 503;
+	// 0 means 3 × SyncInterval.
+	StaleAfter Duration `toml:"stale_after"`
+	Branch     string   `toml:"branch"`
+	GitTimeout Duration `toml:"git_timeout"`
 }
 
 // Cache is the [cache] section: the archive store.

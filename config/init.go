@@ -93,6 +93,8 @@ retries = {{.Upstream.Retries}}
 # Local git mirror of the index, served at <base_url>/git/index.
 dir = {{q .Index.Dir}}
 sync_interval = {{text .Index.SyncInterval}}
+# While syncs keep failing this long, /readyz answers 503 ("0s": 3 sync intervals).
+stale_after = {{text .Index.StaleAfter}}
 branch = {{q .Index.Branch}}
 git_timeout = {{text .Index.GitTimeout}}
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"moonbit-registry/module"
@@ -42,7 +43,8 @@ type Mirror struct {
 	cache *lru
 	refs  refWatch // main as last seen on disk, see noticeOutsideSync
 
-	refreshMu sync.Mutex // serialises RequestRefresh's window check
+	refreshMu sync.Mutex  // serialises RequestRefresh's window check
+	running   atomic.Bool // Run is syncing periodically
 
 	mu     sync.Mutex // guards status
 	status Status
@@ -63,6 +65,13 @@ type Status struct {
 	LastError error
 	// Syncs and Failures count sync attempts and failed ones.
 	Syncs, Failures uint64
+	// Streak counts the failed attempts since the last success, and
+	// FailingSince is when the first of them finished (zero when the last
+	// sync succeeded).
+	Streak       int
+	FailingSince time.Time
+	// NextTry is when Run tries again after a failure (zero otherwise).
+	NextTry time.Time
 }
 
 // Ready reports whether the mirror has a commit to serve.
@@ -112,17 +121,42 @@ func New(opts Options) (*Mirror, error) {
 // Repository is the work tree to serve (proxy.Index): Dir.
 func (m *Mirror) Repository() string { return m.opts.Dir }
 
-// Ready is nil once the mirror has a commit to serve (proxy.Index), and
-// ErrNotReady before the first sync. The first clone is moved into place
-// with .git last, so .git present means complete.
+// Ready is nil while the mirror has a commit to serve that is current
+// enough (proxy.Index). Before the first sync it wraps ErrNotReady and says
+// what to check; while Run runs and syncs have failed for longer than
+// StaleAfter, it says for how long, how often, why, and when the next
+// try is. The first clone is moved into place with .git last, so .git
+// present means complete.
 func (m *Mirror) Ready() error {
-	if !m.Status().Ready() {
-		return ErrNotReady
+	st := m.Status()
+	if !st.Ready() {
+		if st.Streak == 0 {
+			return fmt.Errorf("%w (%s)", ErrNotReady, m.opts.UpstreamURL)
+		}
+		return fmt.Errorf("%w: %s; check upstream.index_url and the network, or serve --offline a mirror synced before",
+			ErrNotReady, failing(st, time.Now()))
 	}
 	if fi, err := os.Stat(filepath.Join(m.opts.Dir, ".git")); err != nil || !fi.IsDir() {
 		return fmt.Errorf("%w: %s has no repository", ErrNotReady, m.opts.Dir)
 	}
+	now := time.Now()
+	if m.running.Load() && st.Streak > 0 && now.Sub(st.FailingSince) >= m.opts.StaleAfter {
+		return fmt.Errorf("%w: %s", ErrStale, failing(st, now))
+	}
 	return nil
+}
+
+// ErrStale: the mirror's syncs have failed for longer than StaleAfter.
+var ErrStale = fmt.Errorf("%w: index mirror stale", module.ErrIndexUnavailable)
+
+// failing describes a failure streak in one line: "index sync failing for
+// 2m10s (5 attempts): <cause>; next try in 16s".
+func failing(st Status, now time.Time) string {
+	msg := fmt.Sprintf("index sync failing for %s (%d attempts): %v", now.Sub(st.FailingSince).Round(time.Second), st.Streak, st.LastError)
+	if !st.NextTry.IsZero() {
+		msg += fmt.Sprintf("; next try in %s", max(st.NextTry.Sub(now), 0).Round(time.Second))
+	}
+	return msg
 }
 
 // Dir is the mirror repository's directory (absolute), the one to serve.

@@ -14,6 +14,9 @@ const (
 	DefaultInterval           = 5 * time.Minute
 	DefaultGitTimeout         = 2 * time.Minute
 	DefaultRefreshMinInterval = 10 * time.Second
+	// DefaultStaleAfterIntervals: a mirror whose syncs have failed for
+	// this many intervals is no longer ready.
+	DefaultStaleAfterIntervals = 3
 )
 
 // localBranch is the branch clients fetch ("git pull origin main"), whatever
@@ -39,6 +42,9 @@ type Options struct {
 	// RefreshMinInterval is the least time between two syncs triggered by
 	// RequestRefresh; default 10s.
 	RefreshMinInterval time.Duration
+	// StaleAfter is how long syncs may keep failing (while Run runs)
+	// before Ready reports the mirror stale; default 3 × Interval.
+	StaleAfter time.Duration
 	// OnChange, if set, is called after every sync that moved main, with
 	// what changed (e.g. to drop cached archives whose checksum changed).
 	// It runs in the sync and should be quick.
@@ -69,6 +75,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.RefreshMinInterval <= 0 {
 		o.RefreshMinInterval = DefaultRefreshMinInterval
+	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = DefaultStaleAfterIntervals * o.Interval
 	}
 	return o, nil
 }

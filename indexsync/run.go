@@ -15,6 +15,8 @@ const firstRetry = time.Second
 // else waits for, that sync's git is killed and Run returns once it has
 // stopped, so no git outlives Run.
 func (m *Mirror) Run(ctx context.Context) {
+	m.running.Store(true)
+	defer m.running.Store(false)
 	backoff := min(firstRetry, m.opts.Interval)
 	for {
 		wait := m.opts.Interval
@@ -26,6 +28,9 @@ func (m *Mirror) Run(ctx context.Context) {
 			// Sync already logged the cause.
 			wait = backoff
 			backoff = min(2*backoff, m.opts.Interval)
+			m.mu.Lock()
+			m.status.NextTry = time.Now().Add(wait)
+			m.mu.Unlock()
 			m.log.Warn().Dur("retry_in_ms", wait).Msg("index sync will be retried")
 		} else {
 			backoff = min(firstRetry, m.opts.Interval)

@@ -2,6 +2,8 @@ package indexsync
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -147,4 +149,55 @@ func TestRequestRefreshRateLimit(t *testing.T) {
 	if _, ok, _ := m.Lookup(ctx, "alice/foo", "3.0.0"); !ok {
 		t.Error("version not visible after refresh")
 	}
+}
+
+// Ready tells a mirror that cannot sync apart from one that is fine: before
+// the first sync it says what failed and what to check; once syncs have
+// failed for StaleAfter it says for how long, how often, why and when the
+// next try is; a success makes it ready again.
+func TestReadyReportsFailingSyncs(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	if err := up.Down(); err != nil {
+		t.Fatal(err)
+	}
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) {
+		o.Interval = 200 * time.Millisecond
+		o.StaleAfter = 600 * time.Millisecond
+	})
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { m.Run(runCtx); close(done) }()
+	defer func() { stop(); <-done; _, _ = m.Sync(ctx) }()
+
+	waitFor(t, 20*time.Second, "a failed first sync", func() bool { return m.Status().Failures >= 1 })
+	err := m.Ready()
+	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), "index sync failing for") || !strings.Contains(err.Error(), "upstream.index_url") {
+		t.Errorf("Ready before any sync succeeded = %v; want ErrNotReady with the failure and what to check", err)
+	}
+
+	if err := up.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a successful sync", func() bool { return m.Ready() == nil })
+	if err := up.Down(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "a failing sync", func() bool { return m.Status().Streak >= 1 })
+	if st := m.Status(); time.Since(st.FailingSince) < m.opts.StaleAfter/2 {
+		if err := m.Ready(); err != nil {
+			t.Errorf("Ready right after one failure = %v, want nil (not stale yet)", err)
+		}
+	}
+	waitFor(t, 20*time.Second, "the mirror to be stale", func() bool { return errors.Is(m.Ready(), ErrStale) })
+	msg := m.Ready().Error()
+	for _, want := range []string{"index sync failing for", "attempts)", "next try in"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("stale message %q does not say %q", msg, want)
+		}
+	}
+	if err := up.Up(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "ready again", func() bool { return m.Ready() == nil })
 }

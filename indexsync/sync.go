@@ -50,10 +50,16 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	m.status.Syncs++
 	m.status.LastSync = now
 	m.status.LastError = err
+	m.status.NextTry = time.Time{}
 	if err != nil {
 		m.status.Failures++
+		if m.status.Streak == 0 {
+			m.status.FailingSince = now
+		}
+		m.status.Streak++
 	} else {
 		m.status.LastSuccess = now
+		m.status.Streak, m.status.FailingSince = 0, time.Time{}
 	}
 	m.mu.Unlock()
 	if err != nil {
