@@ -61,6 +61,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		ShutdownTimeout:   cfg.Server.ShutdownTimeout.D(),
 		DrainDelay:        cfg.Server.DrainDelay.D(),
 		Index:             r.Index,
+		FirstSyncWait:     cfg.Server.FirstSyncWait.D(),
 		Archives:          r.Archives,
 		Passthrough:       passthrough,
 		Metrics:           metrics,

@@ -53,6 +53,9 @@ type Server struct {
 	// /readyz answers 503, so a load balancer stops sending new requests
 	// before the listener closes.
 	DrainDelay Duration `toml:"drain_delay"`
+	// FirstSyncWait: a clone that arrives before the index's first sync
+	// waits this long for it before it gets 503.
+	FirstSyncWait Duration `toml:"first_sync_wait"`
 	// Offline never contacts upstream: cached archives only.
 	Offline bool `toml:"offline"`
 	// AuthTokens are hex SHA-256 digests of accepted bearer tokens and
@@ -118,6 +121,7 @@ func Defaults() Config {
 			WriteTimeout:      0,
 			IdleTimeout:       Duration(120 * time.Second),
 			ShutdownTimeout:   Duration(proxy.DefaultShutdownTimeout),
+			FirstSyncWait:     Duration(30 * time.Second),
 			AuthTokens:        []string{},
 			AuthUsers:         []string{},
 		},

@@ -61,6 +61,8 @@ shutdown_timeout = {{text .Server.ShutdownTimeout}}
 # After SIGINT/SIGTERM, keep serving this long with /readyz answering 503, so a
 # load balancer takes this replica out before it stops accepting connections.
 drain_delay = {{text .Server.DrainDelay}}
+# A clone that arrives before the index's first sync waits this long for it.
+first_sync_wait = {{text .Server.FirstSyncWait}}
 # Never contact upstream: serve what is cached, answer misses with 504.
 offline = {{.Server.Offline}}
 # Client authentication, for deployments outside a trusted network: when

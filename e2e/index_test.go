@@ -705,3 +705,24 @@ func TestIndexRewriteHistory(t *testing.T) {
 		}
 	})
 }
+
+// TestCloneRightAfterStart: a client that clones while the first index sync
+// is still running waits for it (server.first_sync_wait) instead of
+// getting a 503, and gets the whole index.
+func TestCloneRightAfterStart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	up := testupstream.Start(t, testupstream.Options{})
+	// Every index request of the first sync is slow.
+	up.Delay(2*time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), NoWaitReady: true})
+	start := time.Now()
+	c := newMoonClient(t, reg.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatalf("clone while the first sync runs: %v\n%s", err, reg.Logs())
+	}
+	t.Logf("clone right after start took %v (first sync delayed by the upstream)", time.Since(start))
+	if !idxHasVersion(c, "moonbitlang/x", up.Versions("moonbitlang/x")[0]) {
+		t.Error("the clone lacks moonbitlang/x")
+	}
+}

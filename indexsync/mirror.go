@@ -46,6 +46,10 @@ type Mirror struct {
 	refreshMu sync.Mutex  // serialises RequestRefresh's window check
 	running   atomic.Bool // Run is syncing periodically
 
+	// served is closed once the mirror has a commit to serve.
+	served     chan struct{}
+	servedOnce sync.Once
+
 	mu     sync.Mutex // guards status
 	status Status
 
@@ -99,6 +103,7 @@ func New(opts Options) (*Mirror, error) {
 		log:     opts.Logger.With().Str("component", "indexsync").Logger(),
 		gitPath: gitPath,
 		cache:   newLRU(cacheMaxEntries, cacheMaxBytes),
+		served:  make(chan struct{}),
 	}
 	if err := m.checkDir(); err != nil {
 		return nil, err
@@ -113,6 +118,7 @@ func New(opts Options) (*Mirror, error) {
 			m.log.Warn().Err(err).Str("dir", opts.Dir).Msg("existing index mirror has no usable main branch")
 		} else {
 			m.status.Commit = commit
+			m.haveCommit()
 		}
 	}
 	return m, nil
@@ -145,6 +151,20 @@ func (m *Mirror) Ready() error {
 	}
 	return nil
 }
+
+// WaitReady returns once the mirror has a commit to serve (its first sync
+// is done, or a mirror was there from before), or with ctx's error: what a
+// client that clones right after start waits for instead of a 503.
+func (m *Mirror) WaitReady(ctx context.Context) error {
+	select {
+	case <-m.served:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *Mirror) haveCommit() { m.servedOnce.Do(func() { close(m.served) }) }
 
 // ErrStale: the mirror's syncs have failed for longer than StaleAfter.
 var ErrStale = fmt.Errorf("%w: index mirror stale", module.ErrIndexUnavailable)

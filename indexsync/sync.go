@@ -263,6 +263,9 @@ func (m *Mirror) setCommit(c string) {
 	m.mu.Lock()
 	m.status.Commit = c
 	m.mu.Unlock()
+	if c != "" {
+		m.haveCommit()
+	}
 }
 
 // isAncestor reports whether old is an ancestor of next (a fast-forward).

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"compress/gzip"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -48,11 +49,12 @@ const (
 // gitHandler serves the index mirror read-only over git smart HTTP by
 // running `git http-backend` as a CGI program per request.
 type gitHandler struct {
-	index   Index
-	gitPath string
-	gitErr  error // set when git cannot be found; every request fails
-	log     zerolog.Logger
-	slots   chan struct{}
+	index     Index
+	firstWait time.Duration
+	gitPath   string
+	gitErr    error // set when git cannot be found; every request fails
+	log       zerolog.Logger
+	slots     chan struct{}
 }
 
 // Index is the package index the server serves at /git/index: the mirror
@@ -66,13 +68,21 @@ type Index interface {
 	Ready() error
 }
 
+// readyWaiter is an Index that can tell when its first sync is done.
+type readyWaiter interface {
+	WaitReady(ctx context.Context) error
+}
+
 // newGitHandler serves index at /git/index over git smart HTTP; a nil
-// index answers 503. The request path arrives unstripped.
-func newGitHandler(index Index, log zerolog.Logger) http.Handler {
+// index answers 503. A request that arrives before the index's first sync
+// waits for it up to firstWait (if the index can say when it is done). The
+// request path arrives unstripped.
+func newGitHandler(index Index, firstWait time.Duration, log zerolog.Logger) http.Handler {
 	h := &gitHandler{
-		index: index,
-		log:   log.With().Str("component", "git-http-backend").Logger(),
-		slots: make(chan struct{}, maxGitBackends),
+		index:     index,
+		firstWait: firstWait,
+		log:       log.With().Str("component", "git-http-backend").Logger(),
+		slots:     make(chan struct{}, maxGitBackends),
 	}
 	h.gitPath, h.gitErr = exec.LookPath("git")
 	return h
@@ -130,7 +140,7 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		http.Error(w, "index not available", http.StatusInternalServerError)
 		return
 	}
-	repoDir, err := h.repository()
+	repoDir, err := h.repository(r.Context())
 	if err != nil {
 		w.Header().Set("Retry-After", "10")
 		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
@@ -225,12 +235,23 @@ func (h *gitHandler) runBackend(w http.ResponseWriter, r2 *http.Request, repoDir
 }
 
 // repository is the absolute work tree to serve, or why there is none.
-func (h *gitHandler) repository() (string, error) {
+func (h *gitHandler) repository(ctx context.Context) (string, error) {
 	if h.index == nil {
 		return "", errors.New("no index configured")
 	}
 	if err := h.index.Ready(); err != nil {
-		return "", err
+		w, ok := h.index.(readyWaiter)
+		if !ok || h.firstWait <= 0 {
+			return "", err
+		}
+		wctx, cancel := context.WithTimeout(ctx, h.firstWait)
+		defer cancel()
+		if w.WaitReady(wctx) != nil {
+			return "", err
+		}
+		if err := h.index.Ready(); err != nil {
+			return "", err
+		}
 	}
 	return filepath.Abs(h.index.Repository())
 }

@@ -90,7 +90,7 @@ func newGitTestEnvFrom(t *testing.T, src string, viaServer bool) *gitTestEnv {
 	if viaServer {
 		h = New(Options{Index: m, Logger: gitTestLogger(t)}).Handler()
 	} else {
-		h = newGitHandler(m, gitTestLogger(t))
+		h = newGitHandler(m, 0, gitTestLogger(t))
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -280,7 +280,7 @@ func (n notReadyIndex) Ready() error       { return errors.New("first sync not f
 
 func TestGitHandlerNotReady(t *testing.T) {
 	for dir, index := range map[string]Index{"none": nil, "not-yet": notReadyIndex{filepath.Join(t.TempDir(), "not-yet")}} {
-		srv := httptest.NewServer(newGitHandler(index, zerolog.Nop()))
+		srv := httptest.NewServer(newGitHandler(index, 0, zerolog.Nop()))
 		status, hdr, body := gitTestRaw(t, srv.Listener.Addr().String(), "GET", "/git/index/info/refs?service=git-upload-pack", nil, nil)
 		if status != http.StatusServiceUnavailable || !strings.Contains(body, "not ready") || hdr.Get("Retry-After") == "" {
 			t.Errorf("dir %q: %d %q", dir, status, body)

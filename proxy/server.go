@@ -38,6 +38,9 @@ type Options struct {
 	// Index is served at /git/index over git smart HTTP, and /readyz waits
 	// for it; nil answers 503 there.
 	Index Index
+	// FirstSyncWait is how long a git request that arrives before the
+	// index's first sync waits for it before it is answered 503.
+	FirstSyncWait time.Duration
 
 	// Archives serves /user/... package archives (a *cache.Cache); nil
 	// answers 503.
@@ -76,7 +79,7 @@ func New(opts Options) *Server {
 	if opts.Metrics != nil {
 		mux.Handle("GET /metrics", opts.Metrics.handler())
 	}
-	mux.Handle("/git/index/", newGitHandler(opts.Index, s.log))
+	mux.Handle("/git/index/", newGitHandler(opts.Index, opts.FirstSyncWait, s.log))
 	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), s.log))
 	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
 	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
