@@ -29,7 +29,11 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	unlock, err := m.lockSync(ctx)
 	if err == nil {
 		if m.hasRepo() {
+			m.clearStaleLocks()
 			c, err = m.update(ctx)
+			if err != nil && ctx.Err() == nil && m.corrupt(ctx) {
+				c, err = m.rebuild(ctx, err)
+			}
 		} else {
 			c, err = m.cloneFirst(ctx)
 		}
@@ -91,26 +95,11 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	if inside {
 		parent = m.opts.Dir
 	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return Changes{}, err
+	tmp, commit, err := m.cloneInto(ctx, parent)
+	if tmp != "" {
+		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
-	tmp, err := os.MkdirTemp(parent, m.tempPrefix())
 	if err != nil {
-		return Changes{}, err
-	}
-	defer os.RemoveAll(tmp) // a no-op once moved into place
-	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
-		return Changes{}, err
-	}
-	if err := m.configure(ctx, tmp); err != nil {
-		return Changes{}, err
-	}
-	// Shallow: clients only ever need the tip and what comes after it.
-	commit, err := m.fetch(ctx, tmp, "--depth=1")
-	if err != nil {
-		return Changes{}, err
-	}
-	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
 		return Changes{}, err
 	}
 	m.tree.Lock()
@@ -126,6 +115,33 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	m.setCommit(commit)
 	m.cache.clear()
 	return Changes{To: commit, Initial: true}, nil
+}
+
+// cloneInto makes a complete shallow mirror in a new temporary directory
+// in parent and returns it (to be removed by the caller if not moved) and
+// its commit.
+func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, commit string, err error) {
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", "", err
+	}
+	tmp, err = os.MkdirTemp(parent, m.tempPrefix())
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+		return tmp, "", err
+	}
+	if err := m.configure(ctx, tmp); err != nil {
+		return tmp, "", err
+	}
+	// Shallow: clients only ever need the tip and what comes after it.
+	if commit, err = m.fetch(ctx, tmp, "--depth=1"); err != nil {
+		return tmp, "", err
+	}
+	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
+		return tmp, "", err
+	}
+	return tmp, commit, nil
 }
 
 // moveContents renames every entry of src into dst, .git last: a reader
@@ -157,6 +173,10 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// A symlink committed upstream is checked out as a plain file,
 		// so nothing in the work tree points outside it.
 		{"core.symlinks", "false"},
+		// Objects and refs reach the disk before git reports success, so
+		// a power loss cannot leave an emptied object file behind.
+		{"core.fsync", "objects,derived-metadata,reference"},
+		{"core.fsyncMethod", "fsync"},
 	} {
 		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err

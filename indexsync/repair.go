@@ -1,0 +1,83 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// staleLocks are the lock files a git killed mid-write (a crash, a power
+// loss) leaves in the mirror; while they exist every later git run that
+// needs them fails.
+var staleLocks = []string{
+	"index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock",
+	"FETCH_HEAD.lock", "refs/heads/" + localBranch + ".lock",
+}
+
+// clearStaleLocks removes them. It runs with the cross-process sync lock
+// held, so no git of this program (in any process) is using the mirror.
+func (m *Mirror) clearStaleLocks() {
+	for _, name := range staleLocks {
+		p := filepath.Join(m.opts.Dir, ".git", filepath.FromSlash(name))
+		err := os.Remove(p)
+		switch {
+		case err == nil:
+			m.log.Warn().Str("file", p).Msg("removed a stale git lock left by an interrupted git run")
+		case !errors.Is(err, fs.ErrNotExist):
+			m.log.Warn().Err(err).Str("file", p).Msg("cannot remove a stale git lock")
+		}
+	}
+}
+
+// corrupt reports whether the mirror's repository is damaged (an object
+// file emptied by a power loss, a broken ref): what a failed update is
+// checked for before the mirror is rebuilt.
+func (m *Mirror) corrupt(ctx context.Context) bool {
+	_, err := m.git(ctx, m.opts.Dir, nil, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
+	return err != nil && ctx.Err() == nil
+}
+
+// rebuild clones a fresh mirror beside the damaged one and swaps it in;
+// clients are served from the old one until the swap, which happens with
+// readers held off. The damaged repository is removed afterwards.
+func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
+	start := time.Now()
+	m.log.Error().Err(cause).Str("dir", m.opts.Dir).Msg("index mirror repository is damaged; rebuilding it beside the old one")
+	old := m.commit()
+	tmp, commit, err := m.cloneInto(ctx, filepath.Dir(m.opts.Dir))
+	if tmp != "" {
+		defer os.RemoveAll(tmp) // a no-op once moved into place
+	}
+	if err != nil {
+		return Changes{}, fmt.Errorf("rebuilding the damaged mirror (after %v): %w", cause, err)
+	}
+	trash := tmp + ".damaged"
+	m.tree.Lock()
+	err = os.Rename(m.opts.Dir, trash)
+	if err == nil {
+		if err = os.Rename(tmp, m.opts.Dir); err != nil {
+			os.Rename(trash, m.opts.Dir) // put the old one back
+		}
+	}
+	if err == nil {
+		m.setCommit(commit)
+		m.cache.clear()
+	}
+	m.tree.Unlock()
+	if err != nil {
+		return Changes{}, fmt.Errorf("swapping in the rebuilt mirror: %w", err)
+	}
+	if err := os.RemoveAll(trash); err != nil {
+		m.log.Warn().Err(err).Str("dir", trash).Msg("cannot remove the damaged mirror")
+	}
+	m.configured = true
+	m.log.Warn().Str("commit", commit).Dur("duration_ms", time.Since(start)).Msg("index mirror rebuilt")
+	// What changed cannot be told from a damaged history: clients holding
+	// the old commit fetch the new one as after a rewrite, and cached
+	// archives are checked against the index when served.
+	return Changes{From: old, To: commit, Rewritten: old != commit}, nil
+}

@@ -1,0 +1,85 @@
+package indexsync
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// What a crash or a power loss leaves in the mirror never stops it for
+// good: a stale lock is cleared, a damaged repository is rebuilt beside the
+// old one and swapped in, and the next sync brings what upstream added.
+func TestSyncRepairsDamagedMirror(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		damage func(t *testing.T, gitDir string)
+	}{
+		{"stale index.lock", func(t *testing.T, gitDir string) {
+			if err := os.WriteFile(filepath.Join(gitDir, "index.lock"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"stale main.lock", func(t *testing.T, gitDir string) {
+			if err := os.WriteFile(filepath.Join(gitDir, "refs", "heads", "main.lock"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"emptied object files", func(t *testing.T, gitDir string) {
+			n := 0
+			err := filepath.WalkDir(filepath.Join(gitDir, "objects"), func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				n++
+				os.Chmod(p, 0o644)
+				return os.Truncate(p, 0)
+			})
+			if err != nil || n == 0 {
+				t.Fatalf("emptied %d object files: %v", n, err)
+			}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := ctxT(t)
+			up := startUpstream(t, smallIndex(t))
+			m := newTestMirror(t, up.IndexURL(), nil)
+			if _, err := m.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			tt.damage(t, filepath.Join(m.Dir(), ".git"))
+			if err := up.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if _, err := m.Sync(ctx); err != nil {
+				t.Fatalf("sync after the damage: %v", err)
+			}
+			t.Logf("repaired and synced in %v", time.Since(start))
+			if _, ok, err := m.Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
+				t.Errorf("new version after the repair: %v, %v", ok, err)
+			}
+			head, _ := up.Head(ctx)
+			if st := m.Status(); st.Commit != head || m.Ready() != nil {
+				t.Errorf("status after the repair: %+v, ready: %v", st, m.Ready())
+			}
+			// And it keeps working.
+			if err := up.AddVersion(ctx, "alice/foo", "3.1.0", nil); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Sync(ctx); err != nil {
+				t.Fatalf("the sync after: %v", err)
+			}
+			if _, ok, _ := m.Lookup(ctx, "alice/foo", "3.1.0"); !ok {
+				t.Error("the sync after the repair did not bring the next version")
+			}
+			entries, _ := os.ReadDir(filepath.Dir(m.Dir()))
+			for _, e := range entries {
+				if e.Name() != filepath.Base(m.Dir()) && e.Name() != filepath.Base(m.lockPath()) {
+					t.Errorf("left beside the mirror: %s", e.Name())
+				}
+			}
+		})
+	}
+}
