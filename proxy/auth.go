@@ -6,8 +6,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"net"
 	"net/http"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +40,17 @@ const authChallenge = `Basic realm="moonbit-registry", charset="UTF-8"`
 // otherwise pay a bcrypt check (about 50ms of CPU at cost 10).
 const verifiedTTL = 5 * time.Minute
 
+// Failed password checks from one client address beyond maxFailures within
+// failureWindow are answered 429 without a bcrypt check, so a flood (or a
+// brute force) cannot keep the checks busy: about one a second on average,
+// plenty for people mistyping; failureClients bounds the addresses
+// remembered.
+const (
+	maxFailures    = 60
+	failureWindow  = time.Minute
+	failureClients = 4096
+)
+
 // authenticator checks the credentials of one request.
 type authenticator struct {
 	tokens [][sha256.Size]byte
@@ -49,8 +62,11 @@ type authenticator struct {
 	// not yield hashes that are cheap to brute-force.
 	macKey [32]byte
 	// slots bounds concurrent bcrypt checks so a flood of wrong passwords
-	// cannot take every core from the requests being served.
-	slots chan struct{}
+	// cannot take every core from the requests being served. knownSlots
+	// serve credentials that passed a check before (their remembered
+	// digest expired): they never wait behind unknown ones.
+	slots, knownSlots chan struct{}
+	failures          failureCounter
 
 	mu sync.Mutex
 	// verified holds, per user, the keyed digest of the password last
@@ -73,11 +89,12 @@ func newAuthenticator(a Auth) *authenticator {
 		return nil
 	}
 	au := &authenticator{
-		tokens:   a.TokenDigests,
-		users:    a.Users,
-		slots:    make(chan struct{}, runtime.GOMAXPROCS(0)),
-		verified: map[string]verifiedPassword{},
-		now:      time.Now,
+		tokens:     a.TokenDigests,
+		users:      a.Users,
+		slots:      make(chan struct{}, runtime.GOMAXPROCS(0)),
+		knownSlots: make(chan struct{}, 1),
+		verified:   map[string]verifiedPassword{},
+		now:        time.Now,
 	}
 	for _, h := range a.Users {
 		au.decoy = h
@@ -90,21 +107,65 @@ func newAuthenticator(a Auth) *authenticator {
 // allow reports whether the request carries valid credentials: a bearer
 // token, or basic auth with a user's password or a token as the password.
 func (a *authenticator) allow(r *http.Request) bool {
+	return a.check(r) == authOK
+}
+
+// authResult is what check found.
+type authResult int
+
+const (
+	authDenied  authResult = iota
+	authOK                 // valid credentials
+	authLimited            // too many failed attempts from this client lately
+)
+
+// check is allow, telling a client over its failure budget apart.
+func (a *authenticator) check(r *http.Request) authResult {
 	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	switch strings.ToLower(scheme) {
 	case "bearer":
-		return a.tokenOK(strings.TrimSpace(cred))
+		if a.tokenOK(strings.TrimSpace(cred)) {
+			return authOK
+		}
 	case "basic":
 		user, pass, ok := r.BasicAuth()
 		if !ok {
-			return false
+			return authDenied
 		}
 		if len(a.tokens) > 0 && a.tokenOK(pass) {
-			return true
+			return authOK
 		}
-		return a.passwordOK(r.Context(), user, pass)
+		client := clientAddr(r)
+		if !a.knownGood(user, pass) && a.failures.over(client, a.now()) {
+			return authLimited
+		}
+		if a.passwordOK(r.Context(), user, pass) {
+			return authOK
+		}
+		if r.Context().Err() == nil {
+			a.failures.add(client, a.now())
+		}
 	}
-	return false
+	return authDenied
+}
+
+// clientAddr is the request's peer address without the port.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// knownGood reports whether user and pass passed a check before (the
+// configured hashes never change while the process runs).
+func (a *authenticator) knownGood(user, pass string) bool {
+	mac := a.mac(user, pass)
+	a.mu.Lock()
+	v, ok := a.verified[user]
+	a.mu.Unlock()
+	return ok && hmac.Equal(v.mac[:], mac[:])
 }
 
 // tokenOK compares the token's digest with every accepted one in constant
@@ -136,14 +197,18 @@ func (a *authenticator) passwordOK(ctx context.Context, user, pass string) bool 
 	if !known {
 		hash = a.decoy
 	}
+	slots := a.slots
+	if ok && hmac.Equal(v.mac[:], mac[:]) {
+		slots = a.knownSlots // checked before; only the digest expired
+	}
 	select {
-	case a.slots <- struct{}{}:
+	case slots <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
 	a.bcryptChecks.Add(1)
 	err := bcrypt.CompareHashAndPassword(hash, []byte(pass))
-	<-a.slots
+	<-slots
 	if !known || err != nil {
 		return false
 	}
@@ -177,7 +242,13 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !a.allow(r) {
+		switch a.check(r) {
+		case authLimited:
+			w.Header().Set("Retry-After", strconv.Itoa(int(failureWindow.Seconds())))
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "too many failed authentication attempts; try again later", http.StatusTooManyRequests)
+			return
+		case authDenied:
 			// The reason is not logged: the access log has the 401, and
 			// anything more would be about the secret.
 			w.Header().Set("WWW-Authenticate", authChallenge)
@@ -190,4 +261,52 @@ func (s *Server) requireAuth(next http.Handler) http.Handler {
 		r2.Header.Del("Authorization")
 		next.ServeHTTP(w, r2)
 	})
+}
+
+// failureCounter counts failed password checks per client address within
+// failureWindow, for at most failureClients addresses (the oldest are
+// forgotten first).
+type failureCounter struct {
+	mu sync.Mutex
+	m  map[string]*clientFailures
+}
+
+type clientFailures struct {
+	since time.Time // start of the current window
+	n     int
+}
+
+func (f *failureCounter) over(client string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.m[client]
+	return c != nil && now.Sub(c.since) < failureWindow && c.n >= maxFailures
+}
+
+func (f *failureCounter) add(client string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.m == nil {
+		f.m = map[string]*clientFailures{}
+	}
+	c := f.m[client]
+	if c == nil || now.Sub(c.since) >= failureWindow {
+		if c == nil && len(f.m) >= failureClients {
+			f.forgetOldest()
+		}
+		c = &clientFailures{since: now}
+		f.m[client] = c
+	}
+	c.n++
+}
+
+func (f *failureCounter) forgetOldest() {
+	var oldest string
+	var at time.Time
+	for k, c := range f.m {
+		if oldest == "" || c.since.Before(at) {
+			oldest, at = k, c.since
+		}
+	}
+	delete(f.m, oldest)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -255,4 +256,83 @@ func BenchmarkBasicAuth(b *testing.B) {
 			}
 		}
 	})
+}
+
+// authRequest is a request from client with basic credentials.
+func authRequest(client, user, pass string) *http.Request {
+	r := httptest.NewRequest("GET", "/symbols.zip", nil)
+	r.RemoteAddr = client + ":40000"
+	r.Header.Set("Authorization", basic(user, pass))
+	return r
+}
+
+// A client that keeps failing is answered 429 before any bcrypt check;
+// other clients, and credentials that passed before, are not held up.
+func TestFailedPasswordChecksRateLimitedPerClient(t *testing.T) {
+	a := newAuthenticator(testAuth(t, bcrypt.MinCost))
+	if a.check(authRequest("192.0.2.7", "alice", testPassword)) != authOK {
+		t.Fatal("the right password was refused")
+	}
+	for i := range maxFailures {
+		if got := a.check(authRequest("192.0.2.9", "alice", fmt.Sprint("guess", i))); got != authDenied {
+			t.Fatalf("failure %d: %v, want denied", i+1, got)
+		}
+	}
+	checks := a.bcryptChecks.Load()
+	if got := a.check(authRequest("192.0.2.9", "mallory", "guess")); got != authLimited {
+		t.Errorf("after %d failures: %v, want limited", maxFailures, got)
+	}
+	if n := a.bcryptChecks.Load(); n != checks {
+		t.Errorf("%d bcrypt checks for a limited client, want none", n-checks)
+	}
+	if got := a.check(authRequest("192.0.2.10", "alice", "guess")); got != authDenied {
+		t.Errorf("another client: %v, want denied (checked, not limited)", got)
+	}
+	if got := a.check(authRequest("192.0.2.9", "alice", testPassword)); got != authOK {
+		t.Errorf("a known-good password from the limited client: %v, want ok", got)
+	}
+	// The budget comes back after the window.
+	later := time.Now().Add(failureWindow + time.Second)
+	a.now = func() time.Time { return later }
+	if got := a.check(authRequest("192.0.2.9", "alice", "guess")); got != authDenied {
+		t.Errorf("after the window: %v, want denied (checked again)", got)
+	}
+
+	// Over HTTP: 429 with Retry-After.
+	srv := New(Options{Auth: testAuth(t, bcrypt.MinCost), Logger: zerolog.Nop()})
+	var last *httptest.ResponseRecorder
+	for range maxFailures + 1 {
+		last = httptest.NewRecorder()
+		srv.Handler().ServeHTTP(last, authRequest("192.0.2.11", "alice", "wrong"))
+	}
+	if last.Code != http.StatusTooManyRequests || last.Header().Get("Retry-After") == "" {
+		t.Errorf("over the budget: %d, Retry-After %q; want 429 with Retry-After", last.Code, last.Header().Get("Retry-After"))
+	}
+}
+
+// A credential that passed a check before never waits behind unknown ones,
+// even once its remembered digest has expired.
+func TestKnownGoodPasswordDoesNotWaitBehindUnknownOnes(t *testing.T) {
+	a := newAuthenticator(testAuth(t, bcrypt.MinCost))
+	if !a.passwordOK(context.Background(), "alice", testPassword) {
+		t.Fatal("the right password was refused")
+	}
+	later := time.Now().Add(2 * verifiedTTL)
+	a.now = func() time.Time { return later }
+	for range cap(a.slots) { // unknown credentials hold every check
+		a.slots <- struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !a.passwordOK(ctx, "alice", testPassword) {
+		t.Fatal("a known-good password waited behind unknown ones (or was refused)")
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel2()
+	if a.passwordOK(short, "alice", "an unknown one") {
+		t.Error("an unknown password passed")
+	}
+	if short.Err() == nil {
+		t.Error("an unknown password did not wait for a check slot")
+	}
 }
