@@ -59,3 +59,13 @@ func TestLRUDropsParsesOlderThanAnInvalidation(t *testing.T) {
 		}
 	}
 }
+
+// The largest index file the mirror reads fits the lookup cache, so no
+// module is parsed again on every request for being too large to keep.
+func TestLargestIndexFileIsCached(t *testing.T) {
+	c := newLRU(cacheMaxEntries, cacheMaxBytes)
+	c.put("big/module", []Version{{Module: "big/module", Version: "1.0.0"}}, maxIndexFile, c.generation())
+	if _, ok := c.get("big/module"); !ok {
+		t.Errorf("a parse of a %d-byte index file (the largest read) was not cached; the cache holds %d bytes", maxIndexFile, cacheMaxBytes)
+	}
+}
