@@ -45,6 +45,9 @@ type Mirror struct {
 
 	refreshMu sync.Mutex  // serialises RequestRefresh's window check
 	running   atomic.Bool // Run is syncing periodically
+	// treeIncomplete is set while the work tree may hold files a failed
+	// checkout left half-written.
+	treeIncomplete atomic.Bool
 
 	// served is closed once the mirror has a commit to serve.
 	served     chan struct{}
@@ -119,6 +122,7 @@ func New(opts Options) (*Mirror, error) {
 		} else {
 			m.status.Commit = commit
 			m.haveCommit()
+			m.checkTree(ctx)
 		}
 	}
 	return m, nil

@@ -22,6 +22,10 @@ var ErrModuleNotFound = errors.New("module not in index")
 // one is far below this.
 const maxIndexFile = 16 << 20
 
+// ErrTreeIncomplete: a checkout failed part way (a full disk), so index
+// files may be half-written; lookups wait for the next successful sync.
+var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after a failed checkout; the next sync repairs it", module.ErrIndexUnavailable)
+
 // checksumPattern is what the index promises a checksum looks like.
 var checksumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
@@ -45,6 +49,9 @@ func (m *Mirror) Versions(ctx context.Context, mod string) ([]Version, error) {
 	gen := m.cache.generation()
 	if !m.hasRepo() {
 		return nil, ErrNotReady
+	}
+	if m.treeIncomplete.Load() {
+		return nil, ErrTreeIncomplete
 	}
 	data, err := m.readIndexFile(mod)
 	if err != nil {

@@ -81,3 +81,26 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	// archives are checked against the index when served.
 	return Changes{From: old, To: commit, Rewritten: old != commit}, nil
 }
+
+// checkTree makes sure the work tree an earlier process left matches main:
+// one that died in the middle of a checkout (a crash, a full disk) leaves
+// files half-written. A changed tree is checked out again; if that fails
+// too, lookups wait for the next successful sync (ErrTreeIncomplete).
+func (m *Mirror) checkTree(ctx context.Context) {
+	// Another process's sync may be checking out right now: wait for it.
+	unlock, err := m.lockSync(ctx)
+	if err != nil {
+		m.log.Warn().Err(err).Msg("cannot check the index work tree now")
+		return
+	}
+	defer unlock()
+	out, err := m.git(ctx, m.opts.Dir, nil, "status", "--porcelain", "--untracked-files=no")
+	if err == nil && len(out) == 0 {
+		return
+	}
+	m.log.Warn().Err(err).Str("dir", m.opts.Dir).Msg("index work tree differs from main (an interrupted checkout?); checking it out again")
+	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
+		m.log.Error().Err(err).Msg("index work tree cannot be restored now; lookups wait for the next sync")
+		m.treeIncomplete.Store(true)
+	}
+}

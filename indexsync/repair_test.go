@@ -1,6 +1,7 @@
 package indexsync
 
 import (
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -81,5 +82,49 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A checkout that fails part way (a full disk) leaves half-written index
+// files: lookups refuse them (ErrTreeIncomplete, not a wrong answer) until
+// a sync checks main out in full; and a process that starts on a tree an
+// interrupted checkout left restores it first.
+func TestFailedCheckoutIsNeverRead(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	m := newTestMirror(t, up.IndexURL(), nil)
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// git that fails every checkout after cutting alice/foo.index short.
+	failing := filepath.Join(t.TempDir(), "git")
+	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo '{\"name\": \"alice/foo\", \"ver' > user/alice/foo.index; echo 'No space left on device' >&2; exit 128; fi; done\nexec " + m.gitPath + " \"$@\"\n"
+	if err := os.WriteFile(failing, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	real := m.gitPath
+	m.gitPath = failing
+	if err := up.AddVersion(ctx, "alice/foo", "5.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx); err == nil {
+		t.Fatal("sync with a failing checkout succeeded")
+	}
+	if _, _, err := m.Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
+		t.Errorf("lookup after a failed checkout = %v, want ErrTreeIncomplete", err)
+	}
+
+	// A new process on this tree restores it before answering.
+	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = m.Dir() })
+	if v, ok, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
+		t.Errorf("lookup in a process started on the cut tree: %+v, %v, %v", v, ok, err)
+	}
+
+	m.gitPath = real
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatalf("sync after the disk has room again: %v", err)
+	}
+	if _, ok, err := m.Lookup(ctx, "alice/foo", "5.0.0"); err != nil || !ok {
+		t.Errorf("lookup after a good sync: %v, %v", ok, err)
 	}
 }

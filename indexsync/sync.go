@@ -258,14 +258,18 @@ func (m *Mirror) moveMain(ctx context.Context, commit string, changed []string, 
 	m.tree.Lock()
 	defer m.tree.Unlock()
 	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
-		// The checkout may have rewritten part of the tree: cached
-		// parses cannot be trusted, and main tells where we are.
+		// The checkout may have rewritten part of the tree (a full disk
+		// cuts a file short): lookups refuse the tree until a checkout
+		// succeeds, cached parses cannot be trusted, and main tells where
+		// we are. Clients are unaffected: git serves objects, not files.
+		m.treeIncomplete.Store(true)
 		m.cache.clear()
 		if c, rerr := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); rerr == nil {
 			m.setCommit(c)
 		}
 		return err
 	}
+	m.treeIncomplete.Store(false)
 	m.setCommit(commit)
 	if clearAll {
 		m.cache.clear()
