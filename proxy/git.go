@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"moonbit-registry/internal/spool"
+
 	"github.com/rs/zerolog"
 )
 
@@ -259,7 +261,7 @@ func (h *gitHandler) repository(ctx context.Context) (string, error) {
 // readGitBody reads a POST body, decompressing gzip, up to
 // maxGitRequestBody bytes and within gitBodyTimeout, into a spool. On error
 // it also returns the status to send.
-func readGitBody(w http.ResponseWriter, r *http.Request) (*spool, int, error) {
+func readGitBody(w http.ResponseWriter, r *http.Request) (*spool.Spool, int, error) {
 	http.NewResponseController(w).SetReadDeadline(time.Now().Add(gitBodyTimeout))
 	// A compressed body is never much larger than the data in it.
 	var body io.Reader = http.MaxBytesReader(w, r.Body, maxGitRequestBody+64<<10)
@@ -275,11 +277,11 @@ func readGitBody(w http.ResponseWriter, r *http.Request) (*spool, int, error) {
 	default:
 		return nil, http.StatusUnsupportedMediaType, fmt.Errorf("unsupported Content-Encoding %q", enc)
 	}
-	s := &spool{limit: maxGitRequestBody}
+	s := &spool.Spool{Limit: maxGitRequestBody}
 	_, err := io.Copy(s, body)
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig) || errors.Is(err, errSpoolFull):
+	case errors.As(err, &tooBig) || errors.Is(err, spool.ErrFull):
 		s.Close()
 		return nil, http.StatusRequestEntityTooLarge, fmt.Errorf("request body larger than %d bytes", maxGitRequestBody)
 	case err != nil:
