@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"path/filepath"
 
 	"github.com/rs/zerolog"
 
@@ -94,12 +95,23 @@ func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error
 	if err != nil {
 		return nil, err
 	}
+	// Bodies that can be large (symbols.zip, assets) stream through files
+	// of their own; without them (a filesystem without extended
+	// attributes) they are passed on, not kept.
+	bodies, err := disk.NewBodies(filepath.Join(cfg.Cache.HTTPDir, "bodies"), cfg.Server.Offline, log)
+	if err != nil {
+		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
+		bodies = nil
+	}
 	return proxy.NewPassthrough(proxy.PassthroughOptions{
-		DownloadURL: cfg.Upstream.DownloadURL,
-		APIURL:      cfg.Upstream.APIURL,
-		Transport:   upstream.NewCachingTransport(responses, next),
-		UserAgent:   cfg.Upstream.UserAgent,
-		Timeout:     cfg.Upstream.Timeout.D(),
-		Logger:      log,
+		DownloadURL:  cfg.Upstream.DownloadURL,
+		APIURL:       cfg.Upstream.APIURL,
+		Bodies:       bodies,
+		Direct:       next,
+		MaxBodyBytes: int64(cfg.Cache.MaxPassthroughSize),
+		Transport:    upstream.NewCachingTransport(responses, next),
+		UserAgent:    cfg.Upstream.UserAgent,
+		Timeout:      cfg.Upstream.Timeout.D(),
+		Logger:       log,
 	})
 }

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 
 	"golang.org/x/sync/singleflight"
 )
@@ -15,15 +16,15 @@ type Flights struct {
 
 // Do implements Coalescer.
 func (f *Flights) Do(ctx context.Context, key string, fn func() error) (waited bool, err error) {
-	led := false // set by the leader's run; read after the result arrives
+	var led atomic.Bool // set by the leader's run, which may still be going
 	ch := f.g.DoChan(key, func() (any, error) {
-		led = true
+		led.Store(true)
 		return nil, fn()
 	})
 	select {
 	case res := <-ch:
-		return !led, res.Err
+		return !led.Load(), res.Err
 	case <-ctx.Done():
-		return !led, fmt.Errorf("waiting for %s: %w", key, context.Cause(ctx))
+		return !led.Load(), fmt.Errorf("waiting for %s: %w", key, context.Cause(ctx))
 	}
 }

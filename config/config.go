@@ -100,6 +100,9 @@ type Cache struct {
 	// MaxSize is the store's size limit; 0 means unlimited.
 	MaxSize              Size `toml:"max_size"`
 	MaxConcurrentFetches int  `toml:"max_concurrent_fetches"`
+	// MaxPassthroughSize is the largest symbols.zip or asset kept on disk;
+	// larger ones are passed on without being kept.
+	MaxPassthroughSize Size `toml:"max_passthrough_size"`
 }
 
 // Mirror is the [mirror] section: defaults for the mirror command.
@@ -143,6 +146,7 @@ func Defaults() Config {
 			Dir:                  "data/packages",
 			HTTPDir:              "data/http-cache",
 			MaxConcurrentFetches: cache.DefaultMaxConcurrentFetches,
+			MaxPassthroughSize:   proxy.DefaultMaxBodyBytes,
 		},
 		Mirror: Mirror{
 			Packages:    []string{},

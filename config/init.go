@@ -109,6 +109,8 @@ http_dir = {{q .Cache.HTTPDir}}
 max_size = {{text .Cache.MaxSize}}
 # Upstream archive downloads running at once.
 max_concurrent_fetches = {{.Cache.MaxConcurrentFetches}}
+# The largest symbols.zip or asset kept; larger ones are passed on only.
+max_passthrough_size = {{text .Cache.MaxPassthroughSize}}
 
 [mirror]
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -163,4 +164,57 @@ func arcVmHWM(pid int) (int64, error) {
 		return 0, err
 	}
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+}
+
+// BenchmarkSymbolsPeakRSS: 16 clients fetch a 50 MiB symbols.zip at once
+// from a fresh registry (miss: one upstream stream each, teed to the
+// store), then 16 at once again (hits from disk). It reports the registry
+// process's peak RSS over both: bodies stream, so it stays far below the
+// bodies' size (the goal is at most 200 MiB). Run without -race:
+//
+//	go test -run '^$' -bench BenchmarkSymbolsPeakRSS -benchtime 1x ./e2e/
+func BenchmarkSymbolsPeakRSS(b *testing.B) {
+	const size, clients = 50 << 20, 16
+	up := testupstream.Start(b, testupstream.Options{})
+	symbols := bytes.Repeat([]byte("0123456789abcdef"), size/16)
+	up.SetSymbols(symbols)
+	for b.Loop() {
+		b.StopTimer()
+		reg := startRegistry(b, registryOptions{UpstreamURL: up.URL()})
+		pid := reg.cmd.Process.Pid
+		b.StartTimer()
+		for _, round := range []string{"miss", "hit"} {
+			var wg sync.WaitGroup
+			errs := make(chan error, clients)
+			for range clients {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					resp, err := http.Get(reg.URL + "/symbols.zip")
+					if err != nil {
+						errs <- err
+						return
+					}
+					defer resp.Body.Close()
+					n, err := io.Copy(io.Discard, resp.Body)
+					if err != nil || n != size || resp.StatusCode != http.StatusOK {
+						errs <- fmt.Errorf("%s: %d, %d bytes, %v", round, resp.StatusCode, n, err)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				b.Error(err)
+			}
+		}
+		b.StopTimer()
+		hwm, err := arcVmHWM(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
+		reg.Stop(b)
+		b.StartTimer()
+	}
 }

@@ -100,12 +100,13 @@ func (m *Mirror) git(ctx context.Context, dir string, stdin []byte, args ...stri
 	return stdout.Bytes(), nil
 }
 
-// lockFiles are the lock files a git command killed mid-way may leave in
-// the mirror. Only one git command of ours changes the mirror at a time
-// (Sync is single-flight), so after killing it they are known stale and
-// would otherwise fail every later sync.
+// lockFiles are the lock files a git command killed mid-way (by us, a
+// crash, a power loss) may leave in the mirror. Only one git command of
+// ours changes the mirror at a time (Sync is single-flight, and processes
+// share a lock), so without it running they are known stale and would
+// otherwise fail every later sync.
 var lockFiles = []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock",
-	"packed-refs.lock", "refs/heads/" + localBranch + ".lock"}
+	"packed-refs.lock", "FETCH_HEAD.lock", "refs/heads/" + localBranch + ".lock"}
 
 func removeLocks(dir string) {
 	for _, f := range lockFiles {

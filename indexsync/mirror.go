@@ -266,8 +266,6 @@ func (m *Mirror) removeStaleTempsIn(parent string) {
 	}
 }
 
-// validateBranch accepts plain branch names only, so the name can go into
-// a refspec and never be read as an option.
 // ValidateBranch checks an upstream branch name: what git accepts as a
 // branch, restricted to letters, digits and ._/- (it reaches git's command
 // line and refspecs). The one rule the configuration and the mirror share.

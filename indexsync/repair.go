@@ -10,18 +10,12 @@ import (
 	"time"
 )
 
-// staleLocks are the lock files a git killed mid-write (a crash, a power
-// loss) leaves in the mirror; while they exist every later git run that
-// needs them fails.
-var staleLocks = []string{
-	"index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock",
-	"FETCH_HEAD.lock", "refs/heads/" + localBranch + ".lock",
-}
-
-// clearStaleLocks removes them. It runs with the cross-process sync lock
+// clearStaleLocks removes the lock files (lockFiles) a git killed
+// mid-write (a crash, a power loss) leaves in the mirror; while they exist
+// every later git run that needs them fails. It runs with the cross-process sync lock
 // held, so no git of this program (in any process) is using the mirror.
 func (m *Mirror) clearStaleLocks() {
-	for _, name := range staleLocks {
+	for _, name := range lockFiles {
 		p := filepath.Join(m.opts.Dir, ".git", filepath.FromSlash(name))
 		err := os.Remove(p)
 		switch {
@@ -66,6 +60,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	if err == nil {
 		m.setCommit(commit)
 		m.cache.clear()
+		m.treeIncomplete.Store(false)
 	}
 	m.tree.Unlock()
 	if err != nil {
@@ -99,6 +94,7 @@ func (m *Mirror) checkTree(ctx context.Context) {
 		return
 	}
 	m.log.Warn().Err(err).Str("dir", m.opts.Dir).Msg("index work tree differs from main (an interrupted checkout?); checking it out again")
+	m.clearStaleLocks()
 	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
 		m.log.Error().Err(err).Msg("index work tree cannot be restored now; lookups wait for the next sync")
 		m.treeIncomplete.Store(true)

@@ -128,3 +128,37 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 		t.Errorf("lookup after a good sync: %v, %v", ok, err)
 	}
 }
+
+// A tree left incomplete is checked out again by the next sync even when
+// upstream has not moved.
+func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	m := newTestMirror(t, up.IndexURL(), nil)
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Cut a file, as a crash mid-checkout does, and start a process whose
+	// git cannot check out (the disk is still full).
+	if err := os.WriteFile(filepath.Join(m.Dir(), "user", "alice", "foo.index"), []byte(`{"name": "ali`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo 'No space left on device' >&2; exit 128; fi; done\nexec " + m.gitPath + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	real := m.gitPath
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = m.Dir() })
+	if _, _, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
+		t.Fatalf("lookup on a cut tree that could not be restored = %v, want ErrTreeIncomplete", err)
+	}
+	m2.gitPath = real // room on the disk again
+	if _, err := m2.Sync(ctx); err != nil {
+		t.Fatalf("sync with upstream unchanged: %v", err)
+	}
+	if v, ok, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
+		t.Errorf("lookup after the sync: %+v, %v, %v", v, ok, err)
+	}
+}

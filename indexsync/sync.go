@@ -222,6 +222,11 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		return Changes{}, err
 	}
 	if next == old {
+		if m.treeIncomplete.Load() {
+			// Upstream has not moved, but the tree a failed checkout left
+			// must be checked out again all the same.
+			return Changes{From: old, To: next}, m.moveMain(ctx, next, nil, true)
+		}
 		return Changes{From: old, To: next}, nil
 	}
 	rewritten := false

@@ -28,11 +28,6 @@ const (
 // statusClientClosed is logged when the client left before the answer.
 const statusClientClosed = 499
 
-// newArchiveHandler serves /user/... archives from the cache, fetching them
-// from upstream on a miss. Both URL forms are accepted: the one-segment
-// form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
-// plain "owner/rest/version.zip"; module.ParseArchivePath handles both. A nil
-// cache answers 503.
 // Archives is what the archive routes need from the cache.
 type Archives interface {
 	// Get returns the archive, fetching and verifying it on a miss.
@@ -43,6 +38,11 @@ type Archives interface {
 	Ping(ctx context.Context) error
 }
 
+// newArchiveHandler serves /user/... archives from the cache, fetching them
+// from upstream on a miss. Both URL forms are accepted: the one-segment
+// form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
+// plain "owner/rest/version.zip"; module.ParseArchivePath handles both. A nil
+// cache answers 503.
 func newArchiveHandler(archives Archives, private bool, log zerolog.Logger) http.Handler {
 	cc := archiveCacheControl
 	if private {

@@ -144,8 +144,11 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 	}
 	repoDir, err := h.repository(r.Context())
 	if err != nil {
+		// The cause (upstream's URL, git's words) is for the log and
+		// /readyz, not for every client.
+		h.log.Warn().Err(err).Msg("index not served")
 		w.Header().Set("Retry-After", "10")
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		http.Error(w, "not ready: the index is not available yet; try again later", http.StatusServiceUnavailable)
 		return
 	}
 
@@ -197,6 +200,12 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 	defer answer.body.Close()
 	h.runBackend(answer, r2, repoDir, path, r.Header.Get("Git-Protocol"))
 	<-h.slots
+	if answer.err != nil {
+		// A cut answer must not go out as a complete one.
+		h.log.Error().Err(answer.err).Str("path", path).Msg("git answer could not be spooled")
+		http.Error(w, "internal error (see the server log)", http.StatusInternalServerError)
+		return
+	}
 
 	// A client that stops reading must not keep the connection for ever
 	// (the server's write timeout is off by default for large archives).

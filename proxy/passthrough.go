@@ -16,8 +16,13 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
 )
+
+// DefaultMaxBodyBytes is PassthroughOptions.MaxBodyBytes's default (and
+// cache.max_passthrough_size's).
+const DefaultMaxBodyBytes = 1 << 30
 
 // PassthroughOptions configures NewPassthrough.
 type PassthroughOptions struct {
@@ -32,6 +37,16 @@ type PassthroughOptions struct {
 	// honoured and a stored copy is served while upstream is down.
 	// Required.
 	Transport http.RoundTripper
+	// Bodies keeps the bodies of /symbols.zip and /assets/ (which can be
+	// large) on disk; they never go through Transport. Nil: they stream
+	// through without being kept.
+	Bodies *disk.Bodies
+	// Direct carries the upstream requests for Bodies (no HTTP cache in
+	// between); nil means upstream.NewTransport().
+	Direct http.RoundTripper
+	// MaxBodyBytes is the largest body Bodies keeps; larger ones are
+	// passed on without being kept. Default DefaultMaxBodyBytes.
+	MaxBodyBytes int64
 	// UserAgent is sent upstream; default upstream.DefaultUserAgent.
 	UserAgent string
 	// Timeout bounds one upstream exchange, body included; default
@@ -55,10 +70,17 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	direct := opts.Direct
+	if direct == nil {
+		direct = upstream.NewTransport()
+	}
 	h := &passthrough{
 		download:  download,
 		api:       api,
 		client:    &http.Client{Transport: opts.Transport}, // follows redirects, each hop cached
+		direct:    &http.Client{Transport: direct},
+		bodies:    opts.Bodies,
+		maxBody:   cmp.Or(opts.MaxBodyBytes, DefaultMaxBodyBytes),
 		userAgent: opts.UserAgent,
 		timeout:   opts.Timeout,
 		log:       opts.Logger,
@@ -84,7 +106,10 @@ func parseBaseURL(s, def string) (*url.URL, error) {
 type passthrough struct {
 	download  *url.URL
 	api       *url.URL
-	client    *http.Client
+	client    *http.Client // API answers, through the HTTP cache
+	direct    *http.Client // bodies kept in bodies
+	bodies    *disk.Bodies
+	maxBody   int64
 	userAgent string
 	timeout   time.Duration
 	log       zerolog.Logger
@@ -116,6 +141,10 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if !strings.HasPrefix(r.URL.Path, "/api/") {
+		p.serveBody(w, r, target) // symbols.zip and assets: bodies that can be large
+		return
+	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
@@ -137,20 +166,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	resp, err := p.client.Do(req)
 	if err != nil {
-		noteCache(r, string(cache.OutcomeMiss))
-		if r.Context().Err() != nil {
-			w.WriteHeader(statusClientClosed)
-			return
-		}
-		status := passthroughErrorStatus(err)
-		p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
-		// The cause names upstream's addresses: the log has it, clients
-		// get what they can act on.
-		msg := "upstream unreachable and no cached copy of %s; try again later"
-		if status == http.StatusBadGateway {
-			msg = "upstream sent no usable answer and there is no cached copy of %s; try again later"
-		}
-		http.Error(w, fmt.Sprintf(msg, r.URL.Path), status)
+		p.failUpstream(w, r, target, err)
 		return
 	}
 	defer resp.Body.Close()
@@ -178,6 +194,25 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.Copy(w, resp.Body); err != nil && r.Context().Err() == nil {
 		p.log.Warn().Err(err).Str("upstream", target).Msg("pass-through body cut short")
 	}
+}
+
+// failUpstream answers a request upstream did not answer and that has no
+// stored copy.
+func (p *passthrough) failUpstream(w http.ResponseWriter, r *http.Request, target string, err error) {
+	noteCache(r, string(cache.OutcomeMiss))
+	if r.Context().Err() != nil {
+		w.WriteHeader(statusClientClosed)
+		return
+	}
+	status := passthroughErrorStatus(err)
+	p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
+	// The cause names upstream's addresses: the log has it, clients get
+	// what they can act on.
+	msg := "upstream unreachable and no cached copy of %s; try again later"
+	if status == http.StatusBadGateway {
+		msg = "upstream sent no usable answer and there is no cached copy of %s; try again later"
+	}
+	http.Error(w, fmt.Sprintf(msg, r.URL.Path), status)
 }
 
 // fillCache reads the rest of an upstream body the client does not need:

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -89,10 +92,15 @@ func newPTFixture(t *testing.T) *ptFixture {
 		t.Fatal(err)
 	}
 	rt := upstream.NewCachingTransport(responses, nil)
+	bodies, err := disk.NewBodies(filepath.Join(t.TempDir(), "bodies"), false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
 	h, err := NewPassthrough(PassthroughOptions{
 		DownloadURL: up.srv.URL,
 		APIURL:      up.srv.URL + "/",
 		Transport:   rt,
+		Bodies:      bodies,
 		Logger:      zerolog.Nop(),
 	})
 	if err != nil {
@@ -249,5 +257,91 @@ func TestPassthroughNotConfigured(t *testing.T) {
 	}
 	if _, err := NewPassthrough(PassthroughOptions{}); err == nil {
 		t.Error("NewPassthrough without a transport succeeded")
+	}
+}
+
+// Large bodies stream through a file of their own: one cut short by
+// upstream is passed on as a broken transfer and never kept; one over the
+// size cap is passed on whole and not kept; a kept one is served from disk.
+func TestPassthroughBodiesStreamed(t *testing.T) {
+	body := bytes.Repeat([]byte("wasm"), 4096) // 16 KiB
+	var hits atomic.Int64
+	mux := http.NewServeMux()
+	mux.HandleFunc("/assets/a/whole.wasm", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Write(body)
+	})
+	mux.HandleFunc("/assets/a/big.wasm", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Write(append(body, body...))
+	})
+	mux.HandleFunc("/assets/a/cut.wasm", func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nCache-Control: max-age=3600\r\n\r\n", len(body))
+		buf.Write(body[:len(body)/2])
+		buf.Flush()
+		conn.Close()
+	})
+	up := httptest.NewServer(mux)
+	defer up.Close()
+	dir := filepath.Join(t.TempDir(), "bodies")
+	bodies, err := disk.NewBodies(dir, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	responses, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewPassthrough(PassthroughOptions{
+		DownloadURL: up.URL, APIURL: up.URL,
+		Transport: upstream.NewCachingTransport(responses, nil), Bodies: bodies,
+		MaxBodyBytes: int64(len(body)) + 1, Logger: zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(Options{Passthrough: h, Logger: zerolog.Nop()}).Handler())
+	defer srv.Close()
+
+	get := func(path string) (int, []byte, error) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, b, err
+	}
+	if code, b, err := get("/assets/a/cut.wasm"); err == nil && code == 200 && len(b) == len(body) {
+		t.Errorf("a body upstream cut short arrived whole: %d, %d bytes, %v", code, len(b), err)
+	} else if err == nil {
+		t.Errorf("a body upstream cut short ended as if complete: %d, %d of %d bytes", code, len(b), len(body))
+	}
+	if code, b, err := get("/assets/a/big.wasm"); err != nil || code != 200 || len(b) != 2*len(body) {
+		t.Errorf("a body over the cap: %d, %d bytes, %v; want it passed on whole", code, len(b), err)
+	}
+	for range 2 {
+		if code, b, err := get("/assets/a/whole.wasm"); err != nil || code != 200 || !bytes.Equal(b, body) {
+			t.Errorf("a kept body: %d, %d bytes, %v", code, len(b), err)
+		}
+	}
+	if n := hits.Load(); n != 3 {
+		t.Errorf("upstream saw %d requests, want 3 (the kept body served from disk the second time)", n)
+	}
+	for _, p := range []string{"/assets/a/cut.wasm", "/assets/a/big.wasm"} {
+		if f, _, err := bodies.Open(up.URL + p); err == nil {
+			f.Close()
+			t.Errorf("%s was kept", p)
+		}
+	}
+	if entries, _ := os.ReadDir(filepath.Join(dir, ".tmp")); len(entries) != 0 {
+		t.Errorf("temporary files left: %v", entries)
 	}
 }

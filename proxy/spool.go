@@ -14,6 +14,7 @@ type spooledResponse struct {
 	header http.Header
 	status int
 	body   spool.Spool
+	err    error // the first failure to keep the body (no temporary file)
 }
 
 func newSpooledResponse() *spooledResponse { return &spooledResponse{header: http.Header{}} }
@@ -28,7 +29,11 @@ func (s *spooledResponse) WriteHeader(code int) {
 
 func (s *spooledResponse) Write(p []byte) (int, error) {
 	s.WriteHeader(http.StatusOK)
-	return s.body.Write(p)
+	n, err := s.body.Write(p)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 // sendTo writes the kept answer to w.

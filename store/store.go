@@ -28,7 +28,7 @@ type Store interface {
 	Open(ctx context.Context, mv module.Version) (Object, error)
 
 	// Create starts writing mv's archive. Nothing is visible until the
-	// Writer's Commit; Abort (or ctx ending) discards what was written.
+	// Writer's Commit; Abort discards what was written.
 	Create(ctx context.Context, mv module.Version, meta Meta) (Writer, error)
 
 	// Delete removes an archive; a missing one is an error wrapping

@@ -174,13 +174,20 @@ func (p probingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func hasDirective(cc, name string) bool {
-	for _, d := range strings.Split(cc, ",") {
-		d, _, _ = strings.Cut(strings.TrimSpace(d), "=")
+	_, ok := Directive(cc, name)
+	return ok
+}
+
+// Directive returns the value of the directive name in a Cache-Control
+// header value cc ("" for one without a value), and whether it is there.
+func Directive(cc, name string) (string, bool) {
+	for _, part := range strings.Split(cc, ",") {
+		d, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 		if strings.EqualFold(d, name) {
-			return true
+			return strings.Trim(v, `"`), true
 		}
 	}
-	return false
+	return "", false
 }
 
 func withoutDirective(cc, name string) string {

@@ -129,9 +129,6 @@ func New(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Root is the store's directory.
-func (s *Store) Root() string { return s.root }
-
 // keyToPathKey maps "owner/rest/version.zip" to directories owner/rest and
 // file version.zip. Keys are always validated module.Version.RelPath values.
 func keyToPathKey(key string) *diskv.PathKey {
@@ -439,6 +436,9 @@ func createTemp(dir, pattern string) (*os.File, error) {
 		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 			f.Close()
 			os.Remove(f.Name())
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue // a sweep is looking at it this very moment
+			}
 			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
 		}
 		fi, err := f.Stat()

@@ -1,0 +1,205 @@
+package disk
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// metaAttr holds a stored body's response metadata (BodyMeta as JSON): set
+// on the temporary file before the publishing rename, like an archive's
+// checksum, so body and metadata appear and are replaced together.
+const metaAttr = "user.moonbit-registry.meta"
+
+// maxMetaSize bounds the metadata kept with a body; a filesystem block
+// holds it on every filesystem that keeps attributes.
+const maxMetaSize = 2 << 10
+
+// Bodies keeps pass-through response bodies (symbols.zip, prebuilt
+// assets) as files, one per upstream URL, so that a hit is served from disk
+// and a miss streams to the client and to a temporary file at once. Files
+// are written like archives: a locked temporary file, renamed into place
+// once complete.
+type Bodies struct {
+	dir, tmp string
+	readOnly bool
+	log      zerolog.Logger
+}
+
+// BodyMeta is what is kept with a body.
+type BodyMeta struct {
+	// Header holds the end-to-end response headers worth replaying
+	// (Content-Type, ETag, Last-Modified, Cache-Control, Expires, ...).
+	Header map[string][]string `json:"header"`
+	// Stored is when the body was stored or last revalidated.
+	Stored time.Time `json:"stored"`
+}
+
+// NewBodies opens (creating if needed) a body store in dir, removing what
+// writers that died left. Read-only, it writes nothing and Create fails.
+// A filesystem without extended attributes cannot keep bodies: an error
+// says so, and the caller streams without storing.
+func NewBodies(dir string, readOnly bool, log zerolog.Logger) (*Bodies, error) {
+	if dir == "" {
+		return nil, errors.New("body store: empty directory")
+	}
+	b := &Bodies{dir: dir, tmp: filepath.Join(dir, tempDirName), readOnly: readOnly, log: log}
+	if readOnly {
+		return b, nil
+	}
+	if err := sweepTemp(b.tmp, log); err != nil {
+		return nil, fmt.Errorf("body store: %w", err)
+	}
+	if err := os.MkdirAll(b.tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("body store: %w", err)
+	}
+	ok, err := probeXattr(b.tmp)
+	if err != nil {
+		return nil, fmt.Errorf("body store: %w", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("body store: the filesystem of %s does not keep extended attributes", dir)
+	}
+	return b, nil
+}
+
+// path is where the body for key (an upstream URL) lives.
+func (b *Bodies) path(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	h := hex.EncodeToString(sum[:])
+	return filepath.Join(b.dir, h[:2], h)
+}
+
+// Open returns the stored body for key and its metadata; a missing one is
+// an error wrapping fs.ErrNotExist. The caller closes the file.
+func (b *Bodies) Open(key string) (*os.File, BodyMeta, error) {
+	f, err := os.Open(b.path(key))
+	if err != nil {
+		return nil, BodyMeta{}, err
+	}
+	meta, err := readMeta(f)
+	if err != nil {
+		f.Close()
+		return nil, BodyMeta{}, fmt.Errorf("%w: stored body without usable metadata: %v", fs.ErrNotExist, err)
+	}
+	return f, meta, nil
+}
+
+func readMeta(f *os.File) (BodyMeta, error) {
+	buf := make([]byte, maxMetaSize)
+	n, err := unix.Fgetxattr(int(f.Fd()), metaAttr, buf)
+	if err != nil {
+		return BodyMeta{}, err
+	}
+	var m BodyMeta
+	err = json.Unmarshal(buf[:n], &m)
+	return m, err
+}
+
+func writeMeta(f *os.File, m BodyMeta) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(data) > maxMetaSize {
+		return fmt.Errorf("response metadata of %d bytes is over %d", len(data), maxMetaSize)
+	}
+	return unix.Fsetxattr(int(f.Fd()), metaAttr, data, 0)
+}
+
+// Revalidated records new metadata for a stored body (after upstream
+// answered 304): the same bytes, fresh again.
+func (b *Bodies) Revalidated(key string, m BodyMeta) error {
+	if b.readOnly {
+		return nil
+	}
+	f, err := os.Open(b.path(key))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return writeMeta(f, m)
+}
+
+// Create starts writing a body; nothing is visible before Commit.
+func (b *Bodies) Create() (*BodyWriter, error) {
+	if b.readOnly {
+		return nil, errors.New("body store is open read-only")
+	}
+	f, err := createTemp(b.tmp, "body-*.part")
+	if err != nil {
+		return nil, err
+	}
+	return &BodyWriter{b: b, f: f}, nil
+}
+
+// BodyWriter receives one body.
+type BodyWriter struct {
+	b    *Bodies
+	f    *os.File
+	n    int64
+	done bool
+}
+
+func (w *BodyWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.n += int64(n)
+	return n, err
+}
+
+// Len is the number of bytes written so far.
+func (w *BodyWriter) Len() int64 { return w.n }
+
+// Commit publishes the body under key with its metadata, replacing what
+// was there. It is not fsynced: a body torn by a crash is an upstream
+// response fetched again, never an archive.
+func (w *BodyWriter) Commit(key string, m BodyMeta) error {
+	if w.done {
+		return errors.New("body writer already finished")
+	}
+	w.done = true
+	if err := writeMeta(w.f, m); err != nil {
+		w.discard()
+		return err
+	}
+	if err := w.f.Chmod(0o644); err != nil {
+		w.discard()
+		return err
+	}
+	p := w.b.path(key)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		w.discard()
+		return err
+	}
+	// Renamed while open, so the temporary file stays locked until it is
+	// no longer one (see createTemp).
+	if err := os.Rename(w.f.Name(), p); err != nil {
+		w.discard()
+		return err
+	}
+	return w.f.Close()
+}
+
+// Abort discards what was written; after Commit it does nothing.
+func (w *BodyWriter) Abort() {
+	if !w.done {
+		w.done = true
+		w.discard()
+	}
+}
+
+func (w *BodyWriter) discard() {
+	defer w.f.Close()
+	if err := os.Remove(w.f.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		w.b.log.Warn().Err(err).Str("file", w.f.Name()).Msg("removing temporary file")
+	}
+}
