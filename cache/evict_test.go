@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,32 +63,9 @@ func reopen(t *testing.T, env *testEnv, maxBytes int64) (*cache.Cache, *testsupp
 	return c, logs
 }
 
-// onDisk lists the archives under root (temporary files excluded) and
-// their total size.
+// onDisk lists the archives under root and their total size.
 func onDisk(t *testing.T, root string) (vs []string, total int64) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == ".tmp" {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() && strings.HasSuffix(p, ".zip") {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			total += fi.Size()
-			vs = append(vs, strings.TrimSuffix(d.Name(), ".zip"))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(vs)
-	return vs, total
+	return testsupport.ArchiveFiles(t, root)
 }
 
 func versions(is ...int) []string {

@@ -144,17 +144,7 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
-	root := t.TempDir()
-	first := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
-	warm := newMoonClient(t, first.URL)
-	if err := warm.CloneIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	want, err := warm.Download(ctx, arcModX, cachedV)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Stop(t)
+	root, want := fltWarmRoot(t, up, cachedV)
 
 	if err := up.Down(); err != nil {
 		t.Fatal(err)
@@ -236,17 +226,7 @@ func TestFaultReadOnlyOffline(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
-	root := t.TempDir()
-	first := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
-	warm := newMoonClient(t, first.URL)
-	if err := warm.CloneIndex(ctx); err != nil {
-		t.Fatal(err)
-	}
-	want, err := warm.Download(ctx, arcModX, cachedV)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.Stop(t)
+	root, want := fltWarmRoot(t, up, cachedV)
 
 	data := filepath.Join(root, "data")
 	if out, err := exec.Command("mount", "--bind", data, data).CombinedOutput(); err != nil {
@@ -836,6 +816,25 @@ func fltWaitLogCount(r *registry, sub string, n int, d time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return true
+}
+
+// fltWarmRoot makes a registry root whose index mirror is synced from up
+// and whose store holds arcModX@version, as a registry that has served
+// a client leaves it, and returns it with the archive's bytes.
+func fltWarmRoot(t *testing.T, up *testupstream.Upstream, version string) (string, []byte) {
+	t.Helper()
+	root := t.TempDir()
+	first := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
+	warm := newMoonClient(t, first.URL)
+	if err := warm.CloneIndex(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want, err := warm.Download(context.Background(), arcModX, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Stop(t)
+	return root, want
 }
 
 // fltSnapshot describes every file and directory under dir (relative,

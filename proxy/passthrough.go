@@ -149,20 +149,11 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
 	ctx, tracker := upstream.TrackOutcome(ctx)
-	// Always GET upstream, also for HEAD: one stored entry serves both, and
-	// a HEAD fills the cache for the GET that usually follows.
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := p.upstreamRequest(ctx, r, target)
 	if err != nil {
 		http.Error(w, "invalid path", http.StatusBadRequest)
 		return
 	}
-	req.Header.Set("User-Agent", p.userAgent)
-	if a := r.Header.Get("Accept"); a != "" {
-		req.Header.Set("Accept", a)
-	}
-	// The client's If-None-Match and Range are deliberately not sent: the
-	// cache is shared, so it must hold the full current response, and the
-	// client's condition is evaluated against that below.
 
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -194,6 +185,24 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if _, err := io.Copy(w, resp.Body); err != nil && r.Context().Err() == nil {
 		p.log.Warn().Err(err).Str("upstream", target).Msg("pass-through body cut short")
 	}
+}
+
+// upstreamRequest is the request to upstream for r: always a GET, also for
+// HEAD (one stored entry serves both, and a HEAD fills the cache for the
+// GET that usually follows), with our User-Agent and the client's Accept.
+// The client's If-None-Match and Range are deliberately not sent: the
+// cache is shared, so it must hold the full current response, and the
+// client's condition is answered from that.
+func (p *passthrough) upstreamRequest(ctx context.Context, r *http.Request, target string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", p.userAgent)
+	if a := r.Header.Get("Accept"); a != "" {
+		req.Header.Set("Accept", a)
+	}
+	return req, nil
 }
 
 // failUpstream answers a request upstream did not answer and that has no

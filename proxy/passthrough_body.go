@@ -41,18 +41,12 @@ func (p *passthrough) serveBody(w http.ResponseWriter, r *http.Request, target s
 
 	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	req, err := p.upstreamRequest(ctx, r, target)
 	if err != nil {
 		http.Error(w, "invalid path", http.StatusBadRequest)
 		return
 	}
-	req.Header.Set("User-Agent", p.userAgent)
-	if a := r.Header.Get("Accept"); a != "" {
-		req.Header.Set("Accept", a)
-	}
-	// The client's own conditions are not sent: the store must hold the
-	// full current body; they are answered from it below.
-	if stored != nil {
+	if stored != nil { // ask whether the copy is still current
 		if etag := http.Header(meta.Header).Get("ETag"); etag != "" {
 			req.Header.Set("If-None-Match", etag)
 		}

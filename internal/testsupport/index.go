@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"testing"
 )
 
 // WalkIndex calls fn for every line of every <module>.index file below
@@ -38,4 +40,33 @@ func WalkIndex(root string, fn func(module string, line []byte) error) error {
 		}
 		return sc.Err()
 	})
+}
+
+// ArchiveFiles lists the archives below a disk store's root (its
+// temporary directory left out) by file name without ".zip", sorted, and
+// their total size in bytes.
+func ArchiveFiles(t testing.TB, root string) (names []string, total int64) {
+	t.Helper()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".tmp" {
+			return filepath.SkipDir
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(p, ".zip") {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += fi.Size()
+			names = append(names, strings.TrimSuffix(d.Name(), ".zip"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(names)
+	return names, total
 }

@@ -6,11 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -70,32 +68,9 @@ func get(t *testing.T, s *Store, mv module.Version) {
 	}
 }
 
-// onDisk lists the archives under root (temporary files excluded) and
-// their total size.
+// onDisk lists the archives under root and their total size.
 func onDisk(t *testing.T, root string) (vs []string, total int64) {
-	t.Helper()
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && d.Name() == tempDirName {
-			return filepath.SkipDir
-		}
-		if d.Type().IsRegular() && strings.HasSuffix(p, ".zip") {
-			fi, err := d.Info()
-			if err != nil {
-				return err
-			}
-			total += fi.Size()
-			vs = append(vs, strings.TrimSuffix(d.Name(), ".zip"))
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(vs)
-	return vs, total
+	return testsupport.ArchiveFiles(t, root)
 }
 
 func versions(is ...int) []string {
