@@ -37,7 +37,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	defer r.Close()
 	metrics.WatchCache(r.Archives.Stats)
 	metrics.WatchIndex(func() proxy.IndexHealth { return indexHealth(r.Index.Status()) })
-	passthrough, err := openPassthrough(cfg, log)
+	passthrough, err := openPassthrough(cfg, r.Store, log)
 	if err != nil {
 		return err
 	}
@@ -85,7 +85,7 @@ func indexHealth(st indexsync.Status) proxy.IndexHealth {
 
 // openPassthrough builds the handler for symbols, assets and API calls over
 // the on-disk response cache.
-func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error) {
+func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger) (http.Handler, error) {
 	log = log.With().Str("component", "passthrough").Logger()
 	var next http.RoundTripper // nil: the network
 	if cfg.Server.Offline {
@@ -102,6 +102,9 @@ func openPassthrough(cfg config.Config, log zerolog.Logger) (http.Handler, error
 	if err != nil {
 		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
 		bodies = nil
+	} else {
+		// cache.max_size covers kept bodies too; they are evicted first.
+		bodies.ShareLimit(archives.ShareLimit)
 	}
 	return proxy.NewPassthrough(proxy.PassthroughOptions{
 		DownloadURL:  cfg.Upstream.DownloadURL,

@@ -119,6 +119,7 @@ type evictor struct {
 	total     int64
 	pins      map[module.Version]int
 	evictions int64
+	shared    SharedSpace // counted against the limit too; evicted first
 	// Seen before the walk finished, merged into its result.
 	pendingUse map[module.Version]time.Time
 	gone       map[module.Version]struct{}
@@ -315,10 +316,13 @@ func (e *evictor) dropLocked(ent *lruEntry) {
 // counting pinned oversize archives (they go as soon as they are let go;
 // evicting the rest for them would empty the cache for nothing).
 func (e *evictor) overLocked(limit int64) bool {
-	if e.total <= limit {
+	t := e.total
+	if e.shared != nil {
+		t += e.shared.Bytes()
+	}
+	if t <= limit {
 		return false
 	}
-	t := e.total
 	for mv := range e.pins {
 		if ent := e.entries[mv]; ent != nil && ent.size > e.max {
 			t -= ent.size
@@ -340,6 +344,13 @@ func (e *evictor) enforce() {
 	defer func() { e.evicting = false }()
 	failures := 0
 	for e.overLocked(e.low) {
+		// What shares the limit goes first: it is fetched again more
+		// cheaply than archives.
+		if e.shared != nil {
+			if _, ok := e.shared.EvictOldest(); ok {
+				continue
+			}
+		}
 		victim := e.victimLocked()
 		if victim == nil {
 			if e.overLocked(e.max) {
@@ -441,4 +452,28 @@ func (s *Store) ScanDone() <-chan struct{} {
 		return done
 	}
 	return s.evict.scanDone
+}
+
+// SharedSpace is something else kept under the store's root that the size
+// limit must cover too (the pass-through's bodies): its bytes count
+// against the limit, and it gives up its oldest entry before any archive
+// is evicted.
+type SharedSpace interface {
+	Bytes() int64
+	// EvictOldest removes the least recently used entry and says how many
+	// bytes that freed; ok is false when there is nothing left to remove.
+	EvictOldest() (freed int64, ok bool)
+}
+
+// ShareLimit counts space against this store's size limit and evicts from
+// it first; it returns what space should call after it grew, so the limit
+// is enforced then too. Without a size limit it does nothing.
+func (s *Store) ShareLimit(space SharedSpace) (grew func()) {
+	if s.evict == nil {
+		return func() {}
+	}
+	s.evict.mu.Lock()
+	s.evict.shared = space
+	s.evict.mu.Unlock()
+	return s.evict.enforce
 }

@@ -191,3 +191,61 @@ func TestEvictDeletionFailure(t *testing.T) {
 		}
 	})
 }
+
+// The size limit covers what shares it (the pass-through's kept bodies),
+// and evicts that first: bodies are fetched again more cheaply.
+func TestEvictSharedSpaceFirst(t *testing.T) {
+	s, root, _ := newEvictStore(t, roomFor(3))
+	bodies, err := NewBodies(filepath.Join(filepath.Dir(root), "http-cache", "bodies"), false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies.ShareLimit(s.ShareLimit)
+	keep := func(key string) {
+		w, err := bodies.Create()
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(storetest.Body(evictMV(1)))
+		if err := w.Commit(key, BodyMeta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kept := func(key string) bool {
+		f, _, err := bodies.Open(key)
+		if err == nil {
+			f.Close()
+		}
+		return err == nil
+	}
+	get(t, s, evictMV(1))
+	get(t, s, evictMV(2))
+	keep("https://up/symbols.zip")
+	keep("https://up/assets/a.wasm") // 4 things in room for 3: the older body goes
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 2)) || kept("https://up/symbols.zip") || !kept("https://up/assets/a.wasm") {
+		t.Fatalf("archives %v, symbols kept %v, asset kept %v; want both archives and the newer body", vs, kept("https://up/symbols.zip"), kept("https://up/assets/a.wasm"))
+	}
+	get(t, s, evictMV(3)) // an archive over the limit: the body goes first
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 2, 3)) || kept("https://up/assets/a.wasm") || bodies.Bytes() != 0 {
+		t.Fatalf("archives %v, asset kept %v, body bytes %d; want three archives and no body", vs, kept("https://up/assets/a.wasm"), bodies.Bytes())
+	}
+	get(t, s, evictMV(4)) // no body left: the least recently used archive
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(2, 3, 4)) {
+		t.Fatalf("archives %v, want %v", vs, versions(2, 3, 4))
+	}
+	// A restart counts what is kept (here, without a limit to share).
+	dir := filepath.Join(t.TempDir(), "bodies")
+	alone, err := NewBodies(dir, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies = alone
+	keep("https://up/symbols.zip")
+	again, err := NewBodies(dir, false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Bytes() != evictSize() {
+		t.Errorf("bodies counted at start: %d bytes, want %d", again.Bytes(), evictSize())
+	}
+}
