@@ -28,8 +28,8 @@ import (
 // no request can ever map onto a temporary file.
 const tempDirName = ".tmp"
 
-// sumAttr is the extended attribute that holds the hex SHA-256 an archive
-// was committed with. It is set on the temporary file before the rename
+// sumAttr is the extended attribute that holds the SHA-256 an archive was
+// committed with (its 32 raw bytes). It is set on the temporary file before the rename
 // that publishes it, so bytes and checksum appear (and are replaced)
 // together, with no second file per archive.
 const sumAttr = "user.moonbit-registry.sha256"
