@@ -29,8 +29,9 @@ func evictMV(i int) module.Version {
 	return module.Version{Module: "evict/pkg", Version: fmt.Sprintf("0.%d.0", i)}
 }
 
-// evictSize is the size of every evictMV archive.
-func evictSize() int64 { return int64(len(archiveBytes(evictMV(1)))) }
+// evictSize is what every evictMV archive takes on disk (allocated blocks,
+// which is what the size limit counts).
+var evictSize = sync.OnceValue(func() int64 { return testsupport.StoredSize(archiveBytes(evictMV(1))) })
 
 // roomFor is a limit that holds n archives but not n+1, with n still under
 // the 90% low-water mark (so a pass leaves exactly n).

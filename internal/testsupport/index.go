@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -44,7 +45,7 @@ func WalkIndex(root string, fn func(module string, line []byte) error) error {
 
 // ArchiveFiles lists the archives below a disk store's root (its
 // temporary directory left out) by file name without ".zip", sorted, and
-// their total size in bytes.
+// what they take on disk in bytes (allocated blocks).
 func ArchiveFiles(t testing.TB, root string) (names []string, total int64) {
 	t.Helper()
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -59,7 +60,7 @@ func ArchiveFiles(t testing.TB, root string) (names []string, total int64) {
 			if err != nil {
 				return err
 			}
-			total += fi.Size()
+			total += DiskUsage(fi)
 			names = append(names, strings.TrimSuffix(d.Name(), ".zip"))
 		}
 		return nil
@@ -69,4 +70,32 @@ func ArchiveFiles(t testing.TB, root string) (names []string, total int64) {
 	}
 	slices.Sort(names)
 	return names, total
+}
+
+// DiskUsage is what a file takes on disk: its allocated blocks.
+func DiskUsage(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks > 0 {
+		return st.Blocks * 512
+	}
+	return fi.Size()
+}
+
+// StoredSize is what a file of these bytes takes on disk in os.TempDir()
+// (where tests keep their stores), measured by writing one; the length if
+// that cannot be done.
+func StoredSize(b []byte) int64 {
+	f, err := os.CreateTemp("", "stored-size-*")
+	if err != nil {
+		return int64(len(b))
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	if _, err := f.Write(b); err != nil || f.Sync() != nil {
+		return int64(len(b))
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return int64(len(b))
+	}
+	return DiskUsage(fi)
 }

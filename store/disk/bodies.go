@@ -110,7 +110,7 @@ func (b *Bodies) scan() error {
 			return nil
 		}
 		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
-			all = append(all, found{p, fi.Size(), fi.ModTime()})
+			all = append(all, found{p, diskUsage(fi), fi.ModTime()})
 		}
 		return nil
 	})
@@ -309,7 +309,11 @@ func (w *BodyWriter) Commit(key string, m BodyMeta) error {
 		w.discard()
 		return err
 	}
-	w.b.record(p, w.n)
+	usage := w.n
+	if fi, err := w.f.Stat(); err == nil {
+		usage = diskUsage(fi)
+	}
+	w.b.record(p, usage)
 	return w.f.Close()
 }
 

@@ -283,6 +283,10 @@ func (w *writer) Commit(ctx context.Context) error {
 	if err := w.f.Sync(); err != nil {
 		return fmt.Errorf("commit %s: fsync: %w: %w", w.mv, store.ErrWrite, err)
 	}
+	usage := w.n // what it takes on disk, once the blocks are allocated
+	if fi, err := w.f.Stat(); err == nil {
+		usage = diskUsage(fi)
+	}
 	// Renamed while still open, so the lock that keeps other processes'
 	// sweeps away (createTemp) holds until it is no longer a temporary file.
 	if err := s.d.Import(w.f.Name(), key, true); err != nil {
@@ -293,7 +297,7 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	if s.evict != nil {
-		s.evict.stored(w.mv, w.n)
+		s.evict.stored(w.mv, usage)
 		defer s.evict.enforce()
 	}
 	if err := s.syncDirs(filepath.Dir(s.path(key))); err != nil {

@@ -55,6 +55,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"moonbit-registry/module"
@@ -85,7 +86,16 @@ func (s *Store) archiveUsage(mv module.Version) (int64, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, err
 	}
-	return fi.Size(), fi.ModTime(), nil
+	return diskUsage(fi), fi.ModTime(), nil
+}
+
+// diskUsage is what a file takes on disk (its allocated blocks), which is
+// what a size limit is about: a length undercounts every partial block.
+func diskUsage(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Blocks > 0 {
+		return st.Blocks * 512
+	}
+	return fi.Size()
 }
 
 // markUsed persists a use as the archive's mtime (see the top of this file).
