@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -42,7 +44,14 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	start := time.Now()
 	m.log.Error().Err(cause).Str("dir", m.opts.Dir).Msg("index mirror repository is damaged; rebuilding it beside the old one")
 	old := m.commit()
-	tmp, commit, err := m.cloneInto(ctx, filepath.Dir(m.opts.Dir))
+	// A Dir that is a mount point cannot be renamed: the new mirror is
+	// built inside it and the contents are swapped instead.
+	mount := isMountPoint(m.opts.Dir)
+	parent := filepath.Dir(m.opts.Dir)
+	if mount {
+		parent = m.opts.Dir
+	}
+	tmp, commit, err := m.cloneInto(ctx, parent)
 	if tmp != "" {
 		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
@@ -51,8 +60,9 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	}
 	trash := tmp + ".damaged"
 	m.tree.Lock()
-	err = os.Rename(m.opts.Dir, trash)
-	if err == nil {
+	if mount {
+		err = m.swapContents(tmp, trash)
+	} else if err = os.Rename(m.opts.Dir, trash); err == nil {
 		if err = os.Rename(tmp, m.opts.Dir); err != nil {
 			os.Rename(trash, m.opts.Dir) // put the old one back
 		}
@@ -75,6 +85,41 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	// the old commit fetch the new one as after a rewrite, and cached
 	// archives are checked against the index when served.
 	return Changes{From: old, To: commit, Rewritten: old != commit}, nil
+}
+
+// swapContents moves Dir's entries (but fresh, the new mirror inside it)
+// into trash, .git first, so the old repository is gone before its work
+// tree goes, then fresh's entries into Dir, .git last.
+func (m *Mirror) swapContents(fresh, trash string) error {
+	if err := os.Mkdir(trash, 0o755); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(m.opts.Dir, ".git"), filepath.Join(trash, ".git")); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(m.opts.Dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		p := filepath.Join(m.opts.Dir, e.Name())
+		if p == fresh || p == trash || strings.HasPrefix(e.Name(), m.tempPrefix()) {
+			continue
+		}
+		if err := os.Rename(p, filepath.Join(trash, e.Name())); err != nil {
+			return err
+		}
+	}
+	return moveContents(fresh, m.opts.Dir)
+}
+
+// isMountPoint reports whether dir is on another device than its parent.
+func isMountPoint(dir string) bool {
+	var d, p syscall.Stat_t
+	if syscall.Stat(dir, &d) != nil || syscall.Stat(filepath.Dir(dir), &p) != nil {
+		return false
+	}
+	return d.Dev != p.Dev
 }
 
 // checkTree makes sure the work tree an earlier process left matches main:

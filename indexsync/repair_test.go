@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -160,5 +161,53 @@ func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
 	}
 	if v, ok, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
 		t.Errorf("lookup after the sync: %+v, %v, %v", v, ok, err)
+	}
+}
+
+// A mirror whose directory is a mount point (a volume) cannot be renamed:
+// the rebuild swaps its contents instead. Needs mount privileges.
+func TestSyncRepairsDamagedMirrorOnMountPoint(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	dir := filepath.Join(t.TempDir(), "data", "index")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount -t tmpfs not permitted here: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v: %s", dir, err, out)
+		}
+	})
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = dir })
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := filepath.WalkDir(filepath.Join(dir, ".git", "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		os.Chmod(p, 0o644)
+		return os.Truncate(p, 0)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatalf("sync after the damage: %v", err)
+	}
+	if _, ok, err := m.Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
+		t.Errorf("new version after the repair: %v, %v", ok, err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.Name() != ".git" && e.Name() != "user" {
+			t.Errorf("left in the mirror: %s", e.Name())
+		}
 	}
 }
