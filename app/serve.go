@@ -95,6 +95,7 @@ func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger
 	if err != nil {
 		return nil, err
 	}
+	responses.ShareLimit(archives.ShareLimit) // cache.max_size covers API answers too
 	// Bodies that can be large (symbols.zip, assets) stream through files
 	// of their own; without them (a filesystem without extended
 	// attributes) they are passed on, not kept.

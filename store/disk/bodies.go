@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"container/list"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,8 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,22 +30,10 @@ const maxMetaSize = 2 << 10
 // are written like archives: a locked temporary file, renamed into place
 // once complete.
 type Bodies struct {
-	dir, tmp string
-	readOnly bool
-	log      zerolog.Logger
-
-	// What is stored, for a size limit shared with the archives
-	// (Store.ShareLimit): sizes and recency by file.
-	mu      sync.Mutex
-	entries map[string]*list.Element // by path; values are *bodyEntry
-	order   list.List                // front: most recently used
-	total   int64
-	grew    func() // called after a commit; may evict
-}
-
-type bodyEntry struct {
-	path string
-	size int64
+	dir, tmp  string
+	readOnly  bool
+	log       zerolog.Logger
+	usedSpace // what is kept, for a size limit shared with the archives
 }
 
 // BodyMeta is what is kept with a body.
@@ -69,6 +54,7 @@ func NewBodies(dir string, readOnly bool, log zerolog.Logger) (*Bodies, error) {
 		return nil, errors.New("body store: empty directory")
 	}
 	b := &Bodies{dir: dir, tmp: filepath.Join(dir, tempDirName), readOnly: readOnly, log: log}
+	b.usedSpace.readOnly, b.usedSpace.log = readOnly, log
 	if readOnly {
 		return b, nil
 	}
@@ -85,112 +71,10 @@ func NewBodies(dir string, readOnly bool, log zerolog.Logger) (*Bodies, error) {
 	if !ok {
 		return nil, fmt.Errorf("body store: the filesystem of %s does not keep extended attributes", dir)
 	}
-	if err := b.scan(); err != nil {
+	if err := b.scan(dir, b.tmp); err != nil {
 		return nil, fmt.Errorf("body store: %w", err)
 	}
 	return b, nil
-}
-
-// scan learns what is stored, oldest modification first.
-func (b *Bodies) scan() error {
-	type found struct {
-		path string
-		size int64
-		mod  time.Time
-	}
-	var all []found
-	err := filepath.WalkDir(b.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			if p == b.tmp {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		if fi, err := d.Info(); err == nil && fi.Mode().IsRegular() {
-			all = append(all, found{p, diskUsage(fi), fi.ModTime()})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	slices.SortFunc(all, func(x, y found) int { return x.mod.Compare(y.mod) })
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.entries = map[string]*list.Element{}
-	for _, f := range all {
-		b.entries[f.path] = b.order.PushFront(&bodyEntry{path: f.path, size: f.size})
-		b.total += f.size
-	}
-	return nil
-}
-
-// Bytes is the size of what is stored (SharedSpace).
-func (b *Bodies) Bytes() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.total
-}
-
-// EvictOldest removes the least recently used body (SharedSpace): it is
-// fetched again when asked for.
-func (b *Bodies) EvictOldest() (int64, bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	el := b.order.Back()
-	if el == nil || b.readOnly {
-		return 0, false
-	}
-	ent := el.Value.(*bodyEntry)
-	b.order.Remove(el)
-	delete(b.entries, ent.path)
-	b.total -= ent.size
-	if err := os.Remove(ent.path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		b.log.Warn().Err(err).Str("file", ent.path).Msg("evicting a kept pass-through body")
-	}
-	b.log.Info().Str("file", ent.path).Int64("bytes", ent.size).Msg("pass-through body evicted to honour cache.max_size")
-	return ent.size, true
-}
-
-// ShareLimit puts the stored bodies under a size limit shared with
-// something else (Store.ShareLimit), which returns what to call when they
-// grew.
-func (b *Bodies) ShareLimit(share func(SharedSpace) func()) {
-	grew := share(b)
-	b.mu.Lock()
-	b.grew = grew
-	b.mu.Unlock()
-}
-
-// record notes a body of size at path (new or replaced) as just used.
-func (b *Bodies) record(path string, size int64) {
-	b.mu.Lock()
-	if el, ok := b.entries[path]; ok {
-		b.total -= el.Value.(*bodyEntry).size
-		b.order.Remove(el)
-	}
-	if b.entries == nil {
-		b.entries = map[string]*list.Element{}
-	}
-	b.entries[path] = b.order.PushFront(&bodyEntry{path: path, size: size})
-	b.total += size
-	grew := b.grew
-	b.mu.Unlock()
-	if grew != nil {
-		grew()
-	}
-}
-
-// used moves path to the front of the recency order.
-func (b *Bodies) used(path string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if el, ok := b.entries[path]; ok {
-		b.order.MoveToFront(el)
-	}
 }
 
 // path is where the body for key (an upstream URL) lives.
@@ -313,7 +197,7 @@ func (w *BodyWriter) Commit(key string, m BodyMeta) error {
 	if fi, err := w.f.Stat(); err == nil {
 		usage = diskUsage(fi)
 	}
-	w.b.record(p, usage)
+	w.b.add(p, usage)
 	return w.f.Close()
 }
 

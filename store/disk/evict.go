@@ -129,7 +129,7 @@ type evictor struct {
 	total     int64
 	pins      map[module.Version]int
 	evictions int64
-	shared    SharedSpace // counted against the limit too; evicted first
+	shared    []SharedSpace // counted against the limit too; evicted first
 	// Seen before the walk finished, merged into its result.
 	pendingUse map[module.Version]time.Time
 	gone       map[module.Version]struct{}
@@ -327,8 +327,8 @@ func (e *evictor) dropLocked(ent *lruEntry) {
 // evicting the rest for them would empty the cache for nothing).
 func (e *evictor) overLocked(limit int64) bool {
 	t := e.total
-	if e.shared != nil {
-		t += e.shared.Bytes()
+	for _, sp := range e.shared {
+		t += sp.Bytes()
 	}
 	if t <= limit {
 		return false
@@ -356,10 +356,8 @@ func (e *evictor) enforce() {
 	for e.overLocked(e.low) {
 		// What shares the limit goes first: it is fetched again more
 		// cheaply than archives.
-		if e.shared != nil {
-			if _, ok := e.shared.EvictOldest(); ok {
-				continue
-			}
+		if e.evictSharedLocked() {
+			continue
 		}
 		victim := e.victimLocked()
 		if victim == nil {
@@ -483,7 +481,18 @@ func (s *Store) ShareLimit(space SharedSpace) (grew func()) {
 		return func() {}
 	}
 	s.evict.mu.Lock()
-	s.evict.shared = space
+	s.evict.shared = append(s.evict.shared, space)
 	s.evict.mu.Unlock()
 	return s.evict.enforce
+}
+
+// evictSharedLocked evicts one entry of what shares the limit, if any has
+// one left.
+func (e *evictor) evictSharedLocked() bool {
+	for _, sp := range e.shared {
+		if _, ok := sp.EvictOldest(); ok {
+			return true
+		}
+	}
+	return false
 }

@@ -251,3 +251,33 @@ func TestEvictSharedSpaceFirst(t *testing.T) {
 		t.Errorf("bodies counted at start: %d bytes, want %d", again.Bytes(), evictSize())
 	}
 }
+
+// The response cache of the pass-through (API answers) shares the limit
+// the same way: an upstream answering 200 to made-up paths cannot grow the
+// data directory past it.
+func TestEvictSharedResponsesFirst(t *testing.T) {
+	s, root, _ := newEvictStore(t, roomFor(3))
+	responses, err := NewResponseCache(filepath.Join(filepath.Dir(root), "http-cache"), false, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	responses.ShareLimit(s.ShareLimit)
+	answer := append([]byte("HTTP/1.1 200 OK\r\n\r\n"), storetest.Body(evictMV(1))...)
+	for i := range 3 {
+		responses.Set(fmt.Sprintf("https://up/api/v0/made-up/%d", i), answer)
+	}
+	get(t, s, evictMV(1))
+	get(t, s, evictMV(2))
+	if vs, _ := onDisk(t, root); !slices.Equal(vs, versions(1, 2)) {
+		t.Fatalf("archives %v, want both: answers go first", vs)
+	}
+	if _, ok := responses.Get("https://up/api/v0/made-up/2"); !ok {
+		t.Error("the most recent answer was evicted")
+	}
+	if _, ok := responses.Get("https://up/api/v0/made-up/0"); ok {
+		t.Error("the oldest answer was kept over the limit")
+	}
+	if total := responses.Bytes() + s.Usage().Bytes; total > roomFor(3) {
+		t.Errorf("answers and archives take %d bytes, over the limit %d", total, roomFor(3))
+	}
+}

@@ -23,9 +23,11 @@ import (
 // so they are a temporary file renamed into place: a crash never leaves a
 // half-written response that a later Get would parse as a short body.
 type ResponseCache struct {
-	d        *diskv.Diskv
-	readOnly bool
-	log      zerolog.Logger
+	d         *diskv.Diskv
+	dir       string
+	readOnly  bool
+	log       zerolog.Logger
+	usedSpace // what is kept, for a size limit shared with the archives
 }
 
 // NewResponseCache opens (creating if needed) a response cache in dir, removing
@@ -53,7 +55,13 @@ func NewResponseCache(dir string, readOnly bool, log zerolog.Logger) (*ResponseC
 		FilePerm:     0o644,
 		TempDir:      tmp,
 	})
-	return &ResponseCache{d: d, readOnly: readOnly, log: log}, nil
+	c := &ResponseCache{d: d, dir: dir, readOnly: readOnly, log: log}
+	c.usedSpace.readOnly, c.usedSpace.log = readOnly, log
+	// The kept bodies live in a directory of their own below dir.
+	if err := c.scanAnswers(); err != nil {
+		return nil, fmt.Errorf("http cache: %w", err)
+	}
+	return c, nil
 }
 
 // fileKey hashes the cache key (a URL) into a fixed-length, path-safe name.
@@ -62,8 +70,35 @@ func fileKey(key string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// scanAnswers learns the stored answers, <dir>/<2 hex>/<64 hex> (the kept
+// bodies below dir/bodies are Bodies' own).
+func (c *ResponseCache) scanAnswers() error {
+	entries, err := os.ReadDir(c.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil // nothing kept yet (a read-only cache creates nothing)
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.IsDir() && len(e.Name()) == 2 {
+			if err := c.scan(filepath.Join(c.dir, e.Name()), ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// answerPath is where diskv keeps the answer for key.
+func (c *ResponseCache) answerPath(key string) string {
+	k := fileKey(key)
+	return filepath.Join(c.dir, k[:2], k)
+}
+
 // Get implements httpcache.Cache.
 func (c *ResponseCache) Get(key string) ([]byte, bool) {
+	c.used(c.answerPath(key))
 	b, err := c.d.Read(fileKey(key))
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -81,6 +116,11 @@ func (c *ResponseCache) Set(key string, resp []byte) {
 	}
 	if err := c.d.WriteStream(fileKey(key), bytes.NewReader(resp), true); err != nil {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache write failed")
+		return
+	}
+	p := c.answerPath(key)
+	if fi, err := os.Stat(p); err == nil {
+		c.add(p, diskUsage(fi))
 	}
 }
 
@@ -89,6 +129,7 @@ func (c *ResponseCache) Delete(key string) {
 	if c.readOnly {
 		return
 	}
+	c.forget(c.answerPath(key))
 	if err := c.d.Erase(fileKey(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		c.log.Warn().Err(err).Str("key", key).Msg("http cache delete failed")
 	}
