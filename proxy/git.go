@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"moonbit-registry/internal/spool"
@@ -38,6 +39,10 @@ const (
 	// may start pack-objects), so a burst of clones cannot exhaust the
 	// machine; further requests wait for a slot.
 	maxGitBackends = 16
+	// maxGitSpooled bounds the git answers held for clients that have not
+	// read them yet (spool files, in $TMPDIR): beyond it, new requests are
+	// answered 503 until clients drain what they asked for.
+	maxGitSpooled = 1 << 30
 	// maxGitProtocolLen bounds the Git-Protocol header passed to git.
 	maxGitProtocolLen = 256
 	// gitWriteTimeout bounds sending one git answer to the client; a whole
@@ -57,6 +62,8 @@ type gitHandler struct {
 	gitErr    error // set when git cannot be found; every request fails
 	log       zerolog.Logger
 	slots     chan struct{}
+	spooled   atomic.Int64 // bytes of answers not yet sent
+	maxSpool  int64
 }
 
 // Index is the package index the server serves at /git/index: the mirror
@@ -85,6 +92,7 @@ func newGitHandler(index Index, firstWait time.Duration, log zerolog.Logger) htt
 		firstWait: firstWait,
 		log:       log.With().Str("component", "git-http-backend").Logger(),
 		slots:     make(chan struct{}, maxGitBackends),
+		maxSpool:  maxGitSpooled,
 	}
 	h.gitPath, h.gitErr = exec.LookPath("git")
 	return h
@@ -191,6 +199,12 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 		r2.Header.Del("Content-Length")
 	}
 
+	if h.spooled.Load() > h.maxSpool {
+		h.log.Warn().Int64("spooled_bytes", h.spooled.Load()).Msg("git answers waiting for slow clients are over the limit; refusing new requests for now")
+		w.Header().Set("Retry-After", "10")
+		http.Error(w, "busy: too many answers waiting for slow clients; try again later", http.StatusServiceUnavailable)
+		return
+	}
 	select {
 	case h.slots <- struct{}{}:
 	case <-r.Context().Done():
@@ -200,6 +214,9 @@ func (h *gitHandler) serveBackend(w http.ResponseWriter, r *http.Request, path, 
 	defer answer.body.Close()
 	h.runBackend(answer, r2, repoDir, path, r.Header.Get("Git-Protocol"))
 	<-h.slots
+	held := answer.body.Len()
+	h.spooled.Add(held)
+	defer h.spooled.Add(-held)
 	if answer.err != nil {
 		// A cut answer must not go out as a complete one.
 		h.log.Error().Err(answer.err).Str("path", path).Msg("git answer could not be spooled")

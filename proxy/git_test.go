@@ -474,3 +474,25 @@ func TestGitSlowClientsDoNotLockOut(t *testing.T) {
 	}
 	t.Logf("git ls-remote with %d trickling bodies and %d stalled readers held open: %v", maxGitBackends, maxGitBackends, took)
 }
+
+// Answers held for clients that have not read them are bounded: over the
+// limit, new requests get 503 (before any git runs) until they drain.
+func TestGitSpoolBudget(t *testing.T) {
+	env := newGitTestEnv(t, false)
+	h := env.srv.Config.Handler.(*gitHandler)
+	addr := env.srv.Listener.Addr().String()
+	h.spooled.Store(h.maxSpool + 1) // clients sitting on a gigabyte of answers
+	status, hdr, body := gitTestRaw(t, addr, "GET", "/git/index/info/refs?service=git-upload-pack", nil, nil)
+	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !strings.Contains(body, "busy") {
+		t.Errorf("over the spool budget: %d %q, Retry-After %q; want 503 busy with Retry-After", status, body, hdr.Get("Retry-After"))
+	}
+	h.spooled.Store(0)
+	if status, _, body := gitTestRaw(t, addr, "GET", "/git/index/info/refs?service=git-upload-pack", nil, nil); status != http.StatusOK {
+		t.Errorf("under the budget: %d %q", status, body)
+	}
+	// Served answers are not counted once sent.
+	testsupport.Git(t, "", "ls-remote", env.url)
+	if n := h.spooled.Load(); n != 0 {
+		t.Errorf("%d bytes still counted as held after the answers went out", n)
+	}
+}
