@@ -11,6 +11,7 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store/storetest"
 )
 
 func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
@@ -28,7 +29,7 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 	}
 	// In the index, but upstream has no archive: fails, and the run goes on.
 	missing := module.Version{Module: "batch/mod", Version: "0.6.0"}
-	env.index.set(missing, sha256Hex([]byte("whatever")))
+	env.index.set(missing, storetest.Sum([]byte("whatever")))
 	mvs = append(mvs, missing)
 
 	var mu sync.Mutex
@@ -40,7 +41,7 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 	if res.Failed[0].Archive != missing || !errors.Is(res.Failed[0].Err, cache.ErrNotFound) {
 		t.Errorf("failure = %+v, want %s not found", res.Failed[0], missing)
 	}
-	if want := int64(4 * len(archiveBytes(mvs[1]))); res.Bytes != want {
+	if want := int64(4 * len(storetest.Body(mvs[1]))); res.Bytes != want {
 		t.Errorf("bytes = %d, want %d", res.Bytes, want)
 	}
 	if events != 6 {

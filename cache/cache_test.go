@@ -17,6 +17,7 @@ import (
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
+	"moonbit-registry/store/storetest"
 	"moonbit-registry/upstream"
 )
 
@@ -114,7 +115,7 @@ func TestGetFailures(t *testing.T) {
 				env.publish(mv)
 			} else {
 				// Known to the index, but upstream lost it.
-				env.index.set(mv, sha256Hex(archiveBytes(mv)))
+				env.index.set(mv, storetest.Sum(storetest.Body(mv)))
 			}
 			env.up.queue(tt.faults...)
 
@@ -345,7 +346,7 @@ func TestOffline(t *testing.T) {
 	}
 
 	// What is already stored is still served.
-	put(t, env.store, lexRuntime, archiveBytes(lexRuntime))
+	put(t, env.store, lexRuntime, storetest.Body(lexRuntime))
 	obj, outcome, err := env.cache.Get(context.Background(), lexRuntime)
 	if err != nil || outcome != cache.OutcomeHit {
 		t.Fatalf("offline hit: %q, %v", outcome, err)
@@ -371,7 +372,7 @@ func TestUnknownVersionRefreshesIndexOnce(t *testing.T) {
 	t.Run("published after the last sync", func(t *testing.T) {
 		env := newTestEnv(t, nil)
 		want := env.up.add(lexRuntime)
-		env.index.onRefresh = func(f *fakeIndex) { f.set(lexRuntime, sha256Hex(want)) }
+		env.index.onRefresh = func(f *fakeIndex) { f.set(lexRuntime, storetest.Sum(want)) }
 
 		obj, _, err := env.cache.Get(context.Background(), lexRuntime)
 		if err != nil {
@@ -469,7 +470,7 @@ func (e *testEnv) rerelease(mv module.Version, body []byte) {
 	e.up.mu.Lock()
 	e.up.files["/user/"+mv.RelPath()] = body
 	e.up.mu.Unlock()
-	e.index.set(mv, sha256Hex(body))
+	e.index.set(mv, storetest.Sum(body))
 }
 
 func TestStaleArchiveIsFetchedAgain(t *testing.T) {
@@ -489,7 +490,7 @@ func TestStaleArchiveIsFetchedAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum := obj.Info().SHA256; sum != sha256Hex(newer) {
+	if sum := obj.Info().SHA256; sum != storetest.Sum(newer) {
 		t.Errorf("stored checksum %s, want the new one", sum)
 	}
 	obj.Close()
@@ -532,8 +533,8 @@ func TestChecksumChangeDuringDownload(t *testing.T) {
 		done <- result{b, o, err}
 	}()
 	<-env.up.arrived // the download has begun with the old checksum
-	newer := append([]byte("re-released "), archiveBytes(lexRuntime)...)
-	env.index.set(lexRuntime, sha256Hex(newer))
+	newer := append([]byte("re-released "), storetest.Body(lexRuntime)...)
+	env.index.set(lexRuntime, storetest.Sum(newer))
 	// The first request has taken the old bytes already (they match the
 	// checksum the fetch began with); the next one gets the new bytes, at
 	// once.

@@ -18,20 +18,21 @@ import (
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
+	"moonbit-registry/store/storetest"
 	"moonbit-registry/upstream"
 
 	"github.com/rs/zerolog"
 )
 
 // evictMV is the i-th test archive. Versions 1..9 have names of equal
-// length, so their archiveBytes are all the same size.
+// length, so their bodies are all the same size.
 func evictMV(i int) module.Version {
 	return module.Version{Module: "evict/pkg", Version: fmt.Sprintf("0.%d.0", i)}
 }
 
 // evictSize is what every evictMV archive takes on disk (allocated blocks,
 // which is what the size limit counts).
-var evictSize = sync.OnceValue(func() int64 { return testsupport.StoredSize(archiveBytes(evictMV(1))) })
+var evictSize = sync.OnceValue(func() int64 { return testsupport.StoredSize(storetest.Body(evictMV(1))) })
 
 // roomFor is a limit that holds n archives but not n+1, with n still under
 // the 90% low-water mark (so a pass leaves exactly n).
@@ -289,7 +290,7 @@ func TestEvictOversizeArchive(t *testing.T) {
 	env.up.mu.Lock()
 	env.up.files["/user/"+big.RelPath()] = body
 	env.up.mu.Unlock()
-	env.index.set(big, sha256Hex(body))
+	env.index.set(big, storetest.Sum(body))
 
 	obj, outcome, err := env.cache.Get(context.Background(), big)
 	if err != nil || outcome != cache.OutcomeMiss {
@@ -411,16 +412,16 @@ func BenchmarkEvictGetHit(b *testing.B) {
 	}{{"unlimited", 0}, {"limited", 1 << 40}} {
 		b.Run(bc.name, func(b *testing.B) {
 			mv := evictMV(1)
-			body := archiveBytes(mv)
+			body := storetest.Body(mv)
 			ctx := context.Background()
 			index := newFakeIndex()
-			index.set(mv, sha256Hex(body))
+			index.set(mv, storetest.Sum(body))
 			c, s := openCache(b, envConfig{
 				cache:   cache.Options{Index: index, Logger: zerolog.Nop()},
 				disk:    disk.Options{Root: b.TempDir(), MaxBytes: bc.maxBytes, Logger: zerolog.Nop()},
 				offline: true,
 			})
-			if _, err := store.PutVerified(ctx, s, mv, bytes.NewReader(body), store.Meta{SHA256: sha256Hex(body), Size: -1}); err != nil {
+			if _, err := store.PutVerified(ctx, s, mv, bytes.NewReader(body), store.Meta{SHA256: storetest.Sum(body), Size: -1}); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportAllocs()

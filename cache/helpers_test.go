@@ -3,8 +3,6 @@ package cache_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +20,7 @@ import (
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
+	"moonbit-registry/store/storetest"
 	"moonbit-registry/upstream"
 
 	"github.com/rs/zerolog"
@@ -64,21 +63,6 @@ func (f *fakeIndex) RequestRefresh(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.refresh
-}
-
-// archiveBytes is a deterministic stand-in for a zip: large enough that a
-// connection reset lands mid-body.
-func archiveBytes(mv module.Version) []byte {
-	var b bytes.Buffer
-	for i := 0; b.Len() < 256<<10; i++ {
-		fmt.Fprintf(&b, "%s block %d\n", mv, i)
-	}
-	return b.Bytes()
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }
 
 // fault handles one upstream request instead of the normal handler.
@@ -140,7 +124,7 @@ func newFakeUpstream(t *testing.T) *fakeUpstream {
 }
 
 func (u *fakeUpstream) add(mv module.Version) []byte {
-	b := archiveBytes(mv)
+	b := storetest.Body(mv)
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.files["/user/"+mv.RelPath()] = b
@@ -258,7 +242,7 @@ func openCache(t testing.TB, cfg envConfig) (*cache.Cache, *disk.Store) {
 // put stores b as mv's archive directly, as an earlier run would have.
 func put(t *testing.T, s store.Store, mv module.Version, b []byte) {
 	t.Helper()
-	if _, err := store.PutVerified(context.Background(), s, mv, bytes.NewReader(b), store.Meta{SHA256: sha256Hex(b), Size: -1}); err != nil {
+	if _, err := store.PutVerified(context.Background(), s, mv, bytes.NewReader(b), store.Meta{SHA256: storetest.Sum(b), Size: -1}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -266,7 +250,7 @@ func put(t *testing.T, s store.Store, mv module.Version, b []byte) {
 // publish makes mv known to the index and served by upstream.
 func (e *testEnv) publish(mv module.Version) []byte {
 	b := e.up.add(mv)
-	e.index.set(mv, sha256Hex(b))
+	e.index.set(mv, storetest.Sum(b))
 	return b
 }
 

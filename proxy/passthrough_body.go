@@ -57,7 +57,7 @@ func (p *passthrough) serveBody(w http.ResponseWriter, r *http.Request, target s
 	resp, err := p.direct.Do(req)
 	if err == nil && resp.StatusCode >= 500 && stored != nil {
 		// Upstream trouble with a copy at hand: serve the copy.
-		drainAndClose(resp.Body)
+		resp.Body.Close()
 		err = errors.New("upstream answered " + resp.Status)
 	}
 	if err != nil {
@@ -210,7 +210,7 @@ func storable(resp *http.Response) bool {
 		return false
 	}
 	cc := strings.ToLower(resp.Header.Get("Cache-Control"))
-	return !hasDirective(cc, "no-store") && !hasDirective(cc, "private")
+	return !upstream.HasDirective(cc, "no-store") && !upstream.HasDirective(cc, "private")
 }
 
 // fresh reports whether a stored body may be served without asking
@@ -220,7 +220,7 @@ func storable(resp *http.Response) bool {
 func fresh(meta disk.BodyMeta, now time.Time) bool {
 	h := http.Header(meta.Header)
 	cc := strings.ToLower(strings.Join(h.Values("Cache-Control"), ","))
-	if hasDirective(cc, "no-cache") || hasDirective(cc, "no-store") {
+	if upstream.HasDirective(cc, "no-cache") || upstream.HasDirective(cc, "no-store") {
 		return false
 	}
 	for _, d := range []string{"s-maxage", "max-age"} {
@@ -233,14 +233,4 @@ func fresh(meta disk.BodyMeta, now time.Time) bool {
 		return now.Before(exp)
 	}
 	return false
-}
-
-func hasDirective(cc, d string) bool {
-	_, ok := upstream.Directive(cc, d)
-	return ok
-}
-
-func drainAndClose(body io.ReadCloser) {
-	io.Copy(io.Discard, io.LimitReader(body, 64<<10))
-	body.Close()
 }

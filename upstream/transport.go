@@ -99,7 +99,7 @@ func (t *CachingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	cc := r.Header.Get("Cache-Control")
 	if cc == "" {
 		cc = staleIfError
-	} else if !hasDirective(cc, staleIfError) {
+	} else if !HasDirective(cc, staleIfError) {
 		cc += ", " + staleIfError
 	}
 	r.Header.Set("Cache-Control", cc)
@@ -141,7 +141,7 @@ type probingTransport struct {
 }
 
 func (p probingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if cc := req.Header.Get("Cache-Control"); hasDirective(cc, staleIfError) {
+	if cc := req.Header.Get("Cache-Control"); HasDirective(cc, staleIfError) {
 		req = req.Clone(req.Context())
 		if rest := withoutDirective(cc, staleIfError); rest == "" {
 			req.Header.Del("Cache-Control")
@@ -173,7 +173,9 @@ func (p probingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func hasDirective(cc, name string) bool {
+// HasDirective reports whether the Cache-Control value cc has the
+// directive name.
+func HasDirective(cc, name string) bool {
 	_, ok := Directive(cc, name)
 	return ok
 }

@@ -36,7 +36,7 @@ func newSymbolsUpstream(t *testing.T, cacheControl string) *symbolsUpstream {
 	u := &symbolsUpstream{version: 1, cacheControl: cacheControl}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
-		if hasDirective(r.Header.Get("Cache-Control"), staleIfError) {
+		if HasDirective(r.Header.Get("Cache-Control"), staleIfError) {
 			u.sawStaleDir.Store(true)
 		}
 		u.mu.Lock()

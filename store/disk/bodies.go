@@ -1,8 +1,6 @@
 package disk
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +29,7 @@ const maxMetaSize = 2 << 10
 // once complete.
 type Bodies struct {
 	dir, tmp  string
-	readOnly  bool
-	log       zerolog.Logger
-	usedSpace // what is kept, for a size limit shared with the archives
+	usedSpace // what is kept, for a size limit shared with the archives; read-only flag and log
 }
 
 // BodyMeta is what is kept with a body.
@@ -53,8 +49,7 @@ func NewBodies(dir string, readOnly bool, log zerolog.Logger) (*Bodies, error) {
 	if dir == "" {
 		return nil, errors.New("body store: empty directory")
 	}
-	b := &Bodies{dir: dir, tmp: filepath.Join(dir, tempDirName), readOnly: readOnly, log: log}
-	b.usedSpace.readOnly, b.usedSpace.log = readOnly, log
+	b := &Bodies{dir: dir, tmp: filepath.Join(dir, tempDirName), usedSpace: usedSpace{readOnly: readOnly, log: log}}
 	if readOnly {
 		return b, nil
 	}
@@ -78,11 +73,7 @@ func NewBodies(dir string, readOnly bool, log zerolog.Logger) (*Bodies, error) {
 }
 
 // path is where the body for key (an upstream URL) lives.
-func (b *Bodies) path(key string) string {
-	sum := sha256.Sum256([]byte(key))
-	h := hex.EncodeToString(sum[:])
-	return filepath.Join(b.dir, h[:2], h)
-}
+func (b *Bodies) path(key string) string { return hashedPath(b.dir, key) }
 
 // Open returns the stored body for key and its metadata; a missing one is
 // an error wrapping fs.ErrNotExist. The caller closes the file.
@@ -162,9 +153,6 @@ func (w *BodyWriter) Write(p []byte) (int, error) {
 	w.n += int64(n)
 	return n, err
 }
-
-// Len is the number of bytes written so far.
-func (w *BodyWriter) Len() int64 { return w.n }
 
 // Commit publishes the body under key with its metadata, replacing what
 // was there. It is not fsynced: a body torn by a crash is an upstream

@@ -25,9 +25,7 @@ import (
 type ResponseCache struct {
 	d         *diskv.Diskv
 	dir       string
-	readOnly  bool
-	log       zerolog.Logger
-	usedSpace // what is kept, for a size limit shared with the archives
+	usedSpace // what is kept, for a size limit shared with the archives; read-only flag and log
 }
 
 // NewResponseCache opens (creating if needed) a response cache in dir, removing
@@ -55,8 +53,7 @@ func NewResponseCache(dir string, readOnly bool, log zerolog.Logger) (*ResponseC
 		FilePerm:     0o644,
 		TempDir:      tmp,
 	})
-	c := &ResponseCache{d: d, dir: dir, readOnly: readOnly, log: log}
-	c.usedSpace.readOnly, c.usedSpace.log = readOnly, log
+	c := &ResponseCache{d: d, dir: dir, usedSpace: usedSpace{readOnly: readOnly, log: log}}
 	// The kept bodies live in a directory of their own below dir.
 	if err := c.scanAnswers(); err != nil {
 		return nil, fmt.Errorf("http cache: %w", err)
@@ -68,6 +65,13 @@ func NewResponseCache(dir string, readOnly bool, log zerolog.Logger) (*ResponseC
 func fileKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
+}
+
+// hashedPath is where a file for key lives below dir: <2 hex>/<fileKey>,
+// diskv's layout for the response cache and the kept bodies' too.
+func hashedPath(dir, key string) string {
+	k := fileKey(key)
+	return filepath.Join(dir, k[:2], k)
 }
 
 // scanAnswers learns the stored answers, <dir>/<2 hex>/<64 hex> (the kept
@@ -91,10 +95,7 @@ func (c *ResponseCache) scanAnswers() error {
 }
 
 // answerPath is where diskv keeps the answer for key.
-func (c *ResponseCache) answerPath(key string) string {
-	k := fileKey(key)
-	return filepath.Join(c.dir, k[:2], k)
-}
+func (c *ResponseCache) answerPath(key string) string { return hashedPath(c.dir, key) }
 
 // Get implements httpcache.Cache.
 func (c *ResponseCache) Get(key string) ([]byte, bool) {
