@@ -26,12 +26,13 @@ func mirrorCommand() *cli.Command {
 			"cached and verified.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "strict", Usage: "exactly what the patterns match, no dependencies"},
-			&cli.BoolFlag{Name: "latest", Usage: "only the newest non-yanked version of each matched module"},
+			&cli.BoolFlag{Name: "latest", Usage: "only the newest version of each matched module that is neither yanked nor deprecated (the ones passed over are listed)"},
 			&cli.BoolFlag{Name: "all", Usage: "allow the pattern * (the whole index)"},
 			&cli.StringFlag{Name: "from", Usage: "mirror what the project in this moon.mod.json needs", TakesFile: true},
 			&cli.BoolFlag{Name: "offline", Usage: "do not sync the index first; use the local mirror as it is"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be fetched and exit"},
 			&cli.IntFlag{Name: "concurrency", Usage: "parallel downloads (mirror.concurrency)"},
+			&cli.BoolFlag{Name: "no-symbols", Usage: "do not fetch symbols.zip (moon update then warns offline)"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, log, err := setup(c, overrides(c, map[string]string{"concurrency": "mirror.concurrency"}))
@@ -39,12 +40,13 @@ func mirrorCommand() *cli.Command {
 				return err
 			}
 			return app.Mirror(c.Context, cfg, log, app.MirrorRequest{
-				Patterns: c.Args().Slice(),
-				From:     c.String("from"),
-				Select:   indexsync.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
-				Offline:  c.Bool("offline"),
-				DryRun:   c.Bool("dry-run"),
-				Progress: func(total int) (func(cache.BatchEvent), func()) { return newProgress(c.App.ErrWriter, total) },
+				Patterns:  c.Args().Slice(),
+				From:      c.String("from"),
+				Select:    indexsync.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
+				Offline:   c.Bool("offline"),
+				DryRun:    c.Bool("dry-run"),
+				NoSymbols: c.Bool("no-symbols"),
+				Progress:  func(total int) (func(cache.BatchEvent), func()) { return newProgress(c.App.ErrWriter, total) },
 			}, c.App.Writer)
 		},
 	}

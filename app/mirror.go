@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -19,6 +21,9 @@ type MirrorRequest struct {
 	Select   indexsync.SelectOptions
 	Offline  bool // use the local index mirror as it is
 	DryRun   bool // report, fetch nothing
+	// NoSymbols leaves symbols.zip out (it is fetched by default, so that
+	// moon update works offline).
+	NoSymbols bool
 	// Progress, if set, is told how many archives the run fetches and
 	// returns what sees each one as it is done and what ends the display.
 	Progress func(total int) (event func(cache.BatchEvent), done func())
@@ -70,17 +75,10 @@ func Mirror(ctx context.Context, cfg config.Config, log zerolog.Logger, req Mirr
 	return r.mirrorSelection(ctx, sel, req, out)
 }
 
-// mirrorSelection fetches sel and reports; see Mirror.
+// mirrorSelection fetches sel (and symbols.zip unless asked not to) and
+// reports; see Mirror.
 func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection, req MirrorRequest, out io.Writer) error {
-	unresolved := 0
-	for _, s := range sel.Skipped {
-		kind := "skipped"
-		if s.Unresolved {
-			kind = "unresolved"
-			unresolved++
-		}
-		fmt.Fprintf(out, "%s: %s (required by %s): %s\n", kind, s.Module, s.From, s.Reason)
-	}
+	reportSkipped(out, sel.Skipped)
 	mvs := sel.Archives()
 	if req.DryRun {
 		for _, mv := range mvs {
@@ -100,15 +98,114 @@ func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection,
 		defer done()
 	}
 	res := r.Archives.EnsureAll(ctx, mvs, r.Config.Mirror.Concurrency, event)
+	symbolsErr := error(nil)
+	if !req.NoSymbols {
+		symbolsErr = r.mirrorSymbols(ctx, out)
+	}
 	fmt.Fprintf(out, "selected %d, already cached %d, fetched %d (%s), failed %d\n",
 		res.Selected, res.Cached, res.Fetched, HumanBytes(res.Bytes), len(res.Failed))
 	for _, f := range res.Failed {
 		fmt.Fprintf(out, "failed: %s: %v\n", f.Archive, f.Err)
 	}
-	if len(res.Failed) > 0 || unresolved > 0 {
-		return ErrIncomplete{fmt.Sprintf("mirror incomplete: %d archives failed, %d dependencies unresolved", len(res.Failed), unresolved)}
+	unresolved := reportUnresolved(out, sel.Skipped)
+	if len(res.Failed) > 0 || unresolved > 0 || symbolsErr != nil {
+		msg := fmt.Sprintf("mirror incomplete: %d archives failed, %d dependencies unresolved", len(res.Failed), unresolved)
+		if symbolsErr != nil {
+			msg += ", symbols.zip not cached"
+		}
+		return ErrIncomplete{msg}
 	}
 	return nil
+}
+
+// reportSkipped writes one line per reason for the dependencies (and
+// --latest versions) that were deliberately not taken: the modules, each
+// once, with what required them.
+func reportSkipped(out io.Writer, skipped []indexsync.Skipped) {
+	for _, g := range groupSkipped(skipped, false, func(s indexsync.Skipped) string { return s.Reason }) {
+		fmt.Fprintf(out, "skipped (%s): %s\n", g.key, strings.Join(g.items, ", "))
+	}
+}
+
+// reportUnresolved names every dependency the registry cannot satisfy once,
+// with its reasons and what required it, and returns how many there are.
+func reportUnresolved(out io.Writer, skipped []indexsync.Skipped) int {
+	groups := groupSkipped(skipped, true, func(s indexsync.Skipped) string { return s.Module })
+	if len(groups) > 0 {
+		fmt.Fprintf(out, "%d unresolved dependencies (a project that needs them cannot build from this mirror):\n", len(groups))
+	}
+	for _, g := range groups {
+		fmt.Fprintf(out, "unresolved: %s\n", g.summary)
+	}
+	return len(groups)
+}
+
+type skipGroup struct {
+	key     string
+	items   []string // "module (required by a, b)", for reason groups
+	summary string   // "module: reasons (required by a, b)", for module groups
+}
+
+// groupSkipped groups the skipped entries (unresolved ones or the others)
+// by key, in order of first appearance.
+func groupSkipped(skipped []indexsync.Skipped, unresolved bool, key func(indexsync.Skipped) string) []skipGroup {
+	type acc struct {
+		modules []string            // in order of first appearance
+		from    map[string][]string // module -> requirers
+		reasons []string
+	}
+	var order []string
+	groups := map[string]*acc{}
+	for _, s := range skipped {
+		if s.Unresolved != unresolved {
+			continue
+		}
+		k := key(s)
+		g := groups[k]
+		if g == nil {
+			g = &acc{from: map[string][]string{}}
+			groups[k] = g
+			order = append(order, k)
+		}
+		if _, ok := g.from[s.Module]; !ok {
+			g.modules = append(g.modules, s.Module)
+		}
+		if s.From != "" && !slices.Contains(g.from[s.Module], s.From) {
+			g.from[s.Module] = append(g.from[s.Module], s.From)
+		}
+		if !slices.Contains(g.reasons, s.Reason) {
+			g.reasons = append(g.reasons, s.Reason)
+		}
+	}
+	out := make([]skipGroup, 0, len(order))
+	for _, k := range order {
+		g := groups[k]
+		sg := skipGroup{key: k}
+		for _, m := range g.modules {
+			sg.items = append(sg.items, m+requiredBy(g.from[m]))
+		}
+		if unresolved {
+			sg.summary = k + ": " + strings.Join(g.reasons, "; ") + requiredBy(g.from[k])
+		}
+		out = append(out, sg)
+	}
+	return out
+}
+
+// requiredBy is " (required by a, b, c and 2 more)", or "" for none.
+func requiredBy(from []string) string {
+	if len(from) == 0 {
+		return ""
+	}
+	return " (required by " + shortList(from, 3) + ")"
+}
+
+// shortList joins the first n items and says how many more there are.
+func shortList(items []string, n int) string {
+	if len(items) <= n {
+		return strings.Join(items, ", ")
+	}
+	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
 }
 
 // HumanBytes writes a byte count in binary units.

@@ -5,16 +5,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"net/http"
-	"path/filepath"
 
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
 	"moonbit-registry/proxy"
-	"moonbit-registry/store/disk"
-	"moonbit-registry/upstream"
 )
 
 // Serve runs the proxy until ctx ends: it syncs the index at start and
@@ -81,41 +77,4 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 func indexHealth(st indexsync.Status) proxy.IndexHealth {
 	return proxy.IndexHealth{LastSync: st.LastSync, LastSuccess: st.LastSuccess,
 		LastOK: !st.LastSync.IsZero() && st.LastError == nil, Syncs: st.Syncs, Failures: st.Failures}
-}
-
-// openPassthrough builds the handler for symbols, assets and API calls over
-// the on-disk response cache.
-func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger) (http.Handler, error) {
-	log = log.With().Str("component", "passthrough").Logger()
-	var next http.RoundTripper // nil: the network
-	if cfg.Server.Offline {
-		next = upstream.OfflineTransport{}
-	}
-	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
-	if err != nil {
-		return nil, err
-	}
-	responses.ShareLimit(archives.ShareLimit) // cache.max_size covers API answers too
-	// Bodies that can be large (symbols.zip, assets) stream through files
-	// of their own; without them (a filesystem without extended
-	// attributes) they are passed on, not kept.
-	bodies, err := disk.NewBodies(filepath.Join(cfg.Cache.HTTPDir, "bodies"), cfg.Server.Offline, log)
-	if err != nil {
-		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
-		bodies = nil
-	} else {
-		// cache.max_size covers kept bodies too; they are evicted first.
-		bodies.ShareLimit(archives.ShareLimit)
-	}
-	return proxy.NewPassthrough(proxy.PassthroughOptions{
-		DownloadURL:  cfg.Upstream.DownloadURL,
-		APIURL:       cfg.Upstream.APIURL,
-		Bodies:       bodies,
-		Direct:       next,
-		MaxBodyBytes: int64(cfg.Cache.MaxPassthroughSize),
-		Transport:    upstream.NewCachingTransport(responses, next),
-		UserAgent:    cfg.Upstream.UserAgent,
-		Timeout:      cfg.Upstream.Timeout.D(),
-		Logger:       log,
-	})
 }

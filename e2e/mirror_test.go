@@ -165,8 +165,8 @@ func mirSorted(s []string) []string {
 }
 
 // TestMirrorStrictModule: `mirror --strict moonbitlang/x` fetches every
-// non-yanked version of that module, once, and nothing else; a second run
-// fetches nothing.
+// version of that module, a yanked one too (moon's resolver can still
+// select it), once, and nothing else; a second run fetches nothing.
 func TestMirrorStrictModule(t *testing.T) {
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
@@ -174,20 +174,18 @@ func TestMirrorStrictModule(t *testing.T) {
 		testupstream.EveryVersion("moonbitlang/lex/runtime"), // served but not asked for
 	}})
 	// The snapshot has no yanked versions: yank 0.4.22 with a later line (its
-	// archive stays served, so fetching it would show).
+	// archive stays served).
 	yank := fmt.Sprintf(`{"name": "moonbitlang/x", "version": "0.4.22", "checksum": %q, "yanked": true}`, up.Checksum("moonbitlang/x", "0.4.22"))
 	if err := up.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
 		t.Fatal(err)
 	}
 	var want []string
 	for _, v := range up.Versions("moonbitlang/x") {
-		if v != "0.4.22" {
-			want = append(want, "moonbitlang/x@"+v)
-		}
+		want = append(want, "moonbitlang/x@"+v)
 	}
 	want = mirSorted(want)
-	if len(want) != 42 {
-		t.Fatalf("upstream has %d non-yanked versions of moonbitlang/x, the snapshot 42", len(want))
+	if len(want) != 43 {
+		t.Fatalf("upstream has %d versions of moonbitlang/x, the snapshot 43", len(want))
 	}
 
 	root := t.TempDir()
@@ -202,7 +200,7 @@ func TestMirrorStrictModule(t *testing.T) {
 		t.Errorf("upstream archive requests %v, want each of the %d versions once", got, len(want))
 	}
 	mirCheckBytes(t, up, root, want)
-	mirCheckSummary(t, stdout, 42, 0, 42, 0)
+	mirCheckSummary(t, stdout, 43, 0, 43, 0)
 
 	// Everything is cached: nothing is fetched again.
 	up.ResetCounts()
@@ -210,7 +208,7 @@ func TestMirrorStrictModule(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("second mirror: exit %d\n%s\n%s", code, stdout, stderr)
 	}
-	mirCheckSummary(t, stdout, 42, 42, 0, 0)
+	mirCheckSummary(t, stdout, 43, 43, 0, 0)
 	if got := mirArchiveRequests(up); len(got) != 0 {
 		t.Errorf("second mirror asked upstream for archives: %v", got)
 	}
@@ -259,6 +257,47 @@ func TestMirrorClosureServedOffline(t *testing.T) {
 			t.Errorf("%s: the proxy served other bytes than upstream published", mv)
 		}
 	}
+	// mirror kept symbols.zip too: moon update works offline.
+	if body, err := client.Symbols(ctx); err != nil {
+		t.Errorf("symbols.zip with upstream down after mirror: %v", err)
+	} else if !bytes.Equal(body, up.Symbols()) {
+		t.Errorf("symbols.zip: the proxy served other bytes than upstream published")
+	}
+}
+
+// TestMirrorDeprecatedAndLatest: a deprecated version is mirrored like any
+// other (moon's resolver can select it); --latest passes over it and says
+// so; --no-symbols leaves symbols.zip alone.
+func TestMirrorDeprecatedAndLatest(t *testing.T) {
+	// mizchi/git@0.2.0 carries "deprecated" in the real snapshot.
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("mizchi/git")}})
+	root := t.TempDir()
+	stdout, stderr, code := runRegistry(t, root, up.URL(), "mirror", "--strict", "--no-symbols", "mizchi/git")
+	if code != 0 {
+		t.Fatalf("mirror: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	want := []string{"mizchi/git@0.1.1", "mizchi/git@0.1.2", "mizchi/git@0.2.0"}
+	if got := mirStored(t, root); !slices.Equal(got, want) {
+		t.Errorf("stored %q, want %q (the deprecated version too)", got, want)
+	}
+	if n := up.Count("/symbols.zip"); n != 0 {
+		t.Errorf("--no-symbols: symbols.zip asked for %d times", n)
+	}
+
+	root = t.TempDir()
+	stdout, stderr, code = runRegistry(t, root, up.URL(), "mirror", "--strict", "--latest", "mizchi/git")
+	if code != 0 {
+		t.Fatalf("mirror --latest: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	if got := mirStored(t, root); !slices.Equal(got, []string{"mizchi/git@0.1.2"}) {
+		t.Errorf("--latest stored %q, want the newest version that is not deprecated", got)
+	}
+	if !strings.Contains(stdout, "skipped (deprecated (This package has been renamed to mizchi/bit. Please use mizchi/bit instead.); --latest takes the newest version that is not): mizchi/git@0.2.0\n") {
+		t.Errorf("--latest does not say it passed over the deprecated version:\n%s", stdout)
+	}
+	if n := up.Count("/symbols.zip"); n != 1 {
+		t.Errorf("mirror asked upstream for symbols.zip %d times, want 1", n)
+	}
 }
 
 // TestMirrorFromProject: --from mirrors exactly what a moon.mod.json needs;
@@ -293,7 +332,7 @@ func TestMirrorFromProject(t *testing.T) {
 		t.Errorf("upstream archive requests %v, want each of %q once", got, want)
 	}
 	mirCheckBytes(t, up, root, want)
-	if !strings.Contains(stdout, "skipped: me/local (required by moon.mod.json)") {
+	if !strings.Contains(stdout, "skipped (path or git dependency: not in the registry): me/local (required by moon.mod.json)") {
 		t.Errorf("the path dependency is not reported as skipped:\n%s", stdout)
 	}
 	mirCheckSummary(t, stdout, 3, 0, 3, 0)
@@ -543,7 +582,8 @@ func TestMirrorIncompleteExitsNonZero(t *testing.T) {
 		if code == 0 {
 			t.Errorf("exit 0 with an unresolved dependency\n%s", stdout)
 		}
-		if !strings.Contains(stdout, "unresolved: ryota0624/opentelemetry_proto_mbt (required by ryota0624/moonbit_otel@0.0.1)") {
+		if !strings.Contains(stdout, "1 unresolved dependencies") ||
+			!strings.Contains(stdout, `unresolved: ryota0624/opentelemetry_proto_mbt: no published version satisfies "0.1.0" (required by ryota0624/moonbit_otel@0.0.1)`) {
 			t.Errorf("the unresolved dependency is not reported:\n%s", stdout)
 		}
 		if !strings.Contains(stderr, "1 dependencies unresolved") {

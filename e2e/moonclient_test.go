@@ -127,7 +127,25 @@ func (c *moonClient) Download(ctx context.Context, module, version string) ([]by
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.archiveURL(module, version), nil)
+	body, err := c.get(ctx, c.archiveURL(module, version))
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(body)
+	if got := hex.EncodeToString(sum[:]); got != want {
+		return nil, fmt.Errorf("%s@%s: sha256 %s, index says %s", module, version, got, want)
+	}
+	return body, nil
+}
+
+// Symbols fetches symbols.zip as moon update does.
+func (c *moonClient) Symbols(ctx context.Context) ([]byte, error) {
+	return c.get(ctx, c.base+"/symbols.zip")
+}
+
+// get is a GET with the client's User-Agent; anything but 200 is an error.
+func (c *moonClient) get(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -142,11 +160,7 @@ func (c *moonClient) Download(ctx context.Context, module, version string) ([]by
 		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s: %s", req.URL, resp.Status, bytes.TrimSpace(body))
-	}
-	sum := sha256.Sum256(body)
-	if got := hex.EncodeToString(sum[:]); got != want {
-		return nil, fmt.Errorf("%s@%s: sha256 %s, index says %s", module, version, got, want)
+		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
 	}
 	return body, nil
 }

@@ -193,7 +193,8 @@ func (m *Mirror) Status() Status {
 	return m.status
 }
 
-func (m *Mirror) commit() string {
+// Commit is the commit main points to; "" before the first sync.
+func (m *Mirror) Commit() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.status.Commit

@@ -39,10 +39,10 @@ func (m *Mirror) noticeOutsideSync() bool {
 	}
 	m.refs.last = fi
 	commit := strings.TrimSpace(string(data))
-	if !isCommitID(commit) || commit == m.commit() {
+	if !isCommitID(commit) || commit == m.Commit() {
 		return false
 	}
-	m.log.Info().Str("from", m.commit()).Str("to", commit).
+	m.log.Info().Str("from", m.Commit()).Str("to", commit).
 		Msg("index mirror was moved by another process; dropping cached lookups")
 	m.cache.clear()
 	m.setCommit(commit)

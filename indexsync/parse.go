@@ -21,6 +21,9 @@ type Version struct {
 	Deps     map[string]Dep
 	// Yanked is set when the line carries "yanked": true.
 	Yanked bool
+	// Deprecated is the line's "deprecated" reason, empty when none. The
+	// client's resolver ignores it (and Yanked): both can still be selected.
+	Deprecated string
 	// Raw is the whole line, untouched, for passing through.
 	Raw json.RawMessage
 }
@@ -64,6 +67,8 @@ type indexLine struct {
 	Checksum string          `json:"checksum"`
 	Deps     map[string]Dep  `json:"deps"`
 	Yanked   json.RawMessage `json:"yanked"`
+	// Deprecated is a reason string; any other JSON value is ignored.
+	Deprecated json.RawMessage `json:"deprecated"`
 }
 
 // parseIndex parses a module's .index file. Versions come oldest first in
@@ -106,13 +111,27 @@ func parseLine(mod string, line []byte) (Version, error) {
 		return Version{}, err
 	}
 	return Version{
-		Module:   mod,
-		Version:  *l.Version,
-		Checksum: l.Checksum,
-		Deps:     l.Deps,
-		Yanked:   bytes.Equal(bytes.TrimSpace(l.Yanked), []byte("true")),
-		Raw:      json.RawMessage(bytes.Clone(line)),
+		Module:     mod,
+		Version:    *l.Version,
+		Checksum:   l.Checksum,
+		Deps:       l.Deps,
+		Yanked:     bytes.Equal(bytes.TrimSpace(l.Yanked), []byte("true")),
+		Deprecated: deprecation(l.Deprecated),
+		Raw:        json.RawMessage(bytes.Clone(line)),
 	}, nil
+}
+
+// deprecation is the reason a "deprecated" field gives: its string, or
+// "deprecated" for true; "" when absent, false or anything else.
+func deprecation(raw json.RawMessage) string {
+	var reason string
+	if json.Unmarshal(raw, &reason) == nil {
+		return reason
+	}
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("true")) {
+		return "deprecated"
+	}
+	return ""
 }
 
 // ReadProjectDeps reads the dependencies of a project's moon.mod.json, as

@@ -9,10 +9,11 @@ import (
 
 func TestParseIndex(t *testing.T) {
 	type want struct {
-		version  string
-		checksum string
-		yanked   bool
-		deps     map[string]Dep
+		version    string
+		checksum   string
+		yanked     bool
+		deprecated string
+		deps       map[string]Dep
 	}
 	tests := []struct {
 		name string
@@ -76,6 +77,12 @@ null
 			`{"version": "1.0.0", "checksum": "s"}
 {"version": "1.0.0", "checksum": "s", "yanked": true}`,
 			[]want{{version: "1.0.0", checksum: "s", yanked: true}}},
+		{"deprecated",
+			`{"version": "1.0.0", "deprecated": "renamed to o/n"}
+{"version": "1.0.1", "deprecated": true}
+{"version": "1.0.2", "deprecated": false}
+{"version": "1.0.3", "deprecated": {"reason": "x"}}`,
+			[]want{{version: "1.0.0", deprecated: "renamed to o/n"}, {version: "1.0.1", deprecated: "deprecated"}, {version: "1.0.2"}, {version: "1.0.3"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,7 +92,7 @@ null
 			}
 			for i, w := range tt.want {
 				g := got[i]
-				if g.Module != "o/m" || g.Version != w.version || g.Checksum != w.checksum || g.Yanked != w.yanked {
+				if g.Module != "o/m" || g.Version != w.version || g.Checksum != w.checksum || g.Yanked != w.yanked || g.Deprecated != w.deprecated {
 					t.Errorf("version %d: got %+v, want %+v", i, g, w)
 				}
 				if len(w.deps) > 0 || len(g.Deps) > 0 {

@@ -50,7 +50,7 @@ func (s Selection) Archives() []module.Version {
 
 // Skipped is a dependency Select did not follow, and why.
 type Skipped struct {
-	From   string // module@version that requires it, or "moon.mod.json"
+	From   string // module@version that requires it, "moon.mod.json", or "" for a version --latest passed over
 	Module string
 	Reason string
 	// Unresolved is set when the registry cannot satisfy the dependency
@@ -69,8 +69,10 @@ var ErrBadPattern = errors.New("invalid pattern")
 
 // Select resolves mirror patterns against the index. Patterns are
 // "owner/name" (every version), "owner/name@version", "owner/*" (every
-// module below owner, nested ones too) and "*" (needs All). Yanked versions
-// are left out unless named exactly. Unless Strict, the dependencies of every
+// module below owner, nested ones too) and "*" (needs All). Yanked and
+// deprecated versions are taken like any other (moon's resolver can select
+// them); only Latest passes over them, reporting each in Skipped. Unless
+// Strict, the dependencies of every
 // selected version are added the way moon's minimal version selection
 // resolves them: for each requirement, the lowest published version that
 // satisfies it, recursively.
@@ -220,15 +222,15 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 				}
 			}
 		case opts.Latest:
-			if v, ok := latest(vs); ok {
+			v, passed, ok := latest(vs)
+			for _, p := range passed {
+				s.skip("", p.Module+"@"+p.Version, p.notice()) // nothing required it
+			}
+			if ok {
 				out = append(out, v)
 			}
 		default:
-			for _, v := range vs {
-				if !v.Yanked {
-					out = append(out, v)
-				}
-			}
+			out = append(out, vs...)
 		}
 	}
 	if len(out) == 0 {
@@ -237,26 +239,37 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 	return out, nil
 }
 
-// latest is the newest non-yanked release, or the newest non-yanked
-// prerelease when a module has no release.
-func latest(sorted []Version) (Version, bool) {
+// latest is the newest release that is neither yanked nor deprecated, or
+// such a prerelease when a module has no such release. passed are the
+// newer versions it passed over because they are yanked or deprecated.
+func latest(sorted []Version) (chosen Version, passed []Version, ok bool) {
 	var pre *Version
+	var prePassed []Version
 	for i := len(sorted) - 1; i >= 0; i-- {
 		v := sorted[i]
-		if v.Yanked {
+		if v.Yanked || v.Deprecated != "" {
+			passed = append(passed, v)
 			continue
 		}
 		if !strings.Contains(strings.SplitN(v.Version, "+", 2)[0], "-") {
-			return v, true
+			return v, passed, true
 		}
 		if pre == nil {
-			pre = &sorted[i]
+			pre, prePassed = &sorted[i], slices.Clone(passed)
 		}
 	}
 	if pre != nil {
-		return *pre, true
+		return *pre, prePassed, true
 	}
-	return Version{}, false
+	return Version{}, passed, false
+}
+
+// notice says why Latest passed over v.
+func (v Version) notice() string {
+	if v.Yanked {
+		return "yanked; --latest takes the newest version that is not"
+	}
+	return "deprecated (" + v.Deprecated + "); --latest takes the newest version that is not"
 }
 
 // closure follows dependencies of everything chosen until nothing new comes.

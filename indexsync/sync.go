@@ -203,7 +203,7 @@ func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string
 // one and clients holding the old tip can fast-forward. Only if upstream
 // rewrote its history does this fetch all of it.
 func (m *Mirror) update(ctx context.Context) (Changes, error) {
-	old := m.commit()
+	old := m.Commit()
 	if old == "" {
 		// A repository from an earlier run whose main New could not read.
 		if c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); err == nil {

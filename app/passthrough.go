@@ -1,0 +1,118 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/config"
+	"moonbit-registry/proxy"
+	"moonbit-registry/store/disk"
+	"moonbit-registry/upstream"
+)
+
+// openPassthrough builds the handler for symbols, assets and API calls over
+// the on-disk response cache.
+func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger) (http.Handler, error) {
+	log = log.With().Str("component", "passthrough").Logger()
+	var next http.RoundTripper // nil: the network
+	if cfg.Server.Offline {
+		next = upstream.OfflineTransport{}
+	}
+	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
+	if err != nil {
+		return nil, err
+	}
+	responses.ShareLimit(archives.ShareLimit) // cache.max_size covers API answers too
+	// Bodies that can be large (symbols.zip, assets) stream through files
+	// of their own; without them (a filesystem without extended
+	// attributes) they are passed on, not kept.
+	bodies, err := disk.NewBodies(filepath.Join(cfg.Cache.HTTPDir, "bodies"), cfg.Server.Offline, log)
+	if err != nil {
+		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
+		bodies = nil
+	} else {
+		// cache.max_size covers kept bodies too; they are evicted first.
+		bodies.ShareLimit(archives.ShareLimit)
+	}
+	return proxy.NewPassthrough(proxy.PassthroughOptions{
+		DownloadURL:  cfg.Upstream.DownloadURL,
+		APIURL:       cfg.Upstream.APIURL,
+		Bodies:       bodies,
+		Direct:       next,
+		MaxBodyBytes: int64(cfg.Cache.MaxPassthroughSize),
+		Transport:    upstream.NewCachingTransport(responses, next),
+		UserAgent:    cfg.Upstream.UserAgent,
+		Timeout:      cfg.Upstream.Timeout.D(),
+		Logger:       log,
+	})
+}
+
+// mirrorSymbols brings symbols.zip into the pass-through's store through
+// the same handler that serves it, so that moon update works offline.
+func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
+	h, err := openPassthrough(r.Config, r.Store, r.Log)
+	if err != nil {
+		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
+		return err
+	}
+	w := &countingWriter{header: http.Header{}}
+	if err := serveInternal(ctx, h, "/symbols.zip", w); err != nil {
+		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
+		return err
+	}
+	if w.status != http.StatusOK {
+		err := fmt.Errorf("upstream answered %d %s", w.status, http.StatusText(w.status))
+		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
+		return err
+	}
+	fmt.Fprintf(out, "symbols.zip: %s, kept for offline use\n", HumanBytes(w.n))
+	return nil
+}
+
+// serveInternal runs one GET through h without a network connection. A
+// handler that breaks the transfer off (a body cut short upstream) is an
+// error here.
+func serveInternal(ctx context.Context, h http.Handler, path string, w http.ResponseWriter) (err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://registry.internal"+path, nil)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			if v != http.ErrAbortHandler {
+				panic(v)
+			}
+			err = errors.New("the transfer from upstream was cut short")
+		}
+	}()
+	h.ServeHTTP(w, req)
+	return nil
+}
+
+// countingWriter is a ResponseWriter that keeps the status and headers and
+// counts the body bytes it discards.
+type countingWriter struct {
+	header http.Header
+	status int
+	n      int64
+}
+
+func (w *countingWriter) Header() http.Header { return w.header }
+
+func (w *countingWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.n += int64(len(p))
+	return len(p), nil
+}
