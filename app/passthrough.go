@@ -18,7 +18,7 @@ import (
 
 // openPassthrough builds the handler for symbols, assets and API calls over
 // the on-disk response cache.
-func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger) (http.Handler, error) {
+func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
 	log = log.With().Str("component", "passthrough").Logger()
 	var next http.RoundTripper // nil: the network
 	if cfg.Server.Offline {
@@ -40,6 +40,10 @@ func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger
 		// cache.max_size covers kept bodies too; they are evicted first.
 		bodies.ShareLimit(archives.ShareLimit)
 	}
+	notFoundTTL := cfg.Cache.NotFoundTTL.D()
+	if notFoundTTL == 0 {
+		notFoundTTL = -1 // the config's 0 is "never"; the option's is "default"
+	}
 	return proxy.NewPassthrough(proxy.PassthroughOptions{
 		DownloadURL:  cfg.Upstream.DownloadURL,
 		APIURL:       cfg.Upstream.APIURL,
@@ -49,6 +53,8 @@ func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger
 		Transport:    upstream.NewCachingTransport(responses, next),
 		UserAgent:    cfg.Upstream.UserAgent,
 		Timeout:      cfg.Upstream.Timeout.D(),
+		NotFoundTTL:  notFoundTTL,
+		Catalog:      cat,
 		Logger:       log,
 	})
 }
@@ -56,7 +62,7 @@ func openPassthrough(cfg config.Config, archives *disk.Store, log zerolog.Logger
 // mirrorSymbols brings symbols.zip into the pass-through's store through
 // the same handler that serves it, so that moon update works offline.
 func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
-	h, err := openPassthrough(r.Config, r.Store, r.Log)
+	h, err := openPassthrough(r.Config, r.Store, nil, r.Log)
 	if err != nil {
 		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
 		return err

@@ -103,6 +103,9 @@ type Cache struct {
 	// MaxPassthroughSize is the largest symbols.zip or asset kept on disk;
 	// larger ones are passed on without being kept.
 	MaxPassthroughSize Size `toml:"max_passthrough_size"`
+	// NotFoundTTL is how long an upstream 404 for symbols, assets or an
+	// API path is remembered; 0 remembers none.
+	NotFoundTTL Duration `toml:"not_found_ttl"`
 }
 
 // Mirror is the [mirror] section: defaults for the mirror command.
@@ -147,6 +150,7 @@ func Defaults() Config {
 			HTTPDir:              "data/http-cache",
 			MaxConcurrentFetches: cache.DefaultMaxConcurrentFetches,
 			MaxPassthroughSize:   proxy.DefaultMaxBodyBytes,
+			NotFoundTTL:          Duration(proxy.DefaultNotFoundTTL),
 		},
 		Mirror: Mirror{
 			Packages:    []string{},

@@ -111,6 +111,8 @@ max_size = {{text .Cache.MaxSize}}
 max_concurrent_fetches = {{.Cache.MaxConcurrentFetches}}
 # The largest symbols.zip or asset kept; larger ones are passed on only.
 max_passthrough_size = {{text .Cache.MaxPassthroughSize}}
+# How long an upstream 404 (a missing asset, say) is remembered; "0s": never.
+not_found_ttl = {{text .Cache.NotFoundTTL}}
 
 [mirror]
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].

@@ -70,6 +70,7 @@ func (c *Config) validate(src sources) error {
 		{"server.shutdown_timeout", c.Server.ShutdownTimeout, 0},
 		{"server.drain_delay", c.Server.DrainDelay, 0},
 		{"server.first_sync_wait", c.Server.FirstSyncWait, 0},
+		{"cache.not_found_ttl", c.Cache.NotFoundTTL, 0},
 	} {
 		if d.val.D() < d.min {
 			return bad(d.key, d.val.D(), "must be at least "+d.min.String())

@@ -133,7 +133,8 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
 	case status == http.StatusInternalServerError:
 		msg = fmt.Sprintf("archive %s cannot be served: internal error (see the server log)", mv)
-	case status == http.StatusServiceUnavailable:
+	}
+	if status == http.StatusServiceUnavailable {
 		w.Header().Set("Retry-After", "10")
 	}
 	if status >= 500 {
@@ -154,7 +155,9 @@ func archiveErrorStatus(err error) int {
 	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, store.ErrWrite):
-		return http.StatusInsufficientStorage
+		// Not 507: moon retries 503 and never 507, and a full disk can be
+		// freed while it retries.
+		return http.StatusServiceUnavailable
 	case errors.Is(err, module.ErrIndexUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, cache.ErrUpstream):

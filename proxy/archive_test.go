@@ -374,7 +374,7 @@ func TestArchiveErrorStatus(t *testing.T) {
 		{&store.ChecksumError{Archive: mv}, http.StatusBadGateway},
 		{fmt.Errorf("x: %w", cache.ErrUpstreamUnavailable), http.StatusGatewayTimeout},
 		{fmt.Errorf("x: %w", context.DeadlineExceeded), http.StatusGatewayTimeout},
-		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", store.ErrWrite), http.StatusInsufficientStorage},
+		{fmt.Errorf("store a/b@1.0.0: put: %w: write /srv/data/.tmp/x: no space left on device", store.ErrWrite), http.StatusServiceUnavailable},
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
 		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", module.ErrIndexUnavailable)), http.StatusServiceUnavailable},
 		{errors.New("open /srv/data/packages/a/b/1.0.0.zip: permission denied"), http.StatusInternalServerError},

@@ -52,12 +52,20 @@ type PassthroughOptions struct {
 	// Timeout bounds one upstream exchange, body included; default
 	// upstream.DefaultTimeout.
 	Timeout time.Duration
+	// NotFoundTTL is how long an upstream 404 is remembered; 0 means
+	// DefaultNotFoundTTL, negative never.
+	NotFoundTTL time.Duration
+	// Catalog, if set, answers search and module metadata from the local
+	// index when upstream cannot (and search also when only a stored copy
+	// of an earlier answer is at hand).
+	Catalog Catalog
 	Logger  zerolog.Logger
 }
 
-// NewPassthrough returns the handler for /symbols.zip, /assets/ and
-// /api/v0/: GET and HEAD only, forwarded to upstream through the caching
-// transport.
+// NewPassthrough returns the handler for /symbols.zip, /assets/, /api/v0/
+// and any other path under the download base that moon may ask for: GET
+// and HEAD only, forwarded to upstream, answers kept for when upstream is
+// down.
 func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 	if opts.Transport == nil {
 		return nil, errors.New("passthrough: Transport is required")
@@ -83,7 +91,14 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 		maxBody:   cmp.Or(opts.MaxBodyBytes, DefaultMaxBodyBytes),
 		userAgent: opts.UserAgent,
 		timeout:   opts.Timeout,
+		catalog:   opts.Catalog,
 		log:       opts.Logger,
+	}
+	switch {
+	case opts.NotFoundTTL == 0:
+		h.notFound = newNotFoundCache(DefaultNotFoundTTL)
+	default:
+		h.notFound = newNotFoundCache(max(opts.NotFoundTTL, 0))
 	}
 	if h.userAgent == "" {
 		h.userAgent = upstream.DefaultUserAgent
@@ -112,6 +127,8 @@ type passthrough struct {
 	maxBody   int64
 	userAgent string
 	timeout   time.Duration
+	notFound  *notFoundCache
+	catalog   Catalog
 	log       zerolog.Logger
 }
 
@@ -141,8 +158,12 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	if p.notFound.known(target) {
+		p.answerNotFound(w, r)
+		return
+	}
 	if !strings.HasPrefix(r.URL.Path, "/api/") {
-		p.serveBody(w, r, target) // symbols.zip and assets: bodies that can be large
+		p.serveBody(w, r, target) // symbols.zip, assets and the rest: bodies that can be large
 		return
 	}
 
@@ -154,14 +175,36 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid path", http.StatusBadRequest)
 		return
 	}
-
+	done, err := p.notFound.ask(ctx, target)
+	if err != nil {
+		p.answerAskFailed(w, r, err)
+		return
+	}
 	resp, err := p.client.Do(req)
+	outcome := tracker.Outcome(resp)
+	if outcome == cache.OutcomeMiss {
+		done(statusOf(resp, err))
+	}
+	done(0)
+	route := classifyAPI(r.URL.Path)
+	// Upstream could not answer: the local index can, for what it knows.
+	// A stored earlier search answer is worse than a current local one.
+	upstreamDown := err != nil || resp.StatusCode >= 500 || (outcome == cache.OutcomeStale && route == apiSearch)
+	if upstreamDown && r.Context().Err() == nil {
+		if serveLocal(w, r, p.catalog, route) {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			noteCache(r, "local")
+			return
+		}
+	}
 	if err != nil {
 		p.failUpstream(w, r, target, err)
 		return
 	}
 	defer resp.Body.Close()
-	noteCache(r, string(tracker.Outcome(resp)))
+	noteCache(r, string(outcome))
 
 	hdr := w.Header()
 	copyEndToEndHeaders(hdr, resp.Header)
@@ -205,6 +248,30 @@ func (p *passthrough) upstreamRequest(ctx context.Context, r *http.Request, targ
 	return req, nil
 }
 
+// statusOf is upstream's status, 0 for no answer.
+func statusOf(resp *http.Response, err error) int {
+	if err != nil || resp == nil {
+		return 0
+	}
+	return resp.StatusCode
+}
+
+// answerNotFound answers a target upstream said 404 for a moment ago.
+func (p *passthrough) answerNotFound(w http.ResponseWriter, r *http.Request) {
+	noteCache(r, "not_found")
+	http.Error(w, fmt.Sprintf("%s: not found upstream (remembered for up to %s)", r.URL.Path, p.notFound.ttl), http.StatusNotFound)
+}
+
+// answerAskFailed answers when waiting for another request's upstream
+// status ended: with 404 when that was upstream's answer.
+func (p *passthrough) answerAskFailed(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, errKnownNotFound) {
+		p.answerNotFound(w, r)
+		return
+	}
+	w.WriteHeader(statusClientClosed) // the client's own context ended
+}
+
 // failUpstream answers a request upstream did not answer and that has no
 // stored copy.
 func (p *passthrough) failUpstream(w http.ResponseWriter, r *http.Request, target string, err error) {
@@ -233,14 +300,16 @@ func (p *passthrough) fillCache(body io.Reader, target string) {
 	}
 }
 
-// upstreamURL maps the request onto the upstream that serves it. The query
-// string is kept only for the API (search); elsewhere it would only
-// multiply cache entries for the same content.
+// upstreamURL maps the request onto the upstream that serves it: assets
+// and the API on the API base, everything else (symbols.zip, and paths
+// newer clients may ask for under their download base) on the download
+// base. The query string is kept only for the API (search); elsewhere it
+// would only multiply cache entries for the same content.
 func (p *passthrough) upstreamURL(r *http.Request) (string, bool) {
 	path := r.URL.EscapedPath()
 	switch {
-	case path == "/symbols.zip":
-		return p.download.String() + path, true
+	case path == "/" || path == "":
+		return "", false
 	case strings.HasPrefix(path, "/assets/"):
 		return p.api.String() + path, true
 	case strings.HasPrefix(path, "/api/v0/"):
@@ -250,7 +319,7 @@ func (p *passthrough) upstreamURL(r *http.Request) (string, bool) {
 		}
 		return u, true
 	}
-	return "", false
+	return p.download.String() + path, true
 }
 
 // safePath rejects what must never reach upstream or a cache key: NUL and

@@ -22,7 +22,8 @@ var keptHeaders = []string{
 	"ETag", "Last-Modified", "Cache-Control", "Expires", "Date",
 }
 
-// serveBody answers /symbols.zip and /assets/ (bodies that can be large)
+// serveBody answers /symbols.zip, /assets/ and other download paths
+// (bodies that can be large)
 // without ever holding a body in memory: a fresh stored copy is served from
 // disk; otherwise upstream is asked (conditionally when there is a copy),
 // and a new body streams to the client and into the store at once, kept
@@ -54,7 +55,13 @@ func (p *passthrough) serveBody(w http.ResponseWriter, r *http.Request, target s
 			req.Header.Set("If-Modified-Since", lm)
 		}
 	}
+	done, err := p.notFound.ask(ctx, target)
+	if err != nil {
+		p.answerAskFailed(w, r, err)
+		return
+	}
 	resp, err := p.direct.Do(req)
+	done(statusOf(resp, err))
 	if err == nil && resp.StatusCode >= 500 && stored != nil {
 		// Upstream trouble with a copy at hand: serve the copy.
 		resp.Body.Close()

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
@@ -30,6 +31,15 @@ type ptUpstream struct {
 	lastUA   atomic.Value
 	lastINM  atomic.Value
 	lastURI  atomic.Value
+	paths    sync.Map // path -> *atomic.Int64, requests per path
+}
+
+// count is how many requests upstream had for path.
+func (u *ptUpstream) count(path string) int64 {
+	if n, ok := u.paths.Load(path); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
 }
 
 func newPTUpstream(t *testing.T) *ptUpstream {
@@ -59,16 +69,38 @@ func newPTUpstream(t *testing.T) *ptUpstream {
 			w.Write([]byte("\x00asm wasm bytes"))
 		case "/assets/moonbitlang/x@0.4.1/core.wasm.sha256":
 			w.Write([]byte(strings.Repeat("ab", 32) + "  core.wasm\n"))
+		case "/assets/slow/missing.wasm":
+			time.Sleep(50 * time.Millisecond) // long enough for requests to pile up
+			http.NotFound(w, r)
 		default:
 			http.NotFound(w, r)
 		}
 	})
+	mux.HandleFunc("/future/", func(w http.ResponseWriter, r *http.Request) {
+		// A download path no client asked for when this was written.
+		w.Header().Set("Cache-Control", "no-cache")
+		w.Header().Set("ETag", `"future-1"`)
+		if r.Header.Get("If-None-Match") == `"future-1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Write([]byte("future artifact " + r.URL.Path))
+	})
+	mux.HandleFunc("/api/v0/broken", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream bug", http.StatusInternalServerError)
+	})
 	mux.HandleFunc("/api/v0/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("fail") != "" {
+			http.Error(w, "upstream bug", http.StatusInternalServerError)
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"path":%q,"kw":%q}`, r.URL.Path, r.URL.Query().Get("kw"))
 	})
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.requests.Add(1)
+		n, _ := u.paths.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
 		u.lastUA.Store(r.UserAgent())
 		u.lastINM.Store(r.Header.Get("If-None-Match"))
 		u.lastURI.Store(r.RequestURI)
@@ -84,7 +116,10 @@ type ptFixture struct {
 	log *logBuffer
 }
 
-func newPTFixture(t *testing.T) *ptFixture {
+func newPTFixture(t *testing.T) *ptFixture { return newPTFixtureWith(t, nil) }
+
+// newPTFixtureWith lets the test change the options first.
+func newPTFixtureWith(t *testing.T, tweak func(*PassthroughOptions)) *ptFixture {
 	t.Helper()
 	up := newPTUpstream(t)
 	responses, err := disk.NewResponseCache(filepath.Join(t.TempDir(), "http-cache"), false, zerolog.Nop())
@@ -96,13 +131,17 @@ func newPTFixture(t *testing.T) *ptFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := NewPassthrough(PassthroughOptions{
+	opts := PassthroughOptions{
 		DownloadURL: up.srv.URL,
 		APIURL:      up.srv.URL + "/",
 		Transport:   rt,
 		Bodies:      bodies,
 		Logger:      zerolog.Nop(),
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	h, err := NewPassthrough(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

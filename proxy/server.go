@@ -45,8 +45,8 @@ type Options struct {
 	// Archives serves /user/... package archives (a *cache.Cache); nil
 	// answers 503.
 	Archives Archives
-	// Passthrough serves /symbols.zip, /assets/ and /api/v0/ (see
-	// NewPassthrough); nil answers 503.
+	// Passthrough serves /symbols.zip, /assets/, /api/v0/ and every other
+	// path not named above (see NewPassthrough); nil answers 503.
 	Passthrough http.Handler
 
 	// Auth, when it has tokens or users, makes every route but /healthz
@@ -81,9 +81,9 @@ func New(opts Options) *Server {
 	}
 	mux.Handle("/git/index/", newGitHandler(opts.Index, opts.FirstSyncWait, s.log))
 	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), s.log))
-	mux.Handle("/symbols.zip", passthroughOrUnavailable(opts.Passthrough))
-	mux.Handle("/assets/", passthroughOrUnavailable(opts.Passthrough))
-	mux.Handle("/api/v0/", passthroughOrUnavailable(opts.Passthrough))
+	// symbols.zip, assets, the API, and whatever else a client asks of its
+	// download base (newer clients send every immutable artifact there).
+	mux.Handle("/", passthroughOrUnavailable(opts.Passthrough))
 	s.handler = s.accessLog(s.requireAuth(mux))
 	return s
 }

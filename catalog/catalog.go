@@ -1,0 +1,348 @@
+// Package catalog answers what `moon search` and `moon view` ask the
+// registry's API (search, module metadata, manifests) from the local index
+// alone, so that both keep working when upstream cannot answer.
+package catalog
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"moonbit-registry/indexsync"
+	"moonbit-registry/module"
+)
+
+// ErrNotFound: the index is current and has no such module or version.
+var ErrNotFound = errors.New("not in the index")
+
+// Index is what the catalog reads: *indexsync.Mirror implements it.
+type Index interface {
+	Modules(ctx context.Context) ([]string, error)
+	Versions(ctx context.Context, mod string) ([]indexsync.Version, error)
+	// Commit identifies what the index holds now; the search table is
+	// rebuilt when it changes.
+	Commit() string
+	// Ready is nil while the index is current enough that "not in the
+	// index" means "does not exist".
+	Ready() error
+}
+
+// Catalog answers search and metadata queries. It is safe for concurrent
+// use.
+type Catalog struct {
+	idx Index
+
+	mu    sync.Mutex // held while the table is (re)built
+	table *table
+}
+
+// New returns a catalog over idx.
+func New(idx Index) *Catalog { return &Catalog{idx: idx} }
+
+// table is one row per module for the index at commit, sorted by name.
+type table struct {
+	commit string
+	rows   []row
+}
+
+type row struct {
+	summary Summary
+	// Lower-cased copies for matching.
+	name, leaf, description string
+	keywords                []string
+}
+
+// Summary is one module as search lists it: its newest version that is
+// not yanked, with that version's description and keywords.
+type Summary struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	Description string   `json:"description,omitempty"`
+	Keywords    []string `json:"keywords,omitempty"`
+}
+
+// lineInfo holds the descriptive fields of an index line.
+type lineInfo struct {
+	Description  string          `json:"description"`
+	Keywords     []string        `json:"keywords"`
+	License      string          `json:"license"`
+	Repository   string          `json:"repository"`
+	CreatedAt    string          `json:"created_at"`
+	YankedReason string          `json:"yanked_reason"`
+	Raw          json.RawMessage `json:"-"`
+}
+
+func info(v indexsync.Version) lineInfo {
+	var li lineInfo
+	_ = json.Unmarshal(v.Raw, &li) // a field of another type leaves it empty
+	li.Raw = v.Raw
+	return li
+}
+
+// current returns the table for the index as it is now, building it when
+// the index moved.
+func (c *Catalog) current(ctx context.Context) (*table, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	commit := c.idx.Commit()
+	if c.table != nil && c.table.commit == commit {
+		return c.table, nil
+	}
+	mods, err := c.idx.Modules(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	t := &table{commit: commit, rows: make([]row, 0, len(mods))}
+	for _, m := range mods {
+		vs, err := c.idx.Versions(ctx, m)
+		if errors.Is(err, indexsync.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("catalog: %w", err)
+		}
+		t.rows = append(t.rows, newRow(m, vs))
+	}
+	c.table = t
+	return t, nil
+}
+
+func newRow(name string, vs []indexsync.Version) row {
+	v := newest(vs)
+	li := info(v)
+	r := row{
+		summary:     Summary{Name: name, Version: v.Version, Description: li.Description, Keywords: li.Keywords},
+		name:        strings.ToLower(name),
+		description: strings.ToLower(li.Description),
+	}
+	r.leaf = r.name[strings.IndexByte(r.name, '/')+1:]
+	for _, k := range li.Keywords {
+		r.keywords = append(r.keywords, strings.ToLower(k))
+	}
+	return r
+}
+
+// newest is the highest version that is not yanked, or the highest of all
+// when every version is. A deprecated version still counts: it is
+// published, and the deprecation is shown with it.
+func newest(vs []indexsync.Version) indexsync.Version {
+	best, bestAny := -1, 0
+	for i, v := range vs {
+		if module.Compare(v.Version, vs[bestAny].Version) > 0 {
+			bestAny = i
+		}
+		if !v.Yanked && (best < 0 || module.Compare(v.Version, vs[best].Version) > 0) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return vs[bestAny]
+	}
+	return vs[best]
+}
+
+// MaxSearchLimit caps a search's limit.
+const MaxSearchLimit = 1000
+
+// DefaultSearchLimit is the limit when the query gives none (as upstream).
+const DefaultSearchLimit = 20
+
+// Search returns at most limit modules matching every word of kw
+// (case-insensitive) in the name, keywords or description, most relevant
+// first: a name equal to the word, then a name segment starting with it,
+// then the name containing it, then keywords, then the description. Ties
+// go by name. An empty kw lists modules by name.
+func (c *Catalog) Search(ctx context.Context, kw string, limit int) ([]Summary, error) {
+	t, err := c.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	words := strings.Fields(strings.ToLower(kw))
+	type hit struct {
+		score int
+		r     *row
+	}
+	var hits []hit
+	for i := range t.rows {
+		r := &t.rows[i]
+		total := 0
+		for _, w := range words {
+			s := r.score(w)
+			if s == 0 {
+				total = 0
+				break
+			}
+			total += s
+		}
+		if total > 0 || len(words) == 0 {
+			hits = append(hits, hit{total, r})
+		}
+	}
+	slices.SortStableFunc(hits, func(a, b hit) int { return cmp.Compare(b.score, a.score) }) // rows are sorted by name
+	out := make([]Summary, 0, min(len(hits), limit))
+	for _, h := range hits[:min(len(hits), limit)] {
+		out = append(out, h.r.summary)
+	}
+	return out, nil
+}
+
+// score rates how well one lower-cased word matches the row; 0 is no match.
+func (r *row) score(w string) int {
+	switch {
+	case r.name == w || r.leaf == w:
+		return 100
+	case segmentPrefix(r.name, w):
+		return 60
+	case strings.Contains(r.name, w):
+		return 40
+	case slices.Contains(r.keywords, w):
+		return 30
+	case slices.ContainsFunc(r.keywords, func(k string) bool { return strings.Contains(k, w) }):
+		return 20
+	case strings.Contains(r.description, w):
+		return 10
+	}
+	return 0
+}
+
+// segmentPrefix reports whether a part of name between '/', '-' or '_'
+// starts with w.
+func segmentPrefix(name, w string) bool {
+	for _, seg := range strings.FieldsFunc(name, func(r rune) bool { return r == '/' || r == '-' || r == '_' }) {
+		if strings.HasPrefix(seg, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// All lists every module, by name.
+func (c *Catalog) All(ctx context.Context) ([]Summary, error) {
+	t, err := c.current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Summary, len(t.rows))
+	for i, r := range t.rows {
+		out[i] = r.summary
+	}
+	return out, nil
+}
+
+// Module is what the index knows of one module, in the shape of the
+// registry's module metadata.
+type Module struct {
+	Name          string `json:"name"`
+	Version       string `json:"version"`
+	LatestVersion string `json:"latest_version"`
+	Description   string `json:"description,omitempty"`
+	// Keywords is empty rather than null, as clients may iterate it.
+	Keywords     []string        `json:"keywords"`
+	License      string          `json:"license,omitempty"`
+	Repository   string          `json:"repository,omitempty"`
+	Yanked       bool            `json:"yanked"`
+	YankedReason *string         `json:"yanked_reason"`
+	Deprecated   string          `json:"deprecated,omitempty"`
+	Versions     []ModuleVersion `json:"versions"`
+}
+
+// ModuleVersion is one published version in Module.Versions.
+type ModuleVersion struct {
+	Version      string  `json:"version"`
+	CreatedAt    string  `json:"created_at,omitempty"`
+	Yanked       bool    `json:"yanked"`
+	YankedReason *string `json:"yanked_reason"`
+	Deprecated   string  `json:"deprecated,omitempty"`
+}
+
+// Module returns a module's metadata: ErrNotFound when the index is current
+// and lacks it.
+func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
+	vs, err := c.versions(ctx, name)
+	if err != nil {
+		return Module{}, err
+	}
+	latest := newest(vs)
+	li := info(latest)
+	m := Module{
+		Name: name, Version: latest.Version, LatestVersion: latest.Version,
+		Description: li.Description, Keywords: li.Keywords, License: li.License, Repository: li.Repository,
+		Yanked: latest.Yanked, YankedReason: reason(latest.Yanked, li.YankedReason), Deprecated: latest.Deprecated,
+	}
+	if m.Keywords == nil {
+		m.Keywords = []string{}
+	}
+	sorted := slices.Clone(vs)
+	slices.SortFunc(sorted, func(a, b indexsync.Version) int { return module.Compare(a.Version, b.Version) })
+	for _, v := range sorted {
+		vi := info(v)
+		m.Versions = append(m.Versions, ModuleVersion{
+			Version: v.Version, CreatedAt: vi.CreatedAt,
+			Yanked: v.Yanked, YankedReason: reason(v.Yanked, vi.YankedReason), Deprecated: v.Deprecated,
+		})
+	}
+	return m, nil
+}
+
+// reason is a yanked version's reason ("" when the line gives none), nil
+// for a version that is not yanked.
+func reason(yanked bool, why string) *string {
+	if !yanked {
+		return nil
+	}
+	return &why
+}
+
+// Manifest returns one version's index line with "name" and "module" set
+// and "yanked" stated: ErrNotFound when the index is current and lacks it.
+func (c *Catalog) Manifest(ctx context.Context, name, version string) (json.RawMessage, error) {
+	if err := module.ValidateVersion(version); err != nil {
+		return nil, err
+	}
+	vs, err := c.versions(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(vs, func(v indexsync.Version) bool { return v.Version == version })
+	if i < 0 {
+		return nil, c.notFound(fmt.Sprintf("%s@%s", name, version))
+	}
+	fields := map[string]json.RawMessage{}
+	if err := json.Unmarshal(vs[i].Raw, &fields); err != nil {
+		return nil, fmt.Errorf("catalog: index line of %s@%s: %w", name, version, err)
+	}
+	quoted, _ := json.Marshal(name) // a string: cannot fail
+	fields["name"], fields["module"] = quoted, quoted
+	fields["yanked"] = json.RawMessage(fmt.Sprint(vs[i].Yanked))
+	return json.Marshal(fields)
+}
+
+// versions is a module's versions, or ErrNotFound (when the index is
+// current) or the index's error.
+func (c *Catalog) versions(ctx context.Context, name string) ([]indexsync.Version, error) {
+	if err := module.ValidateModule(name); err != nil {
+		return nil, err
+	}
+	vs, err := c.idx.Versions(ctx, name)
+	if errors.Is(err, indexsync.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
+		return nil, c.notFound(name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return vs, nil
+}
+
+// notFound is ErrNotFound when the index is current; otherwise absence
+// proves nothing and the error says the index is unavailable.
+func (c *Catalog) notFound(what string) error {
+	if err := c.idx.Ready(); err != nil {
+		return fmt.Errorf("%s is not in the local index, which is not current: %w", what, err)
+	}
+	return fmt.Errorf("%s: %w", what, ErrNotFound)
+}

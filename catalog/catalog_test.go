@@ -1,0 +1,204 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/indexsync"
+	"moonbit-registry/internal/testupstream"
+	"moonbit-registry/module"
+)
+
+// syncedIndex is an index mirror synced from a test upstream serving the
+// real snapshot, with a yanked newest version of moonbitlang/x.
+func syncedIndex(t *testing.T) (*indexsync.Mirror, *testupstream.Upstream) {
+	t.Helper()
+	src, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		t.Fatalf("real index snapshot: %v", err)
+	}
+	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
+	yank := `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "` + fmt.Sprintf("%064d", 0) + `", "yanked": true, "yanked_reason": "broken build"}`
+	if err := up.AddVersionRaw(t.Context(), "moonbitlang/x", []byte(yank)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := indexsync.New(indexsync.Options{
+		Dir:         filepath.Join(t.TempDir(), "index"),
+		UpstreamURL: up.IndexURL(),
+		GitTimeout:  time.Minute,
+		Logger:      zerolog.Nop(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	if _, err := m.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return m, up
+}
+
+func names(ss []Summary) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = s.Name
+	}
+	return out
+}
+
+func TestSearchRealIndex(t *testing.T) {
+	m, _ := syncedIndex(t)
+	c := New(m)
+	ctx := t.Context()
+	tests := []struct {
+		name  string
+		kw    string
+		limit int
+		want  []string // the first len(want) results, in order
+		n     int      // when > 0: exactly this many results
+	}{
+		{"name equal to the word first, then a name segment starting with it",
+			"regexp", 5, []string{"ZijianFeng33/regexp", "moonbitlang/regexp", "yj-qin/regexp", "mizchi/js_regexp"}, 0},
+		{"case-insensitive", "REGEXP", 3, []string{"ZijianFeng33/regexp", "moonbitlang/regexp", "yj-qin/regexp"}, 0},
+		{"every word must match, name matches before descriptions", "json parser", 100,
+			[]string{"bzy-debug/json_parser", "maria/json_parser", "tonyfettes/json_parser", "tonyfettes/json_test_parser", "tonyfettes/maria_json_parser"}, 0},
+		{"limit", "json", 2, nil, 2},
+		{"limit zero", "json", 0, nil, 0},
+		{"no match", "no-such-module-anywhere", 20, nil, 0},
+		{"full name", "moonbitlang/x", 1, []string{"moonbitlang/x"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := c.Search(ctx, tt.kw, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil {
+				t.Fatal("nil result: it must encode as [], not null")
+			}
+			if len(got) > tt.limit {
+				t.Errorf("%d results over the limit %d", len(got), tt.limit)
+			}
+			if tt.want != nil && (len(got) < len(tt.want) || !slices.Equal(names(got[:len(tt.want)]), tt.want)) {
+				t.Errorf("Search(%q) = %q, want it to start with %q", tt.kw, names(got), tt.want)
+			}
+			if tt.want == nil && len(got) != tt.n {
+				t.Errorf("Search(%q) = %d results %q, want %d", tt.kw, len(got), names(got), tt.n)
+			}
+		})
+	}
+
+	// A result carries the newest version that is not yanked, with its
+	// description and keywords.
+	got, err := c.Search(ctx, "moonbitlang/x", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Summary{Name: "moonbitlang/x", Version: "0.4.38", Description: "experimental packages for moonbitlang/core", Keywords: []string{"experimental", "moonbitlang", "json", "time", "crypto"}}
+	if len(got) != 1 || got[0].Name != want.Name || got[0].Version != want.Version || got[0].Description != want.Description || !slices.Equal(got[0].Keywords, want.Keywords) {
+		t.Errorf("moonbitlang/x summary %+v, want %+v", got, want)
+	}
+}
+
+func TestSearchFollowsTheIndex(t *testing.T) {
+	m, up := syncedIndex(t)
+	c := New(m)
+	ctx := t.Context()
+	if got, _ := c.Search(ctx, "zzcatalogtest", 5); len(got) != 0 {
+		t.Fatalf("found %q before it was published", names(got))
+	}
+	if err := up.AddVersion(ctx, "zzcatalogtest/fresh", "0.1.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Search(ctx, "zzcatalogtest", 5); !slices.Equal(names(got), []string{"zzcatalogtest/fresh"}) {
+		t.Errorf("after the sync: %q", names(got))
+	}
+}
+
+func TestModuleAndManifest(t *testing.T) {
+	m, _ := syncedIndex(t)
+	c := New(m)
+	ctx := t.Context()
+
+	git, err := c.Module(ctx, "mizchi/git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if git.LatestVersion != "0.2.0" || git.Deprecated == "" || git.Yanked || len(git.Versions) != 3 {
+		t.Errorf("mizchi/git: %+v", git)
+	}
+	if v := git.Versions[2]; v.Version != "0.2.0" || v.Deprecated != "This package has been renamed to mizchi/bit. Please use mizchi/bit instead." {
+		t.Errorf("mizchi/git 0.2.0: %+v", v)
+	}
+
+	x, err := c.Module(ctx, "moonbitlang/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := x.Versions[len(x.Versions)-1]
+	if x.LatestVersion != "0.4.38" || last.Version != "0.4.40" || !last.Yanked || last.YankedReason == nil || *last.YankedReason != "broken build" {
+		t.Errorf("moonbitlang/x: latest %s, last %+v", x.LatestVersion, last)
+	}
+	for _, v := range x.Versions[:len(x.Versions)-1] {
+		if v.Yanked || v.YankedReason != nil {
+			t.Errorf("%s: yanked %v, reason %v", v.Version, v.Yanked, v.YankedReason)
+		}
+	}
+	if !slices.IsSortedFunc(x.Versions, func(a, b ModuleVersion) int { return module.Compare(a.Version, b.Version) }) {
+		t.Error("versions are not in semver order")
+	}
+
+	raw, err := c.Manifest(ctx, "mizchi/git", "0.2.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man map[string]any
+	if err := json.Unmarshal(raw, &man); err != nil {
+		t.Fatal(err)
+	}
+	if man["name"] != "mizchi/git" || man["module"] != "mizchi/git" || man["version"] != "0.2.0" || man["yanked"] != false || man["deprecated"] == nil || man["checksum"] == nil {
+		t.Errorf("manifest: %v", man)
+	}
+}
+
+// staleIndex is an index whose sync has been failing too long.
+type staleIndex struct{ *indexsync.Mirror }
+
+func (staleIndex) Ready() error { return fmt.Errorf("%w: syncs failing", module.ErrIndexUnavailable) }
+
+func TestNotFoundOnlyWhenTheIndexIsCurrent(t *testing.T) {
+	m, _ := syncedIndex(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		name string
+		idx  Index
+		want error
+	}{
+		{"current", m, ErrNotFound},
+		{"stale", staleIndex{m}, module.ErrIndexUnavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(tt.idx)
+			if _, err := c.Module(ctx, "nobody/nothing"); !errors.Is(err, tt.want) {
+				t.Errorf("unknown module: %v, want %v", err, tt.want)
+			}
+			if _, err := c.Manifest(ctx, "moonbitlang/x", "9.9.9"); !errors.Is(err, tt.want) {
+				t.Errorf("unknown version: %v, want %v", err, tt.want)
+			}
+			if _, err := c.Module(ctx, "../etc"); !errors.Is(err, module.ErrBadName) {
+				t.Errorf("bad name: %v", err)
+			}
+		})
+	}
+}

@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"moonbit-registry/catalog"
+	"moonbit-registry/module"
+)
+
+// Catalog answers API questions from the local index (a *catalog.Catalog):
+// what the pass-through serves when upstream cannot answer.
+type Catalog interface {
+	Search(ctx context.Context, kw string, limit int) ([]catalog.Summary, error)
+	All(ctx context.Context) ([]catalog.Summary, error)
+	Module(ctx context.Context, name string) (catalog.Module, error)
+	Manifest(ctx context.Context, name, version string) (json.RawMessage, error)
+}
+
+// localAnswerHeader marks an answer made from the local index rather than
+// by upstream.
+const localAnswerHeader = "X-Registry-Answer"
+
+// apiRoute classifies an /api/v0/ path the local index can answer.
+type apiRoute int
+
+const (
+	apiOther    apiRoute = iota // not answerable locally
+	apiSearch                   // /api/v0/search?kw=&limit=
+	apiModules                  // /api/v0/modules: every module
+	apiModule                   // /api/v0/modules/<owner>/<name>
+	apiManifest                 // /api/v0/manifest/<owner>/<name>@<version>
+)
+
+func classifyAPI(path string) apiRoute {
+	switch {
+	case path == "/api/v0/search":
+		return apiSearch
+	case path == "/api/v0/modules":
+		return apiModules
+	case strings.HasPrefix(path, "/api/v0/modules/"):
+		return apiModule
+	case strings.HasPrefix(path, "/api/v0/manifest/"):
+		return apiManifest
+	}
+	return apiOther
+}
+
+// serveLocal answers r from the catalog. It reports false when the catalog
+// cannot say anything better than the upstream failure the caller already
+// has (no catalog, a path it does not know, an index that is not there or
+// not current); the caller then answers that failure.
+func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRoute) bool {
+	if cat == nil || route == apiOther {
+		return false
+	}
+	ctx := r.Context()
+	var answer any
+	var err error
+	switch route {
+	case apiSearch:
+		q := r.URL.Query()
+		limit := catalog.DefaultSearchLimit
+		if s := q.Get("limit"); s != "" {
+			n, perr := strconv.Atoi(s)
+			if perr != nil || n < 0 {
+				http.Error(w, "limit must be a non-negative integer", http.StatusBadRequest)
+				return true
+			}
+			limit = min(n, catalog.MaxSearchLimit)
+		}
+		answer, err = cat.Search(ctx, q.Get("kw"), limit)
+	case apiModules:
+		answer, err = cat.All(ctx)
+	case apiModule:
+		answer, err = cat.Module(ctx, strings.TrimPrefix(r.URL.Path, "/api/v0/modules/"))
+	case apiManifest:
+		spec := strings.TrimPrefix(r.URL.Path, "/api/v0/manifest/")
+		i := strings.LastIndexByte(spec, '@')
+		if i < 0 {
+			http.Error(w, "manifest path must be <owner>/<name>@<version>", http.StatusBadRequest)
+			return true
+		}
+		var raw json.RawMessage
+		raw, err = cat.Manifest(ctx, spec[:i], spec[i+1:])
+		answer = raw
+	}
+	switch {
+	case errors.Is(err, module.ErrBadName):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return true
+	case errors.Is(err, catalog.ErrNotFound):
+		w.Header().Set(localAnswerHeader, "local-index")
+		http.Error(w, err.Error()+" (answered from the local index: upstream is unreachable)", http.StatusNotFound)
+		return true
+	case err != nil:
+		return false
+	}
+	body, err := json.Marshal(answer)
+	if err != nil {
+		return false
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	// Upstream's answer may differ once it is back: nobody should keep this.
+	h.Set("Cache-Control", "no-store")
+	h.Set(localAnswerHeader, "local-index")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		w.Write(body)
+	}
+	return true
+}
