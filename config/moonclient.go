@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"time"
 )
 
 // The moon client reads $MOON_HOME/config.json and crashes on a malformed
@@ -39,42 +41,109 @@ func MoonConfigPath(getenv func(string) string) (string, error) {
 	return filepath.Join(home, "config.json"), nil
 }
 
-// moonConfig is the legacy client config form, which old and new clients
-// both read.
-type moonConfig struct {
-	Registry string `json:"registry"`
-	Index    string `json:"index"`
-	Symbols  string `json:"symbols"`
+// MoonConfigFormat is a form of the client's config.json.
+type MoonConfigFormat string
+
+const (
+	// MoonFormatLegacy is {"registry", "index", "symbols"}: every client
+	// reads it. Without "symbols" clients fetch symbols.zip elsewhere, so it
+	// is always written.
+	MoonFormatLegacy MoonConfigFormat = "legacy"
+	// MoonFormatSplit is {"api", "index", "download", "symbols"}: clients
+	// built from 2026-08-28 on (moon PR 2125) read it; older ones panic on
+	// it (no "registry").
+	MoonFormatSplit MoonConfigFormat = "split"
+)
+
+// splitSince is the build date of the first client that reads the split
+// form.
+const splitSince = "2026-08-28"
+
+// ParseMoonConfigFormat checks a --format value.
+func ParseMoonConfigFormat(s string) (MoonConfigFormat, error) {
+	switch f := MoonConfigFormat(s); f {
+	case MoonFormatLegacy, MoonFormatSplit:
+		return f, nil
+	}
+	return "", fmt.Errorf("config.json format %q: must be %q or %q", s, MoonFormatLegacy, MoonFormatSplit)
 }
 
-func moonConfigFor(baseURL string) moonConfig {
-	return moonConfig{Registry: baseURL, Index: baseURL + "/git/index", Symbols: baseURL + "/symbols.zip"}
+// MoonFormatFor picks the form for the client whose `moon version` printed
+// out ("moon 0.1.20260901 (abc1234 2026-09-01)"): split from the build date
+// that reads it on, legacy otherwise and whenever the date cannot be read
+// (every client reads legacy). why says how it decided.
+func MoonFormatFor(out string) (f MoonConfigFormat, why string) {
+	date := ""
+	first, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	if i := strings.LastIndexByte(first, ')'); i > 0 {
+		fields := strings.Fields(first[:i])
+		if n := len(fields); n > 0 {
+			date = fields[n-1]
+		}
+	}
+	if _, err := time.Parse(time.DateOnly, date); err != nil {
+		return MoonFormatLegacy, fmt.Sprintf("cannot read a build date from `moon version` (%q): the legacy form, which every client reads", strings.TrimSpace(out))
+	}
+	if date >= splitSince {
+		return MoonFormatSplit, "moon was built " + date + ", and clients from " + splitSince + " on read the split form"
+	}
+	return MoonFormatLegacy, "moon was built " + date + ", before the split form (" + splitSince + ")"
+}
+
+// moonConfig holds every key of either form; encodeMoonConfig writes the
+// ones of one form, in a fixed order.
+type moonConfig struct {
+	Registry string `json:"registry,omitempty"`
+	API      string `json:"api,omitempty"`
+	Index    string `json:"index,omitempty"`
+	Download string `json:"download,omitempty"`
+	Symbols  string `json:"symbols,omitempty"`
+}
+
+func moonConfigFor(baseURL string, f MoonConfigFormat) moonConfig {
+	mc := moonConfig{Index: baseURL + "/git/index", Symbols: baseURL + "/symbols.zip"}
+	if f == MoonFormatSplit {
+		mc.API, mc.Download = baseURL, baseURL
+	} else {
+		mc.Registry = baseURL
+	}
+	return mc
 }
 
 func encodeMoonConfig(mc moonConfig) []byte {
-	data, _ := json.MarshalIndent(mc, "", "  ") // three strings: cannot fail
+	data, _ := json.MarshalIndent(mc, "", "  ") // strings only: cannot fail
 	return append(data, '\n')
 }
 
+// baseOf is the base URL a config we wrote points at, and its form.
+func (mc moonConfig) baseOf() (string, MoonConfigFormat) {
+	if mc.Registry != "" {
+		return mc.Registry, MoonFormatLegacy
+	}
+	return mc.Download, MoonFormatSplit
+}
+
 // writtenByUs tells whether data is exactly what WriteMoonConfig writes for
-// some base URL, byte for byte.
+// some base URL in some form, byte for byte.
 func writtenByUs(data []byte) bool {
 	var mc moonConfig
-	if json.Unmarshal(data, &mc) != nil || mc.Registry == "" {
+	if json.Unmarshal(data, &mc) != nil {
 		return false
 	}
-	return bytes.Equal(data, encodeMoonConfig(moonConfigFor(mc.Registry)))
+	b, f := mc.baseOf()
+	return b != "" && bytes.Equal(data, encodeMoonConfig(moonConfigFor(b, f)))
 }
 
 // backupPath is where the file that WriteMoonConfig replaced is kept.
 func backupPath(path string) string { return path + ".moonbit-registry.bak" }
 
-// WriteMoonConfig points the moon client at baseURL by writing path. An
+// WriteMoonConfig points the moon client at baseURL by writing path in
+// form f, every key pointing at baseURL. An
 // existing file is copied to a backup first (an existing backup, the
 // original, is kept). An unreadable or malformed existing file is an error
 // unless force is set. It returns the backup's path, or "" if there was no
 // file before.
-func WriteMoonConfig(path, baseURL string, force bool) (string, error) {
+func WriteMoonConfig(path, baseURL string, f MoonConfigFormat, force bool) (string, error) {
 	old, err := os.ReadFile(path)
 	existed := err == nil
 	switch {
@@ -84,7 +153,7 @@ func WriteMoonConfig(path, baseURL string, force bool) (string, error) {
 	case err == nil && !json.Valid(old) && !force:
 		return "", fmt.Errorf("%s: %w: not valid JSON (use --force to replace it)", path, ErrMoonConfigUnusable)
 	}
-	data := encodeMoonConfig(moonConfigFor(baseURL))
+	data := encodeMoonConfig(moonConfigFor(baseURL, f))
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
@@ -158,18 +227,43 @@ func ResetMoonConfig(path string) (string, error) {
 	return "removed " + path + " (there was none before)", nil
 }
 
-// MoonConfigOverrides reports whether the client config at path exists and
-// points moon somewhere other than baseURL: then moon ignores
-// MOONCAKES_REGISTRY entirely. A file that cannot be read or parsed counts
-// as overriding (moon would fail on it).
-func MoonConfigOverrides(path, baseURL string) bool {
+// MoonConfigMismatch says how the client config at path sends moon
+// anywhere but baseURL, or "" when it does not (no file, or every key
+// points here). While the file exists moon ignores MOONCAKES_REGISTRY
+// entirely. A file that cannot be read or parsed is a mismatch (moon would
+// fail on it).
+func MoonConfigMismatch(path, baseURL string) string {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return false
+		return ""
+	}
+	if err != nil {
+		return "it cannot be read: " + err.Error()
 	}
 	var mc moonConfig
-	if err != nil || json.Unmarshal(data, &mc) != nil {
-		return true
+	if err := json.Unmarshal(data, &mc); err != nil {
+		return "it is not valid JSON, and moon fails on it"
 	}
-	return mc.Registry != baseURL
+	want := map[string]string{
+		"registry": baseURL, "api": baseURL, "download": baseURL,
+		"index": baseURL + "/git/index", "symbols": baseURL + "/symbols.zip",
+	}
+	have := map[string]string{"registry": mc.Registry, "api": mc.API, "download": mc.Download, "index": mc.Index, "symbols": mc.Symbols}
+	var off []string
+	for _, k := range []string{"registry", "api", "index", "download", "symbols"} {
+		if have[k] != "" && have[k] != want[k] {
+			off = append(off, fmt.Sprintf("%q is %s", k, have[k]))
+		}
+	}
+	switch {
+	case len(off) > 0:
+		return strings.Join(off, ", ")
+	case mc.Index == "":
+		return `it has no "index"`
+	case mc.Registry == "" && mc.Download == "":
+		return `it has neither "registry" nor "download"`
+	case mc.Symbols == "" && mc.Download == "":
+		return `it has no "symbols", so moon fetches symbols.zip from download.mooncakes.io`
+	}
+	return ""
 }

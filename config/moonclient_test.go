@@ -1,11 +1,14 @@
 package config
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +21,7 @@ func TestWriteThenResetRestoresExactly(t *testing.T) {
 		writes int
 		other  bool // first write for another base URL, then for base
 		force  bool
+		format MoonConfigFormat
 	}{
 		{name: "no file before", writes: 1},
 		{name: "user file before", before: ptr(`{"registry":"https://example.com", "x": 1}` + "\n"), writes: 1},
@@ -25,6 +29,9 @@ func TestWriteThenResetRestoresExactly(t *testing.T) {
 		{name: "no file before, rewritten for another URL", writes: 2, other: true},
 		{name: "user file before, rewritten for another URL", before: ptr(`{}`), writes: 2, other: true},
 		{name: "malformed file replaced with force", before: ptr(`{"registry":`), writes: 1, force: true},
+		{name: "split form, no file before", writes: 1, format: MoonFormatSplit},
+		{name: "split form over a user file", before: ptr(`{"registry":"https://a","index":"https://a/git/index"}`), writes: 2, format: MoonFormatSplit},
+		{name: "split form after the legacy form", before: ptr(`{}`), writes: 2, other: true, format: MoonFormatSplit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -35,22 +42,30 @@ func TestWriteThenResetRestoresExactly(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			format := cmp.Or(tt.format, MoonFormatLegacy)
 			for i := range tt.writes {
-				b := base
+				b, f := base, format
 				if tt.other && i == 0 {
-					b = "http://elsewhere:9"
+					b, f = "http://elsewhere:9", MoonFormatLegacy
 				}
-				if _, err := WriteMoonConfig(path, b, tt.force); err != nil {
+				if _, err := WriteMoonConfig(path, b, f, tt.force); err != nil {
 					t.Fatal(err)
 				}
 			}
-			var got moonConfig
+			var got map[string]string
 			b, _ := os.ReadFile(path)
 			if err := json.Unmarshal(b, &got); err != nil {
 				t.Fatalf("written config is not JSON: %v: %s", err, b)
 			}
-			if got != (moonConfig{Registry: base, Index: base + "/git/index", Symbols: base + "/symbols.zip"}) {
-				t.Errorf("written config = %+v", got)
+			want := map[string]string{"registry": base, "index": base + "/git/index", "symbols": base + "/symbols.zip"}
+			if format == MoonFormatSplit {
+				want = map[string]string{"api": base, "index": base + "/git/index", "download": base, "symbols": base + "/symbols.zip"}
+			}
+			if !maps.Equal(got, want) {
+				t.Errorf("written config = %v, want %v", got, want)
+			}
+			if m := MoonConfigMismatch(path, base); m != "" {
+				t.Errorf("the written file does not count as pointing here: %s", m)
 			}
 			if _, err := ResetMoonConfig(path); err != nil {
 				t.Fatal(err)
@@ -85,7 +100,7 @@ func TestWriteRefusesUnusableFile(t *testing.T) {
 				t.Fatal(err)
 			}
 			before, _ := os.ReadFile(path)
-			_, err := WriteMoonConfig(path, base, false)
+			_, err := WriteMoonConfig(path, base, MoonFormatLegacy, false)
 			if !errors.Is(err, ErrMoonConfigUnusable) {
 				t.Fatalf("err = %v, want ErrMoonConfigUnusable", err)
 			}
@@ -137,14 +152,14 @@ func TestWriteRefusesToLoseAChangeMadeAfterAnEarlierWrite(t *testing.T) {
 	if err := os.WriteFile(path, []byte(original), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteMoonConfig(path, base, false); err != nil {
+	if _, err := WriteMoonConfig(path, base, MoonFormatLegacy, false); err != nil {
 		t.Fatal(err)
 	}
 	edited := `{"registry": "https://edited-by-hand"}`
 	if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := WriteMoonConfig(path, base, false); !errors.Is(err, ErrBackupExists) {
+	if _, err := WriteMoonConfig(path, base, MoonFormatLegacy, false); !errors.Is(err, ErrBackupExists) {
 		t.Fatalf("err = %v, want ErrBackupExists", err)
 	}
 	if b, _ := os.ReadFile(path); string(b) != edited {
@@ -154,7 +169,7 @@ func TestWriteRefusesToLoseAChangeMadeAfterAnEarlierWrite(t *testing.T) {
 		t.Error("the refused write changed the backup")
 	}
 	// --force backs the current file up over the old backup.
-	if _, err := WriteMoonConfig(path, base, true); err != nil {
+	if _, err := WriteMoonConfig(path, base, MoonFormatLegacy, true); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(backupPath(path)); string(b) != edited {
@@ -169,18 +184,44 @@ func TestMoonConfigOverrides(t *testing.T) {
 		os.WriteFile(p, []byte(data), 0o644)
 		return p
 	}
+	here := `"index": "` + base + `/git/index"`
 	tests := []struct {
 		name, path string
-		want       bool
+		want       string // substring of the mismatch; "" for none
 	}{
-		{"no file", filepath.Join(dir, "none.json"), false},
-		{"points here", write("here.json", `{"registry": "`+base+`"}`), false},
-		{"points elsewhere", write("else.json", `{"registry": "https://mooncakes.io"}`), true},
-		{"malformed", write("bad.json", `{"registry":`), true},
+		{"no file", filepath.Join(dir, "none.json"), ""},
+		{"legacy here", write("here.json", `{"registry": "`+base+`", `+here+`, "symbols": "`+base+`/symbols.zip"}`), ""},
+		{"split here", write("split.json", `{"api": "`+base+`", "download": "`+base+`", `+here+`}`), ""},
+		{"legacy without symbols", write("nosym.json", `{"registry": "`+base+`", `+here+`}`), `no "symbols"`},
+		{"points elsewhere", write("else.json", `{"registry": "https://mooncakes.io", "index": "https://mooncakes.io/git/index"}`), `"registry" is https://mooncakes.io`},
+		{"split download elsewhere", write("dl.json", `{"api": "`+base+`", "download": "https://download.mooncakes.io", `+here+`}`), `"download" is`},
+		{"no index", write("noindex.json", `{"registry": "`+base+`"}`), `no "index"`},
+		{"malformed", write("bad.json", `{"registry":`), "not valid JSON"},
 	}
 	for _, tt := range tests {
-		if got := MoonConfigOverrides(tt.path, base); got != tt.want {
-			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		got := MoonConfigMismatch(tt.path, base)
+		if (got == "") != (tt.want == "") || !strings.Contains(got, tt.want) {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestMoonFormatFor(t *testing.T) {
+	tests := []struct {
+		out  string
+		want MoonConfigFormat
+	}{
+		{"moon 0.1.20260901 (abc1234 2026-09-01)\n", MoonFormatSplit},
+		{"moon 0.1.20260828 (abc1234 2026-08-28)", MoonFormatSplit},
+		{"moon 0.1.20260827 (abc1234 2026-08-27)", MoonFormatLegacy},
+		{"moon 0.1.20250826 (8ab6c9e 2025-08-26)\n\nFeature flags enabled: rupes_recta", MoonFormatLegacy},
+		{"moon 0.1.20261101 (abc1234 2026-11-01)\n\nFeature flags enabled: x", MoonFormatSplit},
+		{"something else", MoonFormatLegacy},
+		{"", MoonFormatLegacy},
+	}
+	for _, tt := range tests {
+		if got, why := MoonFormatFor(tt.out); got != tt.want || why == "" {
+			t.Errorf("MoonFormatFor(%q) = %s (%s), want %s", tt.out, got, why, tt.want)
 		}
 	}
 }

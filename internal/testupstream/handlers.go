@@ -59,6 +59,10 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 		u.serveAsset(w, r)
 	case p == "/api/v0/search":
 		u.serveSearch(w, r)
+	case strings.HasPrefix(p, "/api/v0/modules/"):
+		u.serveModule(w, r, strings.TrimPrefix(p, "/api/v0/modules/"))
+	case strings.HasPrefix(p, "/api/v0/manifest/"):
+		u.serveManifest(w, r, strings.TrimPrefix(p, "/api/v0/manifest/"))
 	default:
 		http.NotFound(w, r)
 	}
@@ -136,12 +140,13 @@ func (u *Upstream) serveAsset(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }
 
-// searchResult is one module in /api/v0/search's answer. The shape is this
-// upstream's own; the real API's is not part of the documented contract.
+// searchResult is one module in /api/v0/search's answer: the client (moon
+// PR 2100) reads a bare JSON array of these.
 type searchResult struct {
 	Name        string `json:"name"`
 	Version     string `json:"version"`
 	Description string `json:"description,omitempty"`
+	Downloads   int    `json:"downloads"`
 }
 
 // serveSearch answers /api/v0/search?kw=...&limit=N with the modules whose
@@ -171,14 +176,61 @@ func (u *Upstream) serveSearch(w http.ResponseWriter, r *http.Request) {
 	}
 	u.dataMu.RUnlock()
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
-	total := len(items)
 	if len(items) > limit {
 		items = items[:limit]
 	}
-	body, err := json.Marshal(struct {
-		Total int            `json:"total"`
-		Items []searchResult `json:"items"`
-	}{total, items})
+	u.serveJSON(w, r, items)
+}
+
+// serveModule answers /api/v0/modules/<owner>/<name> with a small part of
+// what the real API says of a module.
+func (u *Upstream) serveModule(w http.ResponseWriter, r *http.Request, name string) {
+	if !getOrHead(w, r) {
+		return
+	}
+	u.dataMu.RLock()
+	m, ok := u.modules[name]
+	var versions []string
+	if ok {
+		versions = append(versions, m.versions...)
+	}
+	u.dataMu.RUnlock()
+	if !ok || len(versions) == 0 {
+		http.NotFound(w, r)
+		return
+	}
+	u.serveJSON(w, r, map[string]any{
+		"name": name, "latest_version": versions[len(versions)-1], "versions": versions, "source": "testupstream",
+	})
+}
+
+// serveManifest answers /api/v0/manifest/<owner>/<name>@<version>.
+func (u *Upstream) serveManifest(w http.ResponseWriter, r *http.Request, spec string) {
+	if !getOrHead(w, r) {
+		return
+	}
+	i := strings.LastIndexByte(spec, '@')
+	if i < 0 {
+		http.NotFound(w, r)
+		return
+	}
+	name, version := spec[:i], spec[i+1:]
+	u.dataMu.RLock()
+	m, ok := u.modules[name]
+	if ok {
+		_, ok = m.info[version]
+	}
+	u.dataMu.RUnlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	u.serveJSON(w, r, map[string]any{"name": name, "module": name, "version": version, "build_status": "success", "source": "testupstream"})
+}
+
+// serveJSON answers with v as JSON, revalidated by ETag on every use.
+func (u *Upstream) serveJSON(w http.ResponseWriter, r *http.Request, v any) {
+	body, err := json.Marshal(v)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return

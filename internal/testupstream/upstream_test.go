@@ -561,19 +561,27 @@ func TestSymbolsAssetsAPI(t *testing.T) {
 	}
 
 	resp, body = get(t, c, u.URL()+"/api/v0/search?kw=lex&limit=50")
-	var res struct {
-		Total int `json:"total"`
-		Items []struct{ Name, Version string }
-	}
+	var res []struct{ Name, Version string } // a bare array, as moon reads it
 	if err := json.Unmarshal(body, &res); err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("search: %s %v", resp.Status, err)
 	}
 	found := false
-	for _, it := range res.Items {
+	for _, it := range res {
 		found = found || it.Name == nested
 	}
 	if !found {
-		t.Errorf("search kw=lex lacks %s: %+v", nested, res.Items)
+		t.Errorf("search kw=lex lacks %s: %+v", nested, res)
+	}
+	for path, want := range map[string]int{
+		"/api/v0/modules/" + nested:                 http.StatusOK,
+		"/api/v0/modules/nobody/none":               http.StatusNotFound,
+		"/api/v0/manifest/moonbitlang/x@0.4.6":      http.StatusOK,
+		"/api/v0/manifest/moonbitlang/x@9.9.9":      http.StatusNotFound,
+		"/api/v0/manifest/moonbitlang/x-no-version": http.StatusNotFound,
+	} {
+		if resp, body := get(t, c, u.URL()+path); resp.StatusCode != want || (want == http.StatusOK && !json.Valid(body)) {
+			t.Errorf("%s: %s %q, want %d", path, resp.Status, body, want)
+		}
 	}
 	if resp, _ := get(t, c, u.URL()+"/api/v0/search?kw=lex&limit=50", "If-None-Match", resp.Header.Get("ETag")); resp.StatusCode != http.StatusNotModified {
 		t.Errorf("search If-None-Match: %s", resp.Status)
