@@ -804,6 +804,14 @@ func mirDirEntries(t testing.TB, dir string) []string {
 // (runRegistry cannot set the environment).
 func mirUpdate(t testing.TB, home string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runWithMoonHome(t, home, t.TempDir(), args...)
+}
+
+// runWithMoonHome runs the registry with MOON_HOME=home and PATH=pathDir
+// alone (no moon unless the test put one there), outside any registry
+// settings of the environment.
+func runWithMoonHome(t testing.TB, home, pathDir string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, registryBin, append([]string{"--dir", t.TempDir(), "--log-format", "json"}, args...)...)
@@ -813,7 +821,7 @@ func mirUpdate(t testing.TB, home string, args ...string) (stdout, stderr string
 		}
 	}
 	// A race-enabled binary otherwise sleeps 1s at exit.
-	cmd.Env = append(cmd.Env, "MOON_HOME="+home, "PATH="+t.TempDir(), "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
+	cmd.Env = append(cmd.Env, "MOON_HOME="+home, "PATH="+pathDir, "GORACE="+os.Getenv("GORACE")+" atexit_sleep_ms=0")
 	return runCommand(t, cmd)
 }
 

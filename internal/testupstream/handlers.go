@@ -64,7 +64,7 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/api/v0/manifest/"):
 		u.serveManifest(w, r, strings.TrimPrefix(p, "/api/v0/manifest/"))
 	default:
-		http.NotFound(w, r)
+		u.serveAsset(w, r) // files set with SetFile; 404 otherwise
 	}
 }
 
@@ -267,13 +267,10 @@ func (u *Upstream) SymbolsETag() string {
 	return etag(u.symbols)
 }
 
-// SetAsset serves data at path, given with or without the leading
-// "/assets" (e.g. "/assets/owner/mod@1.0.0/x.wasm" or "owner/mod@1.0.0/x.wasm").
-// A nil data removes the asset. Unset assets are 404, meaning "no prebuilt
-// asset" to the client.
-func (u *Upstream) SetAsset(path string, data []byte) {
-	path = "/" + strings.TrimPrefix(strings.TrimPrefix(path, "/"), "assets/")
-	path = "/assets" + path
+// SetFile serves data at path (percent-decoded, from the root, e.g.
+// "/future/artifact.bin"): a download path that no route of its own knows.
+// A nil data removes it.
+func (u *Upstream) SetFile(path string, data []byte) {
 	u.dataMu.Lock()
 	defer u.dataMu.Unlock()
 	if data == nil {
@@ -281,4 +278,13 @@ func (u *Upstream) SetAsset(path string, data []byte) {
 		return
 	}
 	u.assets[path] = append([]byte(nil), data...)
+}
+
+// SetAsset serves data at path, given with or without the leading
+// "/assets" (e.g. "/assets/owner/mod@1.0.0/x.wasm" or "owner/mod@1.0.0/x.wasm").
+// A nil data removes the asset. Unset assets are 404, meaning "no prebuilt
+// asset" to the client.
+func (u *Upstream) SetAsset(path string, data []byte) {
+	path = "/" + strings.TrimPrefix(strings.TrimPrefix(path, "/"), "assets/")
+	u.SetFile("/assets"+path, data)
 }
