@@ -22,8 +22,10 @@ func mirrorCommand() *cli.Command {
 		Description: "Patterns: owner/name (every version), owner/name@version, owner/* (every module\n" +
 			"of an owner, nested ones too), * (everything; needs --all). Without patterns,\n" +
 			"[mirror] packages from the config. Dependencies are followed the way moon\n" +
-			"resolves them unless --strict. Exits 0 only when every selected archive is\n" +
-			"cached and verified.",
+			"resolves them unless --strict; yanked and deprecated versions are taken like any\n" +
+			"other (moon can select them). symbols.zip is fetched too. Exits 0 only when\n" +
+			"every selected archive is cached and verified, symbols.zip is kept, and no\n" +
+			"dependency is unresolved.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "strict", Usage: "exactly what the patterns match, no dependencies"},
 			&cli.BoolFlag{Name: "latest", Usage: "only the newest version of each matched module that is neither yanked nor deprecated (the ones passed over are listed)"},

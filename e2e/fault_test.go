@@ -698,8 +698,8 @@ func TestFaultHostilePaths(t *testing.T) {
 	if c := arcCounts(up); len(c) != 0 {
 		t.Errorf("upstream was asked for archives: %v", c)
 	}
-	// What did reach upstream (assets and API pass-through) stayed under
-	// its route and carried nothing a path parser could trip on.
+	// What did reach upstream (the pass-through) carried nothing a path
+	// parser could trip on.
 	for p := range up.Counts() {
 		if fltUnsafeForwarded(p) {
 			t.Errorf("forwarded to upstream: %q", p)
@@ -1198,10 +1198,11 @@ func fltCheckHostile(c *fltRawConn, target string) string {
 }
 
 // fltUnsafeForwarded reports an upstream request path (decoded) that a
-// pass-through should never have sent: outside /assets/ and /api/v0/, or
-// with a dot segment, NUL, control byte or backslash.
+// pass-through should never have sent: an archive or index path (those
+// have routes of their own), or one with a dot segment, NUL, control byte
+// or backslash. Other paths under the download base are passed on.
 func fltUnsafeForwarded(p string) bool {
-	if !strings.HasPrefix(p, "/assets/") && !strings.HasPrefix(p, "/api/v0/") {
+	if strings.HasPrefix(p, "/user/") || strings.HasPrefix(p, "/git/") || p == "/" {
 		return true
 	}
 	for _, seg := range strings.Split(p, "/") {

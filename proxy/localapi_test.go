@@ -96,8 +96,14 @@ func TestPassthroughUnknownDownloadPath(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || string(body) != "future artifact /future/artifact+x.bin" {
 		t.Errorf("upstream down: %d %q, want the kept copy", resp.StatusCode, body)
 	}
-	if resp, _ := do(t, http.MethodGet, f.srv.URL+"/", nil); resp.StatusCode != http.StatusNotFound {
-		t.Errorf("GET /: %d, want 404", resp.StatusCode)
+	before := f.up.requests.Load()
+	for _, p := range []string{"/", "/git/other/info/refs"} {
+		if resp, _ := do(t, http.MethodGet, f.srv.URL+p, nil); resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, resp.StatusCode)
+		}
+	}
+	if n := f.up.requests.Load() - before; n != 0 {
+		t.Errorf("the web root or a git path went upstream (%d requests)", n)
 	}
 }
 

@@ -94,12 +94,8 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 		catalog:   opts.Catalog,
 		log:       opts.Logger,
 	}
-	switch {
-	case opts.NotFoundTTL == 0:
-		h.notFound = newNotFoundCache(DefaultNotFoundTTL)
-	default:
-		h.notFound = newNotFoundCache(max(opts.NotFoundTTL, 0))
-	}
+	ttl := cmp.Or(opts.NotFoundTTL, DefaultNotFoundTTL)
+	h.notFound = newNotFoundCache(max(ttl, 0))
 	if h.userAgent == "" {
 		h.userAgent = upstream.DefaultUserAgent
 	}
@@ -182,10 +178,11 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	resp, err := p.client.Do(req)
 	outcome := tracker.Outcome(resp)
+	status := 0 // only upstream's own answer counts, not a stored one
 	if outcome == cache.OutcomeMiss {
-		done(statusOf(resp, err))
+		status = statusOf(resp, err)
 	}
-	done(0)
+	done(status)
 	route := classifyAPI(r.URL.Path)
 	// Upstream could not answer: the local index can, for what it knows.
 	// A stored earlier search answer is worse than a current local one.
@@ -265,11 +262,14 @@ func (p *passthrough) answerNotFound(w http.ResponseWriter, r *http.Request) {
 // answerAskFailed answers when waiting for another request's upstream
 // status ended: with 404 when that was upstream's answer.
 func (p *passthrough) answerAskFailed(w http.ResponseWriter, r *http.Request, err error) {
-	if errors.Is(err, errKnownNotFound) {
+	switch {
+	case errors.Is(err, errKnownNotFound):
 		p.answerNotFound(w, r)
-		return
+	case r.Context().Err() != nil:
+		w.WriteHeader(statusClientClosed) // the client left
+	default: // the upstream timeout ran out while waiting
+		http.Error(w, fmt.Sprintf("upstream did not answer for %s in time; try again later", r.URL.Path), http.StatusGatewayTimeout)
 	}
-	w.WriteHeader(statusClientClosed) // the client's own context ended
 }
 
 // failUpstream answers a request upstream did not answer and that has no
@@ -308,8 +308,8 @@ func (p *passthrough) fillCache(body io.Reader, target string) {
 func (p *passthrough) upstreamURL(r *http.Request) (string, bool) {
 	path := r.URL.EscapedPath()
 	switch {
-	case path == "/" || path == "":
-		return "", false
+	case path == "/" || path == "" || strings.HasPrefix(path, "/git/"):
+		return "", false // the web root, and git paths: only the index is served there
 	case strings.HasPrefix(path, "/assets/"):
 		return p.api.String() + path, true
 	case strings.HasPrefix(path, "/api/v0/"):
