@@ -12,9 +12,9 @@ import (
 // is remembered (cache.not_found_ttl's default).
 const DefaultNotFoundTTL = time.Minute
 
-// maxNotFound bounds the remembered 404s; hostile clients can ask for any
-// number of paths.
-const maxNotFound = 10000
+// maxNotFoundBytes bounds the memory of remembered 404s (their targets'
+// lengths); hostile clients can ask for any number of long paths.
+const maxNotFoundBytes = 4 << 20
 
 // errKnownNotFound: upstream said 404 for the target within the TTL.
 var errKnownNotFound = errors.New("upstream said not found a moment ago")
@@ -31,6 +31,7 @@ type notFoundCache struct {
 
 	mu     sync.Mutex
 	until  map[string]time.Time     // target -> when its 404 is forgotten
+	bytes  int                      // the lengths of until's keys
 	asking map[string]chan struct{} // target -> closed once its status is known
 }
 
@@ -51,7 +52,7 @@ func (c *notFoundCache) known(target string) bool {
 func (c *notFoundCache) knownLocked(target string) bool {
 	t, ok := c.until[target]
 	if ok && !c.now().Before(t) {
-		delete(c.until, target)
+		c.forgetLocked(target)
 		return false
 	}
 	return ok
@@ -103,15 +104,26 @@ func (c *notFoundCache) ask(ctx context.Context, target string) (done func(statu
 
 func (c *notFoundCache) rememberLocked(target string) {
 	now := c.now()
-	if len(c.until) >= maxNotFound {
+	if c.bytes+len(target) > maxNotFoundBytes {
 		for k, t := range c.until {
 			if !now.Before(t) {
-				delete(c.until, k)
+				c.forgetLocked(k)
 			}
 		}
-		if len(c.until) >= maxNotFound {
+		if c.bytes+len(target) > maxNotFoundBytes {
 			clear(c.until) // all live: forgetting early only costs upstream requests
+			c.bytes = 0
 		}
 	}
+	if _, ok := c.until[target]; !ok {
+		c.bytes += len(target)
+	}
 	c.until[target] = now.Add(c.ttl)
+}
+
+func (c *notFoundCache) forgetLocked(target string) {
+	if _, ok := c.until[target]; ok {
+		delete(c.until, target)
+		c.bytes -= len(target)
+	}
 }
