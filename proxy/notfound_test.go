@@ -50,7 +50,7 @@ func TestNotFoundCacheTTL(t *testing.T) {
 func TestNotFoundCacheMemoryBounded(t *testing.T) {
 	c := newNotFoundCache(time.Hour)
 	long := strings.Repeat("x", 60<<10) // a path near the header size limit
-	for i := range 200 {                 // 12 MB of targets in all
+	for i := range 200 {                // 12 MB of targets in all
 		remember404(t, c, fmt.Sprintf("/%d/%s", i, long), http.StatusNotFound)
 		if c.bytes > maxNotFoundBytes {
 			t.Fatalf("after %d targets: %d bytes remembered, over %d", i+1, c.bytes, maxNotFoundBytes)
