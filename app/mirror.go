@@ -89,6 +89,7 @@ func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection,
 			fmt.Fprintf(out, "%s\t%s\n", mv, state)
 		}
 		fmt.Fprintf(out, "%d archives selected\n", len(mvs))
+		reportUnresolved(out, sel.Skipped)
 		return nil
 	}
 	var event func(cache.BatchEvent)

@@ -32,14 +32,26 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 	// Bodies that can be large (symbols.zip, assets) stream through files
 	// of their own; without them (a filesystem without extended
 	// attributes) they are passed on, not kept.
-	bodies, err := disk.NewBodies(filepath.Join(cfg.Cache.HTTPDir, "bodies"), cfg.Server.Offline, log)
+	bodies, err := openBodies(cfg, archives, log)
 	if err != nil {
 		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
 		bodies = nil
-	} else {
-		// cache.max_size covers kept bodies too; they are evicted first.
-		bodies.ShareLimit(archives.ShareLimit)
 	}
+	return newPassthrough(cfg, bodies, next, upstream.NewCachingTransport(responses, next), cat, log)
+}
+
+// openBodies opens the store of pass-through bodies (symbols.zip, assets).
+func openBodies(cfg config.Config, archives *disk.Store, log zerolog.Logger) (*disk.Bodies, error) {
+	bodies, err := disk.NewBodies(filepath.Join(cfg.Cache.HTTPDir, "bodies"), cfg.Server.Offline, log)
+	if err != nil {
+		return nil, err
+	}
+	// cache.max_size covers kept bodies too; they are evicted first.
+	bodies.ShareLimit(archives.ShareLimit)
+	return bodies, nil
+}
+
+func newPassthrough(cfg config.Config, bodies *disk.Bodies, direct, api http.RoundTripper, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
 	notFoundTTL := cfg.Cache.NotFoundTTL.D()
 	if notFoundTTL == 0 {
 		notFoundTTL = -1 // the config's 0 is "never"; the option's is "default"
@@ -48,9 +60,9 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 		DownloadURL:  cfg.Upstream.DownloadURL,
 		APIURL:       cfg.Upstream.APIURL,
 		Bodies:       bodies,
-		Direct:       next,
+		Direct:       direct,
 		MaxBodyBytes: int64(cfg.Cache.MaxPassthroughSize),
-		Transport:    upstream.NewCachingTransport(responses, next),
+		Transport:    api,
 		UserAgent:    cfg.Upstream.UserAgent,
 		Timeout:      cfg.Upstream.Timeout.D(),
 		NotFoundTTL:  notFoundTTL,
@@ -62,20 +74,27 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 // mirrorSymbols brings symbols.zip into the pass-through's store through
 // the same handler that serves it, so that moon update works offline.
 func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
-	h, err := openPassthrough(r.Config, r.Store, nil, r.Log)
-	if err != nil {
+	fail := func(err error) error {
 		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
 		return err
+	}
+	log := r.Log.With().Str("component", "passthrough").Logger()
+	// Only the body store: the API's response cache belongs to a server
+	// that may be running on the same data.
+	bodies, err := openBodies(r.Config, r.Store, log)
+	if err != nil {
+		return fail(fmt.Errorf("cannot keep it: %w", err))
+	}
+	h, err := newPassthrough(r.Config, bodies, nil, upstream.NewTransport(), nil, log)
+	if err != nil {
+		return fail(err)
 	}
 	w := &countingWriter{header: http.Header{}}
 	if err := serveInternal(ctx, h, "/symbols.zip", w); err != nil {
-		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
-		return err
+		return fail(err)
 	}
 	if w.status != http.StatusOK {
-		err := fmt.Errorf("upstream answered %d %s", w.status, http.StatusText(w.status))
-		fmt.Fprintf(out, "failed: symbols.zip: %v\n", err)
-		return err
+		return fail(fmt.Errorf("upstream answered %d %s", w.status, http.StatusText(w.status)))
 	}
 	fmt.Fprintf(out, "symbols.zip: %s, kept for offline use\n", HumanBytes(w.n))
 	return nil

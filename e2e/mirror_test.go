@@ -593,6 +593,11 @@ func TestMirrorIncompleteExitsNonZero(t *testing.T) {
 		if got := mirStored(t, root); !slices.Equal(got, closure) {
 			t.Errorf("stored %q, want %q", got, closure)
 		}
+		// A dry run names it too.
+		stdout, _, _ = runRegistry(t, t.TempDir(), up.URL(), "mirror", "--dry-run", "ryota0624/moonbit_otel@0.0.1")
+		if !strings.Contains(stdout, "unresolved: ryota0624/opentelemetry_proto_mbt") {
+			t.Errorf("--dry-run does not name the unresolved dependency:\n%s", stdout)
+		}
 	})
 	t.Run("archive missing upstream", func(t *testing.T) {
 		root := t.TempDir()

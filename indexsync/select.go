@@ -328,7 +328,13 @@ func (s *selector) require(from, mod, req string) error {
 }
 
 func (s *selector) result() Selection {
-	out := Selection{Skipped: s.skipped}
+	// A version --latest passed over that a dependency then required was
+	// taken after all: not skipped.
+	skipped := slices.DeleteFunc(slices.Clone(s.skipped), func(sk Skipped) bool {
+		_, taken := s.chosen[sk.Module]
+		return sk.From == "" && taken
+	})
+	out := Selection{Skipped: skipped}
 	for _, v := range s.chosen {
 		out.Versions = append(out.Versions, v)
 	}

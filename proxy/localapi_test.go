@@ -168,6 +168,7 @@ func TestPassthroughLocalAnswers(t *testing.T) {
 		{"not in a current index", notFound, true, "/api/v0/modules/a/b", 404, "local index", true},
 		{"index not current: upstream's failure", stale, true, "/api/v0/modules/a/b", 504, "try again later", false},
 		{"path the index cannot answer", nil, true, "/api/v0/statistics", 504, "", false},
+		{"upstream 507 becomes 502, which moon retries", nil, false, "/api/v0/statistics?fail=507", 502, "upstream bug", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -56,8 +56,7 @@ type PassthroughOptions struct {
 	// DefaultNotFoundTTL, negative never.
 	NotFoundTTL time.Duration
 	// Catalog, if set, answers search and module metadata from the local
-	// index when upstream cannot (and search also when only a stored copy
-	// of an earlier answer is at hand).
+	// index when upstream cannot.
 	Catalog Catalog
 	Logger  zerolog.Logger
 }
@@ -158,12 +157,18 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.answerNotFound(w, r)
 		return
 	}
-	if !strings.HasPrefix(r.URL.Path, "/api/") {
+	if !strings.HasPrefix(r.URL.Path, "/api/v0/") {
 		p.serveBody(w, r, target) // symbols.zip, assets and the rest: bodies that can be large
 		return
 	}
 
-	ctx, cancel := context.WithTimeout(r.Context(), p.timeout)
+	timeout := p.timeout
+	if p.catalog != nil {
+		// The local index answers when upstream does not; a client should
+		// not wait a whole upstream timeout for that.
+		timeout = min(timeout, apiTimeout)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
 	ctx, tracker := upstream.TrackOutcome(ctx)
 	req, err := p.upstreamRequest(ctx, r, target)
@@ -183,12 +188,10 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		status = statusOf(resp, err)
 	}
 	done(status)
-	route := classifyAPI(r.URL.Path)
 	// Upstream could not answer: the local index can, for what it knows.
-	// A stored earlier search answer is worse than a current local one.
-	upstreamDown := err != nil || resp.StatusCode >= 500 || (outcome == cache.OutcomeStale && route == apiSearch)
+	upstreamDown := err != nil || resp.StatusCode >= 500
 	if upstreamDown && r.Context().Err() == nil {
-		if serveLocal(w, r, p.catalog, route) {
+		if serveLocal(w, r, p.catalog, classifyAPI(r.URL.Path)) {
 			if resp != nil {
 				resp.Body.Close()
 			}
@@ -217,7 +220,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.fillCache(resp.Body, target)
 		return
 	}
-	w.WriteHeader(resp.StatusCode)
+	w.WriteHeader(clientStatus(resp.StatusCode))
 	if r.Method == http.MethodHead {
 		p.fillCache(resp.Body, target)
 		return
@@ -243,6 +246,23 @@ func (p *passthrough) upstreamRequest(ctx context.Context, r *http.Request, targ
 		req.Header.Set("Accept", a)
 	}
 	return req, nil
+}
+
+// apiTimeout bounds an API request to upstream when the local index can
+// answer instead.
+const apiTimeout = 10 * time.Second
+
+// clientStatus is the status passed on for upstream's: a 5xx moon would not
+// retry (501, 505, 507, ...) becomes 502, which it does.
+func clientStatus(upstreamStatus int) int {
+	switch {
+	case upstreamStatus < 500:
+		return upstreamStatus
+	case upstreamStatus == http.StatusInternalServerError, upstreamStatus == http.StatusBadGateway,
+		upstreamStatus == http.StatusServiceUnavailable, upstreamStatus == http.StatusGatewayTimeout:
+		return upstreamStatus
+	}
+	return http.StatusBadGateway
 }
 
 // statusOf is upstream's status, 0 for no answer.

@@ -141,7 +141,7 @@ func (p *passthrough) streamBody(w http.ResponseWriter, r *http.Request, target 
 	}()
 
 	toClient := io.Writer(w)
-	status := resp.StatusCode
+	status := clientStatus(resp.StatusCode)
 	if r.Method == http.MethodHead {
 		toClient = io.Discard
 	} else if status == http.StatusOK && etagMatches(r.Header.Get("If-None-Match"), resp.Header.Get("ETag")) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -90,8 +91,12 @@ func newPTUpstream(t *testing.T) *ptUpstream {
 		http.Error(w, "upstream bug", http.StatusInternalServerError)
 	})
 	mux.HandleFunc("/api/v0/", func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Get("fail") != "" {
-			http.Error(w, "upstream bug", http.StatusInternalServerError)
+		if f := r.URL.Query().Get("fail"); f != "" {
+			code, err := strconv.Atoi(f)
+			if err != nil || code < 500 {
+				code = http.StatusInternalServerError
+			}
+			http.Error(w, "upstream bug", code)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
