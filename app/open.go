@@ -9,13 +9,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
+	"moonbit-registry/store/s3"
 	"moonbit-registry/upstream"
 )
 
@@ -46,9 +49,13 @@ type Use struct {
 
 // Registry is the opened parts of a registry root.
 type Registry struct {
-	Config   config.Config
-	Log      zerolog.Logger
-	Store    *disk.Store
+	Config config.Config
+	Log    zerolog.Logger
+	// Store keeps the archives: the local disk store or the shared bucket.
+	Store store.Store
+	// Local is Store when it is the local disk store, else nil; the
+	// pass-through's kept bodies share its size limit.
+	Local    *disk.Store
 	Index    *indexsync.Mirror
 	Archives *cache.Cache
 }
@@ -63,7 +70,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
 	}
-	archives, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Logger: cacheLog})
+	archives, local, err := openStore(cfg, maxBytes, use.ReadOnly, cacheLog)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +123,30 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		index.Close()
 		return nil, err
 	}
-	return &Registry{Config: cfg, Log: log, Store: archives, Index: index, Archives: pipeline}, nil
+	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline}, nil
+}
+
+// storeCheckTimeout bounds the start-up check of a remote store.
+const storeCheckTimeout = 30 * time.Second
+
+// openStore opens the archive store store.backend names; local is the same
+// store when it is the local disk, else nil.
+func openStore(cfg config.Config, maxBytes int64, readOnly bool, log zerolog.Logger) (archives store.Store, local *disk.Store, err error) {
+	if cfg.Store.Backend == config.BackendS3 {
+		ctx, cancel := context.WithTimeout(context.Background(), storeCheckTimeout)
+		defer cancel()
+		o := cfg.Store.S3
+		s, err := s3.New(ctx, s3.Options{Endpoint: o.Endpoint, Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, PathStyle: o.PathStyle, Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		return s, nil, nil
+	}
+	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: readOnly, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return d, d, nil
 }
 
 // Close waits for any index sync the registry started, so no git outlives

@@ -19,6 +19,7 @@ import (
 // openPassthrough builds the handler for symbols, assets and API calls over
 // the on-disk response cache.
 func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
+	// archives is nil with a remote store: then nothing has a size limit.
 	log = log.With().Str("component", "passthrough").Logger()
 	var next http.RoundTripper // nil: the network
 	if cfg.Server.Offline {
@@ -28,7 +29,9 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 	if err != nil {
 		return nil, err
 	}
-	responses.ShareLimit(archives.ShareLimit) // cache.max_size covers API answers too
+	if archives != nil {
+		responses.ShareLimit(archives.ShareLimit) // cache.max_size covers API answers too
+	}
 	// Bodies that can be large (symbols.zip, assets) stream through files
 	// of their own; without them (a filesystem without extended
 	// attributes) they are passed on, not kept.
@@ -46,8 +49,10 @@ func openBodies(cfg config.Config, archives *disk.Store, log zerolog.Logger) (*d
 	if err != nil {
 		return nil, err
 	}
-	// cache.max_size covers kept bodies too; they are evicted first.
-	bodies.ShareLimit(archives.ShareLimit)
+	if archives != nil {
+		// cache.max_size covers kept bodies too; they are evicted first.
+		bodies.ShareLimit(archives.ShareLimit)
+	}
 	return bodies, nil
 }
 
@@ -81,7 +86,7 @@ func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
 	log := r.Log.With().Str("component", "passthrough").Logger()
 	// Only the body store: the API's response cache belongs to a server
 	// that may be running on the same data.
-	bodies, err := openBodies(r.Config, r.Store, log)
+	bodies, err := openBodies(r.Config, r.Local, log)
 	if err != nil {
 		return fail(fmt.Errorf("cannot keep it: %w", err))
 	}

@@ -34,7 +34,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	defer r.Close()
 	metrics.WatchCache(r.Archives.Stats)
 	metrics.WatchIndex(func() proxy.IndexHealth { return indexHealth(r.Index.Status()) })
-	passthrough, err := openPassthrough(cfg, r.Store, catalog.New(r.Index), log)
+	passthrough, err := openPassthrough(cfg, r.Local, catalog.New(r.Index), log)
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,39 @@ type Config struct {
 	Upstream Upstream `toml:"upstream"`
 	Index    Index    `toml:"index"`
 	Cache    Cache    `toml:"cache"`
+	Store    Store    `toml:"store"`
 	Mirror   Mirror   `toml:"mirror"`
+}
+
+// Store backends.
+const (
+	// BackendLocal keeps archives in cache.dir on this machine.
+	BackendLocal = "local"
+	// BackendS3 keeps them in one S3-compatible bucket that replicas share.
+	BackendS3 = "s3"
+)
+
+// Store is the [store] section: where archives are kept.
+type Store struct {
+	// Backend is BackendLocal (the default) or BackendS3.
+	Backend string `toml:"backend"`
+	S3      S3     `toml:"s3"`
+}
+
+// S3 is the [store.s3] section. Credentials never come from here: the
+// standard AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables or the
+// shared credentials file give them.
+type S3 struct {
+	// Endpoint is the server's URL (http:// allowed); "" is AWS S3.
+	Endpoint string `toml:"endpoint"`
+	Bucket   string `toml:"bucket"`
+	// Prefix starts every key, so a bucket can hold other things too.
+	Prefix string `toml:"prefix"`
+	// Region is the bucket's region; "" takes AWS_REGION or us-east-1.
+	Region string `toml:"region"`
+	// PathStyle puts the bucket in the URL path, as most self-hosted
+	// servers want.
+	PathStyle bool `toml:"path_style"`
 }
 
 // Server is the [server] section: how clients reach us.
@@ -152,6 +184,7 @@ func Defaults() Config {
 			MaxPassthroughSize:   proxy.DefaultMaxBodyBytes,
 			NotFoundTTL:          Duration(proxy.DefaultNotFoundTTL),
 		},
+		Store: Store{Backend: BackendLocal},
 		Mirror: Mirror{
 			Packages:    []string{},
 			Concurrency: 8,

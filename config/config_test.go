@@ -133,6 +133,11 @@ func TestErrorsNameKeyAndSource(t *testing.T) {
 		{name: "env bad url", env: []string{"MOONBIT_REGISTRY_UPSTREAM_API_URL=mooncakes.io"}, want: []string{"upstream.api_url", "environment MOONBIT_REGISTRY_UPSTREAM_API_URL"}},
 		{name: "flag bad listen", flags: []Override{{Key: "server.listen", Value: "nope", Name: "--listen"}}, want: []string{"server.listen", "flag --listen"}},
 		{name: "flag bad bool", flags: []Override{{Key: "server.offline", Value: "maybe", Name: "--offline"}}, want: []string{"--offline", "invalid boolean"}},
+		{name: "unknown backend", file: "[store]\nbackend = \"gcs\"\n", want: []string{"store.backend", "line 2", `"local" or "s3"`}},
+		{name: "s3 without bucket", file: "[store]\nbackend = \"s3\"\n", want: []string{"store.s3.bucket", "required"}},
+		{name: "s3 bad endpoint", file: "[store]\nbackend = \"s3\"\n[store.s3]\nbucket = \"b\"\nendpoint = \"minio:9000\"\n", want: []string{"store.s3.endpoint", "line 5"}},
+		{name: "s3 with max_size", file: "[cache]\nmax_size = \"10GiB\"\n[store]\nbackend = \"s3\"\n[store.s3]\nbucket = \"b\"\n", want: []string{"cache.max_size", "line 2", "lifecycle"}},
+		{name: "env s3 bucket missing", env: []string{"MOONBIT_REGISTRY_STORE_BACKEND=s3"}, want: []string{"store.s3.bucket"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -147,6 +152,20 @@ func TestErrorsNameKeyAndSource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestS3StoreFromEnvironment(t *testing.T) {
+	cfg, err := Load(LoadOptions{Root: t.TempDir(), Env: []string{
+		"MOONBIT_REGISTRY_STORE_BACKEND=s3", "MOONBIT_REGISTRY_STORE_S3_BUCKET=registry",
+		"MOONBIT_REGISTRY_STORE_S3_ENDPOINT=http://127.0.0.1:7070/", "MOONBIT_REGISTRY_STORE_S3_PATH_STYLE=true",
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := S3{Endpoint: "http://127.0.0.1:7070", Bucket: "registry", PathStyle: true}
+	if cfg.Store.Backend != BackendS3 || cfg.Store.S3 != want {
+		t.Errorf("store = %+v, want s3 with %+v", cfg.Store, want)
 	}
 }
 

@@ -114,6 +114,24 @@ max_passthrough_size = {{text .Cache.MaxPassthroughSize}}
 # How long an upstream 404 (a missing asset, say) is remembered; "0s": never.
 not_found_ttl = {{text .Cache.NotFoundTTL}}
 
+[store]
+# Where archives are kept: "local" (cache.dir on this machine) or "s3" (one
+# bucket shared by every replica; credentials from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY or the shared credentials file, never from here).
+backend = {{q .Store.Backend}}
+
+[store.s3]
+# The S3 server's URL ("" is AWS S3; http:// is allowed), and the bucket,
+# which must exist.
+endpoint = {{q .Store.S3.Endpoint}}
+bucket = {{q .Store.S3.Bucket}}
+# Key prefix, e.g. "registry/", so the bucket can hold other data too.
+prefix = {{q .Store.S3.Prefix}}
+# "" takes AWS_REGION, or us-east-1.
+region = {{q .Store.S3.Region}}
+# true for most self-hosted servers (MinIO, versitygw, SeaweedFS, Ceph).
+path_style = {{.Store.S3.PathStyle}}
+
 [mirror]
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].
 packages = {{list .Mirror.Packages}}

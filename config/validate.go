@@ -99,6 +99,9 @@ func (c *Config) validate(src sources) error {
 			return bad(p.key, p.val, "must be a directory path")
 		}
 	}
+	if err := c.validateStore(bad); err != nil {
+		return err
+	}
 	for _, p := range c.Mirror.Packages {
 		if strings.TrimSpace(p) == "" {
 			return bad("mirror.packages", c.Mirror.Packages, "patterns must not be empty")
@@ -117,6 +120,37 @@ func checkListen(addr string) error {
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
 		return fmt.Errorf("invalid port %q", port)
+	}
+	return nil
+}
+
+// validateStore checks [store]: the backend, and for S3 the bucket, the
+// endpoint URL, and that no per-machine size limit is asked of a shared
+// bucket.
+func (c *Config) validateStore(bad func(key string, value any, why string) error) error {
+	switch c.Store.Backend {
+	case BackendLocal:
+		return nil
+	case BackendS3:
+	default:
+		return bad("store.backend", c.Store.Backend, fmt.Sprintf("must be %q or %q", BackendLocal, BackendS3))
+	}
+	s3 := &c.Store.S3
+	if strings.TrimSpace(s3.Bucket) == "" {
+		return bad("store.s3.bucket", s3.Bucket, "is required with store.backend = \"s3\" (the bucket must exist)")
+	}
+	if s3.Endpoint != "" {
+		u, err := upstream.ParseBaseURL(s3.Endpoint)
+		if err != nil {
+			return bad("store.s3.endpoint", s3.Endpoint, err.Error())
+		}
+		s3.Endpoint = u.String()
+	}
+	if strings.HasPrefix(s3.Prefix, "/") || strings.Contains(s3.Prefix, "..") {
+		return bad("store.s3.prefix", s3.Prefix, "must be a relative key prefix such as \"registry/\"")
+	}
+	if c.Cache.MaxSize != 0 {
+		return bad("cache.max_size", c.Cache.MaxSize, "cannot be set with store.backend = \"s3\": replicas cannot share one LRU; use a bucket lifecycle rule (see the README)")
 	}
 	return nil
 }
