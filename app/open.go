@@ -15,7 +15,9 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
+	"moonbit-registry/fleet"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/module"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/store/s3"
@@ -74,6 +76,25 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	var coalescer cache.Coalescer // nil: this process only
+	if shared, ok := archives.(*s3.Store); ok {
+		// Replicas on one bucket fetch each archive once between them.
+		coalescer, err = fleet.NewLeases(fleet.LeaseOptions{
+			Objects: shared.Objects("leases"),
+			Present: func(ctx context.Context, key string) (bool, error) {
+				mv, err := module.ParseVersion(key)
+				if err != nil {
+					return false, err
+				}
+				return shared.Has(ctx, mv)
+			},
+			TTL:    cfg.Store.S3.LeaseTTL.D(),
+			Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
 	index, err := indexsync.New(indexsync.Options{
 		Dir:         cfg.Index.Dir,
 		UpstreamURL: cfg.Upstream.IndexURL,
@@ -116,6 +137,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		Index:                index,
 		Fetcher:              fetcher,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
+		Coalescer:            coalescer,
 		OnFetch:              use.OnFetch,
 		Logger:               cacheLog,
 	})

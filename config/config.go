@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/fleet"
 	"moonbit-registry/indexsync"
 	"moonbit-registry/proxy"
 	"moonbit-registry/upstream"
@@ -66,6 +67,10 @@ type S3 struct {
 	// PathStyle puts the bucket in the URL path, as most self-hosted
 	// servers want.
 	PathStyle bool `toml:"path_style"`
+	// LeaseTTL: a replica fetching an archive for the fleet renews its
+	// lease every third of this; one not renewed this long (its replica
+	// died) is taken over.
+	LeaseTTL Duration `toml:"lease_ttl"`
 }
 
 // Server is the [server] section: how clients reach us.
@@ -184,7 +189,7 @@ func Defaults() Config {
 			MaxPassthroughSize:   proxy.DefaultMaxBodyBytes,
 			NotFoundTTL:          Duration(proxy.DefaultNotFoundTTL),
 		},
-		Store: Store{Backend: BackendLocal},
+		Store: Store{Backend: BackendLocal, S3: S3{LeaseTTL: Duration(fleet.DefaultLeaseTTL)}},
 		Mirror: Mirror{
 			Packages:    []string{},
 			Concurrency: 8,

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"moonbit-registry/fleet"
 )
 
 func writeConfig(t *testing.T, text string) string {
@@ -163,7 +165,7 @@ func TestS3StoreFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := S3{Endpoint: "http://127.0.0.1:7070", Bucket: "registry", PathStyle: true}
+	want := S3{Endpoint: "http://127.0.0.1:7070", Bucket: "registry", PathStyle: true, LeaseTTL: Duration(fleet.DefaultLeaseTTL)}
 	if cfg.Store.Backend != BackendS3 || cfg.Store.S3 != want {
 		t.Errorf("store = %+v, want s3 with %+v", cfg.Store, want)
 	}

@@ -131,6 +131,9 @@ prefix = {{q .Store.S3.Prefix}}
 region = {{q .Store.S3.Region}}
 # true for most self-hosted servers (MinIO, versitygw, SeaweedFS, Ceph).
 path_style = {{.Store.S3.PathStyle}}
+# A replica fetching an archive for the fleet renews its lease every third
+# of this; one not renewed this long (the replica died) is taken over.
+lease_ttl = {{text .Store.S3.LeaseTTL}}
 
 [mirror]
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].

@@ -37,6 +37,17 @@ type Version struct {
 
 func (mv Version) String() string { return mv.Module + "@" + mv.Version }
 
+// ParseVersion is the inverse of String: "<module>@<version>", checked.
+// A version has no '@', so the last one separates them.
+func ParseVersion(s string) (Version, error) {
+	i := strings.LastIndexByte(s, '@')
+	if i < 0 {
+		return Version{}, fmt.Errorf("%w: %q is not module@version", ErrBadName, s)
+	}
+	mv := Version{Module: s[:i], Version: s[i+1:]}
+	return mv, mv.Validate()
+}
+
 // RelPath is the archive's path below the store root and below the upstream
 // download URL: "<owner>/<rest>/<version>.zip". Only valid for a checked
 // Version.

@@ -219,3 +219,26 @@ func escapeSegments(rel string) string {
 	}
 	return strings.Join(segs, "/")
 }
+
+func TestParseVersionRoundTrip(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want Version
+		ok   bool
+	}{
+		{"moonbitlang/x@0.4.6", Version{"moonbitlang/x", "0.4.6"}, true},
+		{"moonbitlang/lex/runtime@1.0.0+build.5", Version{"moonbitlang/lex/runtime", "1.0.0+build.5"}, true},
+		{"illusory0x0/🐫@0.1.0", Version{"illusory0x0/🐫", "0.1.0"}, true},
+		{"moonbitlang/x", Version{}, false},
+		{"moonbitlang/x@", Version{}, false},
+		{"../x@1.0.0", Version{}, false},
+	} {
+		got, err := ParseVersion(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && (got != tt.want || got.String() != tt.in)) {
+			t.Errorf("ParseVersion(%q) = %+v, %v", tt.in, got, err)
+		}
+		if !tt.ok && !errors.Is(err, ErrBadName) {
+			t.Errorf("ParseVersion(%q) error %v is not ErrBadName", tt.in, err)
+		}
+	}
+}

@@ -487,6 +487,18 @@ func (s *Store) waitFor(ctx context.Context, key string) (headResult, error) {
 	return headResult{}, fmt.Errorf("s3 store: %s did not appear", key)
 }
 
+// Has reports whether the bucket holds mv's archive (one HEAD).
+func (s *Store) Has(ctx context.Context, mv module.Version) (bool, error) {
+	if err := mv.Validate(); err != nil {
+		return false, err
+	}
+	_, err := s.head(ctx, s.key(mv))
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
 // Delete removes an archive; a missing one is ErrNotExist.
 func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 	if err := mv.Validate(); err != nil {

@@ -1,0 +1,299 @@
+// Package fleet coordinates replicas that share one bucket, through
+// objects in it and nothing else (no redis, no etcd): Leases make each
+// archive be fetched from upstream once for the whole fleet.
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"moonbit-registry/cache"
+	"moonbit-registry/store"
+)
+
+// Objects is what leases are made of: small objects written only with
+// conditions (*s3.Objects).
+type Objects interface {
+	// Create writes key unless it exists (created is false then).
+	Create(ctx context.Context, key string, body []byte) (etag string, created bool, err error)
+	// Swap replaces key if it still has etag (swapped is false otherwise).
+	Swap(ctx context.Context, key string, body []byte, etag string) (newETag string, swapped bool, err error)
+	// Read returns key, its ETag and its age by the server's clock.
+	Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error)
+	// Remove deletes key.
+	Remove(ctx context.Context, key string) error
+}
+
+// Defaults for LeaseOptions.
+const (
+	DefaultLeaseTTL   = 30 * time.Second
+	DefaultOutcomeTTL = 30 * time.Second
+	DefaultPoll       = 200 * time.Millisecond
+)
+
+// LeaseOptions configures NewLeases.
+type LeaseOptions struct {
+	Objects Objects
+	// Present reports whether the archive a key names is in the store
+	// already: a waiter that sees it is done without taking the lease.
+	Present func(ctx context.Context, key string) (bool, error)
+	// TTL: a lease not renewed for this long (by the server's clock) is
+	// taken over. Its holder renews it every TTL/3.
+	TTL time.Duration
+	// OutcomeTTL is how long a holder's "not found" or "checksum mismatch"
+	// is left in the lease for others, instead of each asking upstream.
+	OutcomeTTL time.Duration
+	// Poll is the mean interval at which waiters look again (jittered).
+	Poll time.Duration
+	// MaxWait bounds one attempt, waiting for other replicas included
+	// (cache.DefaultFetchTimeout by default). The attempt runs detached
+	// from the requests waiting for it.
+	MaxWait time.Duration
+	// Holder names this replica in the leases it holds (host and pid by
+	// default).
+	Holder string
+	Logger zerolog.Logger
+}
+
+// Leases is a cache.Coalescer for a fleet: within a replica, callers share
+// one attempt per key (cache.Flights); across replicas, the attempt that
+// creates the key's lease object runs the fetch, and the others wait,
+// polling the store, until the archive is there or the outcome says it
+// cannot be. A waiter never fails because a lease is busy: it waits until
+// its own context ends.
+type Leases struct {
+	opts  LeaseOptions
+	local cache.Flights
+	stats LeaseStats
+	log   zerolog.Logger
+}
+
+// LeaseStats counts what the leases did, for metrics.
+type LeaseStats struct {
+	Acquired  atomic.Int64 // leases created (fetches this replica ran for the fleet)
+	Waited    atomic.Int64 // attempts that waited for another replica
+	TakenOver atomic.Int64 // expired leases taken over
+	Outcomes  atomic.Int64 // failures answered from a lease's recorded outcome
+}
+
+// NewLeases builds Leases over opts.Objects.
+func NewLeases(opts LeaseOptions) (*Leases, error) {
+	if opts.Objects == nil {
+		return nil, errors.New("fleet: LeaseOptions.Objects is required")
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = DefaultLeaseTTL
+	}
+	if opts.OutcomeTTL <= 0 {
+		opts.OutcomeTTL = DefaultOutcomeTTL
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = DefaultPoll
+	}
+	if opts.MaxWait <= 0 {
+		opts.MaxWait = cache.DefaultFetchTimeout
+	}
+	if opts.Holder == "" {
+		host, _ := os.Hostname()
+		opts.Holder = host + ":" + strconv.Itoa(os.Getpid())
+	}
+	return &Leases{opts: opts, log: opts.Logger.With().Str("component", "leases").Logger()}, nil
+}
+
+// Stats is the running count of what the leases did.
+func (l *Leases) Stats() *LeaseStats { return &l.stats }
+
+// lease is the body of a lease object.
+type lease struct {
+	Holder string `json:"holder"`
+	// Outcome is "" while the holder fetches; "not_found" or
+	// "checksum_mismatch" after a failure others should not repeat.
+	Outcome string `json:"outcome,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// Outcomes a holder records.
+const (
+	outcomeNotFound = "not_found"
+	outcomeMismatch = "checksum_mismatch"
+)
+
+// Do implements cache.Coalescer.
+func (l *Leases) Do(ctx context.Context, key string, fn func() error) (bool, error) {
+	return l.local.Do(ctx, key, func() error {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.opts.MaxWait)
+		defer cancel()
+		err := l.fleetDo(ctx, key, fn)
+		if ctx.Err() != nil && err != nil && !errors.Is(err, cache.ErrUpstreamUnavailable) {
+			err = fmt.Errorf("%w: archive %s: %w", cache.ErrUpstreamUnavailable, key, err)
+		}
+		return err
+	})
+}
+
+// objectKey is the lease's key: the archive name, escaped so that it is
+// one path segment below the leases prefix.
+func objectKey(key string) string { return url.PathEscape(key) }
+
+// fleetDo runs fn under key's lease, or waits for the replica that holds
+// it, until ctx ends.
+func (l *Leases) fleetDo(ctx context.Context, key string, fn func() error) error {
+	okey := objectKey(key)
+	waited := false
+	for {
+		body, etag, age, found, err := l.opts.Objects.Read(ctx, okey)
+		if err != nil {
+			return l.storeTrouble(key, err)
+		}
+		var held lease
+		if found && json.Unmarshal(body, &held) != nil {
+			held = lease{} // unreadable: treat as a lease in progress, expiring by age
+		}
+		switch {
+		case !found:
+			etag, created, err := l.opts.Objects.Create(ctx, okey, l.body(lease{}))
+			if err != nil {
+				return l.storeTrouble(key, err)
+			}
+			if created {
+				l.stats.Acquired.Add(1)
+				return l.hold(ctx, key, okey, etag, fn)
+			}
+			continue // another replica created it first: read it
+		case held.Outcome != "" && age < l.opts.OutcomeTTL:
+			l.stats.Outcomes.Add(1)
+			return outcomeError(key, held)
+		case age >= l.opts.TTL || (held.Outcome != "" && age >= l.opts.OutcomeTTL):
+			newETag, swapped, err := l.opts.Objects.Swap(ctx, okey, l.body(lease{}), etag)
+			if err != nil {
+				return l.storeTrouble(key, err)
+			}
+			if swapped {
+				if held.Outcome == "" {
+					l.stats.TakenOver.Add(1)
+					l.log.Warn().Str("archive", key).Str("holder", held.Holder).Dur("age_ms", age).Msg("took over an expired lease")
+				}
+				return l.hold(ctx, key, okey, newETag, fn)
+			}
+			continue
+		}
+		// A live lease of another replica: wait for its archive.
+		if !waited {
+			waited = true
+			l.stats.Waited.Add(1)
+		}
+		if err := l.sleep(ctx); err != nil {
+			return err
+		}
+		if l.opts.Present != nil {
+			if ok, err := l.opts.Present(ctx, key); err == nil && ok {
+				return nil
+			}
+		}
+	}
+}
+
+// hold runs fn while renewing the lease, then releases it, or leaves the
+// outcome in it when others should not repeat the attempt.
+func (l *Leases) hold(ctx context.Context, key, okey, etag string, fn func() error) error {
+	// Renewing and releasing outlive the caller's context: the fetch does.
+	bg := context.WithoutCancel(ctx)
+	stop := make(chan struct{})
+	renewed := make(chan string, 1)
+	go func() {
+		tick := time.NewTicker(l.opts.TTL / 3)
+		defer tick.Stop()
+		cur := etag
+		defer func() { renewed <- cur }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			next, swapped, err := l.opts.Objects.Swap(bg, okey, l.body(lease{}), cur)
+			switch {
+			case err != nil:
+				l.log.Warn().Err(err).Str("archive", key).Msg("lease renewal failed; retrying")
+			case !swapped:
+				l.log.Warn().Str("archive", key).Msg("lease taken over by another replica while fetching")
+				return
+			default:
+				cur = next
+			}
+		}
+	}()
+	err := fn()
+	close(stop)
+	cur := <-renewed
+
+	if outcome := outcomeOf(err); outcome != "" {
+		if _, _, serr := l.opts.Objects.Swap(bg, okey, l.body(lease{Outcome: outcome, Message: err.Error()}), cur); serr != nil {
+			l.log.Warn().Err(serr).Str("archive", key).Msg("cannot record the outcome in the lease")
+		}
+		return err
+	}
+	if rerr := l.opts.Objects.Remove(bg, okey); rerr != nil {
+		l.log.Warn().Err(rerr).Str("archive", key).Msg("cannot release the lease; it expires by itself")
+	}
+	return err
+}
+
+func (l *Leases) body(le lease) []byte {
+	le.Holder = l.opts.Holder
+	b, _ := json.Marshal(le) // strings only: cannot fail
+	return b
+}
+
+// sleep waits about Poll, jittered so waiters spread out.
+func (l *Leases) sleep(ctx context.Context) error {
+	d := l.opts.Poll/2 + rand.N(l.opts.Poll)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// storeTrouble: the bucket did not answer a lease operation. The fetch is
+// not attempted (without the lease every replica might), and the client
+// may retry.
+func (l *Leases) storeTrouble(key string, err error) error {
+	l.log.Warn().Err(err).Str("archive", key).Msg("lease: the shared store did not answer")
+	return fmt.Errorf("%w: archive %s: the shared store did not answer: %w", cache.ErrUpstreamUnavailable, key, err)
+}
+
+// outcomeOf is what a failed fetch leaves for the others.
+func outcomeOf(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, cache.ErrNotFound):
+		return outcomeNotFound
+	case errors.Is(err, store.ErrChecksumMismatch):
+		return outcomeMismatch
+	}
+	return ""
+}
+
+// outcomeError is the error a recorded outcome stands for.
+func outcomeError(key string, le lease) error {
+	sentinel := cache.ErrNotFound
+	if le.Outcome == outcomeMismatch {
+		sentinel = store.ErrChecksumMismatch
+	}
+	return fmt.Errorf("%w: %s (found by replica %s: %s)", sentinel, key, le.Holder, le.Message)
+}

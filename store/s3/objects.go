@@ -1,0 +1,91 @@
+package s3
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// Objects are small objects under one key prefix of the bucket, written
+// only with conditions: what replicas coordinate through (archive leases,
+// the fleet's index tip). Keys are relative to the prefix.
+type Objects struct {
+	s      *Store
+	prefix string
+}
+
+// maxSmallObject bounds what Read accepts: these objects are a few hundred
+// bytes.
+const maxSmallObject = 64 << 10
+
+// Objects returns the small objects under <store prefix><name>/.
+func (s *Store) Objects(name string) *Objects {
+	return &Objects{s: s, prefix: s.prefix + name + "/"}
+}
+
+// Create writes key only if it does not exist (If-None-Match: *). created
+// is false when it exists.
+func (o *Objects) Create(ctx context.Context, key string, body []byte) (etag string, created bool, err error) {
+	return o.put(ctx, key, body, &s3.PutObjectInput{IfNoneMatch: aws.String("*")})
+}
+
+// Swap replaces key only if it still has etag (If-Match). swapped is false
+// when it changed or is gone.
+func (o *Objects) Swap(ctx context.Context, key string, body []byte, etag string) (newETag string, swapped bool, err error) {
+	return o.put(ctx, key, body, &s3.PutObjectInput{IfMatch: aws.String(etag)})
+}
+
+func (o *Objects) put(ctx context.Context, key string, body []byte, in *s3.PutObjectInput) (string, bool, error) {
+	in.Bucket = aws.String(o.s.bucket)
+	in.Key = aws.String(o.prefix + key)
+	in.Body = bytes.NewReader(body)
+	in.ContentLength = aws.Int64(int64(len(body)))
+	in.ContentType = aws.String("application/json")
+	out, err := o.s.client.PutObject(ctx, in)
+	if err != nil {
+		switch httpStatus(err) {
+		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
+			return "", false, nil
+		}
+		return "", false, fmt.Errorf("s3: put %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	return aws.ToString(out.ETag), true, nil
+}
+
+// Read returns key's body and ETag, and its age by the server's own clock
+// (the Date of the answer minus Last-Modified), so replicas whose clocks
+// disagree judge it alike. found is false when it does not exist.
+func (o *Objects) Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error) {
+	out, err := o.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	if err != nil {
+		if isNotFound(err) {
+			return nil, "", 0, false, nil
+		}
+		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	defer out.Body.Close()
+	body, err = io.ReadAll(io.LimitReader(out.Body, maxSmallObject))
+	if err != nil {
+		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	if date, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok && out.LastModified != nil {
+		age = max(date.Sub(*out.LastModified), 0)
+	}
+	return body, aws.ToString(out.ETag), age, true, nil
+}
+
+// Remove deletes key; a missing key is not an error.
+func (o *Objects) Remove(ctx context.Context, key string) error {
+	_, err := o.s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("s3: delete %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	return nil
+}
