@@ -5,6 +5,7 @@
 #   ${XDG_CACHE_HOME:-~/.cache}/moonbit-registry/tools/versitygw-<version>/
 #   (the version is internal/testsupport.VersitygwVersion; a test checks the
 #   two agree). About 10 minutes the first time on 2 cores.
+#   nginx, from Debian's packages (needs root), for the fleet tests.
 set -euo pipefail
 
 VERSITYGW_VERSION="v1.8.0"
@@ -16,4 +17,17 @@ if [ ! -x "$dir/versitygw" ]; then
   # Its own module versions, not ours: GOFLAGS cleared of -mod settings.
   GOFLAGS= GOBIN="$dir.tmp" go install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
+fi
+
+# nginx, the balancer of the fleet tests (deploy/nginx-balancer.conf), from
+# Debian's packages.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "nginx is missing: install Debian's nginx package (apt-get install nginx) as root" >&2
+    exit 1
+  fi
+  echo "installing nginx (once)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends nginx
 fi

@@ -76,8 +76,12 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var coalescer cache.Coalescer // nil: this process only
+	var coalescer cache.Coalescer  // nil: this process only
+	var indexFleet indexsync.Fleet // nil: an index mirror on its own
 	if shared, ok := archives.(*s3.Store); ok {
+		// Replicas on one bucket serve one index that only moves forward.
+		objs := shared.Objects("index")
+		indexFleet = fleet.NewIndexTip(objs, objs)
 		// Replicas on one bucket fetch each archive once between them.
 		coalescer, err = fleet.NewLeases(fleet.LeaseOptions{
 			Objects: shared.Objects("leases"),
@@ -102,6 +106,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		Interval:    cfg.Index.SyncInterval.D(),
 		StaleAfter:  cfg.Index.StaleAfter.D(),
 		GitTimeout:  cfg.Index.GitTimeout.D(),
+		Fleet:       indexFleet,
 		OnChange: func(ch indexsync.Changes) {
 			changed := make([]cache.Changed, len(ch.Changed))
 			for i, v := range ch.Changed {

@@ -71,6 +71,10 @@ type registryOptions struct {
 	// NoWaitReady returns as soon as the server listens, before /readyz
 	// says the index mirror is there.
 	NoWaitReady bool
+	// Command, if set, is the whole argument list instead of the default
+	// one (it must log JSON and serve on a port it logs); Root and Args are
+	// then not used for it.
+	Command []string
 }
 
 // registry is a running `moonbit-registry serve` subprocess.
@@ -95,6 +99,9 @@ func startRegistry(t testing.TB, opts registryOptions) *registry {
 	}
 	args := append([]string{"--dir", opts.Root, "--log-format", "json", "--log-level", "debug",
 		"serve", "--listen", "127.0.0.1:0"}, opts.Args...)
+	if opts.Command != nil {
+		args = opts.Command
+	}
 	cmd := exec.Command(registryBin, args...)
 	cmd.Env = append(os.Environ(), noRaceExitSleep, "MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1h")
 	cmd.Env = append(cmd.Env, upstreamEnv(opts.UpstreamURL)...)

@@ -49,7 +49,10 @@ type Options struct {
 	// what changed (e.g. to drop cached archives whose checksum changed).
 	// It runs in the sync and should be quick.
 	OnChange func(Changes)
-	Logger   zerolog.Logger
+	// Fleet, if set, makes this mirror one of several replicas serving the
+	// same index (see Fleet); nil is a mirror on its own.
+	Fleet  Fleet
+	Logger zerolog.Logger
 }
 
 func (o Options) withDefaults() (Options, error) {

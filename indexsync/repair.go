@@ -51,7 +51,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	if mount {
 		parent = m.opts.Dir
 	}
-	tmp, commit, err := m.cloneInto(ctx, parent)
+	tmp, a, err := m.cloneInto(ctx, parent)
 	if tmp != "" {
 		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
@@ -67,6 +67,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 			os.Rename(trash, m.opts.Dir) // put the old one back
 		}
 	}
+	commit := a.target
 	if err == nil {
 		m.setCommit(commit)
 		m.cache.clear()
@@ -80,6 +81,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 		m.log.Warn().Err(err).Str("dir", trash).Msg("cannot remove the damaged mirror")
 	}
 	m.configured = true
+	m.publish(ctx, a)
 	m.log.Warn().Str("commit", commit).Dur("duration_ms", time.Since(start)).Msg("index mirror rebuilt")
 	// What changed cannot be told from a damaged history: clients holding
 	// the old commit fetch the new one as after a rewrite, and cached

@@ -95,7 +95,7 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	if inside {
 		parent = m.opts.Dir
 	}
-	tmp, commit, err := m.cloneInto(ctx, parent)
+	tmp, a, err := m.cloneInto(ctx, parent)
 	if tmp != "" {
 		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
@@ -103,45 +103,65 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 		return Changes{}, err
 	}
 	m.tree.Lock()
-	defer m.tree.Unlock()
 	if inside {
 		err = moveContents(tmp, m.opts.Dir)
 	} else {
 		err = os.Rename(tmp, m.opts.Dir)
 	}
 	if err != nil {
+		m.tree.Unlock()
 		return Changes{}, fmt.Errorf("move new mirror into place: %w", err)
 	}
-	m.setCommit(commit)
+	m.setCommit(a.target)
 	m.cache.clear()
-	return Changes{To: commit, Initial: true}, nil
+	m.tree.Unlock()
+	m.publish(ctx, a)
+	return Changes{To: a.target, Initial: true}, nil
 }
 
-// cloneInto makes a complete shallow mirror in a new temporary directory
-// in parent and returns it (to be removed by the caller if not moved) and
-// its commit.
-func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, commit string, err error) {
+// cloneInto makes a complete mirror in a new temporary directory in parent
+// and returns it (to be removed by the caller if not moved) and where its
+// main is.
+func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a agreement, err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", "", err
+		return "", a, err
 	}
 	tmp, err = os.MkdirTemp(parent, m.tempPrefix())
 	if err != nil {
-		return "", "", err
+		return "", a, err
 	}
 	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
-		return tmp, "", err
+		return tmp, a, err
 	}
 	if err := m.configure(ctx, tmp); err != nil {
-		return tmp, "", err
+		return tmp, a, err
 	}
-	// Shallow: clients only ever need the tip and what comes after it.
-	if commit, err = m.fetch(ctx, tmp, "--depth=1"); err != nil {
-		return tmp, "", err
+	// Shallow on its own: clients only ever need the tip and what comes
+	// after it. In a fleet, full: a client may come with any commit
+	// another replica served.
+	var depth []string
+	if m.opts.Fleet == nil {
+		depth = []string{"--depth=1"}
 	}
-	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
-		return tmp, "", err
+	commit, err := m.fetch(ctx, tmp, depth...)
+	if m.opts.Fleet == nil {
+		if err != nil {
+			return tmp, a, err
+		}
+		a = agreement{target: commit}
+	} else {
+		if err != nil {
+			m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
+			commit = ""
+		}
+		if a, err = m.agree(ctx, tmp, commit); err != nil {
+			return tmp, a, err
+		}
 	}
-	return tmp, commit, nil
+	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, a.target); err != nil {
+		return tmp, a, err
+	}
+	return tmp, a, nil
 }
 
 // moveContents renames every entry of src into dst, .git last: a reader
@@ -177,6 +197,10 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// a power loss cannot leave an emptied object file behind.
 		{"core.fsync", "objects,derived-metadata,reference"},
 		{"core.fsyncMethod", "fsync"},
+		// A client may ask for a commit main reached before (another
+		// replica advertised it a moment ago): anything main reaches is
+		// served.
+		{"uploadpack.allowReachableSHA1InWant", "true"},
 	} {
 		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
@@ -202,7 +226,7 @@ func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string
 // commits already present, so the new tip's history connects to the old
 // one and clients holding the old tip can fast-forward. Only if upstream
 // rewrote its history does this fetch all of it.
-func (m *Mirror) update(ctx context.Context) (Changes, error) {
+func (m *Mirror) update(ctx context.Context) (_ Changes, err error) {
 	old := m.Commit()
 	if old == "" {
 		// A repository from an earlier run whose main New could not read.
@@ -218,9 +242,25 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		m.configured = true
 	}
 	next, err := m.fetch(ctx, m.opts.Dir)
+	var a agreement
+	if m.opts.Fleet != nil {
+		if err != nil {
+			m.log.Warn().Err(err).Msg("upstream unreachable; following the fleet's index")
+			next = ""
+		}
+		if a, err = m.agree(ctx, m.opts.Dir, next); err != nil {
+			return Changes{}, err
+		}
+		next = a.target
+	}
 	if err != nil {
 		return Changes{}, err
 	}
+	defer func() {
+		if err == nil {
+			m.publish(ctx, a) // main is at the tip this sync set
+		}
+	}()
 	if next == old {
 		if m.treeIncomplete.Load() {
 			// Upstream has not moved, but the tree a failed checkout left
@@ -299,7 +339,12 @@ func (m *Mirror) setCommit(c string) {
 
 // isAncestor reports whether old is an ancestor of next (a fast-forward).
 func (m *Mirror) isAncestor(ctx context.Context, old, next string) (bool, error) {
-	_, err := m.git(ctx, m.opts.Dir, nil, "merge-base", "--is-ancestor", old, next)
+	return m.isAncestorIn(ctx, m.opts.Dir, old, next)
+}
+
+// isAncestorIn is isAncestor in the repository at dir.
+func (m *Mirror) isAncestorIn(ctx context.Context, dir, old, next string) (bool, error) {
+	_, err := m.git(ctx, dir, nil, "merge-base", "--is-ancestor", old, next)
 	if err == nil {
 		return true, nil
 	}

@@ -82,6 +82,12 @@ type readyWaiter interface {
 	WaitReady(ctx context.Context) error
 }
 
+// catcherUp is an Index that is one of several replicas and must catch up
+// with the others before answering (indexsync.Mirror in a fleet).
+type catcherUp interface {
+	CatchUp(ctx context.Context) error
+}
+
 // newGitHandler serves index at /git/index over git smart HTTP; a nil
 // index answers 503. A request that arrives before the index's first sync
 // waits for it up to firstWait (if the index can say when it is done). The
@@ -279,6 +285,11 @@ func (h *gitHandler) repository(ctx context.Context) (string, error) {
 		}
 		if err := h.index.Ready(); err != nil {
 			return "", err
+		}
+	}
+	if c, ok := h.index.(catcherUp); ok {
+		if err := c.CatchUp(ctx); err != nil {
+			return "", fmt.Errorf("this replica cannot catch up with the fleet's index: %w", err)
 		}
 	}
 	return filepath.Abs(h.index.Repository())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -88,4 +89,48 @@ func (o *Objects) Remove(ctx context.Context, key string) error {
 		return fmt.Errorf("s3: delete %s in %s: %w", o.prefix+key, o.s.where, err)
 	}
 	return nil
+}
+
+// PutFile uploads the file at path as key, unconditionally (bundles: each
+// key is written once, by the replica that names it).
+func (o *Objects) PutFile(ctx context.Context, key, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	_, err = o.s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key),
+		Body: f, ContentLength: aws.Int64(fi.Size()), ContentType: aws.String("application/octet-stream"),
+	})
+	if err != nil {
+		return fmt.Errorf("s3: put %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	return nil
+}
+
+// GetFile downloads key into the file at path; found is false when key
+// does not exist.
+func (o *Objects) GetFile(ctx context.Context, key, path string) (found bool, err error) {
+	out, err := o.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	if err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	defer out.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return false, err
+	}
+	if _, err := io.Copy(f, out.Body); err != nil {
+		f.Close()
+		return false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	return true, f.Close()
 }
