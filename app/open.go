@@ -47,6 +47,8 @@ type Use struct {
 	ReadOnly bool
 	// OnFetch, if set, sees every finished upstream fetch (metrics).
 	OnFetch func(cache.FetchResult)
+	// OnStoreRequest, if set, sees every request to a remote store.
+	OnStoreRequest func(op string, d time.Duration, err error)
 }
 
 // Registry is the opened parts of a registry root.
@@ -60,6 +62,9 @@ type Registry struct {
 	Local    *disk.Store
 	Index    *indexsync.Mirror
 	Archives *cache.Cache
+	// Leases coordinate fetches with the other replicas on the bucket;
+	// nil with the local store.
+	Leases *fleet.Leases
 }
 
 // Open opens the archive store, the index mirror (which may not have
@@ -72,18 +77,19 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
 	}
-	archives, local, err := openStore(cfg, maxBytes, use.ReadOnly, cacheLog)
+	archives, local, err := openStore(cfg, maxBytes, use, cacheLog)
 	if err != nil {
 		return nil, err
 	}
-	var coalescer cache.Coalescer  // nil: this process only
+	var coalescer cache.Coalescer // nil: this process only
+	var leases *fleet.Leases
 	var indexFleet indexsync.Fleet // nil: an index mirror on its own
 	if shared, ok := archives.(*s3.Store); ok {
 		// Replicas on one bucket serve one index that only moves forward.
 		objs := shared.Objects("index")
 		indexFleet = fleet.NewIndexTip(objs, objs)
 		// Replicas on one bucket fetch each archive once between them.
-		coalescer, err = fleet.NewLeases(fleet.LeaseOptions{
+		leases, err = fleet.NewLeases(fleet.LeaseOptions{
 			Objects: shared.Objects("leases"),
 			Present: func(ctx context.Context, key string) (bool, error) {
 				mv, err := module.ParseVersion(key)
@@ -98,6 +104,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		if err != nil {
 			return nil, err
 		}
+		coalescer = leases
 	}
 	index, err := indexsync.New(indexsync.Options{
 		Dir:         cfg.Index.Dir,
@@ -150,7 +157,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		index.Close()
 		return nil, err
 	}
-	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline}, nil
+	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases}, nil
 }
 
 // storeCheckTimeout bounds the start-up check of a remote store.
@@ -158,18 +165,19 @@ const storeCheckTimeout = 30 * time.Second
 
 // openStore opens the archive store store.backend names; local is the same
 // store when it is the local disk, else nil.
-func openStore(cfg config.Config, maxBytes int64, readOnly bool, log zerolog.Logger) (archives store.Store, local *disk.Store, err error) {
+func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (archives store.Store, local *disk.Store, err error) {
 	if cfg.Store.Backend == config.BackendS3 {
 		ctx, cancel := context.WithTimeout(context.Background(), storeCheckTimeout)
 		defer cancel()
 		o := cfg.Store.S3
-		s, err := s3.New(ctx, s3.Options{Endpoint: o.Endpoint, Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region, PathStyle: o.PathStyle, Logger: log})
+		s, err := s3.New(ctx, s3.Options{Endpoint: o.Endpoint, Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region,
+			PathStyle: o.PathStyle, Observe: use.OnStoreRequest, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
 		return s, nil, nil
 	}
-	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: readOnly, Logger: log})
+	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -26,7 +26,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	metrics := proxy.NewMetrics()
 	offline := cfg.Server.Offline
-	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, OnFetch: metrics.ObserveFetch}, log)
+	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, OnFetch: metrics.ObserveFetch, OnStoreRequest: metrics.ObserveStore}, log)
 	if err != nil {
 		return err
 	}
@@ -34,6 +34,12 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	defer r.Close()
 	metrics.WatchCache(r.Archives.Stats)
 	metrics.WatchIndex(func() proxy.IndexHealth { return indexHealth(r.Index.Status()) })
+	if r.Leases != nil {
+		st := r.Leases.Stats()
+		metrics.WatchFleet(func() proxy.FleetStats {
+			return proxy.FleetStats{Acquired: st.Acquired.Load(), Waited: st.Waited.Load(), TakenOver: st.TakenOver.Load(), Outcomes: st.Outcomes.Load()}
+		})
+	}
 	passthrough, err := openPassthrough(cfg, r.Local, catalog.New(r.Index), log)
 	if err != nil {
 		return err
@@ -61,6 +67,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		Index:             r.Index,
 		FirstSyncWait:     cfg.Server.FirstSyncWait.D(),
 		Archives:          r.Archives,
+		RedirectArchives:  cfg.Store.Backend == config.BackendS3 && cfg.Store.S3.Redirect,
 		Passthrough:       passthrough,
 		Metrics:           metrics,
 		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},

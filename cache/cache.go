@@ -287,6 +287,30 @@ func (c *Cache) Ensure(ctx context.Context, mv module.Version) (Outcome, error) 
 	return OutcomeMiss, c.fetch(ctx, mv)
 }
 
+// Presigner is a store whose archives clients can download themselves
+// from a signed URL (the S3 store).
+type Presigner interface {
+	PresignGet(ctx context.Context, mv module.Version) (string, error)
+}
+
+// Location makes sure the store holds mv, as Ensure, and returns a signed
+// URL clients can download it from; "" when the store cannot give one.
+func (c *Cache) Location(ctx context.Context, mv module.Version) (string, Outcome, error) {
+	p, ok := c.store.(Presigner)
+	if !ok {
+		return "", "", nil
+	}
+	outcome, err := c.Ensure(ctx, mv)
+	if err != nil {
+		return "", outcome, err
+	}
+	u, err := p.PresignGet(ctx, mv)
+	if err != nil {
+		return "", outcome, fmt.Errorf("sign a download URL for %s: %w", mv, err)
+	}
+	return u, outcome, nil
+}
+
 // Checksum returns the index checksum of mv without refreshing the index;
 // the proxy uses it as the archive's ETag.
 func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, error) {

@@ -71,6 +71,10 @@ type S3 struct {
 	// lease every third of this; one not renewed this long (its replica
 	// died) is taken over.
 	LeaseTTL Duration `toml:"lease_ttl"`
+	// Redirect answers archive requests with a redirect to a signed URL
+	// of the bucket (valid 15 minutes), for setups where clients reach the
+	// store themselves; the bytes then do not pass through the replicas.
+	Redirect bool `toml:"redirect"`
 }
 
 // Server is the [server] section: how clients reach us.

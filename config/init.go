@@ -134,6 +134,9 @@ path_style = {{.Store.S3.PathStyle}}
 # A replica fetching an archive for the fleet renews its lease every third
 # of this; one not renewed this long (the replica died) is taken over.
 lease_ttl = {{text .Store.S3.LeaseTTL}}
+# true: archive requests are answered with a redirect to a signed URL of the
+# bucket (valid 15 minutes); only where clients can reach the store.
+redirect = {{.Store.S3.Redirect}}
 
 [mirror]
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].

@@ -248,6 +248,20 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 		t.Errorf("the requests reached %d of the %d replicas, want all", served, fleetSize)
 	}
 	t.Logf("100 concurrent misses over %d replicas: %d upstream request(s)", fleetSize, up.Count(path))
+	// Each replica's metrics tell its part: one fetch for the fleet in all,
+	// the rest waited; requests to the bucket are timed.
+	var fetchesTotal, waits float64
+	for _, r := range f.replicas {
+		m := scrape(t, r.URL+"/metrics")
+		fetchesTotal += m["moonbit_registry_fleet_fetches_total"]
+		waits += m["moonbit_registry_fleet_lease_waits_total"]
+		if m[`moonbit_registry_store_request_duration_seconds_count{op="get",result="ok"}`] == 0 {
+			t.Errorf("replica %s: no timed store requests in its metrics", r.URL)
+		}
+	}
+	if fetchesTotal != 1 || waits < 1 {
+		t.Errorf("metrics: %v fleet fetches, %v lease waits over the replicas; want 1 and some", fetchesTotal, waits)
+	}
 
 	// The lease holder dies mid-fetch.
 	victim := versions[1]

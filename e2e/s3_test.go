@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -113,5 +114,38 @@ func TestS3StartupErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestS3Redirect: with store.s3.redirect the archive request is answered
+// with a redirect to a signed URL of the bucket, once the archive is
+// there; a client that follows it (moon does) gets the archive's bytes
+// from the store itself.
+func TestS3Redirect(t *testing.T) {
+	ctx := t.Context()
+	srv := testsupport.StartS3(t, s3Bucket)
+	s3Env(t, srv, "")
+	t.Setenv("MOONBIT_REGISTRY_STORE_S3_REDIRECT", "true")
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
+	c := newMoonClient(t, reg.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := up.Versions(cliModule)[0]
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(c.archiveURL(cliModule, v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("archive request: %d, Location %q; want 307 to a signed URL of %s", resp.StatusCode, loc, srv.Endpoint)
+	}
+	if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, v)) {
+		t.Errorf("following the redirect: %v", err)
+	}
+	if n := up.Count(arcUpstreamPath(cliModule, v)); n != 1 {
+		t.Errorf("upstream asked %d times, want 1", n)
 	}
 }

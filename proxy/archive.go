@@ -43,16 +43,27 @@ type Archives interface {
 // form-urlencoded "owner%2Frest%2Fversion.zip" current clients send and the
 // plain "owner/rest/version.zip"; module.ParseArchivePath handles both. A nil
 // cache answers 503.
-func newArchiveHandler(archives Archives, private bool, log zerolog.Logger) http.Handler {
+func newArchiveHandler(archives Archives, private, redirect bool, log zerolog.Logger) http.Handler {
 	cc := archiveCacheControl
 	if private {
 		cc = privateArchiveCacheControl
 	}
-	return &archiveHandler{archives: archives, cacheControl: cc, log: log}
+	h := &archiveHandler{archives: archives, cacheControl: cc, log: log}
+	if l, ok := archives.(locator); ok && redirect {
+		h.locator = l
+	}
+	return h
+}
+
+// locator is Archives that can send clients to the store itself
+// (*cache.Cache over the S3 store).
+type locator interface {
+	Location(ctx context.Context, mv module.Version) (string, cache.Outcome, error)
 }
 
 type archiveHandler struct {
 	archives     Archives
+	locator      locator // set when archives are answered with a redirect
 	cacheControl string
 	log          zerolog.Logger
 }
@@ -80,6 +91,11 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if h.locator != nil {
+		if h.redirect(w, r, mv) {
+			return
+		}
+	}
 	obj, outcome, err := h.archives.Get(r.Context(), mv)
 	if outcome != "" {
 		noteCache(r, string(outcome))
@@ -111,6 +127,26 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	serveStream(w, r, info, obj)
+}
+
+// redirect answers with a redirect to a signed URL of the store, once the
+// archive is there; false when the store gave none (then it is served).
+func (h *archiveHandler) redirect(w http.ResponseWriter, r *http.Request, mv module.Version) bool {
+	loc, outcome, err := h.locator.Location(r.Context(), mv)
+	if outcome != "" {
+		noteCache(r, string(outcome))
+	}
+	if err != nil {
+		h.fail(w, r, mv, err)
+		return true
+	}
+	if loc == "" {
+		return false
+	}
+	// The URL expires: nobody may keep this answer.
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, loc, http.StatusTemporaryRedirect)
+	return true
 }
 
 // fail maps a cache error to a status and a message a person can act on.

@@ -31,6 +31,17 @@ type Metrics struct {
 	cacheOutcomes *prometheus.CounterVec
 	fetches       *prometheus.CounterVec
 	fetchDuration *prometheus.HistogramVec
+	storeOps      *prometheus.HistogramVec
+}
+
+// FleetStats is what the metrics show of the coordination between
+// replicas sharing a bucket (fleet.LeaseStats, read at scrape time).
+type FleetStats struct {
+	// Acquired counts leases this replica took: the fetches it ran for the
+	// fleet. Waited counts attempts that waited for another replica,
+	// TakenOver expired leases taken over, Outcomes failures answered from
+	// another replica's recorded outcome.
+	Acquired, Waited, TakenOver, Outcomes int64
 }
 
 // NewMetrics registers the request collectors and the Go runtime and
@@ -65,9 +76,14 @@ func NewMetrics() *Metrics {
 			Help:    "Time of upstream archive fetches, retries included, by outcome.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10ms .. ~3min
 		}, []string{"outcome"}),
+		storeOps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "moonbit_registry_store_request_duration_seconds",
+			Help:    "Requests to a remote archive store (S3), by operation and result.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5ms .. ~2min
+		}, []string{"op", "result"}),
 	}
 	m.registry.MustRegister(
-		m.requests, m.responseBytes, m.duration, m.cacheOutcomes, m.fetches, m.fetchDuration,
+		m.requests, m.responseBytes, m.duration, m.cacheOutcomes, m.fetches, m.fetchDuration, m.storeOps,
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
@@ -137,6 +153,35 @@ func (m *Metrics) WatchIndex(health func() IndexHealth) {
 			Help: "Index syncs that failed.",
 		}, func() float64 { return float64(health().Failures) }),
 	)
+}
+
+// WatchFleet exports the leases' counters, read at scrape time. Call it
+// once, with a fleet.
+func (m *Metrics) WatchFleet(stats func() FleetStats) {
+	counter := func(name, help string, get func(FleetStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(stats())) })
+	}
+	m.registry.MustRegister(
+		counter("moonbit_registry_fleet_fetches_total", "Archive fetches this replica ran for the fleet (leases it took).",
+			func(s FleetStats) int64 { return s.Acquired }),
+		counter("moonbit_registry_fleet_lease_waits_total", "Archive misses that waited for another replica's fetch.",
+			func(s FleetStats) int64 { return s.Waited }),
+		counter("moonbit_registry_fleet_lease_takeovers_total", "Expired leases (their replica died) taken over.",
+			func(s FleetStats) int64 { return s.TakenOver }),
+		counter("moonbit_registry_fleet_shared_failures_total", "Misses answered from another replica's recorded not-found or checksum mismatch.",
+			func(s FleetStats) int64 { return s.Outcomes }),
+	)
+}
+
+// ObserveStore records one request to a remote store; wire it to
+// s3.Options.Observe.
+func (m *Metrics) ObserveStore(op string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.storeOps.WithLabelValues(op, result).Observe(d.Seconds())
 }
 
 // ObserveFetch records one upstream fetch; wire it to cache.Options.OnFetch.

@@ -45,6 +45,10 @@ type Options struct {
 	// Archives serves /user/... package archives (a *cache.Cache); nil
 	// answers 503.
 	Archives Archives
+	// RedirectArchives answers archive requests with a redirect to a
+	// signed URL of the store, when the store can give one (S3), instead
+	// of sending the bytes.
+	RedirectArchives bool
 	// Passthrough serves /symbols.zip, /assets/, /api/v0/ and every other
 	// path not named above (see NewPassthrough); nil answers 503.
 	Passthrough http.Handler
@@ -80,7 +84,7 @@ func New(opts Options) *Server {
 		mux.Handle("GET /metrics", opts.Metrics.handler())
 	}
 	mux.Handle("/git/index/", newGitHandler(opts.Index, opts.FirstSyncWait, s.log))
-	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), s.log))
+	mux.Handle("/user/", newArchiveHandler(opts.Archives, opts.Auth.enabled(), opts.RedirectArchives, s.log))
 	// symbols.zip, assets, the API, and whatever else a client asks of its
 	// download base (newer clients send every immutable artifact there).
 	mux.Handle("/", passthroughOrUnavailable(opts.Passthrough))
@@ -159,13 +163,21 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	probeAnswer(w, http.StatusOK, "ready")
 }
 
-// ready is nil when the index can be served and the archive store takes
-// writes; it backs /readyz and must be cheap. Parts not configured (tests)
+// ready is nil when the index can be served (in a fleet: at the fleet's
+// tip) and the archive store takes writes; it backs /readyz and must be
+// cheap. Parts not configured (tests)
 // are not checked.
 func (s *Server) ready(ctx context.Context) error {
 	if s.opts.Index != nil {
 		if err := s.opts.Index.Ready(); err != nil {
 			return err
+		}
+		// A replica of a fleet must have the fleet's index tip (one read of
+		// it when it has; a catch-up when it has not).
+		if c, ok := s.opts.Index.(catcherUp); ok {
+			if err := c.CatchUp(ctx); err != nil {
+				return err
+			}
 		}
 	}
 	if s.opts.Archives != nil {

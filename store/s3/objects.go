@@ -49,7 +49,9 @@ func (o *Objects) put(ctx context.Context, key string, body []byte, in *s3.PutOb
 	in.Body = bytes.NewReader(body)
 	in.ContentLength = aws.Int64(int64(len(body)))
 	in.ContentType = aws.String("application/json")
+	start := time.Now()
 	out, err := o.s.client.PutObject(ctx, in)
+	o.s.track("put", start, err)
 	if err != nil {
 		switch httpStatus(err) {
 		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
@@ -64,7 +66,9 @@ func (o *Objects) put(ctx context.Context, key string, body []byte, in *s3.PutOb
 // (the Date of the answer minus Last-Modified), so replicas whose clocks
 // disagree judge it alike. found is false when it does not exist.
 func (o *Objects) Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error) {
+	start := time.Now()
 	out, err := o.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	o.s.track("get", start, err)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, "", 0, false, nil
@@ -84,7 +88,9 @@ func (o *Objects) Read(ctx context.Context, key string) (body []byte, etag strin
 
 // Remove deletes key; a missing key is not an error.
 func (o *Objects) Remove(ctx context.Context, key string) error {
+	start := time.Now()
 	_, err := o.s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	o.s.track("delete", start, err)
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("s3: delete %s in %s: %w", o.prefix+key, o.s.where, err)
 	}

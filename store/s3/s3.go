@@ -50,6 +50,10 @@ type Options struct {
 	// TempDir holds archives of unknown length until they are uploaded;
 	// "" is the system's.
 	TempDir string
+	// Observe, if set, sees every request to the server: the operation
+	// ("get", "put", "head", "list", "delete", "ping"), its time, and its
+	// error (metrics).
+	Observe func(op string, d time.Duration, err error)
 	Logger  zerolog.Logger
 }
 
@@ -60,12 +64,23 @@ const metaSHA256 = "sha256"
 
 // Store is the S3 archive store. It is safe for concurrent use.
 type Store struct {
-	client *s3.Client
-	bucket string
-	prefix string
-	tmp    string
-	where  string // "bucket b at endpoint e", for errors
-	log    zerolog.Logger
+	client  *s3.Client
+	bucket  string
+	prefix  string
+	tmp     string
+	where   string // "bucket b at endpoint e", for errors
+	observe func(op string, d time.Duration, err error)
+	log     zerolog.Logger
+}
+
+// track reports one request to Observe.
+func (s *Store) track(op string, start time.Time, err error) {
+	if s.observe != nil {
+		if isNotFound(err) || httpStatus(err) == http.StatusPreconditionFailed {
+			err = nil // answers, not failures
+		}
+		s.observe(op, time.Since(start), err)
+	}
 }
 
 // New connects to the bucket. Credentials come from the standard AWS
@@ -108,12 +123,13 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		endpoint = "AWS S3 (" + cfg.Region + ")"
 	}
 	s := &Store{
-		client: client,
-		bucket: opts.Bucket,
-		prefix: opts.Prefix,
-		tmp:    opts.TempDir,
-		where:  fmt.Sprintf("bucket %q at %s", opts.Bucket, endpoint),
-		log:    opts.Logger.With().Str("component", "s3").Logger(),
+		client:  client,
+		bucket:  opts.Bucket,
+		prefix:  opts.Prefix,
+		tmp:     opts.TempDir,
+		where:   fmt.Sprintf("bucket %q at %s", opts.Bucket, endpoint),
+		observe: opts.Observe,
+		log:     opts.Logger.With().Str("component", "s3").Logger(),
 	}
 	if err := s.Ping(ctx); err != nil {
 		return nil, err
@@ -133,7 +149,9 @@ func (s *Store) key(mv module.Version) string {
 
 // Ping checks that the bucket is there and the credentials are accepted.
 func (s *Store) Ping(ctx context.Context) error {
+	start := time.Now()
 	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	s.track("ping", start, err)
 	if err == nil {
 		return nil
 	}
@@ -153,7 +171,9 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	if err := mv.Validate(); err != nil {
 		return nil, err
 	}
+	start := time.Now()
 	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(mv))})
+	s.track("get", start, err)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, fmt.Errorf("%s: %w", mv, store.ErrNotExist)
@@ -426,11 +446,13 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 	default:
 		in.IfMatch = aws.String(existing.etag)
 	}
+	start := time.Now()
 	_, err = s.client.PutObject(ctx, in, func(o *s3.Options) {
 		if _, seekable := body.(io.Seeker); !seekable {
 			o.RetryMaxAttempts = 1 // a stream cannot be sent twice; the pipeline retries the fetch
 		}
 	})
+	s.track("put", start, err)
 	if err == nil {
 		return nil
 	}
@@ -461,7 +483,9 @@ type headResult struct {
 }
 
 func (s *Store) head(ctx context.Context, key string) (headResult, error) {
+	start := time.Now()
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	s.track("head", start, err)
 	if err != nil {
 		return headResult{}, err
 	}
@@ -485,6 +509,24 @@ func (s *Store) waitFor(ctx context.Context, key string) (headResult, error) {
 		delay *= 2
 	}
 	return headResult{}, fmt.Errorf("s3 store: %s did not appear", key)
+}
+
+// PresignExpiry is how long a signed download URL works.
+const PresignExpiry = 15 * time.Minute
+
+// PresignGet returns a URL that downloads mv's archive straight from the
+// bucket for PresignExpiry, for clients that can reach the store.
+func (s *Store) PresignGet(ctx context.Context, mv module.Version) (string, error) {
+	if err := mv.Validate(); err != nil {
+		return "", err
+	}
+	req, err := s3.NewPresignClient(s.client).PresignGetObject(ctx,
+		&s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(mv))},
+		s3.WithPresignExpires(PresignExpiry))
+	if err != nil {
+		return "", fmt.Errorf("s3 store: presign %s: %w", mv, err)
+	}
+	return req.URL, nil
 }
 
 // Has reports whether the bucket holds mv's archive (one HEAD).
@@ -511,7 +553,10 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 		}
 		return fmt.Errorf("s3 store: delete %s: %w", mv, err)
 	}
-	if _, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)}); err != nil {
+	start := time.Now()
+	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
+	s.track("delete", start, err)
+	if err != nil {
 		return fmt.Errorf("s3 store: delete %s: %v: %w", mv, err, store.ErrWrite)
 	}
 	return nil
@@ -521,7 +566,9 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 func (s *Store) Walk(ctx context.Context, fn func(module.Version) error) error {
 	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: aws.String(s.bucket), Prefix: aws.String(s.archivePrefix())})
 	for p.HasMorePages() {
+		start := time.Now()
 		page, err := p.NextPage(ctx)
+		s.track("list", start, err)
 		if err != nil {
 			return fmt.Errorf("s3 store: list %s: %w", s.where, err)
 		}
