@@ -84,9 +84,8 @@ func arcBenchHits(b *testing.B, reg *registry, u string, size int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr, Timeout: time.Minute}
+			client, done := arcBenchClient()
+			defer done()
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
 				n, err := arcBenchGet(client, u)
@@ -125,6 +124,13 @@ func arcBenchHits(b *testing.B, reg *registry, u string, size int) {
 	} else {
 		b.ReportMetric(float64(hwm)/(1<<20), "peak-RSS-MiB")
 	}
+}
+
+// arcBenchClient is one benchmark worker's client: one keep-alive
+// connection, no compression. done closes it.
+func arcBenchClient() (client *http.Client, done func()) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
+	return &http.Client{Transport: tr, Timeout: time.Minute}, tr.CloseIdleConnections
 }
 
 // arcBenchGet fetches u and discards the body, returning its length.

@@ -71,9 +71,8 @@ func hitRate(b *testing.B, u string, size int, d time.Duration) float64 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tr := &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr, Timeout: time.Minute}
+			client, closeClient := arcBenchClient()
+			defer closeClient()
 			for time.Now().Before(stop) {
 				if n, err := arcBenchGet(client, u); err != nil || n != int64(size) {
 					failed.Add(1)
