@@ -156,23 +156,11 @@ func startNginx(t *testing.T, replicas []*registry) string {
 			<-done
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return "http://" + addr
-		}
-		select {
-		case <-done:
-			errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
-			t.Fatalf("nginx exited: %s\n%s", out.String(), errLog)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("nginx did not listen within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testsupport.WaitListening(addr, done, 20*time.Second); err != nil {
+		errLog, _ := os.ReadFile(filepath.Join(dir, "error.log"))
+		t.Fatalf("nginx: %v: %s\n%s", err, out.String(), errLog)
 	}
+	return "http://" + addr
 }
 
 // currentUser names the user nginx's workers run as: this one.

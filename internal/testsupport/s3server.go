@@ -2,6 +2,7 @@ package testsupport
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -82,25 +83,33 @@ func StartS3(t testing.TB, buckets ...string) *S3Server {
 	s.done = make(chan struct{})
 	go func() { s.cmd.Wait(); close(s.done) }()
 	t.Cleanup(s.Stop)
-	deadline := time.Now().Add(20 * time.Second)
+	if err := WaitListening(addr, s.done, 20*time.Second); err != nil {
+		t.Fatalf("versitygw: %v: %s", err, s.log)
+	}
+	s.SetEnv(t)
+	return s
+}
+
+// WaitListening waits until something accepts connections on addr, the
+// process that should has exited (exited closed), or d has passed.
+func WaitListening(addr string, exited <-chan struct{}, d time.Duration) error {
+	deadline := time.Now().Add(d)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			break
+			return nil
 		}
 		select {
-		case <-s.done:
-			t.Fatalf("versitygw exited at start: %s", s.log)
+		case <-exited:
+			return errors.New("exited before listening on " + addr)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("versitygw did not listen on %s within 20s: %s", addr, s.log)
+			return fmt.Errorf("not listening on %s within %s", addr, d)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.SetEnv(t)
-	return s
 }
 
 // SetEnv puts the server's credentials into the test's environment.
