@@ -255,18 +255,32 @@ func (c *Cache) openCurrent(ctx context.Context, mv module.Version) (store.Objec
 	if err != nil {
 		return nil, err
 	}
-	stored := obj.Info().SHA256
-	if stored == "" {
-		return obj, nil
-	}
-	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
-	if err != nil || !ok || strings.EqualFold(want, stored) {
+	if c.current(ctx, mv, obj.Info().SHA256) {
 		return obj, nil
 	}
 	obj.Close()
+	return nil, fmt.Errorf("%w: %s", errStale, mv)
+}
+
+// current reports whether an archive stored with checksum stored is the
+// one the index lists (true when either is unknown), logging when not.
+func (c *Cache) current(ctx context.Context, mv module.Version, stored string) bool {
+	if stored == "" {
+		return true
+	}
+	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
+	if err != nil || !ok || strings.EqualFold(want, stored) {
+		return true
+	}
 	c.log.Warn().Str("archive", mv.String()).Str("stored_sha256", stored).Str("index_sha256", want).
 		Msg("stored archive is not the one the index lists now; fetching it again")
-	return nil, fmt.Errorf("%w: %s", errStale, mv)
+	return false
+}
+
+// Statter is a store that can describe an archive without opening it (the
+// S3 store: a HEAD instead of a GET).
+type Statter interface {
+	Stat(ctx context.Context, mv module.Version) (store.Info, error)
 }
 
 // Ensure makes sure the store holds the archive, fetching it if needed,
@@ -320,6 +334,16 @@ func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, 
 // has reports whether the store holds mv, current with the index (see
 // openCurrent).
 func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
+	if st, ok := c.store.(Statter); ok {
+		info, err := st.Stat(ctx, mv)
+		if errors.Is(err, store.ErrNotExist) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return c.current(ctx, mv, info.SHA256), nil
+	}
 	obj, err := c.openCurrent(ctx, mv)
 	if errors.Is(err, store.ErrNotExist) {
 		return false, nil

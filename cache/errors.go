@@ -1,6 +1,9 @@
 package cache
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors the pipeline and its Fetcher return, always wrapped with %w so
 // callers test them with errors.Is. Store errors (store.ErrWrite,
@@ -10,6 +13,11 @@ var (
 	// ErrNotFound: the version is not in the index (even after a refresh),
 	// or upstream answered 404/410 for it.
 	ErrNotFound = errors.New("archive not found")
+
+	// ErrUpstreamNotFound: upstream itself answered 404/410 (it wraps
+	// ErrNotFound). Unlike a version missing from one replica's index, it
+	// holds for every replica.
+	ErrUpstreamNotFound = fmt.Errorf("%w: upstream has no such archive", ErrNotFound)
 
 	// ErrUpstreamUnavailable: the archive is not cached and upstream cannot
 	// be reached (offline mode, connection refused, timeouts).

@@ -71,7 +71,9 @@ func (c *Config) validate(src sources) error {
 		{"server.drain_delay", c.Server.DrainDelay, 0},
 		{"server.first_sync_wait", c.Server.FirstSyncWait, 0},
 		{"cache.not_found_ttl", c.Cache.NotFoundTTL, 0},
-		{"store.s3.lease_ttl", c.Store.S3.LeaseTTL, 3 * time.Second},
+		// Renewed every third of it, judged by a clock with one-second
+		// steps: shorter would take live leases over.
+		{"store.s3.lease_ttl", c.Store.S3.LeaseTTL, 5 * time.Second},
 	} {
 		if d.val.D() < d.min {
 			return bad(d.key, d.val.D(), "must be at least "+d.min.String())

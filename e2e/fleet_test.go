@@ -77,7 +77,7 @@ func startFleet(t *testing.T, up *testupstream.Upstream, extraEnv ...string) *fl
 	for range fleetSize {
 		root := t.TempDir()
 		args, env := unitCommand(t, root)
-		env = append(env, "MOONBIT_REGISTRY_SERVER_DRAIN_DELAY=0s", "MOONBIT_REGISTRY_STORE_S3_LEASE_TTL=3s",
+		env = append(env, "MOONBIT_REGISTRY_SERVER_DRAIN_DELAY=0s", "MOONBIT_REGISTRY_STORE_S3_LEASE_TTL=5s",
 			"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s")
 		f.replicas = append(f.replicas, startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL(), Command: args, Env: append(env, extraEnv...)}))
 	}
@@ -241,7 +241,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	var fetchesTotal, waits float64
 	for _, r := range f.replicas {
 		m := scrape(t, r.URL+"/metrics")
-		fetchesTotal += m["moonbit_registry_fleet_fetches_total"]
+		fetchesTotal += m[`moonbit_registry_upstream_fetches_total{outcome="ok"}`]
 		waits += m["moonbit_registry_fleet_lease_waits_total"]
 		if m[`moonbit_registry_store_request_duration_seconds_count{op="get",result="ok"}`] == 0 {
 			t.Errorf("replica %s: no timed store requests in its metrics", r.URL)
@@ -291,7 +291,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 			t.Errorf("client after the holder was killed: %v", r.err)
 		}
 	}
-	t.Logf("lease holder killed: every client served %s later (lease TTL 3s)", time.Since(killed).Round(10*time.Millisecond))
+	t.Logf("lease holder killed: every client served %s later (lease TTL 5s)", time.Since(killed).Round(10*time.Millisecond))
 	takeovers := 0
 	for _, r := range f.replicas {
 		if r != holder && strings.Contains(r.Logs(), "took over an expired lease") {
@@ -304,7 +304,21 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	if n := up.Count(vpath); n != 2 {
 		t.Errorf("upstream saw %d requests for the archive, want 2 (the killed holder's, the taker's)", n)
 	}
+	// Waiting for a busy lease never turned into an error answer (the
+	// client's and nginx's retries would hide one).
+	for _, r := range f.replicas {
+		if r == holder {
+			continue
+		}
+		if bad := serverErrors.FindAllString(r.Logs(), 3); len(bad) > 0 {
+			t.Errorf("replica %s answered with server errors: %q", r.URL, bad)
+		}
+	}
 }
+
+// serverErrors finds 5xx answers to archive requests in a replica's
+// access log.
+var serverErrors = regexp.MustCompile(`"path":"/user/[^"]*","status":5\d\d`)
 
 // TestFleetMovingClient: a client whose every request may land on another
 // replica pulls after each upstream publish: every pull fast-forwards (no
@@ -373,5 +387,75 @@ func TestFleetBalancerServes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/readyz through nginx: %d", resp.StatusCode)
+	}
+}
+
+// TestFleetCatchUpFromBundle: a replica that cannot reach upstream serves
+// the fleet's index from the bundles another replica stores, and catches
+// up before answering a pull; when it cannot (the bundle is gone) it
+// answers 503, never an older index.
+func TestFleetCatchUpFromBundle(t *testing.T) {
+	ctx := t.Context()
+	srv := testsupport.StartS3(t, s3Bucket)
+	s3Env(t, srv, "cu/")
+	up := testupstream.Start(t, testupstream.Options{})
+	// This replica moves the tip, syncing every second.
+	startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s"}})
+	cut := startRegistry(t, registryOptions{}) // upstream: a closed port
+	tipFile := srv.ObjectFile(s3Bucket, "cu/index/tip")
+	tip := func() string {
+		data, _ := os.ReadFile(tipFile)
+		var tb struct{ Commit string }
+		json.Unmarshal(data, &tb)
+		return tb.Commit
+	}
+	waitTipMoves := func(from string) string {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if cur := tip(); cur != "" && cur != from {
+				return cur
+			}
+		}
+		t.Fatalf("the fleet's tip did not move from %q within 20s", from)
+		return ""
+	}
+
+	c := newMoonClient(t, cut.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatalf("clone from the replica without upstream: %v", err)
+	}
+	first := tip()
+	if out, _ := c.git(ctx, "-C", c.indexDir, "rev-parse", "HEAD"); strings.TrimSpace(out) != first {
+		t.Errorf("cloned %s, the fleet's tip is %s", strings.TrimSpace(out), first)
+	}
+
+	if err := up.AddVersion(ctx, "fleettest/bundled", "0.1.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	second := waitTipMoves(first)
+	if err := c.PullIndex(ctx); err != nil {
+		t.Fatalf("pull from the replica without upstream after the tip moved: %v", err)
+	}
+	if vs, _ := c.Versions("fleettest/bundled"); len(vs) != 1 {
+		t.Errorf("after the pull the client has %q, want the version published upstream", vs)
+	}
+
+	if err := up.AddVersion(ctx, "fleettest/bundled", "0.2.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	third := waitTipMoves(second)
+	if err := os.Remove(srv.ObjectFile(s3Bucket, "cu/index/bundles/"+third+".bundle")); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(cut.URL + "/git/index/info/refs?service=git-upload-pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a replica that cannot catch up answered %d, want 503", resp.StatusCode)
+	}
+	if err := c.PullIndex(ctx); err == nil {
+		t.Error("a pull from a replica behind the fleet succeeded")
 	}
 }

@@ -20,7 +20,8 @@ type Blobs interface {
 // object "tip" holds the fleet's commit and is only ever replaced with
 // If-Match on the version read, so of two replicas moving it at once one
 // wins and the other reads again; "bundles/<commit>.bundle" is a git
-// bundle of it for replicas that cannot reach upstream.
+// bundle of it (all its history), stored before the tip names it, for
+// replicas that cannot reach upstream.
 type IndexTip struct {
 	objects Objects
 	blobs   Blobs
@@ -70,16 +71,20 @@ func (t *IndexTip) Advance(ctx context.Context, version, commit string) (bool, e
 func bundleKey(commit string) string { return "bundles/" + commit + ".bundle" }
 
 // PutBundle implements indexsync.Fleet.
-func (t *IndexTip) PutBundle(ctx context.Context, commit, old, path string) error {
-	if err := t.blobs.PutFile(ctx, bundleKey(commit), path); err != nil {
-		return err
+func (t *IndexTip) PutBundle(ctx context.Context, commit, path string) error {
+	if !commitID.MatchString(commit) {
+		return errors.New("fleet: not a commit id: " + commit)
 	}
-	if old != "" && old != commit {
-		// A replica that read the old tip a moment ago and wants its
-		// bundle now reads the tip again.
-		return t.blobs.Remove(ctx, bundleKey(old))
+	return t.blobs.PutFile(ctx, bundleKey(commit), path)
+}
+
+// DropBundle implements indexsync.Fleet. A replica that read the tip a
+// moment ago and wants this bundle now reads the tip again.
+func (t *IndexTip) DropBundle(ctx context.Context, commit string) error {
+	if !commitID.MatchString(commit) {
+		return errors.New("fleet: not a commit id: " + commit)
 	}
-	return nil
+	return t.blobs.Remove(ctx, bundleKey(commit))
 }
 
 // Bundle implements indexsync.Fleet.

@@ -1,10 +1,14 @@
 // Package fleet coordinates replicas that share one bucket, through
 // objects in it and nothing else (no redis, no etcd): Leases make each
-// archive be fetched from upstream once for the whole fleet.
+// archive be fetched from upstream once for the whole fleet, and IndexTip
+// keeps one index tip that only moves forward, with a bundle of it for
+// replicas that cannot reach upstream.
 package fleet
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,8 +34,6 @@ type Objects interface {
 	Swap(ctx context.Context, key string, body []byte, etag string) (newETag string, swapped bool, err error)
 	// Read returns key, its ETag and its age by the server's clock.
 	Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error)
-	// Remove deletes key.
-	Remove(ctx context.Context, key string) error
 }
 
 // Defaults for LeaseOptions.
@@ -80,7 +82,7 @@ type Leases struct {
 
 // LeaseStats counts what the leases did, for metrics.
 type LeaseStats struct {
-	Acquired  atomic.Int64 // leases created (fetches this replica ran for the fleet)
+	Acquired  atomic.Int64 // leases taken (attempts this replica ran for the fleet)
 	Waited    atomic.Int64 // attempts that waited for another replica
 	TakenOver atomic.Int64 // expired leases taken over
 	Outcomes  atomic.Int64 // failures answered from a lease's recorded outcome
@@ -116,16 +118,23 @@ func (l *Leases) Stats() *LeaseStats { return &l.stats }
 // lease is the body of a lease object.
 type lease struct {
 	Holder string `json:"holder"`
-	// Outcome is "" while the holder fetches; "not_found" or
-	// "checksum_mismatch" after a failure others should not repeat.
-	Outcome string `json:"outcome,omitempty"`
+	// Token is new for every hold and Seq counts its writes: each write
+	// changes the body, so its ETag, and a takeover's If-Match on the
+	// version it judged stale fails if the holder renewed meanwhile.
+	Token string `json:"token,omitempty"`
+	Seq   int64  `json:"seq,omitempty"`
+	// State is "" while the holder fetches; stateReleased once it is done
+	// (the lease is free); stateNotFound or stateMismatch after a failure
+	// others should not repeat.
+	State   string `json:"state,omitempty"`
 	Message string `json:"message,omitempty"`
 }
 
-// Outcomes a holder records.
+// Lease states a holder records.
 const (
-	outcomeNotFound = "not_found"
-	outcomeMismatch = "checksum_mismatch"
+	stateReleased = "released"
+	stateNotFound = "not_found"
+	stateMismatch = "checksum_mismatch"
 )
 
 // Do implements cache.Coalescer.
@@ -145,47 +154,67 @@ func (l *Leases) Do(ctx context.Context, key string, fn func() error) (bool, err
 // one path segment below the leases prefix.
 func objectKey(key string) string { return url.PathEscape(key) }
 
+// opTimeout bounds one request to the bucket, so a hung one cannot hold an
+// archive's flight for good.
+func (l *Leases) opTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(l.opts.TTL/3, time.Second))
+}
+
 // fleetDo runs fn under key's lease, or waits for the replica that holds
-// it, until ctx ends.
+// it, until ctx ends. Every pass of the loop reads the lease once and then
+// acts or sleeps, except after losing a race to take it, where it reads
+// again at once (at most a few times: each loss means another replica now
+// holds it).
 func (l *Leases) fleetDo(ctx context.Context, key string, fn func() error) error {
 	okey := objectKey(key)
-	waited := false
+	waited, races := false, 0
 	for {
-		body, etag, age, found, err := l.opts.Objects.Read(ctx, okey)
+		if races > maxTakeRaces {
+			races = 0
+			if err := l.sleep(ctx); err != nil {
+				return err
+			}
+		}
+		rctx, cancel := l.opTimeout(ctx)
+		body, etag, age, found, err := l.opts.Objects.Read(rctx, okey)
+		cancel()
 		if err != nil {
-			return l.storeTrouble(key, err)
+			return l.storeTrouble(ctx, key, err)
 		}
 		var held lease
 		if found && json.Unmarshal(body, &held) != nil {
-			held = lease{} // unreadable: treat as a lease in progress, expiring by age
+			held = lease{} // unreadable: a lease in progress, expiring by age
 		}
+		failed := held.State == stateNotFound || held.State == stateMismatch
 		switch {
-		case !found:
-			etag, created, err := l.opts.Objects.Create(ctx, okey, l.body(lease{}))
+		case !found || held.State == stateReleased ||
+			age >= l.opts.TTL || (failed && age >= l.opts.OutcomeTTL):
+			mine := l.newLease()
+			wctx, cancel := l.opTimeout(ctx)
+			var newETag string
+			var taken bool
+			if found {
+				newETag, taken, err = l.opts.Objects.Swap(wctx, okey, l.body(mine), etag)
+			} else {
+				newETag, taken, err = l.opts.Objects.Create(wctx, okey, l.body(mine))
+			}
+			cancel()
 			if err != nil {
-				return l.storeTrouble(key, err)
+				return l.storeTrouble(ctx, key, err)
 			}
-			if created {
-				l.stats.Acquired.Add(1)
-				return l.hold(ctx, key, okey, etag, fn)
+			if !taken {
+				races++
+				continue // another replica took it first: read it again
 			}
-			continue // another replica created it first: read it
-		case held.Outcome != "" && age < l.opts.OutcomeTTL:
+			l.stats.Acquired.Add(1)
+			if found && held.State == "" {
+				l.stats.TakenOver.Add(1)
+				l.log.Warn().Str("archive", key).Str("holder", held.Holder).Dur("age_ms", age).Msg("took over an expired lease")
+			}
+			return l.hold(ctx, key, okey, newETag, mine, fn)
+		case failed:
 			l.stats.Outcomes.Add(1)
 			return outcomeError(key, held)
-		case age >= l.opts.TTL || (held.Outcome != "" && age >= l.opts.OutcomeTTL):
-			newETag, swapped, err := l.opts.Objects.Swap(ctx, okey, l.body(lease{}), etag)
-			if err != nil {
-				return l.storeTrouble(key, err)
-			}
-			if swapped {
-				if held.Outcome == "" {
-					l.stats.TakenOver.Add(1)
-					l.log.Warn().Str("archive", key).Str("holder", held.Holder).Dur("age_ms", age).Msg("took over an expired lease")
-				}
-				return l.hold(ctx, key, okey, newETag, fn)
-			}
-			continue
 		}
 		// A live lease of another replica: wait for its archive.
 		if !waited {
@@ -203,17 +232,35 @@ func (l *Leases) fleetDo(ctx context.Context, key string, fn func() error) error
 	}
 }
 
-// hold runs fn while renewing the lease, then releases it, or leaves the
-// outcome in it when others should not repeat the attempt.
-func (l *Leases) hold(ctx context.Context, key, okey, etag string, fn func() error) error {
+// maxTakeRaces: after this many lost races to take a lease in a row the
+// loop sleeps before reading it again.
+const maxTakeRaces = 3
+
+// newLease is a fresh body for this replica: a new token.
+func (l *Leases) newLease() lease {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	return lease{Token: hex.EncodeToString(b[:])}
+}
+
+// hold runs fn while renewing the lease, then releases it (or leaves the
+// failure in it when others should not repeat the attempt) with If-Match
+// on the version it wrote last: a lease taken over meanwhile is left to
+// its new holder.
+func (l *Leases) hold(ctx context.Context, key, okey, etag string, mine lease, fn func() error) error {
 	// Renewing and releasing outlive the caller's context: the fetch does.
 	bg := context.WithoutCancel(ctx)
 	stop := make(chan struct{})
-	renewed := make(chan string, 1)
+	type last struct {
+		etag string
+		lost bool
+		seq  int64
+	}
+	renewed := make(chan last, 1)
 	go func() {
 		tick := time.NewTicker(l.opts.TTL / 3)
 		defer tick.Stop()
-		cur := etag
+		cur := last{etag: etag, seq: mine.Seq}
 		defer func() { renewed <- cur }()
 		for {
 			select {
@@ -221,37 +268,46 @@ func (l *Leases) hold(ctx context.Context, key, okey, etag string, fn func() err
 				return
 			case <-tick.C:
 			}
-			next, swapped, err := l.opts.Objects.Swap(bg, okey, l.body(lease{}), cur)
+			next := mine
+			next.Seq = cur.seq + 1
+			wctx, cancel := l.opTimeout(bg)
+			newETag, swapped, err := l.opts.Objects.Swap(wctx, okey, l.body(next), cur.etag)
+			cancel()
 			switch {
 			case err != nil:
 				l.log.Warn().Err(err).Str("archive", key).Msg("lease renewal failed; retrying")
 			case !swapped:
 				l.log.Warn().Str("archive", key).Msg("lease taken over by another replica while fetching")
+				cur.lost = true
 				return
 			default:
-				cur = next
+				cur.etag, cur.seq = newETag, next.Seq
 			}
 		}
 	}()
 	err := fn()
 	close(stop)
 	cur := <-renewed
-
-	if outcome := outcomeOf(err); outcome != "" {
-		if _, _, serr := l.opts.Objects.Swap(bg, okey, l.body(lease{Outcome: outcome, Message: err.Error()}), cur); serr != nil {
-			l.log.Warn().Err(serr).Str("archive", key).Msg("cannot record the outcome in the lease")
-		}
-		return err
+	if cur.lost {
+		return err // the lease is another replica's now
 	}
-	if rerr := l.opts.Objects.Remove(bg, okey); rerr != nil {
-		l.log.Warn().Err(rerr).Str("archive", key).Msg("cannot release the lease; it expires by itself")
+	done := mine
+	done.Seq = cur.seq + 1
+	done.State = stateReleased
+	if state := outcomeOf(err); state != "" {
+		done.State, done.Message = state, err.Error()
+	}
+	wctx, cancel := l.opTimeout(bg)
+	defer cancel()
+	if _, _, serr := l.opts.Objects.Swap(wctx, okey, l.body(done), cur.etag); serr != nil {
+		l.log.Warn().Err(serr).Str("archive", key).Str("state", done.State).Msg("cannot update the lease; it expires by itself")
 	}
 	return err
 }
 
 func (l *Leases) body(le lease) []byte {
 	le.Holder = l.opts.Holder
-	b, _ := json.Marshal(le) // strings only: cannot fail
+	b, _ := json.Marshal(le) // strings and numbers only: cannot fail
 	return b
 }
 
@@ -270,29 +326,34 @@ func (l *Leases) sleep(ctx context.Context) error {
 
 // storeTrouble: the bucket did not answer a lease operation. The fetch is
 // not attempted (without the lease every replica might), and the client
-// may retry.
-func (l *Leases) storeTrouble(key string, err error) error {
+// may retry (503); a caller whose own wait ended gets that instead.
+func (l *Leases) storeTrouble(ctx context.Context, key string, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w: archive %s: waiting for another replica's fetch: %w", cache.ErrUpstreamUnavailable, key, ctx.Err())
+	}
 	l.log.Warn().Err(err).Str("archive", key).Msg("lease: the shared store did not answer")
-	return fmt.Errorf("%w: archive %s: the shared store did not answer: %w", cache.ErrUpstreamUnavailable, key, err)
+	return fmt.Errorf("%w: archive %s: lease: %w", store.ErrUnavailable, key, err)
 }
 
-// outcomeOf is what a failed fetch leaves for the others.
+// outcomeOf is what a failed fetch leaves for the others: only what
+// upstream itself said (a version this replica's index lacks may be in
+// another's).
 func outcomeOf(err error) string {
 	switch {
 	case err == nil:
 		return ""
-	case errors.Is(err, cache.ErrNotFound):
-		return outcomeNotFound
+	case errors.Is(err, cache.ErrUpstreamNotFound):
+		return stateNotFound
 	case errors.Is(err, store.ErrChecksumMismatch):
-		return outcomeMismatch
+		return stateMismatch
 	}
 	return ""
 }
 
-// outcomeError is the error a recorded outcome stands for.
+// outcomeError is the error a recorded failure stands for.
 func outcomeError(key string, le lease) error {
-	sentinel := cache.ErrNotFound
-	if le.Outcome == outcomeMismatch {
+	sentinel := cache.ErrUpstreamNotFound
+	if le.State == stateMismatch {
 		sentinel = store.ErrChecksumMismatch
 	}
 	return fmt.Errorf("%w: %s (found by replica %s: %s)", sentinel, key, le.Holder, le.Message)

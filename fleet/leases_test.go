@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -101,9 +102,11 @@ func TestLeasesOneFetchForTheFleet(t *testing.T) {
 	if acquired < 1 || waited < 1 {
 		t.Errorf("acquired %d, waited %d: want one holder and waiters", acquired, waited)
 	}
-	// The lease is released: nothing is left behind.
-	if _, _, _, found, err := objs.Read(t.Context(), objectKey("moonbitlang/x@0.4.6")); err != nil || found {
-		t.Errorf("lease left after the fetch: found %v, %v", found, err)
+	// The lease is released: free for whoever needs the archive next.
+	body, _, _, found, err := objs.Read(t.Context(), objectKey("moonbitlang/x@0.4.6"))
+	var le lease
+	if err != nil || !found || json.Unmarshal(body, &le) != nil || le.State != stateReleased {
+		t.Errorf("lease after the fetch: %s (found %v, %v), want released", body, found, err)
 	}
 }
 
@@ -141,7 +144,7 @@ func TestLeasesShareAFailure(t *testing.T) {
 	var fetches atomic.Int64
 	notFound := func() error {
 		fetches.Add(1)
-		return fmt.Errorf("%w: upstream says so", cache.ErrNotFound)
+		return fmt.Errorf("%w: upstream says so", cache.ErrUpstreamNotFound)
 	}
 	if _, err := fleet[0].Do(t.Context(), key, notFound); !errors.Is(err, cache.ErrNotFound) {
 		t.Fatalf("holder: %v", err)
@@ -157,6 +160,59 @@ func TestLeasesShareAFailure(t *testing.T) {
 	time.Sleep(4 * time.Second) // the outcome expires
 	if _, err := fleet[1].Do(t.Context(), key, notFound); !errors.Is(err, cache.ErrNotFound) || fetches.Load() != 2 {
 		t.Errorf("after the outcome expired: %v, %d fetches; want a fresh attempt", err, fetches.Load())
+	}
+}
+
+// A version missing from one replica's index says nothing about the
+// others' (theirs may be newer): it is not left in the lease.
+func TestLeasesKeepLocalNotFoundLocal(t *testing.T) {
+	objs := bucketObjects(t)
+	key := "fresh/module@1.0.0"
+	fleet := replicas(t, objs, 2, nil, nil)
+	var fetches atomic.Int64
+	notInMyIndex := func() error {
+		fetches.Add(1)
+		return fmt.Errorf("%w: not in this replica's index", cache.ErrNotFound)
+	}
+	for _, l := range fleet {
+		if _, err := l.Do(t.Context(), key, notInMyIndex); !errors.Is(err, cache.ErrNotFound) {
+			t.Fatalf("Do: %v", err)
+		}
+	}
+	if n := fetches.Load(); n != 2 {
+		t.Errorf("%d attempts, want each replica's own (2)", n)
+	}
+}
+
+// A holder whose lease was taken over meanwhile (it stalled past the TTL)
+// leaves the lease to its new holder when it finishes.
+func TestLeasesHolderDoesNotReleaseAnothersLease(t *testing.T) {
+	objs := bucketObjects(t)
+	key := "moonbitlang/x@0.4.9"
+	l := replicas(t, objs, 1, nil, nil)[0]
+	release := make(chan struct{})
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Do(t.Context(), key, func() error { close(started); <-release; return nil })
+		done <- err
+	}()
+	<-started
+	// Another replica takes the lease over.
+	_, etag, _, found, err := objs.Read(t.Context(), objectKey(key))
+	if err != nil || !found {
+		t.Fatalf("read the lease: %v %v", found, err)
+	}
+	if _, swapped, err := objs.Swap(t.Context(), objectKey(key), []byte(`{"holder":"other","token":"other"}`), etag); err != nil || !swapped {
+		t.Fatalf("take over: %v %v", swapped, err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	body, _, _, _, err := objs.Read(t.Context(), objectKey(key))
+	if err != nil || string(body) != `{"holder":"other","token":"other"}` {
+		t.Errorf("lease after the old holder finished: %s, %v; want the new holder's, untouched", body, err)
 	}
 }
 

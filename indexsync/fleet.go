@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Fleet is the index state replicas that share a store agree on (a
@@ -21,9 +22,10 @@ type Fleet interface {
 	// Advance moves the tip to commit if it is still at version ("": there
 	// is none yet); ok is false when another replica moved it first.
 	Advance(ctx context.Context, version, commit string) (ok bool, err error)
-	// PutBundle stores the bundle file at path as commit's, and may drop
-	// the bundle of the tip it replaced (old, "" for none).
-	PutBundle(ctx context.Context, commit, old, path string) error
+	// PutBundle stores the bundle file at path as commit's; DropBundle
+	// removes commit's (a tip replaced, or one that never became the tip).
+	PutBundle(ctx context.Context, commit, path string) error
+	DropBundle(ctx context.Context, commit string) error
 	// Bundle writes commit's bundle to the file dst; found is false when
 	// no replica has stored one (yet).
 	Bundle(ctx context.Context, commit, dst string) (found bool, err error)
@@ -33,13 +35,14 @@ type Fleet interface {
 // moving the tip under it.
 const maxTipRaces = 5
 
+// bundleRef is the ref a bundle carries the tip under. Hidden from clients
+// (uploadpack.hideRefs), so it is never advertised.
+const bundleRef = "refs/fleet/tip"
+
 // agreement is where a sync may move main: target, which the fleet's tip
-// holds; advanced is set when this sync moved the tip (from oldTip), so it
-// publishes the bundle.
+// holds.
 type agreement struct {
-	target   string
-	advanced bool
-	oldTip   string
+	target string
 }
 
 // agree settles what main moves to when upstream gave next ("" when it
@@ -50,54 +53,101 @@ type agreement struct {
 // followed, as a single mirror does.
 func (m *Mirror) agree(ctx context.Context, dir, next string) (agreement, error) {
 	f := m.opts.Fleet
+	bundled := false // next's bundle is stored: drop it if next does not become the tip
+	settle := func(target string) agreement {
+		if bundled && target != next {
+			m.dropBundle(ctx, next)
+		}
+		return agreement{target: target}
+	}
 	for range maxTipRaces {
 		tip, version, err := f.Tip(ctx)
 		if err != nil {
-			return agreement{}, fmt.Errorf("read the fleet's index tip: %w", err)
+			return settle(""), fmt.Errorf("read the fleet's index tip: %w", err)
 		}
 		switch {
 		case next == "" && tip == "":
-			return agreement{}, errors.New("upstream is unreachable and no replica has published an index yet")
+			return settle(""), errors.New("upstream is unreachable and no replica has published an index yet")
 		case next == "":
 			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
-				return agreement{}, err
+				return settle(""), err
 			}
-			return agreement{target: tip}, nil
+			return settle(tip), nil
 		case tip == next:
-			return agreement{target: next}, nil
-		case tip == "":
-			ok, err := f.Advance(ctx, "", next)
-			if err != nil {
-				return agreement{}, fmt.Errorf("publish the fleet's index tip: %w", err)
+			return settle(next), nil
+		}
+		if tip != "" {
+			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
+				return settle(""), err
 			}
-			if ok {
-				return agreement{target: next, advanced: true}, nil
+			if back, err := m.isAncestorIn(ctx, dir, next, tip); err != nil {
+				return settle(""), err
+			} else if back {
+				return settle(tip), nil // this replica saw upstream before the one that moved the tip
 			}
-			continue
+			if fwd, err := m.isAncestorIn(ctx, dir, tip, next); err != nil {
+				return settle(""), err
+			} else if !fwd {
+				m.log.Error().Str("tip", tip).Str("upstream", next).
+					Msg("UPSTREAM INDEX HISTORY WAS REWRITTEN: moving the fleet's tip to it; clients will have to re-clone")
+			}
 		}
-		if err := m.haveOrBundle(ctx, dir, tip); err != nil {
-			return agreement{}, err
-		}
-		if back, err := m.isAncestorIn(ctx, dir, next, tip); err != nil {
-			return agreement{}, err
-		} else if back {
-			return agreement{target: tip}, nil // this replica saw upstream before the one that moved the tip
-		}
-		if fwd, err := m.isAncestorIn(ctx, dir, tip, next); err != nil {
-			return agreement{}, err
-		} else if !fwd {
-			m.log.Error().Str("tip", tip).Str("upstream", next).
-				Msg("UPSTREAM INDEX HISTORY WAS REWRITTEN: moving the fleet's tip to it; clients will have to re-clone")
+		// The bundle first, then the tip: a replica that reads the new tip
+		// finds its bundle.
+		if !bundled {
+			if err := m.putBundle(ctx, dir, next); err != nil {
+				m.log.Warn().Err(err).Str("commit", next).Msg("cannot store the index bundle for the fleet; replicas without upstream wait for the next one")
+			} else {
+				bundled = true
+			}
 		}
 		ok, err := f.Advance(ctx, version, next)
 		if err != nil {
-			return agreement{}, fmt.Errorf("advance the fleet's index tip: %w", err)
+			return settle(""), fmt.Errorf("advance the fleet's index tip: %w", err)
 		}
 		if ok {
-			return agreement{target: next, advanced: true, oldTip: tip}, nil
+			if tip != "" {
+				m.dropBundle(ctx, tip)
+			}
+			return settle(next), nil
 		}
 	}
-	return agreement{}, errors.New("the fleet's index tip kept moving under this sync; the next one tries again")
+	return settle(""), errors.New("the fleet's index tip kept moving under this sync; the next one tries again")
+}
+
+// putBundle stores a bundle of commit (all its history, under bundleRef)
+// for the replicas that cannot reach upstream.
+func (m *Mirror) putBundle(ctx context.Context, dir, commit string) error {
+	if _, err := m.git(ctx, dir, nil, "update-ref", bundleRef, commit); err != nil {
+		return err
+	}
+	tmp, done, err := m.bundleFile()
+	if err != nil {
+		return err
+	}
+	defer done()
+	// Into an existing file: git bundle create writes it anew.
+	if _, err := m.git(ctx, dir, nil, "bundle", "create", "--quiet", tmp, bundleRef); err != nil {
+		return err
+	}
+	return m.opts.Fleet.PutBundle(ctx, commit, tmp)
+}
+
+// bundleFile is an empty temporary file beside the mirror for a bundle;
+// done removes it.
+func (m *Mirror) bundleFile() (path string, done func(), err error) {
+	f, err := os.CreateTemp(filepath.Dir(m.opts.Dir), m.tempPrefix()+"bundle-*")
+	if err != nil {
+		return "", nil, fmt.Errorf("bundle: %w", err)
+	}
+	f.Close()
+	return f.Name(), func() { os.Remove(f.Name()) }, nil
+}
+
+func (m *Mirror) dropBundle(ctx context.Context, commit string) {
+	if err := m.opts.Fleet.DropBundle(ctx, commit); err != nil {
+		m.log.Warn().Err(err).Str("commit", commit).Msg("cannot remove an index bundle that is no longer the fleet's")
+	}
 }
 
 // haveOrBundle makes sure the repository at dir holds commit, fetching it
@@ -106,20 +156,19 @@ func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
 	if m.hasCommit(ctx, dir, commit) {
 		return nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(m.opts.Dir), m.tempPrefix()+"bundle-*")
+	tmp, done, err := m.bundleFile()
 	if err != nil {
 		return err
 	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	found, err := m.opts.Fleet.Bundle(ctx, commit, tmp.Name())
+	defer done()
+	found, err := m.opts.Fleet.Bundle(ctx, commit, tmp)
 	if err != nil {
 		return fmt.Errorf("fetch the fleet's index bundle: %w", err)
 	}
 	if !found {
 		return fmt.Errorf("the fleet's index is at %s, which upstream did not give this replica and no replica has stored a bundle of yet", commit)
 	}
-	if _, err := m.git(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp.Name(), "refs/heads/"+localBranch); err != nil {
+	if _, err := m.git(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp, bundleRef); err != nil {
 		return fmt.Errorf("fetch from the fleet's bundle: %w", err)
 	}
 	if !m.hasCommit(ctx, dir, commit) {
@@ -133,32 +182,13 @@ func (m *Mirror) hasCommit(ctx context.Context, dir, commit string) bool {
 	return err == nil
 }
 
-// publish stores a bundle of main (at a tip this replica set) for the
-// replicas that cannot reach upstream. Failing only costs them upstream.
-func (m *Mirror) publish(ctx context.Context, a agreement) {
-	if !a.advanced {
-		return
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(m.opts.Dir), m.tempPrefix()+"bundle-*")
-	if err == nil {
-		tmp.Close()
-		defer os.Remove(tmp.Name())
-		// Into an existing file: git bundle create writes it anew.
-		_, err = m.git(ctx, m.opts.Dir, nil, "bundle", "create", "--quiet", tmp.Name(), "refs/heads/"+localBranch)
-	}
-	if err == nil {
-		err = m.opts.Fleet.PutBundle(ctx, a.target, a.oldTip, tmp.Name())
-	}
-	if err != nil {
-		m.log.Warn().Err(err).Str("commit", a.target).Msg("cannot store the index bundle for the fleet; replicas without upstream wait for the next one")
-	}
-}
-
 // CatchUp brings the mirror to the fleet's tip when another replica moved
 // it, before a client is answered: from upstream, or from the bundle that
 // replica stored. Without a Fleet it does nothing. An error means this
 // replica must not answer (503): it would serve an index older than one a
-// client may already have.
+// client may already have. The catch-up runs on even if the caller leaves;
+// after a failed one, callers are answered at once for a moment instead
+// of each starting another.
 func (m *Mirror) CatchUp(ctx context.Context) error {
 	if m.opts.Fleet == nil {
 		return nil
@@ -170,13 +200,59 @@ func (m *Mirror) CatchUp(ctx context.Context) error {
 	if tip == "" || tip == m.Commit() {
 		return nil
 	}
-	if _, err := m.Sync(ctx); err != nil {
+	if err := m.recentCatchUpFailure(tip); err != nil {
 		return err
 	}
-	if cur := m.Commit(); cur != tip {
-		if ok, err := m.isAncestorIn(ctx, m.opts.Dir, tip, cur); err != nil || !ok {
-			return fmt.Errorf("the index mirror (%s) is behind the fleet's tip %s", cur, tip)
-		}
+	done := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.GitTimeout)
+		defer cancel()
+		_, err := m.Sync(sctx)
+		done <- err
+	}()
+	var syncErr error
+	select {
+	case syncErr = <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	cur := m.Commit()
+	if cur == tip {
+		return nil
+	}
+	if ok, err := m.isAncestor(ctx, tip, cur); err == nil && ok {
+		return nil // the tip moved on and this replica with it
+	}
+	err = fmt.Errorf("the index mirror (%s) is behind the fleet's tip %s", cur, tip)
+	if syncErr != nil {
+		err = fmt.Errorf("%w: %w", err, syncErr)
+	}
+	m.noteCatchUpFailure(tip, err)
+	return err
+}
+
+// catchUpRetry is how long a failed catch-up to a tip is not tried again.
+const catchUpRetry = 2 * time.Second
+
+func (m *Mirror) recentCatchUpFailure(tip string) error {
+	m.catchUpMu.Lock()
+	defer m.catchUpMu.Unlock()
+	f := m.catchUpFailed
+	if f.tip == tip && time.Since(f.at) < catchUpRetry {
+		return f.err
 	}
 	return nil
+}
+
+func (m *Mirror) noteCatchUpFailure(tip string, err error) {
+	m.catchUpMu.Lock()
+	m.catchUpFailed = catchUpFailure{tip: tip, at: time.Now(), err: err}
+	m.catchUpMu.Unlock()
+}
+
+// catchUpFailure is the last catch-up that did not reach its tip.
+type catchUpFailure struct {
+	tip string
+	at  time.Time
+	err error
 }

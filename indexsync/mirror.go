@@ -56,6 +56,9 @@ type Mirror struct {
 	mu     sync.Mutex // guards status
 	status Status
 
+	catchUpMu     sync.Mutex
+	catchUpFailed catchUpFailure // see CatchUp
+
 	// onGit, when set (tests only), sees the arguments of every git run.
 	onGit func(args []string)
 }

@@ -81,7 +81,6 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 		m.log.Warn().Err(err).Str("dir", trash).Msg("cannot remove the damaged mirror")
 	}
 	m.configured = true
-	m.publish(ctx, a)
 	m.log.Warn().Str("commit", commit).Dur("duration_ms", time.Since(start)).Msg("index mirror rebuilt")
 	// What changed cannot be told from a damaged history: clients holding
 	// the old commit fetch the new one as after a rewrite, and cached

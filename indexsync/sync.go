@@ -115,7 +115,6 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	m.setCommit(a.target)
 	m.cache.clear()
 	m.tree.Unlock()
-	m.publish(ctx, a)
 	return Changes{To: a.target, Initial: true}, nil
 }
 
@@ -201,6 +200,8 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// replica advertised it a moment ago): anything main reaches is
 		// served.
 		{"uploadpack.allowReachableSHA1InWant", "true"},
+		// The ref a fleet's bundle is made from is not for clients.
+		{"uploadpack.hideRefs", "refs/fleet/"},
 	} {
 		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
@@ -226,7 +227,7 @@ func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string
 // commits already present, so the new tip's history connects to the old
 // one and clients holding the old tip can fast-forward. Only if upstream
 // rewrote its history does this fetch all of it.
-func (m *Mirror) update(ctx context.Context) (_ Changes, err error) {
+func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	old := m.Commit()
 	if old == "" {
 		// A repository from an earlier run whose main New could not read.
@@ -241,26 +242,46 @@ func (m *Mirror) update(ctx context.Context) (_ Changes, err error) {
 		}
 		m.configured = true
 	}
-	next, err := m.fetch(ctx, m.opts.Dir)
-	var a agreement
+	var extra []string
+	if m.opts.Fleet != nil && m.isShallow() {
+		// A mirror from before the fleet: full history from now on.
+		extra = []string{"--unshallow"}
+	}
+	next, fetchErr := m.fetch(ctx, m.opts.Dir, extra...)
+	if m.opts.Fleet == nil && fetchErr != nil {
+		return Changes{}, fetchErr
+	}
 	if m.opts.Fleet != nil {
-		if err != nil {
-			m.log.Warn().Err(err).Msg("upstream unreachable; following the fleet's index")
+		if fetchErr != nil {
 			next = ""
 		}
-		if a, err = m.agree(ctx, m.opts.Dir, next); err != nil {
+		a, err := m.agree(ctx, m.opts.Dir, next)
+		if err != nil {
+			if fetchErr != nil {
+				return Changes{}, fmt.Errorf("%w; and the fleet's index: %w", fetchErr, err)
+			}
 			return Changes{}, err
 		}
 		next = a.target
 	}
-	if err != nil {
-		return Changes{}, err
+	c, err := m.moveTo(ctx, old, next)
+	if err == nil && fetchErr != nil {
+		// At the fleet's tip, but upstream did not answer: the sync failed
+		// all the same (a version missing from the index is not known not
+		// to exist, and a long outage makes the mirror stale).
+		err = fmt.Errorf("upstream unreachable; following the fleet's index at %s: %w", next, fetchErr)
 	}
-	defer func() {
-		if err == nil {
-			m.publish(ctx, a) // main is at the tip this sync set
-		}
-	}()
+	return c, err
+}
+
+// isShallow reports whether the mirror has shallow history.
+func (m *Mirror) isShallow() bool {
+	_, err := os.Stat(filepath.Join(m.opts.Dir, ".git", "shallow"))
+	return err == nil
+}
+
+// moveTo moves main from old to next and says what changed.
+func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) {
 	if next == old {
 		if m.treeIncomplete.Load() {
 			// Upstream has not moved, but the tree a failed checkout left
@@ -280,6 +301,7 @@ func (m *Mirror) update(ctx context.Context) (_ Changes, err error) {
 	}
 	var names []string
 	if old != "" {
+		var err error
 		names, err = m.changedFiles(ctx, old, next)
 		if err != nil {
 			m.log.Warn().Err(err).Msg("cannot list changed index files; dropping the whole lookup cache")

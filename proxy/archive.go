@@ -164,6 +164,8 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable; try again later", mv)
 	case status == http.StatusBadGateway && !errors.Is(err, store.ErrChecksumMismatch):
 		msg = fmt.Sprintf("archive %s is not cached and upstream sent no usable answer; try again later", mv)
+	case errors.Is(err, store.ErrUnavailable):
+		msg = fmt.Sprintf("archive %s cannot be served: the archive store does not answer right now; try again later", mv)
 	case errors.Is(err, store.ErrWrite):
 		// The details (paths, errno) are for the log, not for clients.
 		msg = fmt.Sprintf("archive %s is not cached and the cache cannot store it right now (disk full or not writable); try again later", mv)
@@ -190,6 +192,8 @@ func archiveErrorStatus(err error) int {
 		return http.StatusBadGateway
 	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout
+	case errors.Is(err, store.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	case errors.Is(err, store.ErrWrite):
 		// Not 507: moon retries 503 and never 507, and a full disk can be
 		// freed while it retries.

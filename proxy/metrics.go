@@ -37,8 +37,8 @@ type Metrics struct {
 // FleetStats is what the metrics show of the coordination between
 // replicas sharing a bucket (fleet.LeaseStats, read at scrape time).
 type FleetStats struct {
-	// Acquired counts leases this replica took: the fetches it ran for the
-	// fleet. Waited counts attempts that waited for another replica,
+	// Acquired counts leases this replica took: the attempts it ran for
+	// the fleet. Waited counts attempts that waited for another replica,
 	// TakenOver expired leases taken over, Outcomes failures answered from
 	// another replica's recorded outcome.
 	Acquired, Waited, TakenOver, Outcomes int64
@@ -163,7 +163,7 @@ func (m *Metrics) WatchFleet(stats func() FleetStats) {
 			func() float64 { return float64(get(stats())) })
 	}
 	m.registry.MustRegister(
-		counter("moonbit_registry_fleet_fetches_total", "Archive fetches this replica ran for the fleet (leases it took).",
+		counter("moonbit_registry_fleet_leases_taken_total", "Archive leases this replica took: attempts it ran for the fleet (moonbit_registry_upstream_fetches_total counts the fetches).",
 			func(s FleetStats) int64 { return s.Acquired }),
 		counter("moonbit_registry_fleet_lease_waits_total", "Archive misses that waited for another replica's fetch.",
 			func(s FleetStats) int64 { return s.Waited }),

@@ -17,6 +17,10 @@ var (
 	// read-only filesystem, object store refusing). Nothing was stored.
 	ErrWrite = errors.New("archive store cannot write")
 
+	// ErrUnavailable: a remote store did not answer (or answered with an
+	// error of its own); a retry may succeed.
+	ErrUnavailable = errors.New("archive store unavailable")
+
 	// ErrChecksumMismatch: the bytes do not hash to the expected checksum.
 	// Nothing was stored.
 	ErrChecksumMismatch = errors.New("archive checksum mismatch")

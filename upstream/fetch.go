@@ -186,7 +186,7 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
 	case code == http.StatusNotFound || code == http.StatusGone:
-		return -1, fmt.Errorf("%w: upstream has no archive %s (HTTP %d)", cache.ErrNotFound, mv, code)
+		return -1, fmt.Errorf("%w: %s (HTTP %d)", cache.ErrUpstreamNotFound, mv, code)
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
 		drain(resp.Body)
 		return retryAfter(resp.Header), fmt.Errorf("%w: archive %s: upstream answered %s", cache.ErrUpstream, mv, resp.Status)

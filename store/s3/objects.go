@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"moonbit-registry/store"
 )
 
 // Objects are small objects under one key prefix of the bucket, written
@@ -54,10 +56,16 @@ func (o *Objects) put(ctx context.Context, key string, body []byte, in *s3.PutOb
 	o.s.track("put", start, err)
 	if err != nil {
 		switch httpStatus(err) {
-		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
+		case http.StatusPreconditionFailed, http.StatusConflict:
+			// It exists (Create) or changed (Swap), or another conditional
+			// write of it is under way.
 			return "", false, nil
+		case http.StatusNotFound:
+			if in.IfMatch != nil && !isNoSuchBucket(err) {
+				return "", false, nil // Swap: it is gone
+			}
 		}
-		return "", false, fmt.Errorf("s3: put %s in %s: %w", o.prefix+key, o.s.where, err)
+		return "", false, fmt.Errorf("s3: put %s in %s: %w: %w", o.prefix+key, o.s.where, store.ErrUnavailable, err)
 	}
 	return aws.ToString(out.ETag), true, nil
 }
@@ -73,7 +81,7 @@ func (o *Objects) Read(ctx context.Context, key string) (body []byte, etag strin
 		if isNotFound(err) {
 			return nil, "", 0, false, nil
 		}
-		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w: %w", o.prefix+key, o.s.where, store.ErrUnavailable, err)
 	}
 	defer out.Body.Close()
 	body, err = io.ReadAll(io.LimitReader(out.Body, maxSmallObject))
@@ -102,17 +110,19 @@ func (o *Objects) Remove(ctx context.Context, key string) error {
 func (o *Objects) PutFile(ctx context.Context, key, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return fmt.Errorf("s3: upload %s: %w", path, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return fmt.Errorf("s3: upload %s: %w", path, err)
 	}
+	start := time.Now()
 	_, err = o.s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key),
 		Body: f, ContentLength: aws.Int64(fi.Size()), ContentType: aws.String("application/octet-stream"),
 	})
+	o.s.track("put", start, err)
 	if err != nil {
 		return fmt.Errorf("s3: put %s in %s: %w", o.prefix+key, o.s.where, err)
 	}
@@ -122,7 +132,9 @@ func (o *Objects) PutFile(ctx context.Context, key, path string) error {
 // GetFile downloads key into the file at path; found is false when key
 // does not exist.
 func (o *Objects) GetFile(ctx context.Context, key, path string) (found bool, err error) {
+	start := time.Now()
 	out, err := o.s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(o.s.bucket), Key: aws.String(o.prefix + key)})
+	o.s.track("get", start, err)
 	if err != nil {
 		if isNotFound(err) {
 			return false, nil
@@ -132,11 +144,14 @@ func (o *Objects) GetFile(ctx context.Context, key, path string) (found bool, er
 	defer out.Body.Close()
 	f, err := os.Create(path)
 	if err != nil {
-		return false, err
+		return false, fmt.Errorf("s3: download %s: %w", o.prefix+key, err)
 	}
 	if _, err := io.Copy(f, out.Body); err != nil {
 		f.Close()
 		return false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
 	}
-	return true, f.Close()
+	if err := f.Close(); err != nil {
+		return false, fmt.Errorf("s3: download %s: %w", o.prefix+key, err)
+	}
+	return true, nil
 }

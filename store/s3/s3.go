@@ -161,7 +161,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	case status == http.StatusForbidden || status == http.StatusUnauthorized:
 		return fmt.Errorf("s3 store: %s refuses the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the shared credentials file): %w", s.where, store.ErrWrite)
 	}
-	return fmt.Errorf("s3 store: %s: %v: %w", s.where, err, store.ErrWrite)
+	return fmt.Errorf("s3 store: %s: %w: %w", s.where, err, store.ErrWrite)
 }
 
 // Open starts reading an archive: one GET, whose headers give its size,
@@ -178,7 +178,7 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 		if isNotFound(err) {
 			return nil, fmt.Errorf("%s: %w", mv, store.ErrNotExist)
 		}
-		return nil, fmt.Errorf("s3 store: get %s: %w", mv, err)
+		return nil, fmt.Errorf("s3 store: get %s: %w: %w", mv, store.ErrUnavailable, err)
 	}
 	size := aws.ToInt64(out.ContentLength)
 	return &object{
@@ -188,15 +188,16 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 }
 
 // object is an open archive: the body of a GET, re-requested from an
-// offset after a Seek.
+// offset when a Read follows a Seek elsewhere.
 type object struct {
 	s    *Store
 	ctx  context.Context
 	key  string
 	etag string
 	info store.Info
-	body io.ReadCloser // nil after a Seek until the next Read
-	pos  int64
+	body io.ReadCloser // the open stream, at bodyPos; nil once closed
+	// pos is where the next Read reads; bodyPos where body is.
+	pos, bodyPos int64
 }
 
 func (o *object) Info() store.Info { return o.info }
@@ -205,24 +206,32 @@ func (o *object) Read(p []byte) (int, error) {
 	if o.pos >= o.info.Size {
 		return 0, io.EOF
 	}
+	if o.body != nil && o.bodyPos != o.pos {
+		o.body.Close()
+		o.body = nil
+	}
 	if o.body == nil {
+		start := time.Now()
 		out, err := o.s.client.GetObject(o.ctx, &s3.GetObjectInput{
 			Bucket: aws.String(o.s.bucket), Key: aws.String(o.key),
 			Range:   aws.String(fmt.Sprintf("bytes=%d-", o.pos)),
 			IfMatch: aws.String(o.etag), // the same object, not one that replaced it
 		})
+		o.s.track("get", start, err)
 		if err != nil {
-			return 0, fmt.Errorf("s3 store: get %s from %d: %w", o.key, o.pos, err)
+			return 0, fmt.Errorf("s3 store: get %s from %d: %w: %w", o.key, o.pos, store.ErrUnavailable, err)
 		}
-		o.body = out.Body
+		o.body, o.bodyPos = out.Body, o.pos
 	}
 	n, err := o.body.Read(p)
 	o.pos += int64(n)
+	o.bodyPos += int64(n)
 	return n, err
 }
 
-// Seek moves the read position without a request: http.ServeContent's
-// size probe (Seek to the end and back) costs nothing.
+// Seek only moves the read position: http.ServeContent's size probe (Seek
+// to the end and back) costs no request, and the first GET's body serves
+// a read from the start.
 func (o *object) Seek(offset int64, whence int) (int64, error) {
 	var abs int64
 	switch whence {
@@ -237,10 +246,6 @@ func (o *object) Seek(offset int64, whence int) (int64, error) {
 	}
 	if abs < 0 {
 		return 0, errors.New("s3 store: negative position")
-	}
-	if abs != o.pos && o.body != nil {
-		o.body.Close()
-		o.body = nil
 	}
 	o.pos = abs
 	return abs, nil
@@ -272,7 +277,7 @@ func (s *Store) Create(ctx context.Context, mv module.Version, meta store.Meta) 
 	if meta.Size < 0 {
 		f, err := os.CreateTemp(s.tmp, "s3-put-*.part")
 		if err != nil {
-			return nil, fmt.Errorf("s3 store: spool %s: %v: %w", mv, err, store.ErrWrite)
+			return nil, fmt.Errorf("s3 store: spool %s: %w: %w", mv, err, store.ErrWrite)
 		}
 		os.Remove(f.Name()) // unlinked: nothing to clean up after a crash
 		w.spool = f
@@ -291,6 +296,7 @@ type writer struct {
 
 	// known length: the PUT runs in its own goroutine reading pr.
 	pw      *io.PipeWriter
+	cancel  context.CancelFunc // stops the PUT
 	result  chan error
 	written int64
 	last    []byte // held back until Commit
@@ -307,7 +313,7 @@ func (w *writer) Write(p []byte) (int, error) {
 	if w.spool != nil {
 		n, err := w.spool.Write(p)
 		if err != nil {
-			return n, fmt.Errorf("s3 store: spool %s: %v: %w", w.mv, err, store.ErrWrite)
+			return n, fmt.Errorf("s3 store: spool %s: %w: %w", w.mv, err, store.ErrWrite)
 		}
 		return n, nil
 	}
@@ -334,6 +340,8 @@ func (w *writer) start(body io.Reader) {
 	pr, pw := io.Pipe()
 	w.pw = pw
 	w.result = make(chan error, 1)
+	ctx, cancel := context.WithCancel(w.ctx)
+	w.cancel = cancel
 	if body == nil {
 		body = pr
 	} else {
@@ -342,7 +350,8 @@ func (w *writer) start(body io.Reader) {
 	go func() {
 		// Not the *io.PipeReader itself: the SDK sends that chunked, without
 		// the Content-Length it signed.
-		err := w.s.put(w.ctx, w.mv, w.meta.SHA256, w.checksum, struct{ io.Reader }{body}, w.meta.Size)
+		err := w.s.put(ctx, w.mv, w.meta.SHA256, w.checksum, struct{ io.Reader }{body}, w.meta.Size)
+		cancel()
 		pr.CloseWithError(err) // unblocks a writer whose PUT failed early
 		w.result <- err
 	}()
@@ -370,10 +379,10 @@ func (w *writer) Commit(ctx context.Context) error {
 		defer w.spool.Close()
 		size, err := w.spool.Seek(0, io.SeekEnd)
 		if err != nil {
-			return fmt.Errorf("s3 store: spool %s: %v: %w", w.mv, err, store.ErrWrite)
+			return fmt.Errorf("s3 store: spool %s: %w: %w", w.mv, err, store.ErrWrite)
 		}
 		if _, err := w.spool.Seek(0, io.SeekStart); err != nil {
-			return fmt.Errorf("s3 store: spool %s: %v: %w", w.mv, err, store.ErrWrite)
+			return fmt.Errorf("s3 store: spool %s: %w: %w", w.mv, err, store.ErrWrite)
 		}
 		return w.s.put(ctx, w.mv, w.meta.SHA256, w.checksum, w.spool, size)
 	}
@@ -391,9 +400,9 @@ func (w *writer) Commit(ctx context.Context) error {
 	case err := <-w.result:
 		return err
 	case <-ctx.Done():
-		w.pw.CloseWithError(ctx.Err())
+		w.cancel()
 		<-w.result
-		return ctx.Err()
+		return fmt.Errorf("s3 store: put %s: %w", w.mv, ctx.Err())
 	}
 }
 
@@ -437,7 +446,7 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 	existing, err := s.head(ctx, key)
 	switch {
 	case err != nil && !isNotFound(err):
-		return fmt.Errorf("s3 store: put %s: %v: %w", mv, err, store.ErrWrite)
+		return fmt.Errorf("s3 store: put %s: %w: %w", mv, err, store.ErrWrite)
 	case err != nil:
 		in.IfNoneMatch = aws.String("*")
 	case existing.sha256 == hexSum:
@@ -460,6 +469,7 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 		// Someone else wrote first (or is writing): fine if it is what we
 		// would have written.
 		if now, herr := s.waitFor(ctx, key); herr == nil && now.sha256 == hexSum {
+			drain(body) // a server may answer before reading it all
 			return nil
 		}
 	}
@@ -469,7 +479,7 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 	if isChecksumRefusal(err) {
 		return fmt.Errorf("s3 store: %s refused the bytes of %s: they do not match the checksum: %w", s.where, mv, store.ErrChecksumMismatch)
 	}
-	return fmt.Errorf("s3 store: put %s: %v: %w", mv, err, store.ErrWrite)
+	return fmt.Errorf("s3 store: put %s: %w: %w", mv, err, store.ErrWrite)
 }
 
 // drain reads the rest of a body nobody will upload, so the writer side of
@@ -529,13 +539,26 @@ func (s *Store) PresignGet(ctx context.Context, mv module.Version) (string, erro
 	return req.URL, nil
 }
 
+// Stat describes mv's archive with one HEAD (cache.Statter); a missing
+// one is ErrNotExist.
+func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error) {
+	if err := mv.Validate(); err != nil {
+		return store.Info{}, err
+	}
+	h, err := s.head(ctx, s.key(mv))
+	if isNotFound(err) {
+		return store.Info{}, fmt.Errorf("%s: %w", mv, store.ErrNotExist)
+	}
+	if err != nil {
+		return store.Info{}, fmt.Errorf("s3 store: head %s: %w: %w", mv, store.ErrUnavailable, err)
+	}
+	return store.Info{Size: h.size, ModTime: h.modTime, SHA256: h.sha256}, nil
+}
+
 // Has reports whether the bucket holds mv's archive (one HEAD).
 func (s *Store) Has(ctx context.Context, mv module.Version) (bool, error) {
-	if err := mv.Validate(); err != nil {
-		return false, err
-	}
-	_, err := s.head(ctx, s.key(mv))
-	if isNotFound(err) {
+	_, err := s.Stat(ctx, mv)
+	if errors.Is(err, store.ErrNotExist) {
 		return false, nil
 	}
 	return err == nil, err
@@ -557,7 +580,7 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	s.track("delete", start, err)
 	if err != nil {
-		return fmt.Errorf("s3 store: delete %s: %v: %w", mv, err, store.ErrWrite)
+		return fmt.Errorf("s3 store: delete %s: %w: %w", mv, err, store.ErrWrite)
 	}
 	return nil
 }
@@ -608,6 +631,13 @@ func httpStatus(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
+}
+
+// isNoSuchBucket: the bucket itself is missing.
+func isNoSuchBucket(err error) bool {
+	var nb *types.NoSuchBucket
+	var ae smithy.APIError
+	return errors.As(err, &nb) || (errors.As(err, &ae) && ae.ErrorCode() == "NoSuchBucket")
 }
 
 func isNotFound(err error) bool {
