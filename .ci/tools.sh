@@ -5,7 +5,8 @@
 #   ${XDG_CACHE_HOME:-~/.cache}/moonbit-registry/tools/versitygw-<version>/
 #   (the version is internal/testsupport.VersitygwVersion; a test checks the
 #   two agree). About 10 minutes the first time on 2 cores.
-#   nginx, from Debian's packages (needs root), for the fleet tests.
+#   nginx and chromium, from Debian's packages (needs root), for the fleet
+#   and browser tests.
 set -euo pipefail
 
 VERSITYGW_VERSION="v1.8.0"
@@ -19,15 +20,22 @@ if [ ! -x "$dir/versitygw" ]; then
   rm -rf "$dir" && mv "$dir.tmp" "$dir"
 fi
 
-# nginx, the balancer of the fleet tests (deploy/nginx-balancer.conf), from
-# Debian's packages.
-if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+# apt_install CMD PACKAGE: installs Debian's PACKAGE unless CMD is there.
+apt_install() {
+  if command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; then
+    return
+  fi
   if [ "$(id -u)" != 0 ]; then
-    echo "nginx is missing: install Debian's nginx package (apt-get install nginx) as root" >&2
+    echo "$1 is missing: install Debian's $2 package (apt-get install $2) as root" >&2
     exit 1
   fi
-  echo "installing nginx (once)" >&2
+  echo "installing $2 (once)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
-  apt-get install -y -q --no-install-recommends nginx
-fi
+  apt-get install -y -q --no-install-recommends "$2"
+}
+
+# The fleet tests' balancer (deploy/nginx-balancer.conf) and the browser
+# tests' headless Chromium.
+apt_install nginx nginx
+apt_install chromium chromium

@@ -12,6 +12,7 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/internal/human"
 )
 
 // MirrorRequest is what `mirror` was asked to fetch.
@@ -210,14 +211,4 @@ func shortList(items []string, n int) string {
 }
 
 // HumanBytes writes a byte count in binary units.
-func HumanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func HumanBytes(n int64) string { return human.Bytes(n) }

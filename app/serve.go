@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -40,7 +41,12 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 			return proxy.FleetStats{Acquired: st.Acquired.Load(), Waited: st.Waited.Load(), TakenOver: st.TakenOver.Load(), Outcomes: st.Outcomes.Load()}
 		})
 	}
-	passthrough, err := openPassthrough(cfg, r.Local, catalog.New(r.Index), log)
+	cat := catalog.New(r.Index)
+	passthrough, err := openPassthrough(cfg, r.Local, cat, log)
+	if err != nil {
+		return err
+	}
+	pages, err := newWeb(ctx, r, cat, time.Now())
 	if err != nil {
 		return err
 	}
@@ -69,6 +75,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		Archives:          r.Archives,
 		RedirectArchives:  cfg.Store.Backend == config.BackendS3 && cfg.Store.S3.Redirect,
 		Passthrough:       passthrough,
+		Web:               pages,
 		Metrics:           metrics,
 		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},
 		Logger:            log,

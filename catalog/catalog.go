@@ -258,6 +258,10 @@ type ModuleVersion struct {
 	Yanked       bool    `json:"yanked"`
 	YankedReason *string `json:"yanked_reason"`
 	Deprecated   string  `json:"deprecated,omitempty"`
+	Checksum     string  `json:"checksum,omitempty"`
+	// Deps are the version's registry dependencies: module -> requirement
+	// ("path" or "git" for local ones without a version).
+	Deps map[string]string `json:"deps,omitempty"`
 }
 
 // Module returns a module's metadata: ErrNotFound when the index is current
@@ -284,9 +288,29 @@ func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
 		m.Versions = append(m.Versions, ModuleVersion{
 			Version: v.Version, CreatedAt: vi.CreatedAt,
 			Yanked: v.Yanked, YankedReason: reason(v.Yanked, vi.YankedReason), Deprecated: v.Deprecated,
+			Checksum: v.Checksum, Deps: depsOf(v),
 		})
 	}
 	return m, nil
+}
+
+// depsOf renders a version's dependencies as requirements.
+func depsOf(v indexsync.Version) map[string]string {
+	if len(v.Deps) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(v.Deps))
+	for name, d := range v.Deps {
+		switch {
+		case d.Version != "":
+			out[name] = d.Version
+		case d.Git != "":
+			out[name] = "git"
+		default:
+			out[name] = "path"
+		}
+	}
+	return out
 }
 
 // reason is a yanked version's reason ("" when the line gives none), nil

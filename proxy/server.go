@@ -53,6 +53,9 @@ type Options struct {
 	// path not named above (see NewPassthrough); nil answers 503.
 	Passthrough http.Handler
 
+	// Web serves the pages for people: / and /-/...; nil leaves / a 404.
+	Web http.Handler
+
 	// Auth, when it has tokens or users, makes every route but /healthz
 	// answer 401 to requests without valid credentials.
 	Auth Auth
@@ -88,6 +91,10 @@ func New(opts Options) *Server {
 	// symbols.zip, assets, the API, and whatever else a client asks of its
 	// download base (newer clients send every immutable artifact there).
 	mux.Handle("/", passthroughOrUnavailable(opts.Passthrough))
+	if opts.Web != nil {
+		mux.Handle("GET /{$}", opts.Web)
+		mux.Handle("/-/", opts.Web)
+	}
 	s.handler = s.accessLog(s.requireAuth(mux))
 	return s
 }

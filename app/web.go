@@ -1,0 +1,155 @@
+package app
+
+import (
+	"context"
+	"io/fs"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"moonbit-registry/catalog"
+	"moonbit-registry/config"
+	"moonbit-registry/module"
+	"moonbit-registry/web"
+)
+
+// Version is the build's version: the release stamp set with -ldflags
+// "-X moonbit-registry/app.stamp=v1.2.3", else the module version or VCS
+// revision Go recorded.
+func Version() string {
+	if stamp != "" {
+		return stamp
+	}
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	if v := info.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	rev, dirty := "", false
+	for _, s := range info.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value[:min(len(s.Value), 12)]
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	if dirty {
+		rev += "+dirty"
+	}
+	return "devel-" + rev
+}
+
+// stamp is set at link time for releases.
+var stamp string
+
+// newWeb builds the pages of a serving registry.
+func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time.Time) (*web.Handler, error) {
+	var window web.Window
+	counts := func() web.Counts {
+		st := r.Archives.Stats()
+		return web.Counts{Hits: st.Hits, Misses: st.Fetches + st.Coalesced, Fetches: st.Fetches}
+	}
+	window.Sample(started, web.Counts{})
+	go func() {
+		tick := time.NewTicker(time.Minute)
+		defer tick.Stop()
+		for {
+			select {
+			case now := <-tick.C:
+				window.Sample(now, counts())
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	sizes := &storeSizes{cfg: r.Config}
+	return web.New(web.Options{
+		Catalog: cat,
+		BaseURL: r.Config.Server.BaseURL,
+		Cached: func(ctx context.Context, mv module.Version) bool {
+			return r.Archives.Cached(ctx, mv)
+		},
+		Status: func(ctx context.Context) web.Status {
+			st := r.Archives.Stats()
+			s := web.Status{
+				Version:  Version(),
+				Uptime:   time.Since(started).Round(time.Second),
+				Index:    indexStatus(r),
+				Store:    sizes.get(),
+				LastHour: window.LastHour(time.Now(), counts()),
+				InFlight: st.InFlight,
+			}
+			return s
+		},
+	})
+}
+
+// indexStatus is the index part of the status.
+func indexStatus(r *Registry) web.IndexStatus {
+	st := r.Index.Status()
+	is := web.IndexStatus{Commit: st.Commit, AgeSeconds: -1, LastSync: st.LastSync, Offline: r.Config.Server.Offline}
+	if !st.LastSuccess.IsZero() {
+		is.AgeSeconds = int64(time.Since(st.LastSuccess).Seconds())
+	}
+	if st.LastError != nil {
+		is.LastError = st.LastError.Error()
+	}
+	is.UpstreamOK = !st.LastSync.IsZero() && st.LastError == nil
+	return is
+}
+
+// storeSizes counts the local store's archives and bytes, at most every
+// half minute (a walk of the directory); a remote store is not counted.
+type storeSizes struct {
+	cfg config.Config
+
+	mu   sync.Mutex
+	at   time.Time
+	last web.StoreStatus
+}
+
+const storeCountEvery = 30 * time.Second
+
+func (s *storeSizes) get() web.StoreStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.at.IsZero() && time.Since(s.at) < storeCountEvery {
+		return s.last
+	}
+	s.last = countStore(s.cfg)
+	s.at = time.Now()
+	return s.last
+}
+
+// countStore describes the configured store; a local one is walked.
+func countStore(cfg config.Config) web.StoreStatus {
+	st := web.StoreStatus{Backend: cfg.Store.Backend, MaxBytes: int64(cfg.Cache.MaxSize), Archives: -1, Bytes: -1}
+	if cfg.Store.Backend != config.BackendLocal {
+		return st
+	}
+	st.Archives, st.Bytes = 0, 0
+	filepath.WalkDir(cfg.Cache.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // an unreadable part is not counted
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && p != cfg.Cache.Dir {
+			return fs.SkipDir // temporary files
+		}
+		if d.Type().IsRegular() && strings.HasSuffix(d.Name(), ".zip") {
+			if fi, err := d.Info(); err == nil {
+				st.Archives++
+				st.Bytes += fi.Size()
+			}
+		}
+		return nil
+	})
+	return st
+}
