@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -36,7 +37,18 @@ func initCommand() *cli.Command {
 			for _, d := range res.Dirs {
 				fmt.Fprintf(c.App.Writer, "directory %s\n", d)
 			}
+			fmt.Fprintf(c.App.Writer, "next: moonbit-registry --dir %s serve\n"+
+				"then, where moon runs: export MOONCAKES_REGISTRY=%s (or moonbit-registry update --write-config)\n",
+				shellQuote(dir), "http://"+config.Defaults().Server.Listen)
 			return nil
 		},
 	}
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 
 	"github.com/mattn/go-isatty"
 	"github.com/schollz/progressbar/v3"
@@ -11,6 +12,7 @@ import (
 
 	"moonbit-registry/app"
 	"moonbit-registry/cache"
+	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
 )
 
@@ -33,7 +35,9 @@ func mirrorCommand() *cli.Command {
 			&cli.StringFlag{Name: "from", Usage: "mirror what the project in this moon.mod.json needs", TakesFile: true},
 			&cli.BoolFlag{Name: "offline", Usage: "do not sync the index first; use the local mirror as it is"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be fetched and exit"},
-			&cli.IntFlag{Name: "concurrency", Usage: "parallel downloads (mirror.concurrency)"},
+			// The value comes from mirror.concurrency unless given; the help
+			// shows that key's default, not the flag's zero.
+			&cli.IntFlag{Name: "concurrency", Usage: "parallel downloads (mirror.concurrency)", DefaultText: strconv.Itoa(config.Defaults().Mirror.Concurrency)},
 			&cli.BoolFlag{Name: "no-symbols", Usage: "do not fetch symbols.zip (moon update then warns offline)"},
 		},
 		Action: func(c *cli.Context) error {

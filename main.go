@@ -47,16 +47,18 @@ func newApp() *cli.App {
 			initCommand(),
 			serveCommand(),
 			syncCommand(),
+			statusCommand(),
 			mirrorCommand(),
 			verifyCommand(),
 			updateCommand(),
 			authCommand(),
 		},
+		Version:         app.Version(),
 		HideHelpCommand: true,
 		OnUsageError:    usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return app.UsageError{Err: fmt.Errorf("unknown command %q (see moonbit-registry --help)", c.Args().First())}
+				return app.UsageError{Err: fmt.Errorf("unknown command %q%s (see moonbit-registry --help)", c.Args().First(), didYouMean(c.Args().First(), c.App.Commands))}
 			}
 			return cli.ShowAppHelp(c)
 		},
@@ -122,4 +124,46 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		return zerolog.Nop(), fmt.Errorf("--log-format %q: want json or console", format)
 	}
 	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// didYouMean suggests the command closest to name (a typo of up to two
+// letters, or a prefix), as ", did you mean \"serve\"?"; "" for none.
+func didYouMean(name string, cmds []*cli.Command) string {
+	best, bestDist := "", 3
+	for _, c := range cmds {
+		for _, n := range c.Names() {
+			d := editDistance(name, n)
+			if strings.HasPrefix(n, name) && len(name) >= 2 {
+				d = min(d, 1)
+			}
+			if d < bestDist {
+				best, bestDist = n, d
+			}
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(", did you mean %q?", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }

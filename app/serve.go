@@ -80,6 +80,9 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},
 		Logger:            log,
 	})
+	if cfg.Server.BaseURLUnreachable() {
+		log.Warn().Str("base_url", cfg.Server.BaseURL).Msg("server.base_url names no host clients can reach (listening on every address): set server.base_url (or --base-url) to the URL clients use; the web page and `update` tell them this one")
+	}
 	if cfg.Server.AuthEnabled() && tlsConfig == nil {
 		log.Warn().Msg("client credentials travel unencrypted: set server.cert_file and key_file, or put a TLS-terminating proxy in front")
 	}

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 
@@ -25,6 +27,22 @@ func (s Server) AuthEnabled() bool { return len(s.AuthTokens) > 0 || len(s.AuthU
 
 // TLSEnabled reports whether the server speaks HTTPS.
 func (s Server) TLSEnabled() bool { return s.CertFile != "" }
+
+// BaseURLUnreachable reports a base URL no client can use: one on the
+// unspecified address (0.0.0.0, ::) or without a host, as base_url derived
+// from a listen address like ":8080" or "0.0.0.0:8080" is.
+func (s Server) BaseURLUnreachable() bool {
+	u, err := url.Parse(s.BaseURL)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsUnspecified()
+}
 
 // Credentials returns the accepted bearer token digests and the bcrypt
 // password hash of each basic-auth user. Load has validated both lists, so

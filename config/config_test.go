@@ -264,3 +264,28 @@ func TestInit(t *testing.T) {
 		t.Errorf("temp files left behind: %v", left)
 	}
 }
+
+func TestBaseURLUnreachable(t *testing.T) {
+	for _, tt := range []struct {
+		listen, base string
+		want         bool
+	}{
+		{"127.0.0.1:8080", "", false},
+		{"0.0.0.0:8080", "", true},
+		{":8080", "", true},
+		{"[::]:8080", "", true},
+		{"0.0.0.0:8080", "https://registry.example.com", false},
+	} {
+		env := []string{"MOONBIT_REGISTRY_SERVER_LISTEN=" + tt.listen}
+		if tt.base != "" {
+			env = append(env, "MOONBIT_REGISTRY_SERVER_BASE_URL="+tt.base)
+		}
+		cfg, err := Load(LoadOptions{Root: t.TempDir(), Env: env})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.Server.BaseURLUnreachable(); got != tt.want {
+			t.Errorf("listen %s, base_url %q (%s): %v, want %v", tt.listen, tt.base, cfg.Server.BaseURL, got, tt.want)
+		}
+	}
+}

@@ -44,7 +44,8 @@ var fileTemplate = template.Must(template.New("registry.toml").Funcs(template.Fu
 # Every key is shown at its default. Each can also be set in the environment as
 # MOONBIT_REGISTRY_<SECTION>_<KEY> (e.g. MOONBIT_REGISTRY_SERVER_LISTEN); flags
 # beat the environment, which beats this file. Durations are strings such as
-# "30s" or "5m"; relative paths are relative to this file's directory.
+# "30s" or "5m". Relative paths resolve against the registry root (--dir),
+# which is this file's directory unless --config names a file elsewhere.
 
 [server]
 # Address to listen on.

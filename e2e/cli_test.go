@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"moonbit-registry/internal/testupstream"
+)
+
+// TestReleaseVersionStamp: a release build stamps its version at link
+// time, as the README says, and --version shows it.
+func TestReleaseVersionStamp(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "moonbit-registry")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X moonbit-registry/app.stamp=v9.8.7-test", "-o", bin, "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("release build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "moonbit-registry version v9.8.7-test" {
+		t.Errorf("--version: %q, %v", out, err)
+	}
+}
+
+func TestUnknownCommandSuggests(t *testing.T) {
+	for _, tt := range []struct{ typed, want string }{
+		{"sevre", `did you mean "serve"?`},
+		{"mirorr", `did you mean "mirror"?`},
+		{"stat", `did you mean "status"?`},
+		{"frobnicate", ""},
+	} {
+		_, stderr, code := runRegistry(t, t.TempDir(), "", tt.typed)
+		if code != 2 || !strings.Contains(stderr, `unknown command "`+tt.typed+`"`) {
+			t.Errorf("%s: exit %d, %q", tt.typed, code, stderr)
+		}
+		if got := strings.Contains(stderr, "did you mean"); got != (tt.want != "") || !strings.Contains(stderr, tt.want) {
+			t.Errorf("%s: %q, want a suggestion %q", tt.typed, stderr, tt.want)
+		}
+	}
+}
+
+// TestStatusCommand: status --json from a running server and from the
+// registry root tell the same index commit and archive count.
+func TestStatusCommand(t *testing.T) {
+	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
+	for _, v := range up.Versions(cliModule) {
+		if res := arcFetch(t, "GET", arcOneSegmentURL(reg.URL, cliModule, v), nil); res.status != 200 {
+			t.Fatalf("warm %s: %d", v, res.status)
+		}
+	}
+	type status struct {
+		Index struct {
+			Commit     string `json:"commit"`
+			AgeSeconds int64  `json:"age_seconds"`
+		} `json:"index"`
+		Store struct {
+			Archives int64 `json:"archives"`
+			Bytes    int64 `json:"bytes"`
+		} `json:"store"`
+	}
+	parse := func(where, out string) status {
+		var st status
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			t.Fatalf("%s: %v\n%s", where, err, out)
+		}
+		return st
+	}
+	stdout, stderr, code := runRegistry(t, t.TempDir(), "", "status", "--json", "--server", reg.URL)
+	if code != 0 {
+		t.Fatalf("status --server: exit %d\n%s", code, stderr)
+	}
+	server := parse("from the server", stdout)
+	want := int64(len(up.Versions(cliModule)))
+	if server.Index.Commit == "" || server.Index.AgeSeconds < 0 || server.Store.Archives != want || server.Store.Bytes <= 0 {
+		t.Errorf("from the server: %+v, want a commit and %d archives", server, want)
+	}
+	reg.Stop(t)
+	stdout, stderr, code = runRegistry(t, reg.Root, "", "status", "--json")
+	if code != 0 {
+		t.Fatalf("status from the root: exit %d\n%s", code, stderr)
+	}
+	if local := parse("from the root", stdout); local.Index.Commit != server.Index.Commit || local.Store != server.Store || local.Index.AgeSeconds < 0 {
+		t.Errorf("from the root %+v, from the server %+v", local, server)
+	}
+	stdout, _, code = runRegistry(t, reg.Root, "", "status")
+	if code != 0 || !strings.Contains(stdout, server.Index.Commit) || !strings.Contains(stdout, "archives") {
+		t.Errorf("status for people: exit %d\n%s", code, stdout)
+	}
+}
