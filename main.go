@@ -48,6 +48,7 @@ func newApp() *cli.App {
 			serveCommand(),
 			syncCommand(),
 			statusCommand(),
+			configCommand(),
 			mirrorCommand(),
 			verifyCommand(),
 			updateCommand(),

@@ -29,6 +29,8 @@ type Config struct {
 	Root string `toml:"-"`
 	// File is the configuration file that was read, or "" if none existed.
 	File string `toml:"-"`
+	// sources says where each key that is not at its default came from.
+	sources sources
 
 	Server   Server   `toml:"server"`
 	Upstream Upstream `toml:"upstream"`

@@ -220,6 +220,7 @@ func TestTemplateDecodesToDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	fromFile.File, fromNothing.File = "", ""
+	fromFile.sources, fromNothing.sources = nil, nil // where, not what
 	if !reflect.DeepEqual(fromFile, fromNothing) {
 		t.Errorf("template differs from defaults:\n file: %+v\n none: %+v", fromFile, fromNothing)
 	}
@@ -287,5 +288,33 @@ func TestBaseURLUnreachable(t *testing.T) {
 		if got := cfg.Server.BaseURLUnreachable(); got != tt.want {
 			t.Errorf("listen %s, base_url %q (%s): %v, want %v", tt.listen, tt.base, cfg.Server.BaseURL, got, tt.want)
 		}
+	}
+}
+
+func TestSettingsSayWhereEachValueCameFrom(t *testing.T) {
+	dir := writeConfig(t, "[cache]\nmax_size = \"20GiB\"\n")
+	cfg, err := Load(LoadOptions{Root: dir, Env: []string{"MOONBIT_REGISTRY_SERVER_LISTEN=127.0.0.1:9999"},
+		Flags: []Override{{Key: "mirror.concurrency", Value: "3", Name: "--concurrency"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Setting{}
+	for _, s := range cfg.Settings() {
+		got[s.Key] = s
+	}
+	for key, want := range map[string]Setting{
+		"cache.max_size":      {Value: `"20GiB"`, Source: filepath.Join(dir, FileName) + " line 2"},
+		"server.listen":       {Value: `"127.0.0.1:9999"`, Source: "environment MOONBIT_REGISTRY_SERVER_LISTEN"},
+		"mirror.concurrency":  {Value: "3", Source: "flag --concurrency"},
+		"index.branch":        {Value: `"main"`, Source: "default"},
+		"store.s3.path_style": {Value: "false", Source: "default"},
+		"mirror.packages":     {Value: "[]", Source: "default"},
+	} {
+		if g := got[key]; g.Value != want.Value || g.Source != want.Source {
+			t.Errorf("%s = %s (%s), want %s (%s)", key, g.Value, g.Source, want.Value, want.Source)
+		}
+	}
+	if len(got) < 40 {
+		t.Errorf("only %d settings listed", len(got))
 	}
 }

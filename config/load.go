@@ -87,6 +87,7 @@ func Load(opts LoadOptions) (Config, error) {
 		return Config{}, err
 	}
 	cfg.resolvePaths()
+	cfg.sources = src
 	return cfg, nil
 }
 

@@ -33,6 +33,7 @@ func (c *Config) validate(src sources) error {
 			scheme = "https://"
 		}
 		c.Server.BaseURL = scheme + c.Server.Listen
+		src["server.base_url"] = "derived from server.listen"
 	} else {
 		// The client appends "/git/index" without stripping a slash.
 		u, err := upstream.ParseBaseURL(c.Server.BaseURL)

@@ -1,0 +1,71 @@
+package config
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+)
+
+// Setting is one key of the effective configuration, as the config
+// command prints it.
+type Setting struct {
+	Key    string // "section.key"
+	Value  string // in TOML syntax
+	Source string // "default", "<file> line N", "environment NAME" or "flag --name"
+}
+
+// Settings lists every key with its effective value and where it came
+// from, in the order of the sections and fields of Config.
+func (c Config) Settings() []Setting {
+	var out []Setting
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		for i := range v.NumField() {
+			tag := v.Type().Field(i).Tag.Get("toml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			f := v.Field(i)
+			_, text := f.Interface().(encoding.TextMarshaler)
+			switch {
+			case f.Kind() == reflect.Struct && !text:
+				walk(f, prefix+tag+".")
+			case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
+				// Arrays of tables are not single settings.
+			case prefix != "":
+				key := prefix + tag
+				src := c.sources[key]
+				if src == "" {
+					src = "default"
+				}
+				out = append(out, Setting{Key: key, Value: tomlValue(f), Source: src})
+			}
+		}
+	}
+	walk(reflect.ValueOf(c), "")
+	return out
+}
+
+// tomlValue writes a field's value as registry.toml would hold it.
+func tomlValue(f reflect.Value) string {
+	if m, ok := f.Interface().(encoding.TextMarshaler); ok {
+		b, err := m.MarshalText()
+		if err != nil {
+			return fmt.Sprintf("%q", err.Error())
+		}
+		return strconv.Quote(string(b))
+	}
+	switch f.Kind() {
+	case reflect.String:
+		return strconv.Quote(f.String())
+	case reflect.Slice:
+		items := make([]string, f.Len())
+		for i := range items {
+			items[i] = tomlValue(f.Index(i))
+		}
+		return "[" + strings.Join(items, ", ") + "]"
+	}
+	return fmt.Sprint(f.Interface())
+}
