@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strconv"
+	"sync"
 
-	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
 	"github.com/schollz/progressbar/v3"
 	"github.com/urfave/cli/v2"
 
@@ -41,9 +41,21 @@ func mirrorCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-symbols", Usage: "do not fetch symbols.zip (moon update then warns offline)"},
 		},
 		Action: func(c *cli.Context) error {
-			cfg, log, err := setup(c, overrides(c, map[string]string{"concurrency": "mirror.concurrency"}))
+			// On a terminal the progress bar owns the last line: log lines
+			// are written above it, and at the default level only warnings
+			// and errors are (the summary at the end tells the rest).
+			logOut := io.Writer(c.App.ErrWriter)
+			var above *aboveBar
+			if isTerminal(c.App.ErrWriter) {
+				above = &aboveBar{out: c.App.ErrWriter}
+				logOut = above
+			}
+			cfg, log, err := setupLogTo(c, overrides(c, map[string]string{"concurrency": "mirror.concurrency"}), logOut)
 			if err != nil {
 				return err
+			}
+			if above != nil && !c.IsSet("log-level") && log.GetLevel() < zerolog.WarnLevel {
+				log = log.Level(zerolog.WarnLevel)
 			}
 			return app.Mirror(c.Context, cfg, log, app.MirrorRequest{
 				Patterns:  c.Args().Slice(),
@@ -52,17 +64,16 @@ func mirrorCommand() *cli.Command {
 				Offline:   c.Bool("offline"),
 				DryRun:    c.Bool("dry-run"),
 				NoSymbols: c.Bool("no-symbols"),
-				Progress:  func(total int) (func(cache.BatchEvent), func()) { return newProgress(c.App.ErrWriter, total) },
+				Progress:  func(total int) (func(cache.BatchEvent), func()) { return newProgress(c.App.ErrWriter, total, above) },
 			}, c.App.Writer)
 		},
 	}
 }
 
-// newProgress shows a progress bar on a terminal and plain log lines
-// otherwise. done finishes the bar.
-func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
-	f, ok := w.(*os.File)
-	if !ok || !isatty.IsTerminal(f.Fd()) {
+// newProgress shows a progress bar on a terminal (log lines then go
+// through above) and plain lines otherwise. done finishes the bar.
+func newProgress(w io.Writer, total int, above *aboveBar) (func(cache.BatchEvent), func()) {
+	if above == nil {
 		n := 0
 		return func(ev cache.BatchEvent) {
 			n++
@@ -85,6 +96,7 @@ func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionClearOnFinish(),
 	)
+	above.setBar(bar)
 	var bytes int64
 	return func(ev cache.BatchEvent) {
 			if ev.Outcome == cache.OutcomeMiss {
@@ -94,5 +106,33 @@ func newProgress(w io.Writer, total int) (func(cache.BatchEvent), func()) {
 			bar.Add(1)
 		}, func() {
 			bar.Finish()
+			above.setBar(nil)
 		}
+}
+
+// aboveBar writes log lines above the progress bar: it clears the bar's
+// line, writes, and draws the bar again.
+type aboveBar struct {
+	mu  sync.Mutex
+	out io.Writer
+	bar *progressbar.ProgressBar
+}
+
+func (a *aboveBar) setBar(b *progressbar.ProgressBar) {
+	a.mu.Lock()
+	a.bar = b
+	a.mu.Unlock()
+}
+
+func (a *aboveBar) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bar != nil {
+		a.bar.Clear()
+	}
+	n, err := a.out.Write(p)
+	if a.bar != nil {
+		a.bar.RenderBlank()
+	}
+	return n, err
 }

@@ -89,7 +89,13 @@ func overrides(c *cli.Context, keys map[string]string) []config.Override {
 
 // setup loads the configuration and builds the logger every command uses.
 func setup(c *cli.Context, flags []config.Override) (config.Config, zerolog.Logger, error) {
-	log, err := newLogger(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+	return setupLogTo(c, flags, c.App.ErrWriter)
+}
+
+// setupLogTo is setup with the log written to w (which stands for the
+// error output: console format when that is a terminal).
+func setupLogTo(c *cli.Context, flags []config.Override, w io.Writer) (config.Config, zerolog.Logger, error) {
+	log, err := newLogger(w, isTerminal(c.App.ErrWriter), c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return config.Config{}, log, cli.Exit(err.Error(), 2)
 	}
@@ -105,7 +111,13 @@ func setup(c *cli.Context, flags []config.Override) (config.Config, zerolog.Logg
 	return cfg, log, nil
 }
 
-func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && isatty.IsTerminal(f.Fd())
+}
+
+func newLogger(w io.Writer, terminal bool, level, format string) (zerolog.Logger, error) {
 	if w == nil {
 		w = os.Stderr
 	}
@@ -115,7 +127,7 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	}
 	switch format {
 	case "":
-		if f, ok := w.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		if terminal {
 			w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.TimeOnly}
 		}
 	case "console":
