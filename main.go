@@ -24,7 +24,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newApp().RunContext(ctx, os.Args); err != nil {
+	a := newApp()
+	if err := a.RunContext(ctx, hoistGlobalFlags(os.Args, globalFlagNames(a))); err != nil {
 		fmt.Fprintln(os.Stderr, "moonbit-registry:", err)
 		os.Exit(exitCode(err))
 	}
@@ -53,10 +54,12 @@ func newApp() *cli.App {
 			verifyCommand(),
 			updateCommand(),
 			authCommand(),
+			completionCommand(),
 		},
-		Version:         app.Version(),
-		HideHelpCommand: true,
-		OnUsageError:    usageError,
+		Version:              app.Version(),
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		OnUsageError:         usageError,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return app.UsageError{Err: fmt.Errorf("unknown command %q%s (see moonbit-registry --help)", c.Args().First(), didYouMean(c.Args().First(), c.App.Commands))}
@@ -179,4 +182,83 @@ func editDistance(a, b string) int {
 		prev = cur
 	}
 	return prev[len(b)]
+}
+
+// globalFlagNames are the app-level flags that take a value.
+func globalFlagNames(a *cli.App) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range a.Flags {
+		if _, ok := f.(*cli.StringFlag); ok {
+			for _, n := range f.Names() {
+				out[n] = true
+			}
+		}
+	}
+	return out
+}
+
+// hoistGlobalFlags moves global flags given after the command (e.g.
+// "mirror --dir /srv/registry x") in front of it, where the command line
+// parser looks for them; everything after "--" stays as it is.
+func hoistGlobalFlags(args []string, globals map[string]bool) []string {
+	if len(args) < 2 {
+		return args
+	}
+	// The command is the first argument that is not a global flag or its value.
+	cmd := -1
+	for i := 1; i < len(args); i++ {
+		name, hasValue := flagName(args[i])
+		switch {
+		case args[i] == "--":
+			return args
+		case globals[name]:
+			if !hasValue {
+				i++ // its value
+			}
+		case strings.HasPrefix(args[i], "-"):
+			// a global bool flag (--help, --version)
+		default:
+			cmd = i
+		}
+		if cmd >= 0 {
+			break
+		}
+	}
+	if cmd < 0 {
+		return args
+	}
+	var hoisted, rest []string
+	for i := cmd + 1; i < len(args); i++ {
+		if args[i] == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		name, hasValue := flagName(args[i])
+		if globals[name] {
+			hoisted = append(hoisted, args[i])
+			if !hasValue && i+1 < len(args) {
+				i++
+				hoisted = append(hoisted, args[i])
+			}
+			continue
+		}
+		rest = append(rest, args[i])
+	}
+	out := append([]string{}, args[:cmd]...)
+	out = append(out, hoisted...)
+	out = append(out, args[cmd])
+	return append(out, rest...)
+}
+
+// flagName is "dir" for "--dir", "-dir" or "--dir=x"; hasValue says the
+// value came with it.
+func flagName(arg string) (name string, hasValue bool) {
+	if !strings.HasPrefix(arg, "-") {
+		return "", false
+	}
+	name = strings.TrimLeft(arg, "-")
+	if n, _, ok := strings.Cut(name, "="); ok {
+		return n, true
+	}
+	return name, false
 }

@@ -90,3 +90,34 @@ func TestStatusCommand(t *testing.T) {
 		t.Errorf("status for people: exit %d\n%s", code, stdout)
 	}
 }
+
+// TestBashCompletion loads `completion bash` into bash and completes a
+// command and a flag, as a shell would.
+func TestBashCompletion(t *testing.T) {
+	script := `source <("$BIN" completion bash)
+COMP_WORDS=("$BIN" mir); COMP_CWORD=1; _moonbit_registry_complete; echo "${COMPREPLY[@]}"
+COMP_WORDS=("$BIN" mirror --st); COMP_CWORD=2; _moonbit_registry_complete; echo "${COMPREPLY[@]}"`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Env = append(cmd.Environ(), "BIN="+registryBin, noRaceExitSleep)
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Join(strings.Fields(string(out)), " ") != "mirror --strict" {
+		t.Errorf("completions: %q, %v; want mirror, then --strict", out, err)
+	}
+}
+
+// TestGlobalFlagsAfterTheCommand: --dir (and the other global flags) work
+// after the command too.
+func TestGlobalFlagsAfterTheCommand(t *testing.T) {
+	root := t.TempDir()
+	cmd := exec.Command(registryBin, "init", root)
+	cmd.Env = append(cmd.Environ(), noRaceExitSleep)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	cmd = exec.Command(registryBin, "config", "--dir", root, "--log-level", "warn")
+	cmd.Env = append(cmd.Environ(), noRaceExitSleep)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "# file: "+filepath.Join(root, "registry.toml")) {
+		t.Errorf("config --dir after the command: %v\n%s", err, out)
+	}
+}
