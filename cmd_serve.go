@@ -4,6 +4,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"moonbit-registry/app"
+	"moonbit-registry/config"
 )
 
 func serveCommand() *cli.Command {
@@ -11,9 +12,11 @@ func serveCommand() *cli.Command {
 		Name:  "serve",
 		Usage: "run the proxy: index over git smart HTTP, archives from the cache",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "listen", Usage: "address to listen on (server.listen)"},
-			&cli.StringFlag{Name: "base-url", Usage: "URL clients use to reach this server (server.base_url)"},
-			&cli.BoolFlag{Name: "offline", Usage: "never contact upstream (server.offline)"},
+			// Unset flags leave the configuration's values; the help shows
+			// those keys' defaults.
+			&cli.StringFlag{Name: "listen", Usage: "address to listen on (server.listen)", DefaultText: config.Defaults().Server.Listen},
+			&cli.StringFlag{Name: "base-url", Usage: "URL clients use to reach this server (server.base_url)", DefaultText: "http://<listen>"},
+			&cli.BoolFlag{Name: "offline", Usage: "never contact upstream (server.offline)", DefaultText: "server.offline, false unless set"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, log, err := setup(c, overrides(c, map[string]string{

@@ -24,7 +24,7 @@ func updateCommand() *cli.Command {
 			"of an existing file; --reset restores exactly what was there before (removes\n" +
 			"the file if there was none).",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "base-url", Usage: "URL clients use to reach the registry (server.base_url)"},
+			&cli.StringFlag{Name: "base-url", Usage: "URL clients use to reach the registry (server.base_url)", DefaultText: "server.base_url"},
 			&cli.BoolFlag{Name: "write-config", Usage: "write $MOON_HOME/config.json pointing at the registry"},
 			&cli.StringFlag{Name: "format", Usage: "with --write-config, `FORMAT` legacy ({registry, index, symbols}) or split ({api, index, download, symbols}); default: what the installed moon reads"},
 			&cli.BoolFlag{Name: "reset", Usage: "restore the config.json that --write-config replaced"},
