@@ -47,6 +47,9 @@ type Use struct {
 	ReadOnly bool
 	// OnFetch, if set, sees every finished upstream fetch (metrics).
 	OnFetch func(cache.FetchResult)
+	// Serve: the registry answers clients (their index requests may make
+	// it look at upstream, see index.check_interval).
+	Serve bool
 	// OnStoreRequest, if set, sees every request to a remote store.
 	OnStoreRequest func(op string, d time.Duration, err error)
 }
@@ -107,13 +110,14 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		coalescer = leases
 	}
 	index, err := indexsync.New(indexsync.Options{
-		Dir:         cfg.Index.Dir,
-		UpstreamURL: cfg.Upstream.IndexURL,
-		Branch:      cfg.Index.Branch,
-		Interval:    cfg.Index.SyncInterval.D(),
-		StaleAfter:  cfg.Index.StaleAfter.D(),
-		GitTimeout:  cfg.Index.GitTimeout.D(),
-		Fleet:       indexFleet,
+		Dir:           cfg.Index.Dir,
+		UpstreamURL:   cfg.Upstream.IndexURL,
+		Branch:        cfg.Index.Branch,
+		Interval:      cfg.Index.SyncInterval.D(),
+		StaleAfter:    cfg.Index.StaleAfter.D(),
+		GitTimeout:    cfg.Index.GitTimeout.D(),
+		CheckInterval: checkInterval(cfg, use),
+		Fleet:         indexFleet,
 		OnChange: func(ch indexsync.Changes) {
 			changed := make([]cache.Changed, len(ch.Changed))
 			for i, v := range ch.Changed {
@@ -208,4 +212,13 @@ func (r *Registry) selectPatterns(ctx context.Context, patterns []string, opts i
 		return sel, UsageError{err}
 	}
 	return sel, err
+}
+
+// checkInterval is index.check_interval for a server that fetches from
+// upstream, 0 otherwise (offline, or commands that sync themselves).
+func checkInterval(cfg config.Config, use Use) time.Duration {
+	if !use.Fetch || !use.Serve {
+		return 0
+	}
+	return cfg.Index.CheckInterval.D()
 }

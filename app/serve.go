@@ -27,7 +27,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 	}
 	metrics := proxy.NewMetrics()
 	offline := cfg.Server.Offline
-	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, OnFetch: metrics.ObserveFetch, OnStoreRequest: metrics.ObserveStore}, log)
+	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, Serve: true, OnFetch: metrics.ObserveFetch, OnStoreRequest: metrics.ObserveStore}, log)
 	if err != nil {
 		return err
 	}

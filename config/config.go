@@ -133,6 +133,10 @@ type Index struct {
 	StaleAfter Duration `toml:"stale_after"`
 	Branch     string   `toml:"branch"`
 	GitTimeout Duration `toml:"git_timeout"`
+	// CheckInterval: a client's index request makes the registry look at
+	// upstream's tip (and sync first when it moved) when it last looked
+	// longer ago than this; 0 never does (sync_interval alone).
+	CheckInterval Duration `toml:"check_interval"`
 }
 
 // Cache is the [cache] section: the archive store.
@@ -183,10 +187,11 @@ func Defaults() Config {
 			Retries:     upstream.DefaultRetries,
 		},
 		Index: Index{
-			Dir:          "data/index",
-			SyncInterval: Duration(indexsync.DefaultInterval),
-			Branch:       indexsync.DefaultBranch,
-			GitTimeout:   Duration(indexsync.DefaultGitTimeout),
+			Dir:           "data/index",
+			SyncInterval:  Duration(indexsync.DefaultInterval),
+			Branch:        indexsync.DefaultBranch,
+			GitTimeout:    Duration(indexsync.DefaultGitTimeout),
+			CheckInterval: Duration(indexsync.DefaultCheckInterval),
 		},
 		Cache: Cache{
 			Dir:                  "data/packages",

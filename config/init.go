@@ -100,6 +100,9 @@ sync_interval = {{text .Index.SyncInterval}}
 stale_after = {{text .Index.StaleAfter}}
 branch = {{q .Index.Branch}}
 git_timeout = {{text .Index.GitTimeout}}
+# A client's clone or pull makes the registry look at upstream's tip (and sync
+# first when it moved) when it last looked longer ago than this; "0s": never.
+check_interval = {{text .Index.CheckInterval}}
 
 [cache]
 # Package archives, stored as <owner>/<name>/<version>.zip.

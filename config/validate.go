@@ -72,6 +72,7 @@ func (c *Config) validate(src sources) error {
 		{"server.drain_delay", c.Server.DrainDelay, 0},
 		{"server.first_sync_wait", c.Server.FirstSyncWait, 0},
 		{"cache.not_found_ttl", c.Cache.NotFoundTTL, 0},
+		{"index.check_interval", c.Index.CheckInterval, 0},
 		// Renewed every third of it, judged by a clock with one-second
 		// steps: shorter would take live leases over.
 		{"store.s3.lease_ttl", c.Store.S3.LeaseTTL, 5 * time.Second},

@@ -726,3 +726,46 @@ func TestCloneRightAfterStart(t *testing.T) {
 		t.Error("the clone lacks moonbitlang/x")
 	}
 }
+
+// TestIndexFreshOnRequest: with index.check_interval, a version published
+// upstream reaches a client's next pull through the registry within the
+// interval, however long sync_interval is (an hour here).
+func TestIndexFreshOnRequest(t *testing.T) {
+	ctx := t.Context()
+	up := testupstream.Start(t, testupstream.Options{})
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_CHECK_INTERVAL=2s"}})
+	c := newMoonClient(t, reg.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var worst time.Duration
+	for i := range 3 {
+		version := fmt.Sprintf("0.%d.0", i+1)
+		if err := up.AddVersion(ctx, "freshtest/module", version, nil); err != nil {
+			t.Fatal(err)
+		}
+		published := time.Now()
+		for {
+			if err := c.PullIndex(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if vs, _ := c.Versions("freshtest/module"); len(vs) == i+1 {
+				break
+			}
+			if time.Since(published) > 15*time.Second {
+				t.Fatalf("%s not visible to a pull 15s after it was published", version)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		worst = max(worst, time.Since(published))
+	}
+	t.Logf("a published version reached the client's pull within %s (check interval 2s)", worst.Round(10*time.Millisecond))
+	if worst > 5*time.Second {
+		t.Errorf("visible only after %s, want within the 2s interval and a sync", worst)
+	}
+	// Upstream looked at a bounded number of times: the pulls above were
+	// about 10 a second.
+	if n := strings.Count(reg.Logs(), `"args":["ls-remote"`); n < 3 || n > 20 {
+		t.Errorf("upstream's tip looked at %d times, want one per publish or a few more, bounded by the interval", n)
+	}
+}

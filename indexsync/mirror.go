@@ -56,6 +56,9 @@ type Mirror struct {
 	mu     sync.Mutex // guards status
 	status Status
 
+	looking  sync.Mutex   // held by the one Freshen looking at upstream
+	lookedAt atomic.Int64 // when Freshen last looked (UnixNano)
+
 	catchUpMu     sync.Mutex
 	catchUpFailed catchUpFailure // see CatchUp
 

@@ -45,6 +45,11 @@ type Options struct {
 	// StaleAfter is how long syncs may keep failing (while Run runs)
 	// before Ready reports the mirror stale; default 3 × Interval.
 	StaleAfter time.Duration
+	// CheckInterval: a client's index request may make the mirror look at
+	// upstream's tip (and sync when it moved) when upstream was last looked
+	// at longer ago than this; 0 disables it (see Freshen). The config's
+	// index.check_interval.
+	CheckInterval time.Duration
 	// OnChange, if set, is called after every sync that moved main, with
 	// what changed (e.g. to drop cached archives whose checksum changed).
 	// It runs in the sync and should be quick.

@@ -82,6 +82,12 @@ type readyWaiter interface {
 	WaitReady(ctx context.Context) error
 }
 
+// freshener is an Index that may look at upstream before a client is
+// answered (indexsync.Mirror with index.check_interval).
+type freshener interface {
+	Freshen(ctx context.Context)
+}
+
 // catcherUp is an Index that is one of several replicas and must catch up
 // with the others before answering (indexsync.Mirror in a fleet).
 type catcherUp interface {
@@ -123,6 +129,11 @@ func (h *gitHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		switch services := r.URL.Query()["service"]; {
 		case len(services) == 1 && services[0] == "git-upload-pack":
+			// A clone or pull starts here: the moment to bring in what
+			// upstream published since it was last looked at.
+			if f, ok := h.index.(freshener); ok {
+				f.Freshen(r.Context())
+			}
 			h.serveBackend(w, r, gitInfoRefs, "service=git-upload-pack")
 		case len(services) == 1 && services[0] == "git-receive-pack":
 			http.Error(w, "the index mirror is read-only", http.StatusForbidden)

@@ -1,0 +1,63 @@
+package indexsync
+
+import (
+	"bytes"
+	"context"
+	"time"
+)
+
+// DefaultCheckInterval is Options.CheckInterval's default.
+const DefaultCheckInterval = 10 * time.Second
+
+// checkTimeout bounds the look at upstream's tip that a client's request
+// waits for.
+const checkTimeout = 5 * time.Second
+
+// Freshen is called when a client asks for the index: if upstream was last
+// looked at more than CheckInterval ago, it asks upstream for its tip (git
+// ls-remote, one request at a time, a few seconds at most) and syncs first
+// when the tip moved, so a version published a moment ago is in the
+// answer. Callers that arrive while a look is under way, or any trouble
+// upstream, get the local mirror at once: Freshen never fails a request.
+// Upstream sees at most one look per CheckInterval however many clients
+// come.
+func (m *Mirror) Freshen(ctx context.Context) {
+	if m.opts.CheckInterval <= 0 || !m.hasRepo() {
+		return
+	}
+	if time.Since(m.lastLook()) < m.opts.CheckInterval {
+		return
+	}
+	if !m.looking.TryLock() {
+		return // another request is looking: answer from what is here
+	}
+	defer m.looking.Unlock()
+	if time.Since(m.lastLook()) < m.opts.CheckInterval {
+		return // looked while this one waited for the lock
+	}
+	m.lookedAt.Store(time.Now().UnixNano())
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
+	defer cancel()
+	out, err := m.git(cctx, m.opts.Dir, nil, "ls-remote", "--", m.opts.UpstreamURL, "refs/heads/"+m.opts.Branch)
+	if err != nil {
+		m.log.Debug().Err(err).Msg("could not look at upstream's index tip; answering from the mirror")
+		return
+	}
+	tip, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\t"))
+	if len(tip) == 0 || string(tip) == m.Commit() {
+		return
+	}
+	m.log.Info().Str("upstream", string(tip)).Str("mirror", m.Commit()).Msg("upstream's index moved: syncing before answering")
+	if _, err := m.Sync(cctx); err != nil {
+		m.log.Warn().Err(err).Msg("sync before answering failed; answering from the mirror")
+	}
+}
+
+// lastLook is when upstream was last looked at: a look or a sync.
+func (m *Mirror) lastLook() time.Time {
+	looked := time.Unix(0, m.lookedAt.Load())
+	if synced := m.Status().LastSync; synced.After(looked) {
+		return synced
+	}
+	return looked
+}

@@ -1,0 +1,66 @@
+package indexsync
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// A client's request brings in what upstream published since the last
+// look, at most one look per CheckInterval however many requests come.
+func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
+	ctx := context.Background()
+	up := startUpstream(t, realIndex(t))
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.CheckInterval = 500 * time.Millisecond })
+	var looks atomic.Int64
+	m.onGit = func(args []string) {
+		if len(args) > 0 && args[0] == "ls-remote" {
+			looks.Add(1)
+		}
+	}
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Commit()
+	if err := up.AddVersion(ctx, "fresh/module", "0.1.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Freshen(ctx) // the sync just happened: no look
+	if looks.Load() != 0 || m.Commit() != before {
+		t.Fatalf("looked %d times right after a sync", looks.Load())
+	}
+	time.Sleep(600 * time.Millisecond)
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() { defer wg.Done(); m.Freshen(ctx) }()
+	}
+	wg.Wait()
+	if n := looks.Load(); n != 1 {
+		t.Errorf("50 requests looked at upstream %d times, want 1", n)
+	}
+	if _, ok, _ := m.Lookup(ctx, "fresh/module", "0.1.0"); !ok {
+		t.Errorf("the version published upstream is not in the mirror after the look (at %s, was %s)", m.Commit(), before)
+	}
+}
+
+// Upstream down: the request is answered from the mirror at once.
+func TestFreshenUpstreamDown(t *testing.T) {
+	ctx := context.Background()
+	up := startUpstream(t, realIndex(t))
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.CheckInterval = time.Millisecond })
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Down(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	start := time.Now()
+	m.Freshen(ctx)
+	if d := time.Since(start); d > checkTimeout+time.Second {
+		t.Errorf("Freshen took %s with upstream down", d)
+	}
+}
