@@ -99,19 +99,24 @@ func newProgress(w io.Writer, total int, above *aboveBar) (func(cache.BatchEvent
 	above.setBar(bar)
 	var bytes int64
 	return func(ev cache.BatchEvent) {
+			above.mu.Lock()
+			defer above.mu.Unlock()
 			if ev.Outcome == cache.OutcomeMiss {
 				bytes += ev.Bytes
 			}
 			bar.Describe("mirroring, " + app.HumanBytes(bytes) + " fetched")
 			bar.Add(1)
 		}, func() {
+			above.mu.Lock()
+			defer above.mu.Unlock()
 			bar.Finish()
-			above.setBar(nil)
+			above.bar = nil
 		}
 }
 
 // aboveBar writes log lines above the progress bar: it clears the bar's
-// line, writes, and draws the bar again.
+// line, writes, and draws the bar again. Its lock is held for every
+// drawing of the bar, so a log line and a redraw never mix.
 type aboveBar struct {
 	mu  sync.Mutex
 	out io.Writer

@@ -22,12 +22,12 @@ import (
 // size.
 func LocalStatus(cfg config.Config) (web.Status, error) {
 	st := web.Status{Version: Version(), Store: countStore(cfg), Index: web.IndexStatus{AgeSeconds: -1, Offline: cfg.Server.Offline}}
-	m, err := indexsync.New(indexsync.Options{Dir: cfg.Index.Dir, UpstreamURL: cfg.Upstream.IndexURL, Branch: cfg.Index.Branch})
+	// Read only: a server may be running on this root.
+	commit, err := indexsync.ReadCommit(cfg.Index.Dir)
 	if err != nil {
 		return st, err
 	}
-	defer m.Close()
-	st.Index.Commit = m.Commit()
+	st.Index.Commit = commit
 	// The mirror keeps no history of its syncs; its last fetch is FETCH_HEAD's time.
 	if fi, err := os.Stat(filepath.Join(cfg.Index.Dir, ".git", "FETCH_HEAD")); err == nil && st.Index.Commit != "" {
 		st.Index.LastSync = fi.ModTime()
@@ -84,10 +84,19 @@ func WriteStatus(w io.Writer, st web.Status, asJSON bool) error {
 		archives = fmt.Sprint(st.Store.Archives)
 	}
 	fmt.Fprintf(w, "index:    %s, last synced %s\n", commit, age)
-	if st.Index.LastError != "" {
-		fmt.Fprintf(w, "          last sync failed: %s\n", st.Index.LastError)
+	switch {
+	case st.Index.Offline:
+		fmt.Fprintf(w, "upstream: offline mode, never contacted\n")
+	case st.Index.LastError != "":
+		fmt.Fprintf(w, "upstream: the last sync failed: %s\n", st.Index.LastError)
+	case st.Uptime > 0 && st.Index.UpstreamOK:
+		fmt.Fprintf(w, "upstream: reachable at the last sync\n")
 	}
-	fmt.Fprintf(w, "store:    %s, %s archives, %s\n", st.Store.Backend, archives, human.Bytes(st.Store.Bytes))
+	limit := ""
+	if st.Store.MaxBytes > 0 {
+		limit = " (limit " + human.Bytes(st.Store.MaxBytes) + ")"
+	}
+	fmt.Fprintf(w, "store:    %s, %s archives, %s%s\n", st.Store.Backend, archives, human.Bytes(st.Store.Bytes), limit)
 	if st.Uptime > 0 {
 		fmt.Fprintf(w, "traffic:  last hour %d hits, %d misses, %d upstream fetches; %d running\n", st.LastHour.Hits, st.LastHour.Misses, st.LastHour.Fetches, st.InFlight)
 		fmt.Fprintf(w, "server:   %s, up %s\n", st.Version, st.Uptime)

@@ -71,12 +71,9 @@ func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time
 		}
 	}()
 	sizes := &storeSizes{cfg: r.Config}
-	return web.New(web.Options{
+	opts := web.Options{
 		Catalog: cat,
 		BaseURL: r.Config.Server.BaseURL,
-		Cached: func(ctx context.Context, mv module.Version) bool {
-			return r.Archives.Cached(ctx, mv)
-		},
 		Status: func(ctx context.Context) web.Status {
 			st := r.Archives.Stats()
 			s := web.Status{
@@ -87,9 +84,21 @@ func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time
 				LastHour: window.LastHour(time.Now(), counts()),
 				InFlight: st.InFlight,
 			}
+			if st.StoreFiles > 0 || r.Config.Cache.MaxSize > 0 {
+				// A size-limited store counts as it goes: no walk needed.
+				s.Store.Archives, s.Store.Bytes = st.StoreFiles, st.StoreBytes
+			}
 			return s
 		},
-	})
+	}
+	if r.Config.Server.BaseURLUnreachable() {
+		opts.BaseURL = "" // the page tells the address it was asked for
+	}
+	if r.Local != nil {
+		// Cheap on local disk; a remote store would pay a request per version.
+		opts.Cached = func(ctx context.Context, mv module.Version) bool { return r.Archives.Cached(ctx, mv) }
+	}
+	return web.New(opts)
 }
 
 // indexStatus is the index part of the status.
@@ -120,13 +129,16 @@ const storeCountEvery = 30 * time.Second
 
 func (s *storeSizes) get() web.StoreStatus {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if !s.at.IsZero() && time.Since(s.at) < storeCountEvery {
+		defer s.mu.Unlock()
 		return s.last
 	}
-	s.last = countStore(s.cfg)
-	s.at = time.Now()
-	return s.last
+	s.mu.Unlock()
+	st := countStore(s.cfg) // outside the lock: a walk can take a while
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last, s.at = st, time.Now()
+	return st
 }
 
 // countStore describes the configured store; a local one is walked.

@@ -29,15 +29,16 @@ func (s Server) AuthEnabled() bool { return len(s.AuthTokens) > 0 || len(s.AuthU
 func (s Server) TLSEnabled() bool { return s.CertFile != "" }
 
 // BaseURLUnreachable reports a base URL no client can use: one on the
-// unspecified address (0.0.0.0, ::) or without a host, as base_url derived
-// from a listen address like ":8080" or "0.0.0.0:8080" is.
+// unspecified address (0.0.0.0, ::), without a host, or on port 0, as
+// base_url derived from a listen address like ":8080", "0.0.0.0:8080" or
+// "127.0.0.1:0" is.
 func (s Server) BaseURLUnreachable() bool {
 	u, err := url.Parse(s.BaseURL)
 	if err != nil {
 		return false
 	}
 	host := u.Hostname()
-	if host == "" {
+	if host == "" || u.Port() == "0" { // ":0": a port chosen at start
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -275,6 +275,7 @@ func TestBaseURLUnreachable(t *testing.T) {
 		{"0.0.0.0:8080", "", true},
 		{":8080", "", true},
 		{"[::]:8080", "", true},
+		{"127.0.0.1:0", "", true},
 		{"0.0.0.0:8080", "https://registry.example.com", false},
 	} {
 		env := []string{"MOONBIT_REGISTRY_SERVER_LISTEN=" + tt.listen}

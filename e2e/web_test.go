@@ -110,11 +110,20 @@ func TestWebPages(t *testing.T) {
 		t.Fatalf("/-/status.json: %+v", status)
 	}
 
+	// A module the index does not have is a 404 page, a bad name a 400.
+	for path, want := range map[string]int{"/-/modules/nobody/nothing": 404, "/-/modules/..%2Fetc": 400} {
+		if r, err := http.Get(reg.URL + path); err != nil || r.StatusCode != want {
+			t.Errorf("GET %s: %v %v, want %d", path, r.StatusCode, err, want)
+		} else {
+			r.Body.Close()
+		}
+	}
+
 	dir := artifactDir(t)
 	for _, size := range []struct {
 		name          string
 		width, height int64
-	}{{"desktop", 1200, 900}, {"phone", 390, 844}} {
+	}{{"desktop", 1200, 900}, {"phone", 360, 740}} {
 		t.Run(size.name, func(t *testing.T) {
 			ctx, problems := browser(t, size.width, size.height)
 			step := func(what string, err error) {
@@ -124,7 +133,14 @@ func TestWebPages(t *testing.T) {
 				}
 			}
 			moduleLink := chromedp.CSS(`a[href="/-/modules/mizchi/git"]`)
+			// Chromium windows are at least 500px wide: a phone's width is emulated.
+			step("set the viewport", chromedp.Do(ctx, chromedp.EmulateViewport(size.width, size.height)))
 			step("open the status page", chromedp.Do(ctx, chromedp.Navigate(reg.URL+"/"), chromedp.WaitVisible(chromedp.ID("index-commit"))))
+			font, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.body).fontFamily`))
+			step("read the page's font", err)
+			if !strings.Contains(font, "system-ui") {
+				t.Errorf("the stylesheet did not apply (body font %q)", font)
+			}
 			commitText, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("index-commit")))
 			step("read the commit", err)
 			title, err := chromedp.Run(ctx, chromedp.Title())

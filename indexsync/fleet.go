@@ -203,16 +203,9 @@ func (m *Mirror) CatchUp(ctx context.Context) error {
 	if err := m.recentCatchUpFailure(tip); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	go func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.GitTimeout)
-		defer cancel()
-		_, err := m.Sync(sctx)
-		done <- err
-	}()
 	var syncErr error
 	select {
-	case syncErr = <-done:
+	case syncErr = <-m.detachedSync(ctx):
 	case <-ctx.Done():
 		return ctx.Err()
 	}

@@ -15,10 +15,10 @@ const checkTimeout = 5 * time.Second
 
 // Freshen is called when a client asks for the index: if upstream was last
 // looked at more than CheckInterval ago, it asks upstream for its tip (git
-// ls-remote, one request at a time, a few seconds at most) and syncs first
-// when the tip moved, so a version published a moment ago is in the
-// answer. Callers that arrive while a look is under way, or any trouble
-// upstream, get the local mirror at once: Freshen never fails a request.
+// ls-remote, one request at a time) and syncs first when the tip moved, so
+// a version published a moment ago is in the answer. The request waits for
+// that at most checkTimeout; callers that arrive while a look is under way
+// get the local mirror at once, and Freshen never fails a request.
 // Upstream sees at most one look per CheckInterval however many clients
 // come.
 func (m *Mirror) Freshen(ctx context.Context) {
@@ -36,6 +36,7 @@ func (m *Mirror) Freshen(ctx context.Context) {
 		return // looked while this one waited for the lock
 	}
 	m.lookedAt.Store(time.Now().UnixNano())
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
 	out, err := m.git(cctx, m.opts.Dir, nil, "ls-remote", "--", m.opts.UpstreamURL, "refs/heads/"+m.opts.Branch)
@@ -48,8 +49,16 @@ func (m *Mirror) Freshen(ctx context.Context) {
 		return
 	}
 	m.log.Info().Str("upstream", string(tip)).Str("mirror", m.Commit()).Msg("upstream's index moved: syncing before answering")
-	if _, err := m.Sync(cctx); err != nil {
-		m.log.Warn().Err(err).Msg("sync before answering failed; answering from the mirror")
+	// The sync runs to its end (within GitTimeout) even when this request
+	// stops waiting for it after the check's time: the next one gets it.
+	select {
+	case err := <-m.detachedSync(ctx):
+		if err != nil {
+			m.log.Warn().Err(err).Msg("sync before answering failed; answering from the mirror")
+		}
+	case <-time.After(checkTimeout - time.Since(start)):
+		m.log.Info().Msg("sync still running; answering from the mirror meanwhile")
+	case <-ctx.Done():
 	}
 }
 
@@ -60,4 +69,17 @@ func (m *Mirror) lastLook() time.Time {
 		return synced
 	}
 	return looked
+}
+
+// detachedSync starts a sync that runs to its end (within GitTimeout)
+// whoever stops waiting for it, and returns where its error arrives.
+func (m *Mirror) detachedSync(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.GitTimeout)
+		defer cancel()
+		_, err := m.Sync(sctx)
+		done <- err
+	}()
+	return done
 }

@@ -2,10 +2,13 @@ package indexsync
 
 import (
 	"context"
+
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"moonbit-registry/internal/testupstream"
 )
 
 // A client's request brings in what upstream published since the last
@@ -14,12 +17,7 @@ func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	up := startUpstream(t, realIndex(t))
 	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.CheckInterval = 500 * time.Millisecond })
-	var looks atomic.Int64
-	m.onGit = func(args []string) {
-		if len(args) > 0 && args[0] == "ls-remote" {
-			looks.Add(1)
-		}
-	}
+	looks := countLooks(m)
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -46,21 +44,52 @@ func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
 	}
 }
 
-// Upstream down: the request is answered from the mirror at once.
-func TestFreshenUpstreamDown(t *testing.T) {
+// Upstream refusing, or hanging: the request is answered from the mirror,
+// at once or after the check's few seconds at most.
+func TestFreshenUpstreamTrouble(t *testing.T) {
 	ctx := context.Background()
-	up := startUpstream(t, realIndex(t))
-	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.CheckInterval = time.Millisecond })
-	if _, err := m.Sync(ctx); err != nil {
-		t.Fatal(err)
+	for _, tt := range []struct {
+		name    string
+		breakIt func(up *testupstream.Upstream) error
+		limit   time.Duration
+	}{
+		{"down", func(up *testupstream.Upstream) error { return up.Down() }, time.Second},
+		{"hanging", func(up *testupstream.Upstream) error {
+			up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+			return nil
+		}, checkTimeout + time.Second},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			up := startUpstream(t, realIndex(t))
+			m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.CheckInterval = time.Millisecond })
+			looks := countLooks(m)
+			if _, err := m.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := tt.breakIt(up); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(5 * time.Millisecond)
+			start := time.Now()
+			m.Freshen(ctx)
+			if d := time.Since(start); d > tt.limit {
+				t.Errorf("Freshen took %s, want at most %s", d, tt.limit)
+			}
+			if looks.Load() != 1 {
+				t.Errorf("looked at upstream %d times, want 1", looks.Load())
+			}
+			up.ClearFaults()
+		})
 	}
-	if err := up.Down(); err != nil {
-		t.Fatal(err)
+}
+
+// countLooks counts m's looks at upstream's tip (git ls-remote).
+func countLooks(m *Mirror) *atomic.Int64 {
+	var looks atomic.Int64
+	m.onGit = func(args []string) {
+		if len(args) > 0 && args[0] == "ls-remote" {
+			looks.Add(1)
+		}
 	}
-	time.Sleep(5 * time.Millisecond)
-	start := time.Now()
-	m.Freshen(ctx)
-	if d := time.Since(start); d > checkTimeout+time.Second {
-		t.Errorf("Freshen took %s with upstream down", d)
-	}
+	return &looks
 }

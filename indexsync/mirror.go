@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +188,22 @@ func failing(st Status, now time.Time) string {
 		msg += fmt.Sprintf("; next try in %s", max(st.NextTry.Sub(now), 0).Round(time.Second))
 	}
 	return msg
+}
+
+// ReadCommit is the commit main points to in the mirror at dir, read
+// without taking the mirror's lock or changing anything; "" when there is
+// no mirror yet.
+func ReadCommit(dir string) (string, error) {
+	if _, err := os.Stat(filepath.Join(dir, ".git")); errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	cmd := exec.Command("git", "-C", dir, "rev-parse", "--verify", "--quiet", "refs/heads/"+localBranch+"^{commit}")
+	cmd.Env = gitEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("read the index mirror's commit in %s: %w", dir, err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // Dir is the mirror repository's directory (absolute), the one to serve.

@@ -76,9 +76,12 @@ type Options struct {
 	Catalog Catalog
 	// Status reports the replica's state at the time of the request.
 	Status func(ctx context.Context) Status
-	// Cached reports which of a module's versions the store holds.
+	// Cached reports which of a module's versions the store holds; nil
+	// when asking costs a request per version (a remote store): the page
+	// then does not say.
 	Cached func(ctx context.Context, mv module.Version) bool
-	// BaseURL is what clients are told to use.
+	// BaseURL is what clients are told to use; "" takes the address the
+	// page was asked for (when server.base_url names no reachable host).
 	BaseURL string
 }
 
@@ -96,6 +99,7 @@ func New(opts Options) (*Handler, error) {
 	}
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"ago":   ago,
+		"age":   func(secs int64) string { return ago(time.Now().Add(-time.Duration(secs) * time.Second)) },
 		"bytes": human.Bytes,
 		"short": func(s string) string { return s[:min(len(s), 12)] },
 		"date":  func(s string) string { return s[:min(len(s), 10)] }, // RFC 3339 → its date
@@ -123,12 +127,19 @@ type page struct {
 	Status  Status
 	Results []catalog.Summary
 	Module  *catalog.Module
-	Cached  map[string]bool
+	Cached  map[string]bool // nil: not known
 	Error   string
 }
 
-func (h *Handler) render(w http.ResponseWriter, status int, name string, p page) {
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
 	p.BaseURL = h.opts.BaseURL
+	if p.BaseURL == "" {
+		scheme := "http://"
+		if r.TLS != nil {
+			scheme = "https://"
+		}
+		p.BaseURL = scheme + r.Host
+	}
 	var b strings.Builder
 	if err := h.tmpl.ExecuteTemplate(&b, name, p); err != nil {
 		http.Error(w, "page: "+err.Error(), http.StatusInternalServerError)
@@ -141,7 +152,7 @@ func (h *Handler) render(w http.ResponseWriter, status int, name string, p page)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "status.html", page{Title: "moonbit-registry", Status: h.opts.Status(r.Context())})
+	h.render(w, r, http.StatusOK, "status.html", page{Title: "moonbit-registry", Status: h.opts.Status(r.Context())})
 }
 
 func (h *Handler) statusJSON(w http.ResponseWriter, r *http.Request) {
@@ -162,12 +173,12 @@ func (h *Handler) search(w http.ResponseWriter, r *http.Request) {
 		res, err := h.opts.Catalog.Search(r.Context(), q, searchLimit)
 		if err != nil {
 			p.Error = "The local index cannot be searched right now: " + err.Error()
-			h.render(w, http.StatusServiceUnavailable, "search.html", p)
+			h.render(w, r, http.StatusServiceUnavailable, "search.html", p)
 			return
 		}
 		p.Results = res
 	}
-	h.render(w, http.StatusOK, "search.html", p)
+	h.render(w, r, http.StatusOK, "search.html", p)
 }
 
 func (h *Handler) module(w http.ResponseWriter, r *http.Request) {
@@ -175,17 +186,18 @@ func (h *Handler) module(w http.ResponseWriter, r *http.Request) {
 	m, err := h.opts.Catalog.Module(r.Context(), name)
 	switch {
 	case errors.Is(err, module.ErrBadName):
-		h.render(w, http.StatusBadRequest, "module.html", page{Title: name, Error: err.Error()})
+		h.render(w, r, http.StatusBadRequest, "module.html", page{Title: name, Error: err.Error()})
 		return
 	case errors.Is(err, catalog.ErrNotFound):
-		h.render(w, http.StatusNotFound, "module.html", page{Title: name, Error: "No module " + name + " in the index."})
+		h.render(w, r, http.StatusNotFound, "module.html", page{Title: name, Error: "No module " + name + " in the index."})
 		return
 	case err != nil:
-		h.render(w, http.StatusServiceUnavailable, "module.html", page{Title: name, Error: "The local index cannot answer right now: " + err.Error()})
+		h.render(w, r, http.StatusServiceUnavailable, "module.html", page{Title: name, Error: "The local index cannot answer right now: " + err.Error()})
 		return
 	}
-	cached := map[string]bool{}
+	var cached map[string]bool
 	if h.opts.Cached != nil {
+		cached = map[string]bool{}
 		for _, v := range m.Versions {
 			cached[v.Version] = h.opts.Cached(r.Context(), module.Version{Module: name, Version: v.Version})
 		}
@@ -194,7 +206,7 @@ func (h *Handler) module(w http.ResponseWriter, r *http.Request) {
 	for i, j := 0, len(m.Versions)-1; i < j; i, j = i+1, j-1 {
 		m.Versions[i], m.Versions[j] = m.Versions[j], m.Versions[i]
 	}
-	h.render(w, http.StatusOK, "module.html", page{Title: name, Module: &m, Cached: cached})
+	h.render(w, r, http.StatusOK, "module.html", page{Title: name, Module: &m, Cached: cached})
 }
 
 // ago renders a duration since t for people ("3m ago"); "never" for zero.
