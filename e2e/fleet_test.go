@@ -81,21 +81,14 @@ func startFleet(t *testing.T, up *testupstream.Upstream, extraEnv ...string) *fl
 			"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s")
 		f.replicas = append(f.replicas, startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL(), Command: args, Env: append(env, extraEnv...)}))
 	}
-	f.URL = startNginx(t, f.replicas)
+	f.URL = startNginx(t, balancerConf(t, f.replicas))
 	return f
 }
 
-// startNginx runs nginx with deploy/nginx-balancer.conf in front of the
-// replicas and returns its URL.
-func startNginx(t *testing.T, replicas []*registry) string {
+// balancerConf is deploy/nginx-balancer.conf with the replicas in its
+// upstream block.
+func balancerConf(t *testing.T, replicas []*registry) []byte {
 	t.Helper()
-	bin, err := exec.LookPath("nginx")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatalf("nginx not found (bash .ci/tools.sh installs it with apt-get): %v", err)
-		}
-		bin = "/usr/sbin/nginx"
-	}
 	conf, err := os.ReadFile("../deploy/nginx-balancer.conf")
 	if err != nil {
 		t.Fatal(err)
@@ -109,13 +102,27 @@ func startNginx(t *testing.T, replicas []*registry) string {
 		fmt.Fprintf(&lines, "\t\tserver %s;\n", strings.TrimPrefix(r.URL, "http://"))
 	}
 	first := true
-	conf = servers.ReplaceAllFunc(conf, func([]byte) []byte {
+	return servers.ReplaceAllFunc(conf, func([]byte) []byte {
 		if first {
 			first = false
 			return []byte(lines.String())
 		}
 		return nil
 	})
+}
+
+// startNginx runs nginx with conf (a deploy/ file, its servers filled in)
+// on a free loopback port instead of its `listen 8080;`, and returns its
+// URL.
+func startNginx(t *testing.T, conf []byte) string {
+	t.Helper()
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
+			t.Fatalf("nginx not found (bash .ci/tools.sh installs it with apt-get): %v", err)
+		}
+		bin = "/usr/sbin/nginx"
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +131,7 @@ func startNginx(t *testing.T, replicas []*registry) string {
 	ln.Close()
 	listen := regexp.MustCompile(`(?m)^(\s*)listen 8080;`)
 	if !listen.Match(conf) {
-		t.Fatal("deploy/nginx-balancer.conf has no `listen 8080;`")
+		t.Fatal("the nginx configuration has no `listen 8080;`")
 	}
 	conf = listen.ReplaceAll(conf, []byte("${1}listen "+addr+";"))
 	dir := t.TempDir()
