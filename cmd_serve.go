@@ -5,6 +5,7 @@ import (
 
 	"moonbit-registry/app"
 	"moonbit-registry/config"
+	"moonbit-registry/internal/logbuf"
 )
 
 func serveCommand() *cli.Command {
@@ -25,7 +26,15 @@ func serveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return app.Serve(c.Context, cfg, log)
+			// The access log, a line per request, is buffered: written at
+			// least every second, and in full when the server stops.
+			buffered := logbuf.New(c.App.ErrWriter)
+			defer buffered.Close()
+			access, err := newLogger(buffered, isTerminal(c.App.ErrWriter), c.String("log-level"), c.String("log-format"))
+			if err != nil {
+				return cli.Exit(err.Error(), 2)
+			}
+			return app.Serve(c.Context, cfg, log, access)
 		},
 	}
 }

@@ -16,9 +16,10 @@ import (
 )
 
 // Serve runs the proxy until ctx ends: it syncs the index at start and
-// every index.sync_interval (unless offline) and serves clients. It returns
-// after in-flight requests have finished and any sync it started is over.
-func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
+// every index.sync_interval (unless offline) and serves clients, logging
+// one line per request to access. It returns after in-flight requests
+// have finished and any sync it started is over.
+func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) error {
 	// A missing or mismatched key pair stops start-up, not the first
 	// client's handshake.
 	tlsConfig, err := cfg.Server.LoadTLS()
@@ -77,6 +78,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger) error {
 		Passthrough:       passthrough,
 		Web:               pages,
 		Metrics:           metrics,
+		AccessLog:         &access,
 		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},
 		Logger:            log,
 	})

@@ -233,10 +233,14 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	if n := up.Count(path); n != 1 {
 		t.Errorf("100 concurrent misses over %d replicas cost upstream %d requests, want 1", fleetSize, n)
 	}
+	// The access log is flushed every second: wait that long for it.
 	served := 0
-	for _, r := range f.replicas {
-		if strings.Contains(r.Logs(), `"path":"/user/`+url.QueryEscape(cliModule+"/"+miss)+`.zip"`) {
-			served++
+	for deadline := time.Now().Add(5 * time.Second); served < fleetSize && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		served = 0
+		for _, r := range f.replicas {
+			if strings.Contains(r.Logs(), `"path":"/user/`+url.QueryEscape(cliModule+"/"+miss)+`.zip"`) {
+				served++
+			}
 		}
 	}
 	if served != fleetSize {
@@ -313,6 +317,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	}
 	// Waiting for a busy lease never turned into an error answer (the
 	// client's and nginx's retries would hide one).
+	time.Sleep(1500 * time.Millisecond) // the access log is flushed every second
 	for _, r := range f.replicas {
 		if r == holder {
 			continue

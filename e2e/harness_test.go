@@ -116,7 +116,9 @@ func startRegistry(t testing.TB, opts registryOptions) *registry {
 	}
 	r := &registry{Root: opts.Root, cmd: cmd, done: make(chan struct{}), logs: logs}
 	addr := make(chan string, 1)
+	logsRead := make(chan struct{})
 	go func() {
+		defer close(logsRead)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
@@ -135,7 +137,9 @@ func startRegistry(t testing.TB, opts registryOptions) *registry {
 		}
 		io.Copy(io.Discard, stderr)
 	}()
-	go func() { cmd.Wait(); close(r.done) }()
+	// Wait only once the log is read to its end: Wait closes the pipe, and
+	// the last lines (the buffered access log, written at exit) would be lost.
+	go func() { <-logsRead; cmd.Wait(); close(r.done) }()
 	t.Cleanup(func() {
 		r.Stop(t)
 		if t.Failed() {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -101,5 +102,23 @@ func TestServeDrainDelayReportsNotReady(t *testing.T) {
 	}
 	if c := r.cmd.ProcessState.ExitCode(); c != 0 {
 		t.Errorf("exit code %d, want 0", c)
+	}
+}
+
+// TestAccessLogKeptOnSIGTERM: the access log is buffered (flushed every
+// second), and a SIGTERM still writes every line out: 50 requests answered
+// just before the signal are all in the log once the process has exited.
+func TestAccessLogKeptOnSIGTERM(t *testing.T) {
+	reg := startRegistry(t, registryOptions{NoWaitReady: true})
+	for i := range 50 {
+		resp, err := http.Get(fmt.Sprintf("%s/healthz?n=%d", reg.URL, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	reg.Stop(t)
+	if n := strings.Count(reg.Logs(), `"path":"/healthz","status":200`); n != 50 {
+		t.Errorf("%d of the 50 requests are in the access log after SIGTERM", n)
 	}
 }

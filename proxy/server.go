@@ -63,6 +63,10 @@ type Options struct {
 	// Metrics, if set, counts every request and is served at /metrics.
 	Metrics *Metrics
 
+	// AccessLog, if set, takes the one line per request (a buffered one:
+	// they are many); otherwise Logger does.
+	AccessLog *zerolog.Logger
+
 	Logger zerolog.Logger
 }
 
@@ -226,7 +230,11 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		if s.opts.Metrics != nil {
 			s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
 		}
-		s.log.Info().
+		access := s.log
+		if s.opts.AccessLog != nil {
+			access = *s.opts.AccessLog
+		}
+		access.Info().
 			Str("method", r.Method).
 			Str("path", r.URL.EscapedPath()).
 			Int("status", rw.status).
