@@ -14,6 +14,7 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/internal/human"
 )
 
 func mirrorCommand() *cli.Command {
@@ -84,7 +85,7 @@ func newProgress(w io.Writer, total int, above *aboveBar) (func(cache.BatchEvent
 			if ev.Err != nil {
 				state = "FAILED: " + ev.Err.Error()
 			}
-			fmt.Fprintf(w, "[%d/%d] %s %s %s\n", n, total, ev.Archive, app.HumanBytes(ev.Bytes), state)
+			fmt.Fprintf(w, "[%d/%d] %s %s %s\n", n, total, ev.Archive, human.Bytes(ev.Bytes), state)
 		}, func() {}
 	}
 	bar := progressbar.NewOptions(total,
@@ -104,7 +105,7 @@ func newProgress(w io.Writer, total int, above *aboveBar) (func(cache.BatchEvent
 			if ev.Outcome == cache.OutcomeMiss {
 				bytes += ev.Bytes
 			}
-			bar.Describe("mirroring, " + app.HumanBytes(bytes) + " fetched")
+			bar.Describe("mirroring, " + human.Bytes(bytes) + " fetched")
 			bar.Add(1)
 		}, func() {
 			above.mu.Lock()

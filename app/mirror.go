@@ -105,7 +105,7 @@ func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection,
 		symbolsErr = r.mirrorSymbols(ctx, out)
 	}
 	fmt.Fprintf(out, "selected %d, already cached %d, fetched %d (%s), failed %d\n",
-		res.Selected, res.Cached, res.Fetched, HumanBytes(res.Bytes), len(res.Failed))
+		res.Selected, res.Cached, res.Fetched, human.Bytes(res.Bytes), len(res.Failed))
 	for _, f := range res.Failed {
 		fmt.Fprintf(out, "failed: %s: %v\n", f.Archive, f.Err)
 	}
@@ -209,6 +209,3 @@ func shortList(items []string, n int) string {
 	}
 	return strings.Join(items[:n], ", ") + fmt.Sprintf(" and %d more", len(items)-n)
 }
-
-// HumanBytes writes a byte count in binary units.
-func HumanBytes(n int64) string { return human.Bytes(n) }

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/config"
+	"moonbit-registry/internal/human"
 	"moonbit-registry/proxy"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
@@ -101,7 +102,7 @@ func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
 	if w.status != http.StatusOK {
 		return fail(fmt.Errorf("upstream answered %d %s", w.status, http.StatusText(w.status)))
 	}
-	fmt.Fprintf(out, "symbols.zip: %s, kept for offline use\n", HumanBytes(w.n))
+	fmt.Fprintf(out, "symbols.zip: %s, kept for offline use\n", human.Bytes(w.n))
 	return nil
 }
 

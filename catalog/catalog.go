@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -221,17 +222,9 @@ func segmentPrefix(name, w string) bool {
 	return false
 }
 
-// All lists every module, by name.
+// All lists every module, by name: a search for nothing, without a limit.
 func (c *Catalog) All(ctx context.Context) ([]Summary, error) {
-	t, err := c.current(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]Summary, len(t.rows))
-	for i, r := range t.rows {
-		out[i] = r.summary
-	}
-	return out, nil
+	return c.Search(ctx, "", math.MaxInt)
 }
 
 // Module is what the index knows of one module, in the shape of the

@@ -184,11 +184,27 @@ func lineOf(data []byte, key toml.Key, index int) int {
 // file only.
 func fieldsOf(v any) map[string]reflect.Value {
 	out := map[string]reflect.Value{}
-	addFields(reflect.ValueOf(v).Elem(), "", out)
+	for _, f := range orderedFields(reflect.ValueOf(v).Elem()) {
+		out[f.key] = f.value
+	}
 	return out
 }
 
-func addFields(v reflect.Value, prefix string, out map[string]reflect.Value) {
+// field is one settable key and its field.
+type field struct {
+	key   string
+	value reflect.Value
+}
+
+// orderedFields lists the settable keys of the struct v in the order of
+// its sections and fields (see fieldsOf).
+func orderedFields(v reflect.Value) []field {
+	var out []field
+	addFields(v, "", &out)
+	return out
+}
+
+func addFields(v reflect.Value, prefix string, out *[]field) {
 	for i := range v.NumField() {
 		tag := v.Type().Field(i).Tag.Get("toml")
 		if tag == "" || tag == "-" {
@@ -202,7 +218,7 @@ func addFields(v reflect.Value, prefix string, out map[string]reflect.Value) {
 		case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
 			// An array of tables: file only.
 		case prefix != "": // top-level fields are sections
-			out[prefix+tag] = f
+			*out = append(*out, field{prefix + tag, f})
 		}
 	}
 }

@@ -244,15 +244,15 @@ func MoonConfigMismatch(path, baseURL string) string {
 	if err := json.Unmarshal(data, &mc); err != nil {
 		return "it is not valid JSON, and moon fails on it"
 	}
-	want := map[string]string{
-		"registry": baseURL, "api": baseURL, "download": baseURL,
-		"index": baseURL + "/git/index", "symbols": baseURL + "/symbols.zip",
-	}
-	have := map[string]string{"registry": mc.Registry, "api": mc.API, "download": mc.Download, "index": mc.Index, "symbols": mc.Symbols}
+	// What each key must say: as either form writes it for baseURL.
+	legacy, split := moonConfigFor(baseURL, MoonFormatLegacy), moonConfigFor(baseURL, MoonFormatSplit)
 	var off []string
-	for _, k := range []string{"registry", "api", "index", "download", "symbols"} {
-		if have[k] != "" && have[k] != want[k] {
-			off = append(off, fmt.Sprintf("%q is %s", k, have[k]))
+	for _, k := range []struct{ name, have, want string }{
+		{"registry", mc.Registry, legacy.Registry}, {"api", mc.API, split.API}, {"index", mc.Index, legacy.Index},
+		{"download", mc.Download, split.Download}, {"symbols", mc.Symbols, legacy.Symbols},
+	} {
+		if k.have != "" && k.have != k.want {
+			off = append(off, fmt.Sprintf("%q is %s", k.name, k.have))
 		}
 	}
 	switch {

@@ -20,31 +20,13 @@ type Setting struct {
 // from, in the order of the sections and fields of Config.
 func (c Config) Settings() []Setting {
 	var out []Setting
-	var walk func(v reflect.Value, prefix string)
-	walk = func(v reflect.Value, prefix string) {
-		for i := range v.NumField() {
-			tag := v.Type().Field(i).Tag.Get("toml")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			f := v.Field(i)
-			_, text := f.Interface().(encoding.TextMarshaler)
-			switch {
-			case f.Kind() == reflect.Struct && !text:
-				walk(f, prefix+tag+".")
-			case f.Kind() == reflect.Slice && f.Type().Elem().Kind() == reflect.Struct:
-				// Arrays of tables are not single settings.
-			case prefix != "":
-				key := prefix + tag
-				src := c.sources[key]
-				if src == "" {
-					src = "default"
-				}
-				out = append(out, Setting{Key: key, Value: tomlValue(f), Source: src})
-			}
+	for _, f := range orderedFields(reflect.ValueOf(&c).Elem()) {
+		src := c.sources[f.key]
+		if src == "" {
+			src = "default"
 		}
+		out = append(out, Setting{Key: f.key, Value: tomlValue(f.value), Source: src})
 	}
-	walk(reflect.ValueOf(c), "")
 	return out
 }
 

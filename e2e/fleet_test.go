@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/internal/logbuf"
 	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
 )
@@ -317,7 +318,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	}
 	// Waiting for a busy lease never turned into an error answer (the
 	// client's and nginx's retries would hide one).
-	time.Sleep(1500 * time.Millisecond) // the access log is flushed every second
+	time.Sleep(logbuf.FlushEvery + 500*time.Millisecond) // the access log's flush
 	for _, r := range f.replicas {
 		if r == holder {
 			continue
@@ -392,13 +393,8 @@ func TestFleetMovingClient(t *testing.T) {
 func TestFleetBalancerServes(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{})
 	f := startFleet(t, up)
-	resp, err := http.Get(f.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/readyz through nginx: %d", resp.StatusCode)
+	if res := arcFetch(t, http.MethodGet, f.URL+"/readyz", nil); res.status != http.StatusOK {
+		t.Fatalf("/readyz through nginx: %d", res.status)
 	}
 }
 
@@ -459,13 +455,8 @@ func TestFleetCatchUpFromBundle(t *testing.T) {
 	if err := os.Remove(srv.ObjectFile(s3Bucket, "cu/index/bundles/"+third+".bundle")); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(cut.URL + "/git/index/info/refs?service=git-upload-pack")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("a replica that cannot catch up answered %d, want 503", resp.StatusCode)
+	if res := arcFetch(t, http.MethodGet, cut.URL+"/git/index/info/refs?service=git-upload-pack", nil); res.status != http.StatusServiceUnavailable {
+		t.Errorf("a replica that cannot catch up answered %d, want 503", res.status)
 	}
 	if err := c.PullIndex(ctx); err == nil {
 		t.Error("a pull from a replica behind the fleet succeeded")

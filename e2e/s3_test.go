@@ -133,14 +133,9 @@ func TestS3Redirect(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := up.Versions(cliModule)[0]
-	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(c.archiveURL(cliModule, v))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
-		t.Fatalf("archive request: %d, Location %q; want 307 to a signed URL of %s", resp.StatusCode, loc, srv.Endpoint)
+	res := arcFetch(t, http.MethodGet, c.archiveURL(cliModule, v), nil) // redirects not followed
+	if loc := res.header.Get("Location"); res.status != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
+		t.Fatalf("archive request: %d, Location %q; want 307 to a signed URL of %s", res.status, loc, srv.Endpoint)
 	}
 	if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, v)) {
 		t.Errorf("following the redirect: %v", err)

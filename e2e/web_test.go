@@ -100,22 +100,15 @@ func TestWebPages(t *testing.T) {
 			Archives int64 `json:"archives"`
 		} `json:"store"`
 	}
-	resp, err := http.Get(reg.URL + "/-/status.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	json.NewDecoder(resp.Body).Decode(&status)
-	resp.Body.Close()
+	json.Unmarshal(arcFetch(t, http.MethodGet, reg.URL+"/-/status.json", nil).body, &status)
 	if status.Index.Commit == "" || status.Store.Archives != 1 {
 		t.Fatalf("/-/status.json: %+v", status)
 	}
 
 	// A module the index does not have is a 404 page, a bad name a 400.
 	for path, want := range map[string]int{"/-/modules/nobody/nothing": 404, "/-/modules/..%2Fetc": 400} {
-		if r, err := http.Get(reg.URL + path); err != nil || r.StatusCode != want {
-			t.Errorf("GET %s: %v %v, want %d", path, r.StatusCode, err, want)
-		} else {
-			r.Body.Close()
+		if res := arcFetch(t, http.MethodGet, reg.URL+path, nil); res.status != want {
+			t.Errorf("GET %s: %d, want %d", path, res.status, want)
 		}
 	}
 

@@ -86,7 +86,13 @@ func StartS3(t testing.TB, buckets ...string) *S3Server {
 	if err := WaitListening(addr, s.done, 20*time.Second); err != nil {
 		t.Fatalf("versitygw: %v: %s", err, s.log)
 	}
-	s.SetEnv(t)
+	none := filepath.Join(s.Dir, "no-aws-config") // never the user's ~/.aws
+	for k, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": s.AccessKey, "AWS_SECRET_ACCESS_KEY": s.SecretKey, "AWS_REGION": s.Region,
+		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		t.Setenv(k, v)
+	}
 	return s
 }
 
@@ -112,22 +118,6 @@ func WaitListening(addr string, exited <-chan struct{}, d time.Duration) error {
 	}
 }
 
-// SetEnv puts the server's credentials into the test's environment.
-func (s *S3Server) SetEnv(t testing.TB) {
-	for k, v := range s.Env() {
-		t.Setenv(k, v)
-	}
-}
-
-// Env is the environment a registry process needs to reach the server.
-func (s *S3Server) Env() map[string]string {
-	none := filepath.Join(s.Dir, "no-aws-config") // never the user's ~/.aws
-	return map[string]string{
-		"AWS_ACCESS_KEY_ID": s.AccessKey, "AWS_SECRET_ACCESS_KEY": s.SecretKey, "AWS_REGION": s.Region,
-		"AWS_CONFIG_FILE": none, "AWS_SHARED_CREDENTIALS_FILE": none, "AWS_EC2_METADATA_DISABLED": "true",
-	}
-}
-
 // Stop ends the server (it is also stopped at cleanup).
 func (s *S3Server) Stop() {
 	select {
@@ -143,9 +133,6 @@ func (s *S3Server) Stop() {
 		<-s.done
 	}
 }
-
-// Log is what the server printed.
-func (s *S3Server) Log() string { return s.log.String() }
 
 // ObjectFile is where the posix backend keeps an object, to check or
 // corrupt it behind the server's back.

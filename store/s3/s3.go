@@ -137,9 +137,6 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Where names the bucket and endpoint, for messages.
-func (s *Store) Where() string { return s.where }
-
 // archivePrefix is where archives live: <prefix>packages/<module>/<version>.zip.
 func (s *Store) archivePrefix() string { return s.prefix + "packages/" }
 
@@ -443,17 +440,17 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 		ChecksumSHA256: aws.String(checksum),
 		Metadata:       map[string]string{metaSHA256: hexSum},
 	}
-	existing, err := s.head(ctx, key)
+	existing, etag, err := s.head(ctx, key)
 	switch {
 	case err != nil && !isNotFound(err):
 		return fmt.Errorf("s3 store: put %s: %w: %w", mv, err, store.ErrWrite)
 	case err != nil:
 		in.IfNoneMatch = aws.String("*")
-	case existing.sha256 == hexSum:
+	case existing.SHA256 == hexSum:
 		drain(body)
 		return nil // already there, the same verified bytes
 	default:
-		in.IfMatch = aws.String(existing.etag)
+		in.IfMatch = aws.String(etag)
 	}
 	start := time.Now()
 	_, err = s.client.PutObject(ctx, in, func(o *s3.Options) {
@@ -468,7 +465,7 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 	if httpStatus(err) == http.StatusPreconditionFailed || httpStatus(err) == http.StatusConflict {
 		// Someone else wrote first (or is writing): fine if it is what we
 		// would have written.
-		if now, herr := s.waitFor(ctx, key); herr == nil && now.sha256 == hexSum {
+		if now, herr := s.waitFor(ctx, key); herr == nil && now.SHA256 == hexSum {
 			drain(body) // a server may answer before reading it all
 			return nil
 		}
@@ -486,39 +483,35 @@ func (s *Store) put(ctx context.Context, mv module.Version, hexSum, checksum str
 // a pipe is not left blocked.
 func drain(r io.Reader) { io.Copy(io.Discard, r) }
 
-type headResult struct {
-	etag, sha256 string
-	size         int64
-	modTime      time.Time
-}
-
-func (s *Store) head(ctx context.Context, key string) (headResult, error) {
+// head describes the object at key, and gives its ETag.
+func (s *Store) head(ctx context.Context, key string) (info store.Info, etag string, err error) {
 	start := time.Now()
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	s.track("head", start, err)
 	if err != nil {
-		return headResult{}, err
+		return store.Info{}, "", err
 	}
-	return headResult{etag: aws.ToString(out.ETag), sha256: out.Metadata[metaSHA256], size: aws.ToInt64(out.ContentLength), modTime: aws.ToTime(out.LastModified)}, nil
+	return store.Info{Size: aws.ToInt64(out.ContentLength), ModTime: aws.ToTime(out.LastModified), SHA256: out.Metadata[metaSHA256]},
+		aws.ToString(out.ETag), nil
 }
 
 // waitFor heads key until it exists, for a few seconds at most: after a
 // 409 another upload of it is still finishing.
-func (s *Store) waitFor(ctx context.Context, key string) (headResult, error) {
+func (s *Store) waitFor(ctx context.Context, key string) (store.Info, error) {
 	delay := 50 * time.Millisecond
 	for range 8 {
-		h, err := s.head(ctx, key)
+		info, _, err := s.head(ctx, key)
 		if err == nil || !isNotFound(err) {
-			return h, err
+			return info, err
 		}
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():
-			return headResult{}, ctx.Err()
+			return store.Info{}, ctx.Err()
 		}
 		delay *= 2
 	}
-	return headResult{}, fmt.Errorf("s3 store: %s did not appear", key)
+	return store.Info{}, fmt.Errorf("s3 store: %s did not appear", key)
 }
 
 // PresignExpiry is how long a signed download URL works.
@@ -545,14 +538,14 @@ func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error)
 	if err := mv.Validate(); err != nil {
 		return store.Info{}, err
 	}
-	h, err := s.head(ctx, s.key(mv))
+	info, _, err := s.head(ctx, s.key(mv))
 	if isNotFound(err) {
 		return store.Info{}, fmt.Errorf("%s: %w", mv, store.ErrNotExist)
 	}
 	if err != nil {
 		return store.Info{}, fmt.Errorf("s3 store: head %s: %w: %w", mv, store.ErrUnavailable, err)
 	}
-	return store.Info{Size: h.size, ModTime: h.modTime, SHA256: h.sha256}, nil
+	return info, nil
 }
 
 // Has reports whether the bucket holds mv's archive (one HEAD).
@@ -570,7 +563,7 @@ func (s *Store) Delete(ctx context.Context, mv module.Version) error {
 		return err
 	}
 	key := s.key(mv)
-	if _, err := s.head(ctx, key); err != nil {
+	if _, _, err := s.head(ctx, key); err != nil {
 		if isNotFound(err) {
 			return fmt.Errorf("%s: %w", mv, store.ErrNotExist)
 		}
