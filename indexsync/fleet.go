@@ -45,18 +45,19 @@ type agreement struct {
 	target string
 }
 
-// agree settles what main moves to when upstream gave next ("" when it
-// could not be reached) in the repository at dir: next if it moves the
-// fleet's tip forward (or the tip is new), the tip if upstream as fetched
-// here is behind it. A tip this repository does not have comes from the
-// bundle another replica stored. Upstream history that was rewritten is
-// followed, as a single mirror does.
-func (m *Mirror) agree(ctx context.Context, dir, next string) (agreement, error) {
+// agree settles what main moves to when upstream gave upstream ("" when
+// it could not be reached) in the repository at dir: the commit built on
+// the fleet's tip (see target: upstream's commit itself without an
+// Overlay) if it moves the tip forward (or there is no tip yet), the tip
+// if it already holds as much. A tip this repository does not have comes
+// from the bundle another replica stored. Upstream history that was
+// rewritten is followed, as a single mirror does.
+func (m *Mirror) agree(ctx context.Context, dir, upstream string) (agreement, error) {
 	f := m.opts.Fleet
-	bundled := false // next's bundle is stored: drop it if next does not become the tip
+	bundled := "" // the commit whose bundle this sync stored: dropped unless it becomes the tip
 	settle := func(target string) agreement {
-		if bundled && target != next {
-			m.dropBundle(ctx, next)
+		if bundled != "" && target != bundled {
+			m.dropBundle(ctx, bundled)
 		}
 		return agreement{target: target}
 	}
@@ -65,21 +66,25 @@ func (m *Mirror) agree(ctx context.Context, dir, next string) (agreement, error)
 		if err != nil {
 			return settle(""), fmt.Errorf("read the fleet's index tip: %w", err)
 		}
-		switch {
-		case next == "" && tip == "":
+		if upstream == "" && tip == "" {
 			return settle(""), errors.New("upstream is unreachable and no replica has published an index yet")
-		case next == "":
-			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
-				return settle(""), err
-			}
-			return settle(tip), nil
-		case tip == next:
-			return settle(next), nil
 		}
+		base := tip
 		if tip != "" {
 			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
 				return settle(""), err
 			}
+		} else if c, err := m.revParse(ctx, dir, "refs/heads/"+localBranch); err == nil {
+			base = c // the first tip: build on what this replica served
+		}
+		next, err := m.target(ctx, dir, upstream, base)
+		if err != nil {
+			return settle(""), err
+		}
+		if next == tip {
+			return settle(tip), nil
+		}
+		if tip != "" {
 			if back, err := m.isAncestorIn(ctx, dir, next, tip); err != nil {
 				return settle(""), err
 			} else if back {
@@ -94,11 +99,15 @@ func (m *Mirror) agree(ctx context.Context, dir, next string) (agreement, error)
 		}
 		// The bundle first, then the tip: a replica that reads the new tip
 		// finds its bundle.
-		if !bundled {
+		if bundled != next {
+			if bundled != "" {
+				m.dropBundle(ctx, bundled)
+				bundled = ""
+			}
 			if err := m.putBundle(ctx, dir, next); err != nil {
 				m.log.Warn().Err(err).Str("commit", next).Msg("cannot store the index bundle for the fleet; replicas without upstream wait for the next one")
 			} else {
-				bundled = true
+				bundled = next
 			}
 		}
 		ok, err := f.Advance(ctx, version, next)

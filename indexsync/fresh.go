@@ -45,7 +45,7 @@ func (m *Mirror) Freshen(ctx context.Context) {
 		return
 	}
 	tip, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\t"))
-	if len(tip) == 0 || string(tip) == m.Commit() {
+	if len(tip) == 0 || string(tip) == m.Commit() || string(tip) == m.lastUpstream() {
 		return
 	}
 	m.log.Info().Str("upstream", string(tip)).Str("mirror", m.Commit()).Msg("upstream's index moved: syncing before answering")
@@ -82,4 +82,22 @@ func (m *Mirror) detachedSync(ctx context.Context) <-chan error {
 		done <- err
 	}()
 	return done
+}
+
+// noteUpstream records the upstream commit a fetch gave: Freshen compares
+// upstream's tip with it (main is not upstream's own commit when the
+// index is composed), and with an Overlay it is kept under a hidden ref,
+// which the next fetch negotiates from.
+func (m *Mirror) noteUpstream(ctx context.Context, dir, c string) error {
+	m.upstreamSeen.Store(c)
+	if m.opts.Overlay == nil {
+		return nil
+	}
+	_, err := m.git(ctx, dir, nil, "update-ref", upstreamRef, c)
+	return err
+}
+
+func (m *Mirror) lastUpstream() string {
+	c, _ := m.upstreamSeen.Load().(string)
+	return c
 }

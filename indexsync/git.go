@@ -69,6 +69,11 @@ func (e *gitError) Unwrap() error { return e.err }
 // git runs one git command in dir with the mirror's timeout and returns its
 // stdout. stdin may be nil.
 func (m *Mirror) git(ctx context.Context, dir string, stdin []byte, args ...string) ([]byte, error) {
+	return m.gitWith(ctx, dir, nil, stdin, args...)
+}
+
+// gitWith is git with variables added to its environment.
+func (m *Mirror) gitWith(ctx context.Context, dir string, env []string, stdin []byte, args ...string) ([]byte, error) {
 	if m.onGit != nil {
 		m.onGit(args)
 	}
@@ -76,7 +81,7 @@ func (m *Mirror) git(ctx context.Context, dir string, stdin []byte, args ...stri
 	defer cancel()
 	cmd := exec.CommandContext(ctx, m.gitPath, append(append([]string(nil), baseArgs...), args...)...)
 	cmd.Dir = dir
-	cmd.Env = gitEnv()
+	cmd.Env = append(gitEnv(), env...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}

@@ -57,8 +57,10 @@ type Mirror struct {
 	mu     sync.Mutex // guards status
 	status Status
 
-	looking  sync.Mutex   // held by the one Freshen looking at upstream
-	lookedAt atomic.Int64 // when Freshen last looked (UnixNano)
+	looking sync.Mutex // held by the one Freshen looking at upstream
+	// upstreamSeen is the upstream commit the last fetch gave (a string).
+	upstreamSeen atomic.Value
+	lookedAt     atomic.Int64 // when Freshen last looked (UnixNano)
 
 	catchUpMu     sync.Mutex
 	catchUpFailed catchUpFailure // see CatchUp

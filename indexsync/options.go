@@ -56,8 +56,12 @@ type Options struct {
 	OnChange func(Changes)
 	// Fleet, if set, makes this mirror one of several replicas serving the
 	// same index (see Fleet); nil is a mirror on its own.
-	Fleet  Fleet
-	Logger zerolog.Logger
+	Fleet Fleet
+	// Overlay, if set, makes the served index upstream's plus the
+	// overlay's files, without the reserved owners' upstream files,
+	// in commits built here (see Overlay); nil serves upstream's own.
+	Overlay Overlay
+	Logger  zerolog.Logger
 }
 
 func (o Options) withDefaults() (Options, error) {

@@ -147,7 +147,14 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a ag
 		if err != nil {
 			return tmp, a, err
 		}
-		a = agreement{target: commit}
+		if err := m.noteUpstream(ctx, tmp, commit); err != nil {
+			return tmp, a, err
+		}
+		target, err := m.target(ctx, tmp, commit, "")
+		if err != nil {
+			return tmp, a, err
+		}
+		a = agreement{target: target}
 	} else {
 		if err != nil {
 			m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
@@ -200,14 +207,18 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// replica advertised it a moment ago): anything main reaches is
 		// served.
 		{"uploadpack.allowReachableSHA1InWant", "true"},
-		// The ref a fleet's bundle is made from is not for clients.
-		{"uploadpack.hideRefs", "refs/fleet/"},
 	} {
 		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
-	return nil
+	// The ref a fleet's bundle is made from and the upstream commit a
+	// composed index was built from are not for clients.
+	if _, err := m.git(ctx, dir, nil, "config", "--replace-all", "uploadpack.hideRefs", "refs/fleet/"); err != nil {
+		return err
+	}
+	_, err := m.git(ctx, dir, nil, "config", "--add", "uploadpack.hideRefs", "refs/upstream/")
+	return err
 }
 
 // fetch fetches the upstream branch into FETCH_HEAD (no local ref is
@@ -250,6 +261,17 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	next, fetchErr := m.fetch(ctx, m.opts.Dir, extra...)
 	if m.opts.Fleet == nil && fetchErr != nil {
 		return Changes{}, fetchErr
+	}
+	if fetchErr == nil {
+		if err := m.noteUpstream(ctx, m.opts.Dir, next); err != nil {
+			return Changes{}, err
+		}
+	}
+	if m.opts.Fleet == nil {
+		var err error
+		if next, err = m.target(ctx, m.opts.Dir, next, old); err != nil {
+			return Changes{}, err
+		}
 	}
 	if m.opts.Fleet != nil {
 		if fetchErr != nil {

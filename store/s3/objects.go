@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -154,4 +155,24 @@ func (o *Objects) GetFile(ctx context.Context, key, path string) (found bool, er
 		return false, fmt.Errorf("s3: download %s: %w", o.prefix+key, err)
 	}
 	return true, nil
+}
+
+// List returns every key under the prefix (relative to it).
+func (o *Objects) List(ctx context.Context) ([]string, error) {
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(o.s.client, &s3.ListObjectsV2Input{Bucket: aws.String(o.s.bucket), Prefix: aws.String(o.prefix)})
+	for p.HasMorePages() {
+		start := time.Now()
+		page, err := p.NextPage(ctx)
+		o.s.track("list", start, err)
+		if err != nil {
+			return nil, fmt.Errorf("s3: list %s in %s: %w: %w", o.prefix, o.s.where, store.ErrUnavailable, err)
+		}
+		for _, obj := range page.Contents {
+			if k, ok := strings.CutPrefix(aws.ToString(obj.Key), o.prefix); ok && k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys, nil
 }

@@ -1,0 +1,181 @@
+package indexsync
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"moonbit-registry/internal/testsupport"
+)
+
+// memOverlay is an Overlay held in memory.
+type memOverlay struct {
+	owners []string
+	mu     sync.Mutex
+	files  map[string][]byte
+	at     time.Time
+}
+
+func (o *memOverlay) Owners() []string { return o.owners }
+
+func (o *memOverlay) Files(context.Context) (map[string][]byte, time.Time, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return maps.Clone(o.files), o.at, nil
+}
+
+func (o *memOverlay) set(path, content string, at time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.files == nil {
+		o.files = map[string][]byte{}
+	}
+	o.files[path] = []byte(content)
+	o.at = at
+}
+
+func privateLine(mod, version, c string) string {
+	return `{"name": "` + mod + `", "version": "` + version + `", "deps": {"alice/foo": "0.1.0"}, "checksum": "` + sum(c) + `"}` + "\n"
+}
+
+func TestComposedIndex(t *testing.T) {
+	ctx := ctxT(t)
+	src := smallIndex(t)
+	// Upstream has a module under the owner this registry reserves: it
+	// must never be served (dependency confusion).
+	if err := os.MkdirAll(filepath.Join(src, "user", "acme"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "user", "acme", "lib.index"),
+		[]byte(`{"name": "acme/lib", "version": "9.9.9", "checksum": "`+sum("e")+`"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := startUpstream(t, src)
+	ov := &memOverlay{owners: []string{"acme"}}
+	ov.set("user/acme/lib.index", privateLine("acme/lib", "1.0.0", "f"), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Overlay = ov })
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := up.Head(ctx)
+	served := m.Commit()
+	if served == head {
+		t.Fatalf("main is upstream's commit %s; want a composed one", head)
+	}
+	// The served tree: upstream's acme/lib replaced by the private one.
+	v, ok, err := m.Lookup(ctx, "acme/lib", "1.0.0")
+	if err != nil || !ok || v.Checksum != sum("f") {
+		t.Fatalf("private acme/lib@1.0.0: %+v %v %v", v, ok, err)
+	}
+	if _, ok, err := m.Lookup(ctx, "acme/lib", "9.9.9"); ok || err != nil {
+		t.Fatalf("upstream's acme/lib@9.9.9 is served (ok=%v, err=%v)", ok, err)
+	}
+	if _, ok, _ := m.Lookup(ctx, "alice/foo", "0.2.0"); !ok {
+		t.Fatal("upstream's alice/foo@0.2.0 is missing from the served index")
+	}
+	if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
+		t.Errorf("work tree not clean: %s", got)
+	}
+	if refs := testsupport.Git(t, "", "ls-remote", "file://"+m.Dir()); strings.Contains(refs, "upstream") {
+		t.Errorf("clients see the upstream ref:\n%s", refs)
+	}
+
+	// Another mirror with the same inputs builds the same commit.
+	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Overlay = ov })
+	if _, err := m2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m2.Commit() != served {
+		t.Errorf("same inputs, other commit: %s and %s", m2.Commit(), served)
+	}
+
+	// A client follows upstream's publishes and private ones with
+	// fast-forwards only, shallow clones work all along.
+	mirrorURL := "file://" + m.Dir()
+	client := filepath.Join(t.TempDir(), "client")
+	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, client)
+	pull := func(step string) {
+		t.Helper()
+		before := testsupport.Git(t, client, "rev-parse", "HEAD")
+		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
+		after := testsupport.Git(t, client, "rev-parse", "HEAD")
+		if after != m.Commit() {
+			t.Fatalf("%s: client at %s, mirror at %s", step, after, m.Commit())
+		}
+		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
+		fresh := filepath.Join(t.TempDir(), "fresh")
+		testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, fresh)
+		if _, err := os.Stat(filepath.Join(fresh, "user", "acme", "lib.index")); err != nil {
+			t.Fatalf("%s: fresh clone lacks the private module: %v", step, err)
+		}
+	}
+	for i, v := range []string{"1.0.0", "1.1.0"} {
+		if err := up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		pull("upstream publish " + v)
+		if i == 0 {
+			// Upstream publishes under the reserved owner too: not served.
+			if err := up.AddVersion(ctx, "acme/lib", "9.9.10", nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, ok, _ := m.Lookup(ctx, "acme/lib", "9.9.10"); ok {
+		t.Fatal("upstream's acme/lib@9.9.10 is served")
+	}
+
+	// A private publish is served by Recompose, with upstream down.
+	up.FailWith(503)
+	ov.set("user/acme/lib.index", privateLine("acme/lib", "1.0.0", "f")+privateLine("acme/lib", "1.1.0", "g"),
+		time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
+	c, err := m.Recompose(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := versionsOf(c.Added); strings.Join(got, " ") != "acme/lib@1.1.0" {
+		t.Errorf("Recompose added %v", got)
+	}
+	pull("private publish")
+	if _, ok, _ := m.Lookup(ctx, "alice/foo", "1.1.0"); !ok {
+		t.Fatal("a recompose lost upstream's newest version")
+	}
+	// Nothing changed: the same commit.
+	before := m.Commit()
+	if _, err := m.Recompose(ctx); err != nil || m.Commit() != before {
+		t.Fatalf("an idle recompose moved main from %s to %s (%v)", before, m.Commit(), err)
+	}
+	up.ClearFaults()
+}
+
+func TestComposeWithoutChangesServesUpstream(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	ov := &memOverlay{owners: []string{"acme"}}
+	m := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Overlay = ov })
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing private and nothing of acme upstream: upstream's own commit,
+	// as a mirror without an overlay serves.
+	head, _ := up.Head(ctx)
+	if m.Commit() != head {
+		t.Fatalf("main = %s, want upstream's %s", m.Commit(), head)
+	}
+}
+
+func TestRecomposeNeedsAMirror(t *testing.T) {
+	m := newTestMirror(t, "http://127.0.0.1:1/git/index", func(o *Options) { o.Overlay = &memOverlay{} })
+	if _, err := m.Recompose(ctxT(t)); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("Recompose before the first sync: %v, want ErrNotReady", err)
+	}
+}

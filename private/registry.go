@@ -1,0 +1,395 @@
+// Package private keeps a team's own modules: it checks an archive made by
+// `moon package`, stores it through the one verify-and-store pipeline
+// (store.PutVerified), records its index line in the store beside the
+// archives (so every replica of a fleet sees it), and renders the .index
+// files the served index overlays on upstream's. Only owners reserved in
+// the configuration ([private] owners) may be published, and upstream's
+// lines for those owners never reach clients.
+package private
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"moonbit-registry/module"
+	"moonbit-registry/store"
+)
+
+// Records are small documents under keys, written only with conditions:
+// the private index lines. The S3 store's Objects and the disk store's
+// Records both are one.
+type Records interface {
+	// Create writes key only if it does not exist; created is false if it
+	// does.
+	Create(ctx context.Context, key string, body []byte) (etag string, created bool, err error)
+	// Swap replaces key only if it still has etag; swapped is false when
+	// it changed or is gone.
+	Swap(ctx context.Context, key string, body []byte, etag string) (newETag string, swapped bool, err error)
+	// Read returns key's body, its ETag and age; found is false if absent.
+	Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error)
+	// List returns every key.
+	List(ctx context.Context) ([]string, error)
+}
+
+// Options configures a Registry.
+type Options struct {
+	// Owners are the reserved owners ([private] owners).
+	Owners []string
+	// Records keep the index lines; Store the archives.
+	Records Records
+	Store   store.Store
+	// MaxArchiveSize caps an archive; 0 means DefaultMaxArchiveSize.
+	MaxArchiveSize int64
+	// TempDir is where an archive is held while it is checked ("" is the
+	// system's).
+	TempDir string
+	// Now is the clock (tests); nil is time.Now.
+	Now func() time.Time
+}
+
+// Registry publishes, deprecates and yanks private modules and lists them
+// for the served index.
+type Registry struct {
+	opts Options
+}
+
+// New returns a Registry.
+func New(opts Options) *Registry {
+	if opts.MaxArchiveSize <= 0 {
+		opts.MaxArchiveSize = DefaultMaxArchiveSize
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.Owners = slices.Clone(opts.Owners)
+	return &Registry{opts: opts}
+}
+
+// Owners are the reserved owners.
+func (r *Registry) Owners() []string { return slices.Clone(r.opts.Owners) }
+
+// Owns reports whether mod belongs to a reserved owner.
+func (r *Registry) Owns(mod string) bool {
+	owner, _, _ := strings.Cut(mod, "/")
+	return slices.Contains(r.opts.Owners, owner)
+}
+
+// Published is the outcome of a publish.
+type Published struct {
+	module.Version
+	Checksum string
+	// Existed: the same bytes were published before; nothing changed.
+	Existed bool
+}
+
+// pendingTimeout: a publish that claimed a version and did not finish in
+// this long (its process died) may be taken over by another publish.
+const pendingTimeout = 10 * time.Minute
+
+// Publish checks the archive body (a zip from `moon package`), stores it
+// and records its index line. The same bytes again succeed with Existed;
+// other bytes for a published version are ErrConflict. Nothing is stored
+// when the archive is refused. The caller then recomposes the served
+// index.
+func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, error) {
+	f, size, sum, err := r.spool(body)
+	if err != nil {
+		return Published{}, err
+	}
+	defer f.Close()
+	man, deps, err := InspectArchive(f, size)
+	if err != nil {
+		return Published{}, err
+	}
+	mv := man.Archive()
+	if !r.Owns(mv.Module) {
+		return Published{}, fmt.Errorf("%w: %s; publishing is open to the owners in [private] owners (%s)",
+			ErrNotReserved, mv.Module, strings.Join(r.opts.Owners, ", "))
+	}
+	pub := Published{Version: mv, Checksum: sum}
+	rec, etag, err := r.claim(ctx, mv, sum)
+	if err != nil {
+		return pub, err
+	}
+	if rec.State == statePublished {
+		// The same bytes, published before: make sure the archive is
+		// still there (it is never evicted, but a store may lose it).
+		pub.Existed = true
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return pub, err
+		}
+		return pub, r.ensureArchive(ctx, mv, f, sum, size)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return pub, err
+	}
+	if _, err := store.PutVerified(ctx, r.opts.Store, mv, f, store.Meta{SHA256: sum, Size: size}); err != nil {
+		return pub, err
+	}
+	now := r.opts.Now().UTC()
+	rec = record{
+		State:     statePublished,
+		Checksum:  sum,
+		UpdatedAt: now,
+		Line:      newLine(man, deps, sum, now),
+	}
+	if err := r.swap(ctx, mv, rec, etag); err != nil {
+		return pub, err
+	}
+	return pub, nil
+}
+
+// ensureArchive stores the archive again if the store no longer has it.
+func (r *Registry) ensureArchive(ctx context.Context, mv module.Version, f io.Reader, sum string, size int64) error {
+	obj, err := r.opts.Store.Open(ctx, mv)
+	if err == nil {
+		obj.Close()
+		return nil
+	}
+	if !errors.Is(err, store.ErrNotExist) {
+		return err
+	}
+	_, err = store.PutVerified(ctx, r.opts.Store, mv, f, store.Meta{SHA256: sum, Size: size})
+	return err
+}
+
+// spool copies body to an unlinked temporary file, hashing it, up to the
+// size cap.
+func (r *Registry) spool(body io.Reader) (*os.File, int64, string, error) {
+	f, err := os.CreateTemp(r.opts.TempDir, "moonbit-registry-publish-*")
+	if err != nil {
+		return nil, 0, "", err
+	}
+	os.Remove(f.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(body, r.opts.MaxArchiveSize+1))
+	if err != nil {
+		f.Close()
+		return nil, 0, "", fmt.Errorf("read the archive: %w", err)
+	}
+	if n > r.opts.MaxArchiveSize {
+		f.Close()
+		return nil, 0, "", fmt.Errorf("%w: over %d bytes (private.max_archive_size)", ErrTooLarge, r.opts.MaxArchiveSize)
+	}
+	if n == 0 {
+		f.Close()
+		return nil, 0, "", invalid("the archive is empty")
+	}
+	return f, n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// claim takes mv's record for a publish of sum: a new pending record, a
+// pending one of the same bytes (a publish that died, resumed), or a
+// stale pending one of other bytes. It returns the record as found and
+// the ETag to replace it with.
+func (r *Registry) claim(ctx context.Context, mv module.Version, sum string) (record, string, error) {
+	pending, err := json.Marshal(record{State: statePending, Checksum: sum, UpdatedAt: r.opts.Now().UTC()})
+	if err != nil {
+		return record{}, "", err
+	}
+	key := recordKey(mv)
+	for range 3 {
+		etag, created, err := r.opts.Records.Create(ctx, key, pending)
+		if err != nil {
+			return record{}, "", err
+		}
+		if created {
+			return record{State: statePending, Checksum: sum}, etag, nil
+		}
+		body, etag, age, found, err := r.opts.Records.Read(ctx, key)
+		if err != nil {
+			return record{}, "", err
+		}
+		if !found {
+			continue // removed in between: create again
+		}
+		var rec record
+		if err := json.Unmarshal(body, &rec); err != nil {
+			return record{}, "", fmt.Errorf("the record of %s is damaged: %w", mv, err)
+		}
+		switch {
+		case rec.State == statePublished && rec.Checksum == sum:
+			return rec, etag, nil
+		case rec.State == statePublished:
+			return record{}, "", fmt.Errorf("%w: %s is already published with checksum %s, and this archive's is %s; publish a new version",
+				ErrConflict, mv, rec.Checksum, sum)
+		case rec.Checksum == sum:
+			return rec, etag, nil
+		case age < pendingTimeout:
+			return record{}, "", fmt.Errorf("%w: another publish of %s with other bytes is under way", ErrConflict, mv)
+		}
+		newETag, swapped, err := r.opts.Records.Swap(ctx, key, pending, etag)
+		if err != nil {
+			return record{}, "", err
+		}
+		if swapped {
+			return record{State: statePending, Checksum: sum}, newETag, nil
+		}
+	}
+	return record{}, "", fmt.Errorf("%w: %s keeps changing under this publish", ErrConflict, mv)
+}
+
+func (r *Registry) swap(ctx context.Context, mv module.Version, rec record, etag string) error {
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, swapped, err := r.opts.Records.Swap(ctx, recordKey(mv), body, etag)
+	if err != nil {
+		return err
+	}
+	if !swapped {
+		return fmt.Errorf("%w: the record of %s changed during the publish", ErrConflict, mv)
+	}
+	return nil
+}
+
+// Mark is a change of a published version's markers.
+type Mark struct {
+	// Deprecated, when set, becomes the version's "deprecated" reason
+	// ("" removes it).
+	Deprecated *string
+	// Yanked, when set, becomes its "yanked".
+	Yanked *bool
+}
+
+// SetMarks deprecates, yanks or restores a published version. The archive
+// stays: clients that locked the version keep getting it.
+func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) error {
+	if err := mv.Validate(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if !r.Owns(mv.Module) {
+		return fmt.Errorf("%w: %s", ErrNotReserved, mv.Module)
+	}
+	key := recordKey(mv)
+	for range 5 {
+		body, etag, _, found, err := r.opts.Records.Read(ctx, key)
+		if err != nil {
+			return err
+		}
+		var rec record
+		if found {
+			if err := json.Unmarshal(body, &rec); err != nil {
+				return fmt.Errorf("the record of %s is damaged: %w", mv, err)
+			}
+		}
+		if !found || rec.State != statePublished {
+			return fmt.Errorf("%w: %s", ErrUnknown, mv)
+		}
+		if m.Deprecated != nil {
+			rec.Line.Deprecated = *m.Deprecated
+		}
+		if m.Yanked != nil {
+			rec.Line.Yanked = *m.Yanked
+		}
+		rec.UpdatedAt = r.opts.Now().UTC()
+		next, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		_, swapped, err := r.opts.Records.Swap(ctx, key, next, etag)
+		if err != nil {
+			return err
+		}
+		if swapped {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the record of %s keeps changing", ErrConflict, mv)
+}
+
+// Files renders the private .index files, keyed by their path in the
+// index tree ("user/<owner>/<name>.index"), and the time of the latest
+// change among them: what the served index overlays on upstream's. Lines
+// come in publish order, so each file only grows as upstream's do.
+func (r *Registry) Files(ctx context.Context) (map[string][]byte, time.Time, error) {
+	recs, err := r.published(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	sort.Slice(recs, func(i, j int) bool {
+		a, b := recs[i].Line, recs[j].Line
+		if a.CreatedAt != b.CreatedAt {
+			return a.CreatedAt < b.CreatedAt
+		}
+		return module.Compare(a.Version, b.Version) < 0
+	})
+	var latest time.Time
+	bufs := map[string]*bytes.Buffer{}
+	for _, rec := range recs {
+		line, err := json.Marshal(rec.Line)
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		p := IndexPath(rec.Line.Name)
+		if bufs[p] == nil {
+			bufs[p] = &bytes.Buffer{}
+		}
+		bufs[p].Write(line)
+		bufs[p].WriteByte('\n')
+		if rec.UpdatedAt.After(latest) {
+			latest = rec.UpdatedAt
+		}
+	}
+	files := make(map[string][]byte, len(bufs))
+	for p, b := range bufs {
+		files[p] = b.Bytes()
+	}
+	return files, latest, nil
+}
+
+// IndexPath is a module's .index file in the index tree.
+func IndexPath(mod string) string { return "user/" + mod + ".index" }
+
+// Versions lists the published private versions with their checksums
+// (verify and the web page).
+func (r *Registry) Versions(ctx context.Context) (map[module.Version]string, error) {
+	recs, err := r.published(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[module.Version]string, len(recs))
+	for _, rec := range recs {
+		out[module.Version{Module: rec.Line.Name, Version: rec.Line.Version}] = rec.Checksum
+	}
+	return out, nil
+}
+
+// published reads every finished record of a reserved owner. Records of
+// an owner no longer reserved stay in the store but are not served.
+func (r *Registry) published(ctx context.Context) ([]record, error) {
+	keys, err := r.opts.Records.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list private modules: %w", err)
+	}
+	var out []record
+	for _, key := range keys {
+		mv, err := module.ParseVersion(key)
+		if err != nil || !r.Owns(mv.Module) {
+			continue
+		}
+		body, _, _, found, err := r.opts.Records.Read(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("read private module %s: %w", key, err)
+		}
+		var rec record
+		if !found || json.Unmarshal(body, &rec) != nil || rec.State != statePublished ||
+			rec.Line.Name != mv.Module || rec.Line.Version != mv.Version {
+			continue
+		}
+		out = append(out, rec)
+	}
+	return out, nil
+}
