@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -18,6 +20,7 @@ import (
 	"moonbit-registry/fleet"
 	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
+	"moonbit-registry/private"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/store/s3"
@@ -68,6 +71,9 @@ type Registry struct {
 	// Leases coordinate fetches with the other replicas on the bucket;
 	// nil with the local store.
 	Leases *fleet.Leases
+	// Private publishes the team's own modules; nil without [private]
+	// owners.
+	Private *private.Registry
 }
 
 // Open opens the archive store, the index mirror (which may not have
@@ -109,7 +115,29 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		}
 		coalescer = leases
 	}
-	index, err := indexsync.New(indexsync.Options{
+	var (
+		priv    *private.Registry
+		overlay indexsync.Overlay // nil: upstream's index as it is
+		index   *indexsync.Mirror
+	)
+	if len(cfg.Private.Owners) > 0 {
+		var records private.Records = disk.NewRecords(cfg.Private.Dir)
+		if shared, ok := archives.(*s3.Store); ok {
+			records = shared.Objects("private") // every replica sees every publish
+		}
+		priv = private.New(private.Options{
+			Owners:         cfg.Private.Owners,
+			Records:        records,
+			Store:          archives,
+			MaxArchiveSize: int64(cfg.Private.MaxArchiveSize),
+			AfterChange: func(ctx context.Context) error {
+				_, err := index.Recompose(ctx)
+				return err
+			},
+		})
+		overlay = priv
+	}
+	index, err = indexsync.New(indexsync.Options{
 		Dir:           cfg.Index.Dir,
 		UpstreamURL:   cfg.Upstream.IndexURL,
 		Branch:        cfg.Index.Branch,
@@ -118,6 +146,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		GitTimeout:    cfg.Index.GitTimeout.D(),
 		CheckInterval: checkInterval(cfg, use),
 		Fleet:         indexFleet,
+		Overlay:       overlay,
 		OnChange: func(ch indexsync.Changes) {
 			changed := make([]cache.Changed, len(ch.Changed))
 			for i, v := range ch.Changed {
@@ -147,6 +176,9 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 			index.Close()
 			return nil, err
 		}
+		if priv != nil {
+			fetcher = priv.GuardFetcher(fetcher)
+		}
 	}
 	pipeline, err := cache.New(cache.Options{
 		Store:                archives,
@@ -161,7 +193,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		index.Close()
 		return nil, err
 	}
-	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases}, nil
+	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases, Private: priv}, nil
 }
 
 // storeCheckTimeout bounds the start-up check of a remote store.
@@ -181,7 +213,12 @@ func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (
 		}
 		return s, nil, nil
 	}
-	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Logger: log})
+	owners := cfg.Private.Owners
+	keep := func(mv module.Version) bool { // private archives: nothing could fetch them again
+		owner, _, _ := strings.Cut(mv.Module, "/")
+		return slices.Contains(owners, owner)
+	}
+	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Keep: keep, Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -64,6 +64,10 @@ func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) e
 		go r.Index.Run(ctx)
 	}
 	tokens, users := cfg.Server.Credentials()
+	var publisher proxy.Publisher // nil: no private modules
+	if r.Private != nil {
+		publisher = r.Private
+	}
 	srv := proxy.New(proxy.Options{
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(),
 		ReadTimeout:       cfg.Server.ReadTimeout.D(),
@@ -80,6 +84,8 @@ func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) e
 		Metrics:           metrics,
 		AccessLog:         &access,
 		Auth:              proxy.Auth{TokenDigests: tokens, Users: users},
+		Publisher:         publisher,
+		PublishTokens:     cfg.Server.PublishDigests(),
 		Logger:            log,
 	})
 	if cfg.Server.BaseURLUnreachable() {

@@ -54,6 +54,11 @@ func (s Server) Credentials() (tokens [][sha256.Size]byte, users map[string][]by
 			tokens = append(tokens, d)
 		}
 	}
+	if s.AuthEnabled() {
+		// A token that may publish may read too (without read auth, anyone
+		// may read).
+		tokens = append(tokens, s.PublishDigests()...)
+	}
 	users = map[string][]byte{}
 	for _, u := range s.AuthUsers {
 		if name, hash, err := ParseAuthUser(u); err == nil {
@@ -160,6 +165,11 @@ func (c *Config) validateAuth(src sources) error {
 			return bad("server.auth_tokens", fmt.Sprintf("entry %d: %v; store the token's digest (moonbit-registry auth hash-token), not the token", i+1, err))
 		}
 	}
+	for i, t := range c.Server.PublishTokens {
+		if _, err := ParseTokenDigest(t); err != nil {
+			return bad("server.publish_tokens", fmt.Sprintf("entry %d: %v; store the token's digest (moonbit-registry auth new-token --publish), not the token", i+1, err))
+		}
+	}
 	seen := map[string]bool{}
 	for i, u := range c.Server.AuthUsers {
 		name, _, err := ParseAuthUser(u)
@@ -188,4 +198,15 @@ func (c *Config) validateAuth(src sources) error {
 		}
 	}
 	return nil
+}
+
+// PublishDigests are the digests of the tokens that may publish.
+func (s Server) PublishDigests() [][sha256.Size]byte {
+	var out [][sha256.Size]byte
+	for _, t := range s.PublishTokens {
+		if d, err := ParseTokenDigest(t); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
 }

@@ -12,6 +12,7 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/fleet"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/private"
 	"moonbit-registry/proxy"
 	"moonbit-registry/upstream"
 )
@@ -38,6 +39,20 @@ type Config struct {
 	Cache    Cache    `toml:"cache"`
 	Store    Store    `toml:"store"`
 	Mirror   Mirror   `toml:"mirror"`
+	Private  Private  `toml:"private"`
+}
+
+// Private is the [private] section: the team's own modules.
+type Private struct {
+	// Owners are the reserved owners: only they may be published here, and
+	// upstream's modules of theirs are never served (so a public module
+	// cannot stand in for an internal one).
+	Owners []string `toml:"owners"`
+	// Dir keeps the private index lines with store.backend = "local"
+	// (with "s3" they live in the bucket, under <prefix>private/).
+	Dir string `toml:"dir"`
+	// MaxArchiveSize is the largest archive publish takes.
+	MaxArchiveSize Size `toml:"max_archive_size"`
 }
 
 // Store backends.
@@ -106,6 +121,10 @@ type Server struct {
 	// makes every route but /healthz require credentials.
 	AuthTokens []string `toml:"auth_tokens"`
 	AuthUsers  []string `toml:"auth_users"`
+	// PublishTokens are hex SHA-256 digests of the bearer tokens that may
+	// publish, deprecate and yank private modules over HTTP (they may
+	// also read); none turns the publish endpoint off.
+	PublishTokens []string `toml:"publish_tokens"`
 	// CertFile and KeyFile (PEM, both or neither) make the server speak HTTPS.
 	CertFile string `toml:"cert_file"`
 	KeyFile  string `toml:"key_file"`
@@ -177,6 +196,7 @@ func Defaults() Config {
 			FirstSyncWait:     Duration(30 * time.Second),
 			AuthTokens:        []string{},
 			AuthUsers:         []string{},
+			PublishTokens:     []string{},
 		},
 		Upstream: Upstream{
 			IndexURL:    upstream.DefaultIndexURL,
@@ -204,6 +224,11 @@ func Defaults() Config {
 		Mirror: Mirror{
 			Packages:    []string{},
 			Concurrency: 8,
+		},
+		Private: Private{
+			Owners:         []string{},
+			Dir:            "data/private",
+			MaxArchiveSize: Size(private.DefaultMaxArchiveSize),
 		},
 	}
 }

@@ -76,6 +76,11 @@ auth_tokens = {{list .Server.AuthTokens}}
 # "moonbit-registry auth hash-password --user NAME" reads the password on
 # standard input. Never store plain-text secrets here.
 auth_users = {{list .Server.AuthUsers}}
+# Tokens that may publish, deprecate and yank private modules over HTTP (and
+# read, when the lists above turn authentication on), as SHA-256 hex digests:
+# "moonbit-registry auth new-token --publish". Empty: publishing over HTTP is
+# off ("moonbit-registry publish" on this machine still works).
+publish_tokens = {{list .Server.PublishTokens}}
 # HTTPS: PEM certificate (chain) and private key, both or neither. With them
 # base_url defaults to https://<listen>.
 cert_file = {{q .Server.CertFile}}
@@ -146,6 +151,16 @@ redirect = {{.Store.S3.Redirect}}
 # Patterns a bare "moonbit-registry mirror" fetches, e.g. ["moonbitlang/*"].
 packages = {{list .Mirror.Packages}}
 concurrency = {{.Mirror.Concurrency}}
+
+[private]
+# Owners reserved for this team's own modules, e.g. ["acme"]: only they can
+# be published here, and upstream's modules under them are never served.
+owners = {{list .Private.Owners}}
+# Private index lines with store.backend = "local" (with "s3" they are kept
+# in the bucket).
+dir = {{q .Private.Dir}}
+# The largest archive "publish" takes.
+max_archive_size = {{text .Private.MaxArchiveSize}}
 `))
 
 // InitResult says what Init did.

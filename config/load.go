@@ -293,7 +293,7 @@ func applyEnv(env []string, keys map[string]reflect.Value, src sources) error {
 }
 
 func (c *Config) resolvePaths() {
-	for _, p := range []*string{&c.Index.Dir, &c.Cache.Dir, &c.Cache.HTTPDir} {
+	for _, p := range []*string{&c.Index.Dir, &c.Cache.Dir, &c.Cache.HTTPDir, &c.Private.Dir} {
 		if !filepath.IsAbs(*p) {
 			*p = filepath.Join(c.Root, *p)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"moonbit-registry/indexsync"
+	"moonbit-registry/module"
 	"moonbit-registry/upstream"
 )
 
@@ -99,6 +100,7 @@ func (c *Config) validate(src sources) error {
 	}
 	for _, p := range []struct{ key, val string }{
 		{"index.dir", c.Index.Dir}, {"cache.dir", c.Cache.Dir}, {"cache.http_dir", c.Cache.HTTPDir},
+		{"private.dir", c.Private.Dir},
 	} {
 		if strings.TrimSpace(p.val) == "" || strings.ContainsRune(p.val, 0) {
 			return bad(p.key, p.val, "must be a directory path")
@@ -106,6 +108,19 @@ func (c *Config) validate(src sources) error {
 	}
 	if err := c.validateStore(bad); err != nil {
 		return err
+	}
+	seen := map[string]bool{}
+	for _, o := range c.Private.Owners {
+		if err := module.ValidateModule(o + "/x"); err != nil || strings.Contains(o, "/") {
+			return bad("private.owners", c.Private.Owners, fmt.Sprintf("%q is not a module owner name", o))
+		}
+		if seen[o] {
+			return bad("private.owners", c.Private.Owners, fmt.Sprintf("%q appears twice", o))
+		}
+		seen[o] = true
+	}
+	if c.Private.MaxArchiveSize <= 0 {
+		return bad("private.max_archive_size", c.Private.MaxArchiveSize, "must be more than 0")
 	}
 	for _, p := range c.Mirror.Packages {
 		if strings.TrimSpace(p) == "" {

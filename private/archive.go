@@ -152,6 +152,9 @@ func ParseManifest(data []byte) (Manifest, map[string]string, error) {
 // depRequirement is a dependency's version requirement: the string itself,
 // or the "version" of the object form.
 func depRequirement(raw json.RawMessage) (string, error) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+		return "", errors.New("null is not a version requirement")
+	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
 		return s, nil

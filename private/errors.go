@@ -20,6 +20,9 @@ var (
 	ErrConflict = errors.New("version already published")
 	// ErrUnknown: no private module version by that name (404).
 	ErrUnknown = errors.New("no such private module version")
+	// ErrIndexPending: the change is stored but the served index could
+	// not be rebuilt yet (503; doing it again is safe).
+	ErrIndexPending = errors.New("index not updated yet")
 )
 
 func invalid(format string, args ...any) error {

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 )
@@ -56,6 +57,9 @@ type Options struct {
 	TempDir string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// AfterChange, if set, runs after every publish, deprecation or yank
+	// (the served index is recomposed there).
+	AfterChange func(ctx context.Context) error
 }
 
 // Registry publishes, deprecates and yanks private modules and lists them
@@ -87,7 +91,7 @@ func (r *Registry) Owns(mod string) bool {
 
 // Published is the outcome of a publish.
 type Published struct {
-	module.Version
+	Archive  module.Version
 	Checksum string
 	// Existed: the same bytes were published before; nothing changed.
 	Existed bool
@@ -117,7 +121,12 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 		return Published{}, fmt.Errorf("%w: %s; publishing is open to the owners in [private] owners (%s)",
 			ErrNotReserved, mv.Module, strings.Join(r.opts.Owners, ", "))
 	}
-	pub := Published{Version: mv, Checksum: sum}
+	pub := Published{Archive: mv, Checksum: sum}
+	now := r.opts.Now().UTC()
+	final := record{State: statePublished, Checksum: sum, UpdatedAt: now, Line: newLine(man, deps, sum, now)}
+	if err := checkRecordSize(final); err != nil {
+		return pub, err
+	}
 	rec, etag, err := r.claim(ctx, mv, sum)
 	if err != nil {
 		return pub, err
@@ -129,7 +138,10 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
 			return pub, err
 		}
-		return pub, r.ensureArchive(ctx, mv, f, sum, size)
+		if err := r.ensureArchive(ctx, mv, f, sum, size); err != nil {
+			return pub, err
+		}
+		return pub, r.afterChange(ctx, mv)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return pub, err
@@ -137,17 +149,46 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 	if _, err := store.PutVerified(ctx, r.opts.Store, mv, f, store.Meta{SHA256: sum, Size: size}); err != nil {
 		return pub, err
 	}
-	now := r.opts.Now().UTC()
-	rec = record{
-		State:     statePublished,
-		Checksum:  sum,
-		UpdatedAt: now,
-		Line:      newLine(man, deps, sum, now),
-	}
-	if err := r.swap(ctx, mv, rec, etag); err != nil {
+	if err := r.swap(ctx, mv, final, etag); err != nil {
 		return pub, err
 	}
-	return pub, nil
+	return pub, r.afterChange(ctx, mv)
+}
+
+// afterChange runs Options.AfterChange; its failure leaves the change
+// stored (the next index sync serves it) and says so.
+func (r *Registry) afterChange(ctx context.Context, mv module.Version) error {
+	if r.opts.AfterChange == nil {
+		return nil
+	}
+	if err := r.opts.AfterChange(ctx); err != nil {
+		return fmt.Errorf("%w: %s is stored, but the served index is not updated yet (the next index sync does it; publishing again is safe): %w",
+			ErrIndexPending, mv, err)
+	}
+	return nil
+}
+
+// GuardFetcher returns next, except that a reserved owner's archive is
+// never fetched from upstream: the index line of such a version is ours,
+// so a miss means the store lost the archive, which upstream must not
+// replace with its own bytes.
+func (r *Registry) GuardFetcher(next cache.Fetcher) cache.Fetcher {
+	if next == nil {
+		return nil
+	}
+	return guardedFetcher{r: r, next: next}
+}
+
+type guardedFetcher struct {
+	r    *Registry
+	next cache.Fetcher
+}
+
+func (g guardedFetcher) Fetch(ctx context.Context, mv module.Version, sink func(context.Context, io.Reader, int64) error) error {
+	if g.r.Owns(mv.Module) {
+		return fmt.Errorf("%s is a private module, never fetched from upstream, and the store does not have its archive (publish it again)", mv)
+	}
+	return g.next.Fetch(ctx, mv, sink)
 }
 
 // ensureArchive stores the archive again if the store no longer has it.
@@ -249,8 +290,39 @@ func (r *Registry) swap(ctx context.Context, mv module.Version, rec record, etag
 	if err != nil {
 		return err
 	}
-	if !swapped {
-		return fmt.Errorf("%w: the record of %s changed during the publish", ErrConflict, mv)
+	if swapped {
+		return nil
+	}
+	// A retry of this very publish (the same bytes) may have finished it
+	// first: then the version holds what was asked.
+	cur, _, _, found, err := r.opts.Records.Read(ctx, recordKey(mv))
+	if err != nil {
+		return err
+	}
+	var now record
+	if found && json.Unmarshal(cur, &now) == nil && now.State == statePublished && now.Checksum == rec.Checksum {
+		return nil
+	}
+	return fmt.Errorf("%w: the record of %s changed during the publish", ErrConflict, mv)
+}
+
+// maxRecordSize bounds a record as stored: every Records backend must
+// read back what it wrote (the S3 store's small objects stop at 64 KiB).
+// A real index line is well under 2 KiB; what makes one larger is a
+// manifest stuffed with text.
+const (
+	maxRecordSize = 32 << 10
+	maxReason     = 1 << 10
+)
+
+func checkRecordSize(rec record) error {
+	body, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if len(body) > maxRecordSize-maxReason {
+		return invalid("the index line would be %d bytes; at most %d are kept (shorten the description, keywords or other fields of moon.mod.json)",
+			len(body), maxRecordSize-maxReason)
 	}
 	return nil
 }
@@ -290,6 +362,9 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 		}
 		if m.Deprecated != nil {
 			rec.Line.Deprecated = *m.Deprecated
+			if len(*m.Deprecated) > maxReason {
+				return invalid("the deprecation reason is longer than %d bytes", maxReason)
+			}
 		}
 		if m.Yanked != nil {
 			rec.Line.Yanked = *m.Yanked
@@ -304,7 +379,7 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 			return err
 		}
 		if swapped {
-			return nil
+			return r.afterChange(ctx, mv)
 		}
 	}
 	return fmt.Errorf("%w: the record of %s keeps changing", ErrConflict, mv)

@@ -5,6 +5,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,12 @@ type Options struct {
 	// answer 401 to requests without valid credentials.
 	Auth Auth
 
+	// Publisher takes private modules at /-/api/ (see publish.go), from
+	// clients with a token whose digest is in PublishTokens; nil answers
+	// 403 there.
+	Publisher     Publisher
+	PublishTokens [][sha256.Size]byte
+
 	// Metrics, if set, counts every request and is served at /metrics.
 	Metrics *Metrics
 
@@ -99,7 +106,7 @@ func New(opts Options) *Server {
 		mux.Handle("GET /{$}", opts.Web)
 		mux.Handle("/-/", opts.Web)
 	}
-	s.handler = s.accessLog(s.requireAuth(mux))
+	s.handler = s.accessLog(s.routePublish(s.requireAuth(mux)))
 	return s
 }
 

@@ -50,7 +50,10 @@ type Options struct {
 	// fail with store.ErrWrite, and Ping is nil, since serving what is
 	// there is all that is asked.
 	ReadOnly bool
-	Logger   zerolog.Logger
+	// Keep, if set, names archives the size limit never evicts (private
+	// modules: nothing could fetch them again).
+	Keep   func(module.Version) bool
+	Logger zerolog.Logger
 }
 
 // Store implements store.Store on the local filesystem.
@@ -124,6 +127,7 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.MaxBytes > 0 {
 		s.evict = newEvictor(s, opts.MaxBytes, opts.TouchInterval, opts.Logger)
+		s.evict.keep = opts.Keep
 		go s.evict.scan() // ends on its own once the store is walked
 	}
 	return s, nil

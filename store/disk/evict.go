@@ -114,7 +114,8 @@ type lruEntry struct {
 
 // evictor enforces the size limit; see the top of this file.
 type evictor struct {
-	store      *Store // evicting calls its remove, which is not counted twice
+	store      *Store                    // evicting calls its remove, which is not counted twice
+	keep       func(module.Version) bool // Options.Keep; nil keeps nothing
 	max, low   int64
 	touchEvery time.Duration
 	log        zerolog.Logger
@@ -389,7 +390,7 @@ func (e *evictor) enforce() {
 // victimLocked is the least recently used archive nobody holds.
 func (e *evictor) victimLocked() *lruEntry {
 	for el := e.lru.Back(); el != nil; el = el.Prev() {
-		if ent := el.Value.(*lruEntry); e.pins[ent.mv] == 0 {
+		if ent := el.Value.(*lruEntry); e.pins[ent.mv] == 0 && (e.keep == nil || !e.keep(ent.mv)) {
 			return ent
 		}
 	}

@@ -25,12 +25,10 @@ type Records struct {
 	dir string
 }
 
-// NewRecords keeps records under dir, which it creates.
-func NewRecords(dir string) (*Records, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("records: %w", err)
-	}
-	return &Records{dir: dir}, nil
+// NewRecords keeps records under dir, which the first write creates (so
+// a read-only registry can still read them).
+func NewRecords(dir string) *Records {
+	return &Records{dir: filepath.Clean(dir)}
 }
 
 // recordTempPrefix starts the names of files being written; List skips them.
@@ -169,6 +167,9 @@ func (r *Records) List(ctx context.Context) ([]string, error) {
 		}
 		return nil
 	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil // nothing written yet
+	}
 	if err != nil {
 		return nil, fmt.Errorf("records: list: %w", err)
 	}
@@ -214,6 +215,9 @@ func (r *Records) syncParents(dir string) error {
 
 // lock takes the writers' lock, polling until it is free or ctx ends.
 func (r *Records) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(r.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("records: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(r.dir, recordLock), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("records: %w", err)

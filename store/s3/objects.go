@@ -85,9 +85,12 @@ func (o *Objects) Read(ctx context.Context, key string) (body []byte, etag strin
 		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w: %w", o.prefix+key, o.s.where, store.ErrUnavailable, err)
 	}
 	defer out.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(out.Body, maxSmallObject))
+	body, err = io.ReadAll(io.LimitReader(out.Body, maxSmallObject+1))
 	if err != nil {
 		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: %w", o.prefix+key, o.s.where, err)
+	}
+	if len(body) > maxSmallObject {
+		return nil, "", 0, false, fmt.Errorf("s3: get %s in %s: larger than %d bytes", o.prefix+key, o.s.where, maxSmallObject)
 	}
 	if date, ok := awsmiddleware.GetServerTime(out.ResultMetadata); ok && out.LastModified != nil {
 		age = max(date.Sub(*out.LastModified), 0)
