@@ -14,16 +14,21 @@ import (
 func authCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "auth",
-		Usage: "make credentials for [server] auth_tokens and auth_users",
+		Usage: "make credentials for [server] auth_tokens, publish_tokens and auth_users",
 		Description: "The configuration stores only digests: a token's SHA-256, a password's bcrypt\n" +
 			"hash. Secrets are read from standard input (without echo on a terminal).",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "new-token",
-				Usage: "print a new random bearer token and its auth_tokens entry",
+				Usage: "print a new random bearer token and its auth_tokens (or, with --publish, publish_tokens) entry",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "publish", Usage: "a token that may publish private modules: its entry goes in publish_tokens"}},
 				Action: func(c *cli.Context) error {
 					token := config.NewToken()
-					fmt.Fprintf(c.App.Writer, "token: %s\nauth_tokens entry: %q\n", token, config.HashToken(token))
+					key := "auth_tokens"
+					if c.Bool("publish") {
+						key = "publish_tokens"
+					}
+					fmt.Fprintf(c.App.Writer, "token: %s\n%s entry: %q\n", token, key, config.HashToken(token))
 					return nil
 				},
 			},
