@@ -1,0 +1,259 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"moonbit-registry/internal/testupstream"
+)
+
+// privateRoot lays out a registry root whose registry.toml reserves the
+// owner "acme" and accepts one publish token, which it returns.
+func privateRoot(t *testing.T) (root, token string) {
+	t.Helper()
+	root = t.TempDir()
+	token = "publish-token-for-tests-0123456789"
+	digest := sha256.Sum256([]byte(token))
+	toml := `[private]
+owners = ["acme"]
+
+[server]
+publish_tokens = ["` + hex.EncodeToString(digest[:]) + `"]
+
+[index]
+# Every clone or pull looks at upstream first: the test publishes upstream
+# and pulls right after.
+check_interval = "1ms"
+`
+	if err := os.WriteFile(filepath.Join(root, "registry.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, token
+}
+
+// privateArchive writes a zip as moon package makes it and returns its path.
+func privateArchive(t *testing.T, module, version string, deps map[string]string) string {
+	t.Helper()
+	var raw json.RawMessage
+	if deps != nil {
+		b, err := json.Marshal(deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw = b
+	}
+	data, err := testupstream.BuildArchive(module, version, raw, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), strings.ReplaceAll(module, "/", "-")+"-"+version+".zip")
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runWithToken runs the registry binary with MOONBIT_REGISTRY_TOKEN set.
+func runWithToken(t *testing.T, root, token string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, registryBin, append([]string{"--dir", root, "--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), noRaceExitSleep, "MOONBIT_REGISTRY_TOKEN="+token)
+	return runCommand(t, cmd)
+}
+
+// servedCommit is the commit a registry advertises for main.
+func servedCommit(t *testing.T, c *moonClient, ctx context.Context) string {
+	t.Helper()
+	out, err := c.git(ctx, "ls-remote", c.index, "refs/heads/main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := strings.Cut(out, "\t")
+	return strings.TrimSpace(id)
+}
+
+func TestPrivateModules(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	// A small index: one real module (never fetched here), then what the
+	// test publishes.
+	real, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	line, err := os.ReadFile(filepath.Join(real, "user", "yj-qin", "regexp.index"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(src, "user", "yj-qin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "user", "yj-qin", "regexp.index"), line, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
+	if err := up.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	// A public module named like the internal one: dependency confusion.
+	for _, mod := range []string{"acme/lib", "acme/tool"} {
+		if err := up.AddVersion(ctx, mod, "9.9.9", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, token := privateRoot(t)
+	reg := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
+
+	lib := privateArchive(t, "acme/lib", "1.0.0", map[string]string{"pubowner/util": "1.0.0"})
+	out, errOut, code := runWithToken(t, root, token, "publish", "--server", reg.URL, lib)
+	if code != 0 || !strings.Contains(out, "published acme/lib@1.0.0") {
+		t.Fatalf("publish: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// Refusals change nothing and say why.
+	for _, tc := range []struct {
+		name, token, archive, want string
+	}{
+		{"wrong token", "not-the-token", lib, "may not publish"},
+		{"owner not reserved", token, privateArchive(t, "pubowner/other", "1.0.0", nil), "[private] owners"},
+		{"other bytes, same version", token, privateArchive(t, "acme/lib", "1.0.0", map[string]string{"pubowner/util": "^1.0.0"}), "already published"},
+		{"not a zip", token, writeTemp(t, "not a zip"), "not a zip"},
+	} {
+		out, errOut, code := runWithToken(t, root, tc.token, "publish", "--server", reg.URL, tc.archive)
+		if code != 1 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s: exit %d, want 1 with %q\n%s%s", tc.name, code, tc.want, out, errOut)
+		}
+	}
+	if out, errOut, code := runWithToken(t, root, token, "publish", "--server", reg.URL, lib); code != 0 || !strings.Contains(out, "nothing changed") {
+		t.Errorf("identical re-publish: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// A moon-like client sees one registry: private and public modules,
+	// and not upstream's acme/lib.
+	client := newMoonClient(t, reg.URL)
+	if err := client.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vs, err := client.Versions("acme/lib"); err != nil || !slices.Equal(vs, []string{"1.0.0"}) {
+		t.Fatalf("acme/lib versions in the served index: %v, %v; want only the private 1.0.0", vs, err)
+	}
+	if _, err := client.Versions("acme/tool"); !os.IsNotExist(err) {
+		t.Fatalf("upstream's acme/tool is served (%v)", err)
+	}
+	build := mirResolve(t, client, map[string]string{"acme/lib": "1.0.0"})
+	if !slices.Equal(build, []string{"acme/lib@1.0.0", "pubowner/util@1.0.0"}) {
+		t.Fatalf("build list = %v", build)
+	}
+	downloadAll := func(c *moonClient, list []string) {
+		t.Helper()
+		for _, s := range list {
+			mod, v, _ := strings.Cut(s, "@")
+			if _, err := c.Download(ctx, mod, v); err != nil {
+				t.Fatalf("download %s: %v", s, err)
+			}
+		}
+	}
+	downloadAll(client, build)
+	if _, err := client.get(ctx, client.archiveURL("acme/tool", "9.9.9")); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("upstream's acme/tool archive through the registry: %v, want 404", err)
+	}
+	if n := up.Count("/user/acme/lib/9.9.9.zip") + up.Count("/user/acme/lib/1.0.0.zip") + up.Count("/user/acme/tool/9.9.9.zip"); n != 0 {
+		t.Errorf("upstream was asked for acme/lib %d times", n)
+	}
+
+	// Upstream and the team keep publishing; every pull fast-forwards.
+	for round, step := range []func() error{
+		func() error { return up.AddVersion(ctx, "pubowner/util", "1.1.0", nil) },
+		func() error {
+			// A local publish into the root while the server runs.
+			p := privateArchive(t, "acme/lib", "1.1.0", map[string]string{"pubowner/util": "1.1.0"})
+			if out, errOut, code := runWithToken(t, root, "", "publish", p); code != 0 {
+				t.Fatalf("local publish: exit %d\n%s%s", code, out, errOut)
+			}
+			return up.AddVersion(ctx, "acme/lib", "9.9.10", nil)
+		},
+		func() error {
+			_, errOut, code := runWithToken(t, root, token, "deprecate", "--server", reg.URL, "--reason", "use 1.1.0", "acme/lib@1.0.0")
+			if code != 0 {
+				t.Fatalf("deprecate: exit %d\n%s", code, errOut)
+			}
+			return up.AddVersion(ctx, "pubowner/util", "1.2.0", nil)
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
+		if err := client.PullIndex(ctx); err != nil {
+			t.Fatalf("round %d: pull: %v", round, err)
+		}
+		after, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
+		if _, err := client.git(ctx, "-C", client.indexDir, "merge-base", "--is-ancestor", strings.TrimSpace(before), strings.TrimSpace(after)); err != nil {
+			t.Fatalf("round %d: the pull did not fast-forward: %v", round, err)
+		}
+		if got := servedCommit(t, client, ctx); got != strings.TrimSpace(after) {
+			t.Fatalf("round %d: client at %s, registry serves %s", round, after, got)
+		}
+	}
+	if vs, _ := client.Versions("acme/lib"); !slices.Equal(vs, []string{"1.0.0", "1.1.0"}) {
+		t.Errorf("acme/lib versions after the rounds: %v", vs)
+	}
+	if vs, _ := client.Versions("pubowner/util"); !slices.Equal(vs, []string{"1.0.0", "1.1.0", "1.2.0"}) {
+		t.Errorf("pubowner/util versions after the rounds: %v", vs)
+	}
+	if data, err := os.ReadFile(filepath.Join(client.indexDir, "user", "acme", "lib.index")); err != nil || !strings.Contains(string(data), `"deprecated":"use 1.1.0"`) {
+		t.Errorf("deprecation not in the served index: %v\n%s", err, data)
+	}
+
+	// With upstream gone, a new client still gets the whole build list.
+	if err := up.Down(); err != nil {
+		t.Fatal(err)
+	}
+	offline := newMoonClient(t, reg.URL)
+	if err := offline.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	build = mirResolve(t, offline, map[string]string{"acme/lib": "1.1.0"})
+	if !slices.Equal(build, []string{"acme/lib@1.1.0", "pubowner/util@1.1.0"}) {
+		t.Fatalf("build list with upstream down = %v", build)
+	}
+	// pubowner/util@1.1.0 was never downloaded before: only cached
+	// archives and private ones can be served now.
+	if _, err := offline.Download(ctx, "acme/lib", "1.1.0"); err != nil {
+		t.Fatalf("private archive with upstream down: %v", err)
+	}
+	downloadAll(offline, []string{"acme/lib@1.0.0", "pubowner/util@1.0.0"})
+	// A publish with upstream down is served at once.
+	p := privateArchive(t, "acme/lib", "1.2.0", nil)
+	if out, errOut, code := runWithToken(t, root, token, "publish", "--server", reg.URL, p); code != 0 {
+		t.Fatalf("publish with upstream down: exit %d\n%s%s", code, out, errOut)
+	}
+	if err := offline.PullIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := offline.Download(ctx, "acme/lib", "1.2.0"); err != nil {
+		t.Fatalf("new private version with upstream down: %v", err)
+	}
+}
+
+// writeTemp writes data to a new file and returns its path.
+func writeTemp(t *testing.T, data string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
