@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
 )
 
@@ -256,4 +257,68 @@ func writeTemp(t *testing.T, data string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestFleetPrivateModules: with the S3 store, private modules live in the
+// bucket: a publish on one replica is served by the others, and clients
+// of either replica fast-forward through publishes on both.
+func TestFleetPrivateModules(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	srv := testsupport.StartS3(t, s3Bucket)
+	s3Env(t, srv, "private-fleet/")
+	up := testupstream.Start(t, testupstream.Options{})
+	if err := up.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	token := "fleet-publish-token-0123456789abcdef"
+	digest := sha256.Sum256([]byte(token))
+	env := []string{"MOONBIT_REGISTRY_PRIVATE_OWNERS=acme", "MOONBIT_REGISTRY_SERVER_PUBLISH_TOKENS=" + hex.EncodeToString(digest[:])}
+	a := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: env})
+	b := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: env})
+
+	publish := func(on *registry, module, version string, deps map[string]string) {
+		t.Helper()
+		p := privateArchive(t, module, version, deps)
+		if out, errOut, code := runWithToken(t, on.Root, token, "publish", "--server", on.URL, p); code != 0 {
+			t.Fatalf("publish %s@%s on %s: exit %d\n%s%s", module, version, on.URL, code, out, errOut)
+		}
+	}
+	publish(a, "acme/lib", "1.0.0", map[string]string{"pubowner/util": "1.0.0"})
+	cb := newMoonClient(t, b.URL)
+	if err := cb.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	build := mirResolve(t, cb, map[string]string{"acme/lib": "1.0.0"})
+	if !slices.Equal(build, []string{"acme/lib@1.0.0", "pubowner/util@1.0.0"}) {
+		t.Fatalf("build list from the other replica = %v", build)
+	}
+	if _, err := cb.Download(ctx, "acme/lib", "1.0.0"); err != nil {
+		t.Fatalf("the private archive from the other replica: %v", err)
+	}
+
+	ca := newMoonClient(t, a.URL)
+	if err := ca.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publish(b, "acme/lib", "1.1.0", nil)
+	for _, c := range []*moonClient{ca, cb} {
+		before, _ := c.git(ctx, "-C", c.indexDir, "rev-parse", "HEAD")
+		if err := c.PullIndex(ctx); err != nil {
+			t.Fatalf("pull from %s: %v", c.index, err)
+		}
+		after, _ := c.git(ctx, "-C", c.indexDir, "rev-parse", "HEAD")
+		if _, err := c.git(ctx, "-C", c.indexDir, "merge-base", "--is-ancestor", strings.TrimSpace(before), strings.TrimSpace(after)); err != nil {
+			t.Fatalf("the pull from %s did not fast-forward: %v", c.index, err)
+		}
+		if vs, _ := c.Versions("acme/lib"); !slices.Equal(vs, []string{"1.0.0", "1.1.0"}) {
+			t.Errorf("%s serves acme/lib %v", c.index, vs)
+		}
+	}
+	if sa, sb := servedCommit(t, ca, ctx), servedCommit(t, cb, ctx); sa != sb {
+		t.Errorf("the replicas serve %s and %s", sa, sb)
+	}
+	if _, err := ca.Download(ctx, "acme/lib", "1.1.0"); err != nil {
+		t.Fatalf("a version published on the other replica: %v", err)
+	}
 }
