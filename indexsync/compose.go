@@ -26,91 +26,134 @@ type Overlay interface {
 
 // A composed commit has the served commit it follows as its one parent, so
 // a client at any served commit fast-forwards, shallow or not. It names
-// the upstream commit it was built from in its message ("upstream <id>"),
-// not as a parent: a client of a shallow mirror would then be handed a new
-// shallow root, which git refuses to update to. Author, committer and date
-// derive from the inputs alone, so the same inputs make the same commit on
-// every replica.
+// the commits it was built from in its message ("upstream <id>", "source
+// <name> <id>"), not as parents: a client of a shallow mirror would then
+// be handed a new shallow root, which git refuses to update to. Author,
+// committer and date derive from the inputs alone, so the same inputs make
+// the same commit on every replica.
 const (
 	composeName  = "moonbit-registry"
 	composeEmail = "compose@moonbit-registry.invalid"
-	// upstreamRef keeps the last fetched upstream commit (hidden from
-	// clients): what the next fetch negotiates from.
+	// upstreamRef keeps the last fetched upstream commit and sourceRefs
+	// each source's (hidden from clients): what the next fetch negotiates
+	// from, and what a source that cannot be reached is built from.
 	upstreamRef = "refs/upstream/main"
+	sourceRefs  = "refs/upstream/sources/"
 )
 
-// target is the commit main should move to, given upstream's commit
-// (upstream; "" when it was not reached) and the commit served now (base;
-// "" for none). Without an Overlay that is upstream's commit itself (or
-// base when upstream was not reached).
-func (m *Mirror) target(ctx context.Context, dir, upstream, base string) (string, error) {
-	if m.opts.Overlay == nil {
-		if upstream == "" {
+// heads are the commits a sync fetched: upstream's under "", each
+// Source's under its name; a source that was not reached is absent.
+type heads map[string]string
+
+// composing reports whether main is built here rather than upstream's own.
+func (m *Mirror) composing() bool { return m.opts.Overlay != nil || len(m.opts.Sources) > 0 }
+
+// target is the commit main should move to, given what the sync fetched
+// and the commit served now (base; "" for none). Without an Overlay or
+// Sources that is upstream's commit itself (or base when upstream was not
+// reached).
+func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base string) (string, error) {
+	if !m.composing() {
+		if fetched[""] == "" {
 			return base, nil
 		}
-		return upstream, nil
+		return fetched[""], nil
 	}
-	// src is the commit whose tree, without the reserved owners' files,
-	// gives the upstream part; u is the upstream commit that is.
-	src, u := upstream, upstream
+	recorded := heads{}
 	if base != "" {
-		bu, err := m.upstreamOf(ctx, dir, base)
-		if err != nil {
+		var err error
+		if recorded, err = m.builtFrom(ctx, dir, base); err != nil {
 			return "", err
 		}
-		newer := upstream != "" && upstream != bu
-		if newer && m.hasCommit(ctx, dir, bu) {
-			// Upstream moved on or rewrote its history, unless it is
-			// behind what base was built from (another replica's fetch).
-			behind, err := m.isAncestorIn(ctx, dir, upstream, bu)
-			if err != nil {
-				return "", err
+	}
+	// For each part, the commit whose files to take (src) and the commit
+	// to name for it (used): what was fetched when it moved on, else what
+	// base was built from, whose files base holds.
+	src, used := heads{}, heads{}
+	for _, name := range m.partNames() {
+		f, r := fetched[name], recorded[name]
+		newer := f != "" && f != r
+		if newer && r != "" {
+			if m.hasCommit(ctx, dir, r) {
+				// Moved on or rewritten, unless behind what base was built
+				// from (another replica's fetch).
+				behind, err := m.isAncestorIn(ctx, dir, f, r)
+				if err != nil {
+					return "", err
+				}
+				newer = !behind
+			} else {
+				// base was built from a commit this repository never
+				// fetched (another replica's): a newer one would descend
+				// from it and bring it.
+				newer = false
 			}
-			newer = !behind
-		} else if newer {
-			// base was built from a commit this repository never
-			// fetched (another replica's): a newer upstream descends
-			// from it and brings it, so this fetch is not newer.
-			newer = false
 		}
-		if !newer {
-			src, u = base, bu
+		switch {
+		case newer:
+			src[name], used[name] = f, f
+		case r != "":
+			src[name], used[name] = base, r
 		}
 	}
-	if src == "" {
-		return base, nil
+	if src[""] == "" {
+		return base, nil // nothing of upstream's yet
 	}
-	return m.compose(ctx, dir, src, u, base)
+	return m.compose(ctx, dir, src, used, base)
 }
 
-// upstreamOf is the upstream commit served commit c was built from: the
-// one its message names if it is a composed commit, c itself otherwise.
-func (m *Mirror) upstreamOf(ctx context.Context, dir, c string) (string, error) {
+// partNames are upstream ("") and the sources, in the order composed.
+func (m *Mirror) partNames() []string {
+	names := []string{""}
+	for _, s := range m.opts.Sources {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+// builtFrom is what served commit c was built from: the commits its
+// message names if it is a composed commit, else c itself as upstream's.
+func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
 	out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	email, msg, _ := strings.Cut(string(out), "\n")
 	if email != composeEmail {
-		return c, nil
+		return heads{"": c}, nil
 	}
+	h := heads{}
 	for _, line := range strings.Split(msg, "\n") {
-		if id, ok := strings.CutPrefix(line, "upstream "); ok && isCommitID(id) {
-			return id, nil
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 2 && f[0] == "upstream" && isCommitID(f[1]):
+			h[""] = f[1]
+		case len(f) == 3 && f[0] == "source" && isCommitID(f[2]):
+			h[f[1]] = f[2]
 		}
 	}
-	return "", fmt.Errorf("composed index commit %s does not name its upstream commit", c)
+	if h[""] == "" {
+		return nil, fmt.Errorf("composed index commit %s does not name its upstream commit", c)
+	}
+	return h, nil
 }
 
-// compose builds the served commit on top of base from src's tree without
-// the reserved owners' files, plus the overlay's (u is the upstream commit
-// that tree comes from). It returns base when the tree would not change,
-// and upstream's own commit when the overlay adds and hides nothing and it
-// fast-forwards from base.
-func (m *Mirror) compose(ctx context.Context, dir, src, u, base string) (string, error) {
-	files, changed, err := m.opts.Overlay.Files(ctx)
-	if err != nil {
-		return "", fmt.Errorf("compose the index: %w", err)
+// compose builds the served commit on top of base: upstream's files
+// (from src[""]) except those of reserved owners and of the owners other
+// sources serve, each source's files of its owners (from src[name]), and
+// the overlay's files; used names the commits those files come from. It
+// returns base when the tree would not change, and upstream's own commit
+// when nothing is added or hidden and it fast-forwards from base.
+func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base string) (string, error) {
+	var (
+		files   map[string][]byte
+		changed time.Time
+		err     error
+	)
+	if m.opts.Overlay != nil {
+		if files, changed, err = m.opts.Overlay.Files(ctx); err != nil {
+			return "", fmt.Errorf("compose the index: %w", err)
+		}
 	}
 	tree, err := m.composeTree(ctx, dir, src, files)
 	if err != nil {
@@ -123,7 +166,7 @@ func (m *Mirror) compose(ctx context.Context, dir, src, u, base string) (string,
 			return base, nil
 		}
 	}
-	if src == u {
+	if u := used[""]; src[""] == u && len(m.opts.Sources) == 0 {
 		if ut, err := m.treeOf(ctx, dir, u); err != nil {
 			return "", err
 		} else if ut == tree {
@@ -138,37 +181,45 @@ func (m *Mirror) compose(ctx context.Context, dir, src, u, base string) (string,
 			}
 		}
 	}
-	out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ct", src)
-	if err != nil {
-		return "", err
+	when := changed.Unix()
+	msg := fmt.Sprintf("Index composed by moonbit-registry (%d private module file(s))\n\nupstream %s\n", len(files), used[""])
+	for _, name := range m.partNames() {
+		if c := src[name]; c != "" {
+			out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ct", c)
+			if err != nil {
+				return "", err
+			}
+			t, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+			if err != nil {
+				return "", fmt.Errorf("compose the index: date of %s: %w", c, err)
+			}
+			when = max(when, t)
+		}
+		if name != "" && used[name] != "" {
+			msg += fmt.Sprintf("source %s %s\n", name, used[name])
+		}
 	}
-	when, err := strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
-	if err != nil {
-		return "", fmt.Errorf("compose the index: date of %s: %w", src, err)
-	}
-	when = max(when, changed.Unix())
 	date := strconv.FormatInt(when, 10) + " +0000"
 	env := []string{
 		"GIT_AUTHOR_NAME=" + composeName, "GIT_AUTHOR_EMAIL=" + composeEmail, "GIT_AUTHOR_DATE=" + date,
 		"GIT_COMMITTER_NAME=" + composeName, "GIT_COMMITTER_EMAIL=" + composeEmail, "GIT_COMMITTER_DATE=" + date,
 	}
-	msg := fmt.Sprintf("Index with %d private module file(s)\n\nupstream %s\n", len(files), u)
 	args := []string{"commit-tree", tree, "-m", msg}
 	if base != "" {
 		args = append(args, "-p", base)
 	}
-	out, err = m.gitWith(ctx, dir, env, nil, args...)
+	out, err := m.gitWith(ctx, dir, env, nil, args...)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
 	c := strings.TrimSpace(string(out))
-	m.log.Info().Str("commit", c).Str("upstream", u).Int("private_files", len(files)).Msg("composed the served index")
+	m.log.Info().Str("commit", c).Str("upstream", used[""]).Int("private_files", len(files)).Msg("composed the served index")
 	return c, nil
 }
 
 // composeTree writes the composed tree's objects and returns its id, in a
 // throwaway git index so the mirror's own is never touched.
-func (m *Mirror) composeTree(ctx context.Context, dir, u string, files map[string][]byte) (string, error) {
+func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, files map[string][]byte) (string, error) {
 	idx, err := os.CreateTemp(filepath.Join(dir, ".git"), "compose-index-*")
 	if err != nil {
 		return "", err
@@ -177,30 +228,55 @@ func (m *Mirror) composeTree(ctx context.Context, dir, u string, files map[strin
 	os.Remove(idx.Name()) // read-tree writes it anew
 	defer os.Remove(idx.Name())
 	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
-	if _, err := m.gitWith(ctx, dir, env, nil, "read-tree", u+"^{tree}"); err != nil {
+	if _, err := m.gitWith(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
 		return "", err
 	}
-	if owners := m.opts.Overlay.Owners(); len(owners) > 0 {
+	// Upstream's files of owners served from elsewhere go.
+	var hidden []string
+	if m.opts.Overlay != nil {
+		hidden = append(hidden, m.opts.Overlay.Owners()...)
+	}
+	for _, s := range m.opts.Sources {
+		hidden = append(hidden, s.Owners...)
+	}
+	if len(hidden) > 0 {
 		args := []string{"rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", "--"}
-		for _, o := range owners {
+		for _, o := range hidden {
 			args = append(args, ":(literal)user/"+o)
 		}
 		if _, err := m.gitWith(ctx, dir, env, nil, args...); err != nil {
 			return "", err
 		}
 	}
+	// Each source's files of its owners, as they are in its tree (blobs
+	// already in this repository).
+	var info bytes.Buffer
+	for _, s := range m.opts.Sources {
+		c := src[s.Name]
+		if c == "" || len(s.Owners) == 0 {
+			continue
+		}
+		args := []string{"ls-tree", "-r", "--full-tree", c, "--"}
+		for _, o := range s.Owners {
+			args = append(args, "user/"+o)
+		}
+		out, err := m.git(ctx, dir, nil, args...)
+		if err != nil {
+			return "", err
+		}
+		info.Write(out)
+	}
 	paths := make([]string, 0, len(files))
 	for p := range files {
 		paths = append(paths, p)
 	}
 	sort.Strings(paths)
-	var info bytes.Buffer
 	for _, p := range paths {
 		out, err := m.git(ctx, dir, files[p], "hash-object", "-w", "--stdin")
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(&info, "100644 %s\t%s\n", strings.TrimSpace(string(out)), p)
+		fmt.Fprintf(&info, "100644 blob %s\t%s\n", strings.TrimSpace(string(out)), p)
 	}
 	if info.Len() > 0 {
 		if _, err := m.gitWith(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
@@ -227,7 +303,7 @@ func (m *Mirror) treeOf(ctx context.Context, dir, c string) (string, error) {
 // what a publish calls so its module is served at once, upstream down or
 // not. In a fleet it moves the fleet's tip too.
 func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
-	if m.opts.Overlay == nil {
+	if !m.composing() {
 		return Changes{}, nil
 	}
 	unlock, err := m.lockSync(ctx)
@@ -241,12 +317,12 @@ func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
 	old := m.Commit()
 	var next string
 	if m.opts.Fleet != nil {
-		a, err := m.agree(ctx, m.opts.Dir, "")
+		a, err := m.agree(ctx, m.opts.Dir, nil)
 		if err != nil {
 			return Changes{}, err
 		}
 		next = a.target
-	} else if next, err = m.target(ctx, m.opts.Dir, "", old); err != nil {
+	} else if next, err = m.target(ctx, m.opts.Dir, nil, old); err != nil {
 		return Changes{}, err
 	}
 	c, err := m.moveTo(ctx, old, next)

@@ -179,3 +179,85 @@ func TestRecomposeNeedsAMirror(t *testing.T) {
 		t.Fatalf("Recompose before the first sync: %v, want ErrNotReady", err)
 	}
 }
+
+func TestComposedFromSources(t *testing.T) {
+	ctx := ctxT(t)
+	main := startUpstream(t, smallIndex(t))
+	central := startUpstream(t, smallIndex(t))
+	// Upstream's own corp module is not served: corp comes from central.
+	if err := main.AddVersion(ctx, "corp/evil", "1.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, mod := range []string{"corp/lib", "corpx/other"} {
+		if err := central.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := newTestMirror(t, main.IndexURL(), func(o *Options) {
+		o.Sources = []Source{{Name: "central", URL: central.IndexURL(), Owners: []string{"corp"}}}
+	})
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	has := func(mod, version string) bool {
+		t.Helper()
+		_, ok, err := m.Lookup(ctx, mod, version)
+		if err != nil && !errors.Is(err, ErrModuleNotFound) {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	for _, c := range []struct {
+		mod, version string
+		want         bool
+	}{
+		{"corp/lib", "1.0.0", true},     // central's owner
+		{"corp/evil", "1.0.0", false},   // upstream's, for an owner central serves
+		{"corpx/other", "1.0.0", false}, // central's, but not an owner it serves
+		{"alice/foo", "0.2.0", true},    // upstream's
+	} {
+		if got := has(c.mod, c.version); got != c.want {
+			t.Errorf("%s@%s served: %v, want %v", c.mod, c.version, got, c.want)
+		}
+	}
+	if v, _, _ := m.Lookup(ctx, "corp/lib", "1.0.0"); v.Checksum != central.Checksum("corp/lib", "1.0.0") {
+		t.Errorf("corp/lib checksum %s, central's is %s", v.Checksum, central.Checksum("corp/lib", "1.0.0"))
+	}
+
+	client := filepath.Join(t.TempDir(), "client")
+	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", "file://"+m.Dir(), client)
+	pull := func(step string) {
+		t.Helper()
+		before := testsupport.Git(t, client, "rev-parse", "HEAD")
+		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
+		after := testsupport.Git(t, client, "rev-parse", "HEAD")
+		if after != m.Commit() {
+			t.Fatalf("%s: client at %s, mirror at %s", step, after, m.Commit())
+		}
+		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
+	}
+	// The source moves on alone, then both.
+	if err := central.AddVersion(ctx, "corp/lib", "1.1.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pull("source publish")
+	if !has("corp/lib", "1.1.0") {
+		t.Fatal("the source's new version is not served")
+	}
+	// With the source down, upstream still moves and corp stays.
+	central.FailWith(503)
+	if err := main.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pull("upstream publish, source down")
+	if !has("alice/foo", "3.0.0") || !has("corp/lib", "1.1.0") || has("corp/evil", "1.0.0") {
+		t.Fatal("with the source down the served index lost or gained something")
+	}
+	central.ClearFaults()
+}

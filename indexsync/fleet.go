@@ -45,14 +45,15 @@ type agreement struct {
 	target string
 }
 
-// agree settles what main moves to when upstream gave upstream ("" when
-// it could not be reached) in the repository at dir: the commit built on
+// agree settles what main moves to, given what the sync fetched (nothing
+// of upstream's when it could not be reached), in the repository at dir:
+// the commit built on
 // the fleet's tip (see target: upstream's commit itself without an
 // Overlay) if it moves the tip forward (or there is no tip yet), the tip
 // if it already holds as much. A tip this repository does not have comes
 // from the bundle another replica stored. Upstream history that was
 // rewritten is followed, as a single mirror does.
-func (m *Mirror) agree(ctx context.Context, dir, upstream string) (agreement, error) {
+func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (agreement, error) {
 	f := m.opts.Fleet
 	bundled := "" // the commit whose bundle this sync stored: dropped unless it becomes the tip
 	settle := func(target string) agreement {
@@ -66,7 +67,7 @@ func (m *Mirror) agree(ctx context.Context, dir, upstream string) (agreement, er
 		if err != nil {
 			return settle(""), fmt.Errorf("read the fleet's index tip: %w", err)
 		}
-		if upstream == "" && tip == "" {
+		if fetched[""] == "" && tip == "" {
 			return settle(""), errors.New("upstream is unreachable and no replica has published an index yet")
 		}
 		base := tip
@@ -77,7 +78,7 @@ func (m *Mirror) agree(ctx context.Context, dir, upstream string) (agreement, er
 		} else if c, err := m.revParse(ctx, dir, "refs/heads/"+localBranch); err == nil {
 			base = c // the first tip: build on what this replica served
 		}
-		next, err := m.target(ctx, dir, upstream, base)
+		next, err := m.target(ctx, dir, fetched, base)
 		if err != nil {
 			return settle(""), err
 		}

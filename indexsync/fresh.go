@@ -39,16 +39,10 @@ func (m *Mirror) Freshen(ctx context.Context) {
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
-	out, err := m.git(cctx, m.opts.Dir, nil, "ls-remote", "--", m.opts.UpstreamURL, "refs/heads/"+m.opts.Branch)
-	if err != nil {
-		m.log.Debug().Err(err).Msg("could not look at upstream's index tip; answering from the mirror")
+	if !m.tipsMoved(cctx) {
 		return
 	}
-	tip, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\t"))
-	if len(tip) == 0 || string(tip) == m.Commit() || string(tip) == m.lastUpstream() {
-		return
-	}
-	m.log.Info().Str("upstream", string(tip)).Str("mirror", m.Commit()).Msg("upstream's index moved: syncing before answering")
+	m.log.Info().Str("mirror", m.Commit()).Msg("upstream's index moved: syncing before answering")
 	// The sync runs to its end (within GitTimeout) even when this request
 	// stops waiting for it after the check's time: the next one gets it.
 	select {
@@ -84,20 +78,49 @@ func (m *Mirror) detachedSync(ctx context.Context) <-chan error {
 	return done
 }
 
-// noteUpstream records the upstream commit a fetch gave: Freshen compares
-// upstream's tip with it (main is not upstream's own commit when the
-// index is composed), and with an Overlay it is kept under a hidden ref,
-// which the next fetch negotiates from.
+// tipsMoved looks at the tips of upstream and of every Source (git
+// ls-remote) and reports whether one differs from what the last fetch
+// gave. Trouble reaching one counts as not moved.
+func (m *Mirror) tipsMoved(ctx context.Context) bool {
+	type repo struct{ name, url, header, branch string }
+	repos := []repo{{"", m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch}}
+	for _, s := range m.opts.Sources {
+		repos = append(repos, repo{s.Name, s.URL, s.Header, DefaultBranch})
+	}
+	for _, r := range repos {
+		out, err := m.gitWith(ctx, m.opts.Dir, headerEnv(r.header), nil, "ls-remote", "--", r.url, "refs/heads/"+r.branch)
+		if err != nil {
+			m.log.Debug().Err(err).Str("source", r.name).Msg("could not look at an index tip; answering from the mirror")
+			continue
+		}
+		tip, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\t"))
+		if len(tip) == 0 || string(tip) == m.lastFetched(r.name) || (r.name == "" && string(tip) == m.Commit()) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// noteFetched records the commit a fetch of upstream ("") or a Source
+// gave, which Freshen compares tips with (main is not upstream's own
+// commit when the index is composed).
+func (m *Mirror) noteFetched(name, c string) { m.fetchedTips.Store(name, c) }
+
+func (m *Mirror) lastFetched(name string) string {
+	c, _ := m.fetchedTips.Load(name)
+	s, _ := c.(string)
+	return s
+}
+
+// noteUpstream records upstream's fetched commit, and when the index is
+// composed keeps it under a hidden ref, which the next fetch negotiates
+// from.
 func (m *Mirror) noteUpstream(ctx context.Context, dir, c string) error {
-	m.upstreamSeen.Store(c)
-	if m.opts.Overlay == nil {
+	m.noteFetched("", c)
+	if !m.composing() {
 		return nil
 	}
 	_, err := m.git(ctx, dir, nil, "update-ref", upstreamRef, c)
 	return err
-}
-
-func (m *Mirror) lastUpstream() string {
-	c, _ := m.upstreamSeen.Load().(string)
-	return c
 }

@@ -58,9 +58,10 @@ type Mirror struct {
 	status Status
 
 	looking sync.Mutex // held by the one Freshen looking at upstream
-	// upstreamSeen is the upstream commit the last fetch gave (a string).
-	upstreamSeen atomic.Value
-	lookedAt     atomic.Int64 // when Freshen last looked (UnixNano)
+	// fetchedTips: upstream's ("") and each Source's commit as the last
+	// fetch gave it (strings).
+	fetchedTips sync.Map
+	lookedAt    atomic.Int64 // when Freshen last looked (UnixNano)
 
 	catchUpMu     sync.Mutex
 	catchUpFailed catchUpFailure // see CatchUp

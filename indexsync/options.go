@@ -2,7 +2,9 @@ package indexsync
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -32,6 +34,9 @@ type Options struct {
 	// UpstreamURL is the index repository to follow, e.g.
 	// https://mooncakes.io/git/index.
 	UpstreamURL string
+	// UpstreamHeader, if set, is sent with every request to upstream
+	// ("Authorization: Bearer ..."); it never appears in logs or errors.
+	UpstreamHeader string
 	// Branch is the upstream branch to follow; default "main". Locally the
 	// branch is always "main".
 	Branch string
@@ -57,6 +62,10 @@ type Options struct {
 	// Fleet, if set, makes this mirror one of several replicas serving the
 	// same index (see Fleet); nil is a mirror on its own.
 	Fleet Fleet
+	// Sources are further indexes, each the one the served index takes
+	// its owners' modules from (upstream's of those owners are not
+	// served). With any, main is built here, as with an Overlay.
+	Sources []Source
 	// Overlay, if set, makes the served index upstream's plus the
 	// overlay's files, without the reserved owners' upstream files,
 	// in commits built here (see Overlay); nil serves upstream's own.
@@ -79,6 +88,19 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Branch == "" {
 		o.Branch = DefaultBranch
 	}
+	names := map[string]bool{}
+	for _, s := range o.Sources {
+		if !validSourceName(s.Name) || names[s.Name] {
+			return o, fmt.Errorf("indexsync: source name %q: want letters, digits, '-' and '_', each name once", s.Name)
+		}
+		names[s.Name] = true
+		if s.URL == "" || strings.HasPrefix(s.URL, "-") {
+			return o, fmt.Errorf("indexsync: source %s: bad URL %q", s.Name, s.URL)
+		}
+		if len(s.Owners) == 0 {
+			return o, fmt.Errorf("indexsync: source %s serves no owners", s.Name)
+		}
+	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
 	}
@@ -92,4 +114,29 @@ func (o Options) withDefaults() (Options, error) {
 		o.StaleAfter = DefaultStaleAfterIntervals * o.Interval
 	}
 	return o, nil
+}
+
+// Source is an index some owners' modules come from instead of upstream.
+type Source struct {
+	// Name identifies it (letters, digits, '-' and '_'): a hidden ref and
+	// the composed commits' messages name it.
+	Name string
+	// URL is its index repository; its branch "main" is followed.
+	URL string
+	// Owners are the owners it serves.
+	Owners []string
+	// Header, if set, is sent with every request to it.
+	Header string
+}
+
+func validSourceName(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }

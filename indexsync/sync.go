@@ -143,14 +143,19 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a ag
 		depth = []string{"--depth=1"}
 	}
 	commit, err := m.fetch(ctx, tmp, depth...)
+	fetched := heads{}
+	if err == nil {
+		fetched[""] = commit
+		if err := m.noteUpstream(ctx, tmp, commit); err != nil {
+			return tmp, a, err
+		}
+		m.fetchSources(ctx, tmp, fetched, depth...)
+	}
 	if m.opts.Fleet == nil {
 		if err != nil {
 			return tmp, a, err
 		}
-		if err := m.noteUpstream(ctx, tmp, commit); err != nil {
-			return tmp, a, err
-		}
-		target, err := m.target(ctx, tmp, commit, "")
+		target, err := m.target(ctx, tmp, fetched, "")
 		if err != nil {
 			return tmp, a, err
 		}
@@ -158,9 +163,8 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a ag
 	} else {
 		if err != nil {
 			m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
-			commit = ""
 		}
-		if a, err = m.agree(ctx, tmp, commit); err != nil {
+		if a, err = m.agree(ctx, tmp, fetched); err != nil {
 			return tmp, a, err
 		}
 	}
@@ -225,12 +229,45 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 // created, so nothing extra is advertised to clients) and returns the
 // fetched commit.
 func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string, error) {
+	return m.fetchFrom(ctx, dir, m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch, extra...)
+}
+
+// fetchFrom fetches branch of the repository at url into FETCH_HEAD,
+// sending header (if any) with every HTTP request. The header goes through
+// the environment, never the command line, which errors and logs show.
+func (m *Mirror) fetchFrom(ctx context.Context, dir, url, header, branch string, extra ...string) (string, error) {
 	args := append([]string{"fetch", "--quiet", "--no-tags", "--no-recurse-submodules"}, extra...)
-	args = append(args, "--", m.opts.UpstreamURL, "refs/heads/"+m.opts.Branch)
-	if _, err := m.git(ctx, dir, nil, args...); err != nil {
+	args = append(args, "--", url, "refs/heads/"+branch)
+	if _, err := m.gitWith(ctx, dir, headerEnv(header), nil, args...); err != nil {
 		return "", err
 	}
 	return m.revParse(ctx, dir, "FETCH_HEAD")
+}
+
+// headerEnv passes an extra HTTP header to git as configuration.
+func headerEnv(header string) []string {
+	if header == "" {
+		return nil
+	}
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=" + header}
+}
+
+// fetchSources fetches each Source's branch and keeps it under its hidden
+// ref; what it fetched goes into fetched. A source that cannot be reached
+// is logged and left out: its owners are served as they were.
+func (m *Mirror) fetchSources(ctx context.Context, dir string, fetched heads, extra ...string) {
+	for _, src := range m.opts.Sources {
+		c, err := m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
+		if err == nil {
+			_, err = m.git(ctx, dir, nil, "update-ref", sourceRefs+src.Name, c)
+		}
+		if err != nil {
+			m.log.Warn().Err(err).Str("source", src.Name).Msg("index source unreachable; its owners are served as they were")
+			continue
+		}
+		fetched[src.Name] = c
+		m.noteFetched(src.Name, c)
+	}
 }
 
 // update fetches into the existing mirror and then moves main. The fetch
@@ -262,22 +299,22 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	if m.opts.Fleet == nil && fetchErr != nil {
 		return Changes{}, fetchErr
 	}
+	fetched := heads{}
 	if fetchErr == nil {
+		fetched[""] = next
 		if err := m.noteUpstream(ctx, m.opts.Dir, next); err != nil {
 			return Changes{}, err
 		}
 	}
+	m.fetchSources(ctx, m.opts.Dir, fetched, extra...)
 	if m.opts.Fleet == nil {
 		var err error
-		if next, err = m.target(ctx, m.opts.Dir, next, old); err != nil {
+		if next, err = m.target(ctx, m.opts.Dir, fetched, old); err != nil {
 			return Changes{}, err
 		}
 	}
 	if m.opts.Fleet != nil {
-		if fetchErr != nil {
-			next = ""
-		}
-		a, err := m.agree(ctx, m.opts.Dir, next)
+		a, err := m.agree(ctx, m.opts.Dir, fetched)
 		if err != nil {
 			if fetchErr != nil {
 				return Changes{}, fmt.Errorf("%w; and the fleet's index: %w", fetchErr, err)
