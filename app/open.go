@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -137,16 +136,30 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		})
 		overlay = priv
 	}
+	var sources []indexsync.Source
+	for _, s := range cfg.Sources {
+		src := indexsync.Source{Name: s.Name, URL: s.IndexURL, Owners: s.Owners}
+		if s.Authorization != "" {
+			src.Header = "Authorization: " + s.Authorization
+		}
+		sources = append(sources, src)
+	}
+	upstreamHeader := ""
+	if cfg.Upstream.Authorization != "" {
+		upstreamHeader = "Authorization: " + cfg.Upstream.Authorization
+	}
 	index, err = indexsync.New(indexsync.Options{
-		Dir:           cfg.Index.Dir,
-		UpstreamURL:   cfg.Upstream.IndexURL,
-		Branch:        cfg.Index.Branch,
-		Interval:      cfg.Index.SyncInterval.D(),
-		StaleAfter:    cfg.Index.StaleAfter.D(),
-		GitTimeout:    cfg.Index.GitTimeout.D(),
-		CheckInterval: checkInterval(cfg, use),
-		Fleet:         indexFleet,
-		Overlay:       overlay,
+		Dir:            cfg.Index.Dir,
+		UpstreamURL:    cfg.Upstream.IndexURL,
+		UpstreamHeader: upstreamHeader,
+		Sources:        sources,
+		Branch:         cfg.Index.Branch,
+		Interval:       cfg.Index.SyncInterval.D(),
+		StaleAfter:     cfg.Index.StaleAfter.D(),
+		GitTimeout:     cfg.Index.GitTimeout.D(),
+		CheckInterval:  checkInterval(cfg, use),
+		Fleet:          indexFleet,
+		Overlay:        overlay,
 		OnChange: func(ch indexsync.Changes) {
 			changed := make([]cache.Changed, len(ch.Changed))
 			for i, v := range ch.Changed {
@@ -165,13 +178,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		if retries == 0 {
 			retries = -1 // the fetcher reads 0 as its default; the config means none
 		}
-		fetcher, err = upstream.NewFetcher(upstream.FetcherOptions{
-			DownloadURL: cfg.Upstream.DownloadURL,
-			UserAgent:   cfg.Upstream.UserAgent,
-			Timeout:     cfg.Upstream.Timeout.D(),
-			Retries:     retries,
-			Logger:      cacheLog,
-		})
+		fetcher, err = newFetcher(cfg, retries, cacheLog)
 		if err != nil {
 			index.Close()
 			return nil, err
@@ -196,6 +203,39 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases, Private: priv}, nil
 }
 
+// newFetcher fetches each archive from the source that serves its owner
+// ([[sources]]), every other one from upstream.
+func newFetcher(cfg config.Config, retries int, log zerolog.Logger) (cache.Fetcher, error) {
+	fetcherFor := func(downloadURL, auth string) (*upstream.Fetcher, error) {
+		return upstream.NewFetcher(upstream.FetcherOptions{
+			DownloadURL:   downloadURL,
+			UserAgent:     cfg.Upstream.UserAgent,
+			Timeout:       cfg.Upstream.Timeout.D(),
+			Retries:       retries,
+			Authorization: auth,
+			Logger:        log,
+		})
+	}
+	def, err := fetcherFor(cfg.Upstream.DownloadURL, cfg.Upstream.Authorization)
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.Sources) == 0 {
+		return def, nil
+	}
+	router := upstream.Router{Default: def, ByOwner: map[string]*upstream.Fetcher{}}
+	for _, s := range cfg.Sources {
+		f, err := fetcherFor(s.DownloadURL, s.Authorization)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", s.Name, err)
+		}
+		for _, o := range s.Owners {
+			router.ByOwner[o] = f
+		}
+	}
+	return router, nil
+}
+
 // storeCheckTimeout bounds the start-up check of a remote store.
 const storeCheckTimeout = 30 * time.Second
 
@@ -215,8 +255,7 @@ func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (
 	}
 	owners := cfg.Private.Owners
 	keep := func(mv module.Version) bool { // private archives: nothing could fetch them again
-		owner, _, _ := strings.Cut(mv.Module, "/")
-		return slices.Contains(owners, owner)
+		return slices.Contains(owners, module.Owner(mv.Module))
 	}
 	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Keep: keep, Logger: log})
 	if err != nil {

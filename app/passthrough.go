@@ -25,6 +25,8 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 	var next http.RoundTripper // nil: the network
 	if cfg.Server.Offline {
 		next = upstream.OfflineTransport{}
+	} else {
+		next = upstream.Authorize(next, cfg.Upstream.Authorization)
 	}
 	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
 	if err != nil {
@@ -91,7 +93,8 @@ func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("cannot keep it: %w", err))
 	}
-	h, err := newPassthrough(r.Config, bodies, nil, upstream.NewTransport(), nil, log)
+	auth := r.Config.Upstream.Authorization
+	h, err := newPassthrough(r.Config, bodies, upstream.Authorize(nil, auth), upstream.Authorize(upstream.NewTransport(), auth), nil, log)
 	if err != nil {
 		return fail(err)
 	}

@@ -40,6 +40,9 @@ type Config struct {
 	Store    Store    `toml:"store"`
 	Mirror   Mirror   `toml:"mirror"`
 	Private  Private  `toml:"private"`
+	// Sources are further registries, each serving the modules of some
+	// owners ([[sources]] tables; see sources.go).
+	Sources []Source `toml:"sources"`
 }
 
 // Private is the [private] section: the team's own modules.
@@ -141,6 +144,9 @@ type Upstream struct {
 	// Retries is how many times a failed fetch (5xx, 408, 429, connection
 	// error) is tried again; 404 never is.
 	Retries int `toml:"retries"`
+	// Authorization is the header for a [[sources]] table without owners
+	// that took upstream's place with credentials; "" otherwise.
+	Authorization string `toml:"-"`
 }
 
 // Index is the [index] section: the local git mirror of the index.

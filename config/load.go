@@ -86,6 +86,9 @@ func Load(opts LoadOptions) (Config, error) {
 	if err := cfg.validate(src); err != nil {
 		return Config{}, err
 	}
+	if err := cfg.validateSources(src, opts.Env); err != nil {
+		return Config{}, err
+	}
 	cfg.resolvePaths()
 	cfg.sources = src
 	return cfg, nil

@@ -111,7 +111,7 @@ func (c *Config) validate(src sources) error {
 	}
 	seen := map[string]bool{}
 	for _, o := range c.Private.Owners {
-		if err := module.ValidateModule(o + "/x"); err != nil || strings.Contains(o, "/") {
+		if err := module.ValidateOwner(o); err != nil {
 			return bad("private.owners", c.Private.Owners, fmt.Sprintf("%q is not a module owner name", o))
 		}
 		if seen[o] {

@@ -90,8 +90,11 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	names := map[string]bool{}
 	for _, s := range o.Sources {
-		if !validSourceName(s.Name) || names[s.Name] {
-			return o, fmt.Errorf("indexsync: source name %q: want letters, digits, '-' and '_', each name once", s.Name)
+		if err := ValidateSourceName(s.Name); err != nil {
+			return o, fmt.Errorf("indexsync: source name %q: %w", s.Name, err)
+		}
+		if names[s.Name] {
+			return o, fmt.Errorf("indexsync: source name %q given twice", s.Name)
 		}
 		names[s.Name] = true
 		if s.URL == "" || strings.HasPrefix(s.URL, "-") {
@@ -129,14 +132,18 @@ type Source struct {
 	Header string
 }
 
-func validSourceName(name string) bool {
-	if name == "" || len(name) > 64 {
-		return false
-	}
+// ValidateSourceName checks a Source's name: letters, digits, '-' and
+// '_' (it becomes part of a ref name). The one rule the configuration and
+// the mirror share.
+func ValidateSourceName(name string) error {
+	ok := name != "" && len(name) <= 64
 	for _, r := range name {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
+			ok = false
 		}
 	}
-	return true
+	if !ok {
+		return errors.New("want 1 to 64 letters, digits, '-' and '_'")
+	}
+	return nil
 }

@@ -82,6 +82,21 @@ func ValidateModule(name string) error {
 	return nil
 }
 
+// ValidateOwner checks an owner name (the first segment of a module name),
+// as the configuration's owner lists hold them.
+func ValidateOwner(owner string) error {
+	if !validOwner(owner) || len(owner) > maxSegmentLen {
+		return fmt.Errorf("%w: owner %q", ErrBadName, owner)
+	}
+	return nil
+}
+
+// Owner is the owner of module name mod (its first segment).
+func Owner(mod string) string {
+	owner, _, _ := strings.Cut(mod, "/")
+	return owner
+}
+
 // validOwner: what registry user names look like, [A-Za-z0-9_][A-Za-z0-9_.-]*.
 func validOwner(s string) bool {
 	if s == "" {

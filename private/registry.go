@@ -85,8 +85,7 @@ func (r *Registry) Owners() []string { return slices.Clone(r.opts.Owners) }
 
 // Owns reports whether mod belongs to a reserved owner.
 func (r *Registry) Owns(mod string) bool {
-	owner, _, _ := strings.Cut(mod, "/")
-	return slices.Contains(r.opts.Owners, owner)
+	return slices.Contains(r.opts.Owners, module.Owner(mod))
 }
 
 // Published is the outcome of a publish.

@@ -56,7 +56,11 @@ type FetcherOptions struct {
 	// MaxArchiveBytes rejects archives larger than this, so a misbehaving
 	// upstream cannot fill the disk.
 	MaxArchiveBytes int64
-	Logger          zerolog.Logger
+	// Authorization, if set, is sent as the Authorization header (a
+	// source that needs credentials). Go drops it on a redirect to
+	// another host.
+	Authorization string
+	Logger        zerolog.Logger
 }
 
 // Fetcher downloads archives over HTTP; it implements cache.Fetcher.
@@ -68,6 +72,7 @@ type Fetcher struct {
 	retries   int
 	backoff   time.Duration
 	maxBytes  int64
+	auth      string
 	log       zerolog.Logger
 	requests  atomic.Int64
 }
@@ -87,6 +92,7 @@ func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
 		retries:   cmp.Or(opts.Retries, DefaultRetries),
 		backoff:   cmp.Or(opts.RetryBackoff, DefaultRetryBackoff),
 		maxBytes:  cmp.Or(opts.MaxArchiveBytes, DefaultMaxArchiveBytes),
+		auth:      opts.Authorization,
 		log:       opts.Logger,
 	}
 	if f.retries < 0 {
@@ -176,6 +182,9 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 		return -1, fmt.Errorf("%w: archive %s: %w", cache.ErrUpstream, mv, err)
 	}
 	req.Header.Set("User-Agent", f.userAgent)
+	if f.auth != "" {
+		req.Header.Set("Authorization", f.auth)
+	}
 	f.requests.Add(1)
 	resp, err := f.client.Do(req)
 	if err != nil {
@@ -262,4 +271,33 @@ func retryAfter(h http.Header) time.Duration {
 // drain reads a little of an error body so the connection can be reused.
 func drain(r io.Reader) {
 	io.Copy(io.Discard, io.LimitReader(r, 64<<10))
+}
+
+// Router fetches each archive from the source that serves its owner
+// (ByOwner), others from Default: archives come from where their index
+// line came from. It implements cache.Fetcher.
+type Router struct {
+	ByOwner map[string]*Fetcher
+	Default *Fetcher
+}
+
+// Fetch implements cache.Fetcher.
+func (r Router) Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error {
+	if f, ok := r.ByOwner[module.Owner(mv.Module)]; ok {
+		return f.Fetch(ctx, mv, sink)
+	}
+	return r.Default.Fetch(ctx, mv, sink)
+}
+
+// Attempts is the number of HTTP requests of every source.
+func (r Router) Attempts() int64 {
+	n := r.Default.Attempts()
+	seen := map[*Fetcher]bool{}
+	for _, f := range r.ByOwner {
+		if !seen[f] {
+			seen[f] = true
+			n += f.Attempts()
+		}
+	}
+	return n
 }

@@ -217,3 +217,27 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return nil, fmt.Errorf("%w: offline mode", cache.ErrUpstreamUnavailable)
 }
+
+// Authorize returns a transport that sends value as the Authorization
+// header of every request through next (nil: NewTransport()), for an
+// upstream that needs credentials; without a value it returns next.
+func Authorize(next http.RoundTripper, value string) http.RoundTripper {
+	if value == "" {
+		return next
+	}
+	if next == nil {
+		next = NewTransport()
+	}
+	return authorizing{next: next, value: value}
+}
+
+type authorizing struct {
+	next  http.RoundTripper
+	value string
+}
+
+func (a authorizing) RoundTrip(req *http.Request) (*http.Response, error) {
+	r := req.Clone(req.Context())
+	r.Header.Set("Authorization", a.value)
+	return a.next.RoundTrip(r)
+}
