@@ -48,7 +48,7 @@ func TestSourcesRefused(t *testing.T) {
 	env := []string{"CENTRAL_TOKEN=s3cret"}
 	for _, tc := range []struct {
 		name, file, want string
-		env          []string
+		env              []string
 	}{
 		{"owner twice", centralSource + strings.ReplaceAll(centralSource, `"central"`, `"other"`), `owner "corp" is served by source "central" already`, env},
 		{"name twice", centralSource + strings.ReplaceAll(centralSource, `"corp", "infra"`, `"x"`), `"central" names two sources`, env},
