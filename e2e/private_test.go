@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -320,5 +321,118 @@ func TestFleetPrivateModules(t *testing.T) {
 	}
 	if _, err := ca.Download(ctx, "acme/lib", "1.1.0"); err != nil {
 		t.Fatalf("a version published on the other replica: %v", err)
+	}
+}
+
+// requestsTo counts the requests a registry's access log shows whose path
+// starts with prefix.
+func requestsTo(r *registry, prefix string) int {
+	n := 0
+	for _, line := range strings.Split(r.Logs(), "\n") {
+		var rec struct {
+			Path string `json:"path"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && strings.HasPrefix(rec.Path, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestTwoSources: one proxy with two sources, the test upstream for
+// everything and a second moonbit-registry (a company's central mirror,
+// itself serving the private owner "corp", behind a token) for "corp".
+// Each owner's index lines and archives come from its own source.
+func TestTwoSources(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	up := testupstream.Start(t, testupstream.Options{})
+	for _, mod := range []string{"pubowner/util", "corp/evil"} {
+		if err := up.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The central registry: reading needs a token, corp is its own.
+	readToken, publishToken := "central-read-token-0123456789", "central-publish-token-0123456789"
+	digest := func(s string) string { d := sha256.Sum256([]byte(s)); return hex.EncodeToString(d[:]) }
+	central := startRegistry(t, registryOptions{UpstreamURL: up.URL(), NoWaitReady: true, Env: []string{
+		"MOONBIT_REGISTRY_PRIVATE_OWNERS=corp",
+		"MOONBIT_REGISTRY_SERVER_AUTH_TOKENS=" + digest(readToken),
+		"MOONBIT_REGISTRY_SERVER_PUBLISH_TOKENS=" + digest(publishToken),
+	}})
+	waitReadyWith(t, central, http.DefaultClient, central.URL, "Bearer "+readToken)
+	lib := privateArchive(t, "corp/lib", "1.0.0", map[string]string{"pubowner/util": "1.0.0"})
+	if out, errOut, code := runWithToken(t, central.Root, publishToken, "publish", "--server", central.URL, lib); code != 0 {
+		t.Fatalf("publish to central: exit %d\n%s%s", code, out, errOut)
+	}
+
+	root := t.TempDir()
+	toml := `[index]
+check_interval = "1ms"
+
+[[sources]]
+name = "central"
+index_url = "` + central.URL + `/git/index"
+download_url = "` + central.URL + `"
+owners = ["corp"]
+token_env = "CENTRAL_TOKEN"
+`
+	if err := os.WriteFile(filepath.Join(root, "registry.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	proxy := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL(), Env: []string{"CENTRAL_TOKEN=" + readToken}})
+
+	c := newMoonClient(t, proxy.URL)
+	if err := c.CloneIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Versions("corp/evil"); !os.IsNotExist(err) {
+		t.Errorf("upstream's corp/evil is served (%v); corp comes from central", err)
+	}
+	build := mirResolve(t, c, map[string]string{"corp/lib": "1.0.0"})
+	if !slices.Equal(build, []string{"corp/lib@1.0.0", "pubowner/util@1.0.0"}) {
+		t.Fatalf("build list = %v", build)
+	}
+	up.ResetCounts()
+	centralBefore := requestsTo(central, "/user/")
+	for _, s := range build {
+		mod, v, _ := strings.Cut(s, "@")
+		if _, err := c.Download(ctx, mod, v); err != nil {
+			t.Fatalf("download %s: %v", s, err)
+		}
+	}
+	if n := up.Count("/user/pubowner/util/1.0.0.zip"); n != 1 {
+		t.Errorf("upstream served pubowner/util %d times, want 1", n)
+	}
+	if n := up.Count("/user/corp/lib/1.0.0.zip"); n != 0 {
+		t.Errorf("upstream was asked for corp/lib %d times", n)
+	}
+	// The access log is written at least every second.
+	deadline := time.Now().Add(5 * time.Second)
+	for requestsTo(central, "/user/")-centralBefore < 1 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n := requestsTo(central, "/user/") - centralBefore; n != 1 {
+		t.Errorf("central served %d archive requests, want 1 (corp/lib only)", n)
+	}
+	if n := requestsTo(central, "/user/pubowner"); n != 0 {
+		t.Errorf("central was asked for pubowner's archives %d times", n)
+	}
+
+	// Central publishes again: the proxy's clients pull it.
+	lib2 := privateArchive(t, "corp/lib", "1.1.0", nil)
+	if out, errOut, code := runWithToken(t, central.Root, publishToken, "publish", "--server", central.URL, lib2); code != 0 {
+		t.Fatalf("second publish to central: exit %d\n%s%s", code, out, errOut)
+	}
+	// The pull makes the proxy look at every source's tip first.
+	if err := c.PullIndex(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := c.Versions("corp/lib"); !slices.Equal(vs, []string{"1.0.0", "1.1.0"}) {
+		t.Errorf("corp/lib through the proxy after central's publish: %v", vs)
+	}
+	if _, err := c.Download(ctx, "corp/lib", "1.1.0"); err != nil {
+		t.Fatal(err)
 	}
 }
