@@ -219,6 +219,16 @@ func TestPrivateModules(t *testing.T) {
 		t.Errorf("deprecation not in the served index: %v\n%s", err, data)
 	}
 
+	// mirror --from resolves across private and public modules and
+	// pre-warms what a project needs.
+	project := filepath.Join(t.TempDir(), "moon.mod.json")
+	if err := os.WriteFile(project, []byte(`{"name": "acme/app", "deps": {"acme/lib": "1.1.0"}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, code := runRegistry(t, root, up.URL(), "mirror", "--no-symbols", "--from", project); code != 0 || !strings.Contains(out+errOut, "pubowner/util@1.1.0") || !strings.Contains(out+errOut, "fetched 1 (") {
+		t.Fatalf("mirror --from: exit %d\n%s%s", code, out, errOut)
+	}
+
 	// With upstream gone, a new client still gets the whole build list.
 	if err := up.Down(); err != nil {
 		t.Fatal(err)
@@ -231,11 +241,7 @@ func TestPrivateModules(t *testing.T) {
 	if !slices.Equal(build, []string{"acme/lib@1.1.0", "pubowner/util@1.1.0"}) {
 		t.Fatalf("build list with upstream down = %v", build)
 	}
-	// pubowner/util@1.1.0 was never downloaded before: only cached
-	// archives and private ones can be served now.
-	if _, err := offline.Download(ctx, "acme/lib", "1.1.0"); err != nil {
-		t.Fatalf("private archive with upstream down: %v", err)
-	}
+	downloadAll(offline, build) // pubowner/util@1.1.0 thanks to mirror
 	downloadAll(offline, []string{"acme/lib@1.0.0", "pubowner/util@1.0.0"})
 	// A publish with upstream down is served at once.
 	p := privateArchive(t, "acme/lib", "1.2.0", nil)
