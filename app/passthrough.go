@@ -75,6 +75,7 @@ func newPassthrough(cfg config.Config, bodies *disk.Bodies, direct, api http.Rou
 		Timeout:      cfg.Upstream.Timeout.D(),
 		NotFoundTTL:  notFoundTTL,
 		Catalog:      cat,
+		LocalOwners:  cfg.OwnersElsewhere(),
 		Logger:       log,
 	})
 }

@@ -131,3 +131,13 @@ func (c *Config) validateSources(src sources, env []string) error {
 	c.Sources = withOwners
 	return nil
 }
+
+// OwnersElsewhere are the owners upstream is never asked about: the
+// private ones and those of [[sources]].
+func (c Config) OwnersElsewhere() []string {
+	out := slices.Clone(c.Private.Owners)
+	for _, s := range c.Sources {
+		out = append(out, s.Owners...)
+	}
+	return out
+}

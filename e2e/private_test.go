@@ -219,6 +219,24 @@ func TestPrivateModules(t *testing.T) {
 		t.Errorf("deprecation not in the served index: %v\n%s", err, data)
 	}
 
+	// Search and metadata show the private module, never upstream's
+	// namesake.
+	found, _, err := client.Search(ctx, "acme", 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range found {
+		names = append(names, r.Name+"@"+r.Version)
+	}
+	if !slices.Contains(names, "acme/lib@1.1.0") || slices.Contains(names, "acme/tool@9.9.9") {
+		t.Errorf("search acme = %v, want the private acme/lib and not upstream's acme/tool", names)
+	}
+	meta, err := client.get(ctx, reg.URL+"/api/v0/modules/acme/lib")
+	if err != nil || strings.Contains(string(meta), "9.9.") || !strings.Contains(string(meta), "1.1.0") {
+		t.Errorf("metadata of acme/lib: %v\n%s", err, meta)
+	}
+
 	// mirror --from resolves across private and public modules and
 	// pre-warms what a project needs.
 	project := filepath.Join(t.TempDir(), "moon.mod.json")

@@ -50,11 +50,12 @@ func classifyAPI(path string) apiRoute {
 	return apiOther
 }
 
-// serveLocal answers r from the catalog. It reports false when the catalog
+// serveLocal answers r from the catalog; why says, in a 404, why the local
+// index answered. It reports false when the catalog
 // cannot say anything better than the upstream failure the caller already
 // has (no catalog, a path it does not know, an index that is not there or
 // not current); the caller then answers that failure.
-func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRoute) bool {
+func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRoute, why string) bool {
 	if cat == nil || route == apiOther {
 		return false
 	}
@@ -95,7 +96,7 @@ func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRo
 		return true
 	case errors.Is(err, catalog.ErrNotFound):
 		w.Header().Set(localAnswerHeader, "local-index")
-		http.Error(w, err.Error()+" (answered from the local index: upstream is unreachable)", http.StatusNotFound)
+		http.Error(w, err.Error()+" (answered from the local index: "+why+")", http.StatusNotFound)
 		return true
 	case err != nil:
 		return false

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/module"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
 )
@@ -58,7 +60,12 @@ type PassthroughOptions struct {
 	// Catalog, if set, answers search and module metadata from the local
 	// index when upstream cannot.
 	Catalog Catalog
-	Logger  zerolog.Logger
+	// LocalOwners are the owners whose modules upstream does not serve
+	// here (private ones, those of other sources): their metadata, and
+	// search and the module list (which must show them), always come from
+	// the Catalog.
+	LocalOwners []string
+	Logger      zerolog.Logger
 }
 
 // NewPassthrough returns the handler for /symbols.zip, /assets/, /api/v0/
@@ -91,6 +98,7 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 		userAgent: opts.UserAgent,
 		timeout:   opts.Timeout,
 		catalog:   opts.Catalog,
+		local:     slices.Clone(opts.LocalOwners),
 		log:       opts.Logger,
 	}
 	ttl := cmp.Or(opts.NotFoundTTL, DefaultNotFoundTTL)
@@ -124,7 +132,25 @@ type passthrough struct {
 	timeout   time.Duration
 	notFound  *notFoundCache
 	catalog   Catalog
+	local     []string // PassthroughOptions.LocalOwners
 	log       zerolog.Logger
+}
+
+// localFirst reports whether an API request is answered from the local
+// index without asking upstream (see PassthroughOptions.LocalOwners).
+func (p *passthrough) localFirst(route apiRoute, path string) bool {
+	if len(p.local) == 0 || p.catalog == nil {
+		return false
+	}
+	switch route {
+	case apiSearch, apiModules:
+		return true
+	case apiModule:
+		return slices.Contains(p.local, module.Owner(strings.TrimPrefix(path, "/api/v0/modules/")))
+	case apiManifest:
+		return slices.Contains(p.local, module.Owner(strings.TrimPrefix(path, "/api/v0/manifest/")))
+	}
+	return false
 }
 
 // passthroughOrUnavailable lets the server route to a passthrough that was
@@ -151,6 +177,10 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	target, ok := p.upstreamURL(r)
 	if !ok {
 		http.NotFound(w, r)
+		return
+	}
+	if route := classifyAPI(r.URL.Path); p.localFirst(route, r.URL.Path) && serveLocal(w, r, p.catalog, route, "this registry serves it itself") {
+		noteCache(r, "local")
 		return
 	}
 	if p.notFound.known(target) {
@@ -191,7 +221,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Upstream could not answer: the local index can, for what it knows.
 	upstreamDown := err != nil || resp.StatusCode >= 500
 	if upstreamDown && r.Context().Err() == nil {
-		if serveLocal(w, r, p.catalog, classifyAPI(r.URL.Path)) {
+		if serveLocal(w, r, p.catalog, classifyAPI(r.URL.Path), "upstream is unreachable") {
 			if resp != nil {
 				resp.Body.Close()
 			}
