@@ -70,3 +70,23 @@ func TestSourcesRefused(t *testing.T) {
 		})
 	}
 }
+
+func TestPublishTokensRead(t *testing.T) {
+	pub := HashToken("publisher")
+	for _, tc := range []struct {
+		name       string
+		authTokens []string
+		want       int
+	}{
+		{"reading open", nil, 0},                        // publish tokens do not turn read auth on
+		{"reading closed", []string{HashToken("r")}, 2}, // a publish token also reads
+	} {
+		s := Server{AuthTokens: tc.authTokens, PublishTokens: []string{pub}}
+		if tokens, _ := s.Credentials(); len(tokens) != tc.want {
+			t.Errorf("%s: %d read tokens, want %d", tc.name, len(tokens), tc.want)
+		}
+		if len(s.PublishDigests()) != 1 {
+			t.Errorf("%s: publish digests %v", tc.name, s.PublishDigests())
+		}
+	}
+}
