@@ -161,6 +161,17 @@ owners = {{list .Private.Owners}}
 dir = {{q .Private.Dir}}
 # The largest archive "publish" takes.
 max_archive_size = {{text .Private.MaxArchiveSize}}
+
+# Further registries, each serving the modules of some owners (one table
+# each; an owner comes from one source). A table without owners serves
+# everything else instead of [upstream]. Credentials come from the
+# environment variable a table names, never from this file.
+# [[sources]]
+# name = "central"
+# index_url = "https://registry.corp.example/git/index"
+# download_url = "https://registry.corp.example"
+# owners = ["corp"]
+# token_env = "CENTRAL_TOKEN"    # or basic_env = "VAR" holding user:password
 `))
 
 // InitResult says what Init did.
