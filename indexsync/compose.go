@@ -34,11 +34,12 @@ type Overlay interface {
 const (
 	composeName  = "moonbit-registry"
 	composeEmail = "compose@moonbit-registry.invalid"
-	// upstreamRef keeps the last fetched upstream commit and sourceRefs
-	// each source's (hidden from clients): what the next fetch negotiates
-	// from, and what a source that cannot be reached is built from.
+	// upstreamRef keeps the last fetched upstream commit (hidden from
+	// clients): what the next fetch negotiates from. Upstream's commits
+	// may be fetched by id (uploadpack.allowReachableSHA1InWant), which is
+	// harmless: they are public. Sources' are kept out of the served
+	// repository altogether (see sourceDir).
 	upstreamRef = "refs/upstream/main"
-	sourceRefs  = "refs/upstream/sources/"
 )
 
 // heads are the commits a sync fetched: upstream's under "", each
@@ -74,10 +75,11 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 		f, r := fetched[name], recorded[name]
 		newer := f != "" && f != r
 		if newer && r != "" {
-			if m.hasCommit(ctx, dir, r) {
+			pdir := m.partDir(dir, name)
+			if m.hasCommit(ctx, pdir, r) {
 				// Moved on or rewritten, unless behind what base was built
 				// from (another replica's fetch).
-				behind, err := m.isAncestorIn(ctx, dir, f, r)
+				behind, err := m.isAncestorIn(ctx, pdir, f, r)
 				if err != nil {
 					return "", err
 				}
@@ -102,6 +104,15 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 	return m.compose(ctx, dir, src, used, base)
 }
 
+// partDir is the repository that holds a part's fetched commits: the
+// mirror at dir for upstream, the source's own for a source.
+func (m *Mirror) partDir(dir, name string) string {
+	if name == "" {
+		return dir
+	}
+	return m.sourceDir(name)
+}
+
 // partNames are upstream ("") and the sources, in the order composed.
 func (m *Mirror) partNames() []string {
 	names := []string{""}
@@ -112,14 +123,17 @@ func (m *Mirror) partNames() []string {
 }
 
 // builtFrom is what served commit c was built from: the commits its
-// message names if it is a composed commit, else c itself as upstream's.
+// message names if this registry composed it, else c itself as upstream's.
+// Upstream may be another moonbit-registry that composes its own index:
+// its commits carry the same author, but they are reachable from
+// upstreamRef, and ours never are.
 func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
 	out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
 	if err != nil {
 		return nil, err
 	}
 	email, msg, _ := strings.Cut(string(out), "\n")
-	if email != composeEmail {
+	if email != composeEmail || m.fromUpstream(ctx, dir, c) {
 		return heads{"": c}, nil
 	}
 	h := heads{}
@@ -138,12 +152,24 @@ func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
 	return h, nil
 }
 
+// fromUpstream reports whether commit c is upstream's (reachable from the
+// last upstream commit fetched).
+func (m *Mirror) fromUpstream(ctx context.Context, dir, c string) bool {
+	up, err := m.revParse(ctx, dir, upstreamRef)
+	if err != nil {
+		return false
+	}
+	ok, err := m.isAncestorIn(ctx, dir, c, up)
+	return err == nil && ok
+}
+
 // compose builds the served commit on top of base: upstream's files
 // (from src[""]) except those of reserved owners and of the owners other
 // sources serve, each source's files of its owners (from src[name]), and
 // the overlay's files; used names the commits those files come from. It
-// returns base when the tree would not change, and upstream's own commit
-// when nothing is added or hidden and it fast-forwards from base.
+// returns base when the tree would not change. It never returns upstream's
+// own commit, even when nothing is added or hidden: served commits that
+// are all ours are what tells them from upstream's (see builtFrom).
 func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base string) (string, error) {
 	var (
 		files   map[string][]byte
@@ -155,7 +181,7 @@ func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base 
 			return "", fmt.Errorf("compose the index: %w", err)
 		}
 	}
-	tree, err := m.composeTree(ctx, dir, src, files)
+	tree, err := m.composeTree(ctx, dir, src, base, files)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
@@ -166,26 +192,15 @@ func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base 
 			return base, nil
 		}
 	}
-	if u := used[""]; src[""] == u && len(m.opts.Sources) == 0 {
-		if ut, err := m.treeOf(ctx, dir, u); err != nil {
-			return "", err
-		} else if ut == tree {
-			ff := base == ""
-			if !ff {
-				if ff, err = m.isAncestorIn(ctx, dir, base, u); err != nil {
-					return "", err
-				}
-			}
-			if ff {
-				return u, nil
-			}
-		}
-	}
 	when := changed.Unix()
 	msg := fmt.Sprintf("Index composed by moonbit-registry (%d private module file(s))\n\nupstream %s\n", len(files), used[""])
 	for _, name := range m.partNames() {
 		if c := src[name]; c != "" {
-			out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ct", c)
+			cdir := dir
+			if c != base {
+				cdir = m.partDir(dir, name)
+			}
+			out, err := m.git(ctx, cdir, nil, "show", "-s", "--format=%ct", c)
 			if err != nil {
 				return "", err
 			}
@@ -219,7 +234,7 @@ func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base 
 
 // composeTree writes the composed tree's objects and returns its id, in a
 // throwaway git index so the mirror's own is never touched.
-func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, files map[string][]byte) (string, error) {
+func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base string, files map[string][]byte) (string, error) {
 	idx, err := os.CreateTemp(filepath.Join(dir, ".git"), "compose-index-*")
 	if err != nil {
 		return "", err
@@ -248,21 +263,31 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, files m
 			return "", err
 		}
 	}
-	// Each source's files of its owners, as they are in its tree (blobs
-	// already in this repository).
+	// Each source's files of its owners, as they are in its tree: from
+	// base (already here), or from the source's repository, whose blobs
+	// are copied in.
 	var info bytes.Buffer
 	for _, s := range m.opts.Sources {
 		c := src[s.Name]
 		if c == "" || len(s.Owners) == 0 {
 			continue
 		}
+		from := dir
+		if c != base {
+			from = m.sourceDir(s.Name)
+		}
 		args := []string{"ls-tree", "-r", "--full-tree", c, "--"}
 		for _, o := range s.Owners {
 			args = append(args, "user/"+o)
 		}
-		out, err := m.git(ctx, dir, nil, args...)
+		out, err := m.git(ctx, from, nil, args...)
 		if err != nil {
 			return "", err
+		}
+		if from != dir {
+			if err := m.copyBlobs(ctx, from, dir, out); err != nil {
+				return "", fmt.Errorf("source %s: %w", s.Name, err)
+			}
 		}
 		info.Write(out)
 	}
@@ -290,6 +315,41 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, files m
 	return strings.TrimSpace(string(out)), nil
 }
 
+// copyBlobs copies the blobs an ls-tree listing names from the repository
+// at from into the one at to, those it lacks, as one pack.
+func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte) error {
+	var ids bytes.Buffer
+	for _, line := range strings.Split(string(listing), "\n") {
+		// <mode> SP <type> SP <id> TAB <path>
+		meta, _, ok := strings.Cut(line, "\t")
+		if f := strings.Fields(meta); ok && len(f) == 3 && f[1] == "blob" {
+			ids.WriteString(f[2] + "\n")
+		}
+	}
+	if ids.Len() == 0 {
+		return nil
+	}
+	out, err := m.git(ctx, to, ids.Bytes(), "cat-file", "--batch-check=%(objectname) %(objecttype)")
+	if err != nil {
+		return err
+	}
+	var missing bytes.Buffer
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if id, rest, _ := strings.Cut(line, " "); rest == "missing" {
+			missing.WriteString(id + "\n")
+		}
+	}
+	if missing.Len() == 0 {
+		return nil
+	}
+	pack, err := m.git(ctx, from, missing.Bytes(), "pack-objects", "--quiet", "--stdout")
+	if err != nil {
+		return err
+	}
+	_, err = m.git(ctx, to, pack, "index-pack", "--stdin", "--fsck-objects")
+	return err
+}
+
 func (m *Mirror) treeOf(ctx context.Context, dir, c string) (string, error) {
 	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", c+"^{tree}")
 	if err != nil {
@@ -314,7 +374,7 @@ func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
 	if !m.hasRepo() {
 		return Changes{}, ErrNotReady
 	}
-	old := m.Commit()
+	old := m.mainOnDisk(ctx)
 	var next string
 	if m.opts.Fleet != nil {
 		a, err := m.agree(ctx, m.opts.Dir, nil)

@@ -157,7 +157,7 @@ func TestComposedIndex(t *testing.T) {
 	up.ClearFaults()
 }
 
-func TestComposeWithoutChangesServesUpstream(t *testing.T) {
+func TestComposeWithoutChangesServesUpstreamsTree(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	ov := &memOverlay{owners: []string{"acme"}}
@@ -165,11 +165,68 @@ func TestComposeWithoutChangesServesUpstream(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// Nothing private and nothing of acme upstream: upstream's own commit,
-	// as a mirror without an overlay serves.
+	// Nothing private and nothing of acme upstream: upstream's tree, in a
+	// commit of ours (what tells our commits from upstream's).
 	head, _ := up.Head(ctx)
-	if m.Commit() != head {
-		t.Fatalf("main = %s, want upstream's %s", m.Commit(), head)
+	if m.Commit() == head {
+		t.Fatalf("main is upstream's own commit %s", head)
+	}
+	if got, want := testsupport.Git(t, m.Dir(), "rev-parse", "main^{tree}"), testsupport.Git(t, up.IndexDir(), "rev-parse", head+"^{tree}"); got != want {
+		t.Errorf("served tree %s, upstream's %s", got, want)
+	}
+	// Syncing again without changes keeps the commit.
+	before := m.Commit()
+	if _, err := m.Sync(ctx); err != nil || m.Commit() != before {
+		t.Fatalf("an idle sync moved main from %s to %s (%v)", before, m.Commit(), err)
+	}
+}
+
+// TestComposedOverComposed: a registry whose upstream is another
+// moonbit-registry composing its own index (commits with the same
+// author) follows it, and publishes of its own land on top.
+func TestComposedOverComposed(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	central := newTestMirror(t, up.IndexURL(), func(o *Options) {
+		o.Overlay = &memOverlay{owners: []string{"corp"}, files: map[string][]byte{"user/corp/lib.index": []byte(privateLine("corp/lib", "1.0.0", "c"))}}
+	})
+	if _, err := central.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The team registry mirrored central as it is before it took private
+	// modules: it served central's own (composed) commit.
+	dir := filepath.Join(t.TempDir(), "data", "index")
+	plain := newTestMirror(t, "file://"+central.Dir(), func(o *Options) { o.Dir = dir })
+	if _, err := plain.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ov := &memOverlay{owners: []string{"acme"}}
+	team := newTestMirror(t, "file://"+central.Dir(), func(o *Options) { o.Dir, o.Overlay = dir, ov })
+	if _, err := team.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range []string{"5.0.0", "5.1.0"} {
+		if err := up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := central.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			ov.set("user/acme/app.index", privateLine("acme/app", "0.1.0", "a"), time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC))
+		}
+		if _, err := team.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := team.Lookup(ctx, "alice/foo", v); !ok {
+			t.Fatalf("round %d: the team registry did not follow central to alice/foo@%s", i, v)
+		}
+		if _, ok, _ := team.Lookup(ctx, "corp/lib", "1.0.0"); !ok {
+			t.Fatalf("round %d: central's private module is missing", i)
+		}
+	}
+	if _, ok, _ := team.Lookup(ctx, "acme/app", "0.1.0"); !ok {
+		t.Fatal("the team's own module is missing")
 	}
 }
 
@@ -236,6 +293,12 @@ func TestComposedFromSources(t *testing.T) {
 		}
 		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
 	}
+	// A client cannot fetch the source's commits by id: they carry
+	// owners this registry does not serve.
+	centralHead, _ := central.Head(ctx)
+	if out, err := testsupport.TryGit(t, client, "fetch", "origin", centralHead); err == nil {
+		t.Fatalf("a client fetched the source's commit %s:\n%s", centralHead, out)
+	}
 	// The source moves on alone, then both.
 	if err := central.AddVersion(ctx, "corp/lib", "1.1.0", nil); err != nil {
 		t.Fatal(err)
@@ -260,4 +323,33 @@ func TestComposedFromSources(t *testing.T) {
 		t.Fatal("with the source down the served index lost or gained something")
 	}
 	central.ClearFaults()
+}
+
+// TestSyncBuildsOnMainMovedElsewhere: a publish by another process (the
+// publish command beside a running server) moves main; the server's next
+// sync builds on that commit, never on the one it remembered.
+func TestSyncBuildsOnMainMovedElsewhere(t *testing.T) {
+	ctx := ctxT(t)
+	up := startUpstream(t, smallIndex(t))
+	ov := &memOverlay{owners: []string{"acme"}}
+	dir := filepath.Join(t.TempDir(), "data", "index")
+	server := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir, o.Overlay = dir, ov })
+	if _, err := server.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	command := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir, o.Overlay = dir, ov })
+	ov.set("user/acme/lib.index", privateLine("acme/lib", "1.0.0", "f"), time.Date(2026, 11, 4, 0, 0, 0, 0, time.UTC))
+	if _, err := command.Recompose(ctx); err != nil {
+		t.Fatal(err)
+	}
+	published := command.Commit()
+	if err := up.AddVersion(ctx, "alice/foo", "7.0.0", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := server.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testsupport.TryGit(t, dir, "merge-base", "--is-ancestor", published, server.Commit()); err != nil {
+		t.Fatalf("the server's sync built %s, which does not descend from %s that the publish served", server.Commit(), published)
+	}
 }

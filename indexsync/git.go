@@ -111,7 +111,7 @@ func (m *Mirror) gitWith(ctx context.Context, dir string, env []string, stdin []
 // share a lock), so without it running they are known stale and would
 // otherwise fail every later sync.
 var lockFiles = []string{"index.lock", "shallow.lock", "HEAD.lock", "config.lock",
-	"packed-refs.lock", "FETCH_HEAD.lock", "refs/heads/" + localBranch + ".lock"}
+	"packed-refs.lock", "FETCH_HEAD.lock", "refs/heads/" + localBranch + ".lock", upstreamRef + ".lock"}
 
 func removeLocks(dir string) {
 	for _, f := range lockFiles {

@@ -1,6 +1,7 @@
 package indexsync
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,4 +60,21 @@ func isCommitID(s string) bool {
 		}
 	}
 	return true
+}
+
+// mainOnDisk is main as the repository holds it, adopted (with the lookup
+// cache dropped) when another process moved it: what a sync or recompose,
+// holding the sync lock, builds on. Building on a commit this process
+// remembers instead would fork from what the other process served.
+func (m *Mirror) mainOnDisk(ctx context.Context) string {
+	c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch)
+	if err != nil || c == m.Commit() {
+		return m.Commit()
+	}
+	m.tree.Lock()
+	m.log.Info().Str("from", m.Commit()).Str("to", c).Msg("index mirror was moved by another process; building on its commit")
+	m.cache.clear()
+	m.setCommit(c)
+	m.tree.Unlock()
+	return c
 }

@@ -43,7 +43,7 @@ func (m *Mirror) corrupt(ctx context.Context) bool {
 func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	start := time.Now()
 	m.log.Error().Err(cause).Str("dir", m.opts.Dir).Msg("index mirror repository is damaged; rebuilding it beside the old one")
-	old := m.Commit()
+	old := m.mainOnDisk(ctx)
 	// A Dir that is a mount point cannot be renamed: the new mirror is
 	// built inside it and the contents are swapped instead.
 	mount := isMountPoint(m.opts.Dir)

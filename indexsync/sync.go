@@ -149,7 +149,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a ag
 		if err := m.noteUpstream(ctx, tmp, commit); err != nil {
 			return tmp, a, err
 		}
-		m.fetchSources(ctx, tmp, fetched, depth...)
+		m.fetchSources(ctx, fetched, depth...)
 	}
 	if m.opts.Fleet == nil {
 		if err != nil {
@@ -252,14 +252,19 @@ func headerEnv(header string) []string {
 	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=" + header}
 }
 
-// fetchSources fetches each Source's branch and keeps it under its hidden
-// ref; what it fetched goes into fetched. A source that cannot be reached
-// is logged and left out: its owners are served as they were.
-func (m *Mirror) fetchSources(ctx context.Context, dir string, fetched heads, extra ...string) {
+// fetchSources fetches each Source's branch into a repository of its own
+// beside the mirror (see sourceDir); what it fetched goes into fetched. A
+// source that cannot be reached is logged and left out: its owners are
+// served as they were.
+func (m *Mirror) fetchSources(ctx context.Context, fetched heads, extra ...string) {
 	for _, src := range m.opts.Sources {
-		c, err := m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
+		dir, err := m.sourceRepo(ctx, src.Name)
+		var c string
 		if err == nil {
-			_, err = m.git(ctx, dir, nil, "update-ref", sourceRefs+src.Name, c)
+			c, err = m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
+		}
+		if err == nil {
+			_, err = m.git(ctx, dir, nil, "update-ref", "refs/heads/"+localBranch, c)
 		}
 		if err != nil {
 			m.log.Warn().Err(err).Str("source", src.Name).Msg("index source unreachable; its owners are served as they were")
@@ -270,13 +275,40 @@ func (m *Mirror) fetchSources(ctx context.Context, dir string, fetched heads, ex
 	}
 }
 
+// sourceDir is where a Source's index is fetched to: a repository of its
+// own, never served, so none of its commits is reachable from what
+// clients may fetch (its other owners' files stay out of reach).
+func (m *Mirror) sourceDir(name string) string {
+	return filepath.Join(filepath.Dir(m.opts.Dir), "."+filepath.Base(m.opts.Dir)+".sources", name)
+}
+
+// sourceRepo returns the source's repository, creating it when missing.
+func (m *Mirror) sourceRepo(ctx context.Context, name string) (string, error) {
+	dir := m.sourceDir(name)
+	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	if _, err := m.git(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+		return "", err
+	}
+	for _, kv := range [][2]string{{"gc.autoDetach", "false"}, {"core.fsync", "objects,derived-metadata,reference"}} {
+		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
 // update fetches into the existing mirror and then moves main. The fetch
 // is not shallow: in a shallow repository a plain fetch stops at the
 // commits already present, so the new tip's history connects to the old
 // one and clients holding the old tip can fast-forward. Only if upstream
 // rewrote its history does this fetch all of it.
 func (m *Mirror) update(ctx context.Context) (Changes, error) {
-	old := m.Commit()
+	old := m.mainOnDisk(ctx)
 	if old == "" {
 		// A repository from an earlier run whose main New could not read.
 		if c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); err == nil {
@@ -296,7 +328,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		extra = []string{"--unshallow"}
 	}
 	next, fetchErr := m.fetch(ctx, m.opts.Dir, extra...)
-	if m.opts.Fleet == nil && fetchErr != nil {
+	if m.opts.Fleet == nil && fetchErr != nil && !m.composing() {
 		return Changes{}, fetchErr
 	}
 	fetched := heads{}
@@ -306,7 +338,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 			return Changes{}, err
 		}
 	}
-	m.fetchSources(ctx, m.opts.Dir, fetched, extra...)
+	m.fetchSources(ctx, fetched, extra...)
 	if m.opts.Fleet == nil {
 		var err error
 		if next, err = m.target(ctx, m.opts.Dir, fetched, old); err != nil {
@@ -324,11 +356,17 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		next = a.target
 	}
 	c, err := m.moveTo(ctx, old, next)
-	if err == nil && fetchErr != nil {
+	switch {
+	case err != nil || fetchErr == nil:
+	case m.opts.Fleet != nil:
 		// At the fleet's tip, but upstream did not answer: the sync failed
 		// all the same (a version missing from the index is not known not
 		// to exist, and a long outage makes the mirror stale).
 		err = fmt.Errorf("upstream unreachable; following the fleet's index at %s: %w", next, fetchErr)
+	default:
+		// Composed: the other sources and the private modules moved on
+		// over upstream's last index; the sync failed all the same.
+		err = fmt.Errorf("upstream unreachable; its last index is served with the other sources and private modules: %w", fetchErr)
 	}
 	return c, err
 }
