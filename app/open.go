@@ -129,6 +129,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 			Records:        records,
 			Store:          archives,
 			MaxArchiveSize: int64(cfg.Private.MaxArchiveSize),
+			ReadOnly:       use.ReadOnly,
 			AfterChange: func(ctx context.Context) error {
 				_, err := index.Recompose(ctx)
 				return err
@@ -194,6 +195,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
 		Coalescer:            coalescer,
 		OnFetch:              use.OnFetch,
+		Keep:                 privateArchive(cfg),
 		Logger:               cacheLog,
 	})
 	if err != nil {
@@ -236,6 +238,13 @@ func newFetcher(cfg config.Config, retries int, log zerolog.Logger) (cache.Fetch
 	return router, nil
 }
 
+// privateArchive reports whether an archive is a private module's: never
+// evicted nor purged, since nothing could fetch it again.
+func privateArchive(cfg config.Config) func(module.Version) bool {
+	owners := slices.Clone(cfg.Private.Owners)
+	return func(mv module.Version) bool { return slices.Contains(owners, module.Owner(mv.Module)) }
+}
+
 // storeCheckTimeout bounds the start-up check of a remote store.
 const storeCheckTimeout = 30 * time.Second
 
@@ -253,11 +262,7 @@ func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (
 		}
 		return s, nil, nil
 	}
-	owners := cfg.Private.Owners
-	keep := func(mv module.Version) bool { // private archives: nothing could fetch them again
-		return slices.Contains(owners, module.Owner(mv.Module))
-	}
-	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Keep: keep, Logger: log})
+	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Keep: privateArchive(cfg), Logger: log})
 	if err != nil {
 		return nil, nil, err
 	}

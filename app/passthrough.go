@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 
 	"github.com/rs/zerolog"
@@ -26,7 +27,7 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 	if cfg.Server.Offline {
 		next = upstream.OfflineTransport{}
 	} else {
-		next = upstream.Authorize(next, cfg.Upstream.Authorization)
+		next = upstream.Authorize(next, cfg.Upstream.Authorization, upstreamHosts(cfg)...)
 	}
 	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
 	if err != nil {
@@ -94,8 +95,8 @@ func (r *Registry) mirrorSymbols(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return fail(fmt.Errorf("cannot keep it: %w", err))
 	}
-	auth := r.Config.Upstream.Authorization
-	h, err := newPassthrough(r.Config, bodies, upstream.Authorize(nil, auth), upstream.Authorize(upstream.NewTransport(), auth), nil, log)
+	auth, hosts := r.Config.Upstream.Authorization, upstreamHosts(r.Config)
+	h, err := newPassthrough(r.Config, bodies, upstream.Authorize(nil, auth, hosts...), upstream.Authorize(upstream.NewTransport(), auth, hosts...), nil, log)
 	if err != nil {
 		return fail(err)
 	}
@@ -150,4 +151,15 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	w.WriteHeader(http.StatusOK)
 	w.n += int64(len(p))
 	return len(p), nil
+}
+
+// upstreamHosts are the hosts upstream's credentials go to.
+func upstreamHosts(cfg config.Config) []string {
+	var hosts []string
+	for _, s := range []string{cfg.Upstream.DownloadURL, cfg.Upstream.APIURL} {
+		if u, err := url.Parse(s); err == nil {
+			hosts = append(hosts, u.Host)
+		}
+	}
+	return hosts
 }

@@ -163,7 +163,11 @@ func (c *Cache) Verify(ctx context.Context, expected []module.Version, purge boo
 		if err != nil || p == nil {
 			return err
 		}
-		if purge && p.Kind != "missing" && p.Kind != "unverifiable" {
+		kept := c.keep != nil && c.keep(mv)
+		if kept && purge {
+			p.Detail += " (kept: a private archive is never purged; publish it again to repair it)"
+		}
+		if purge && !kept && p.Kind != "missing" && p.Kind != "unverifiable" {
 			if err := c.store.Delete(ctx, mv); err != nil && !errors.Is(err, store.ErrNotExist) {
 				return fmt.Errorf("purge %s: %w", mv, err)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -215,5 +216,40 @@ func TestVerifyGoesOnPastABadIndexLine(t *testing.T) {
 	}
 	if _, err := env.store.Open(ctx, mvs[0]); err != nil {
 		t.Errorf("the archive of the bad index line was removed: %v", err)
+	}
+}
+
+// TestVerifyPurgeKeepsPrivate: an archive Options.Keep names (a private
+// module's) is reported but never purged, orphaned or corrupt.
+func TestVerifyPurgeKeepsPrivate(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, func(c *envConfig) {
+		c.cache.Keep = func(mv module.Version) bool { return strings.HasPrefix(mv.Module, "acme/") }
+	})
+	private := module.Version{Module: "acme/lib", Version: "1.0.0"}
+	public := module.Version{Module: "pub/lib", Version: "1.0.0"}
+	for _, mv := range []module.Version{private, public} {
+		env.publish(mv)
+		if _, err := env.cache.Ensure(ctx, mv); err != nil {
+			t.Fatal(err)
+		}
+		env.index.mu.Lock()
+		delete(env.index.sums, mv.String()) // both orphaned, say while an index rebuild is pending
+		env.index.mu.Unlock()
+	}
+	res, err := env.cache.Verify(ctx, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Problems) != 2 {
+		t.Fatalf("problems %+v, want both orphans reported", res.Problems)
+	}
+	for _, p := range res.Problems {
+		if want := p.Archive == public; p.Purged != want {
+			t.Errorf("%s purged = %v, want %v (%s)", p.Archive, p.Purged, want, p.Detail)
+		}
+	}
+	if !env.cache.Cached(ctx, private) {
+		t.Error("the private archive was deleted")
 	}
 }

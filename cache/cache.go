@@ -74,6 +74,10 @@ type Options struct {
 	// coalesced group) with its result, e.g. to feed metrics.
 	OnFetch func(FetchResult)
 
+	// Keep, if set, names archives the pipeline never deletes (Verify's
+	// purge): private modules, which nothing could fetch again.
+	Keep func(module.Version) bool
+
 	Logger zerolog.Logger
 }
 
@@ -138,6 +142,7 @@ type Cache struct {
 	sem     *semaphore.Weighted
 	stats   counters
 	onFetch func(FetchResult)
+	keep    func(module.Version) bool
 }
 
 // New checks opts and builds a Cache.
@@ -155,6 +160,7 @@ func New(opts Options) (*Cache, error) {
 		flights: opts.Coalescer,
 		total:   orDefault(opts.FetchTimeout, DefaultFetchTimeout),
 		onFetch: opts.OnFetch,
+		keep:    opts.Keep,
 		log:     opts.Logger,
 		sem:     semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
 	}

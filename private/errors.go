@@ -20,6 +20,9 @@ var (
 	ErrConflict = errors.New("version already published")
 	// ErrUnknown: no private module version by that name (404).
 	ErrUnknown = errors.New("no such private module version")
+	// ErrReadOnly: this registry takes no changes (offline, read-only)
+	// (403).
+	ErrReadOnly = errors.New("this registry serves a read-only copy (offline) and takes no private modules; publish on the registry that writes")
 	// ErrIndexPending: the change is stored but the served index could
 	// not be rebuilt yet (503; doing it again is safe).
 	ErrIndexPending = errors.New("index not updated yet")

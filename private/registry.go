@@ -60,6 +60,9 @@ type Options struct {
 	// AfterChange, if set, runs after every publish, deprecation or yank
 	// (the served index is recomposed there).
 	AfterChange func(ctx context.Context) error
+	// ReadOnly refuses every change (a registry serving offline from a
+	// read-only copy).
+	ReadOnly bool
 }
 
 // Registry publishes, deprecates and yanks private modules and lists them
@@ -106,6 +109,9 @@ const pendingTimeout = 10 * time.Minute
 // when the archive is refused. The caller then recomposes the served
 // index.
 func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, error) {
+	if r.opts.ReadOnly {
+		return Published{}, ErrReadOnly
+	}
 	f, size, sum, err := r.spool(body)
 	if err != nil {
 		return Published{}, err
@@ -160,12 +166,19 @@ func (r *Registry) afterChange(ctx context.Context, mv module.Version) error {
 	if r.opts.AfterChange == nil {
 		return nil
 	}
+	// The change is stored: finish the index even if the caller leaves
+	// (a killed rebuild would leave lookups waiting for the next sync).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterChangeTimeout)
+	defer cancel()
 	if err := r.opts.AfterChange(ctx); err != nil {
 		return fmt.Errorf("%w: %s is stored, but the served index is not updated yet (the next index sync does it; publishing again is safe): %w",
 			ErrIndexPending, mv, err)
 	}
 	return nil
 }
+
+// afterChangeTimeout bounds the index rebuild after a change.
+const afterChangeTimeout = 2 * time.Minute
 
 // GuardFetcher returns next, except that a reserved owner's archive is
 // never fetched from upstream: the index line of such a version is ours,
@@ -183,6 +196,14 @@ type guardedFetcher struct {
 	next cache.Fetcher
 }
 
+// Attempts passes on the upstream request count of the fetcher guarded.
+func (g guardedFetcher) Attempts() int64 {
+	if c, ok := g.next.(interface{ Attempts() int64 }); ok {
+		return c.Attempts()
+	}
+	return 0
+}
+
 func (g guardedFetcher) Fetch(ctx context.Context, mv module.Version, sink func(context.Context, io.Reader, int64) error) error {
 	if g.r.Owns(mv.Module) {
 		return fmt.Errorf("%s is a private module, never fetched from upstream, and the store does not have its archive (publish it again)", mv)
@@ -194,10 +215,14 @@ func (g guardedFetcher) Fetch(ctx context.Context, mv module.Version, sink func(
 func (r *Registry) ensureArchive(ctx context.Context, mv module.Version, f io.Reader, sum string, size int64) error {
 	obj, err := r.opts.Store.Open(ctx, mv)
 	if err == nil {
+		stored := obj.Info().SHA256
 		obj.Close()
-		return nil
-	}
-	if !errors.Is(err, store.ErrNotExist) {
+		if stored == "" || stored == sum {
+			return nil
+		}
+		// Other bytes under the published record (a publish taken over
+		// while it was still writing): put the published ones back.
+	} else if !errors.Is(err, store.ErrNotExist) {
 		return err
 	}
 	_, err = store.PutVerified(ctx, r.opts.Store, mv, f, store.Meta{SHA256: sum, Size: size})
@@ -338,6 +363,9 @@ type Mark struct {
 // SetMarks deprecates, yanks or restores a published version. The archive
 // stays: clients that locked the version keep getting it.
 func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) error {
+	if r.opts.ReadOnly {
+		return ErrReadOnly
+	}
 	if err := mv.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}

@@ -179,7 +179,13 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if route := classifyAPI(r.URL.Path); p.localFirst(route, r.URL.Path) && serveLocal(w, r, p.catalog, route, "this registry serves it itself") {
+	if route := classifyAPI(r.URL.Path); p.localFirst(route, r.URL.Path) {
+		// Never upstream's answer, even when the local index cannot
+		// answer now: it could show a namesake of a private module.
+		if !serveLocal(w, r, p.catalog, route, "this registry serves it itself") {
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "the local index cannot answer right now (see /readyz); try again", http.StatusServiceUnavailable)
+		}
 		noteCache(r, "local")
 		return
 	}

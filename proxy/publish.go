@@ -177,7 +177,7 @@ func (a *publishAPI) failErr(w http.ResponseWriter, err error) {
 		status = http.StatusBadRequest
 	case errors.Is(err, private.ErrTooLarge):
 		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, private.ErrNotReserved):
+	case errors.Is(err, private.ErrNotReserved), errors.Is(err, private.ErrReadOnly):
 		status = http.StatusForbidden
 	case errors.Is(err, private.ErrConflict):
 		status = http.StatusConflict

@@ -84,6 +84,7 @@ func TestPublishStatuses(t *testing.T) {
 		{"bad name", fmt.Errorf("x: %w", module.ErrBadName), http.StatusBadRequest},
 		{"too large", private.ErrTooLarge, http.StatusRequestEntityTooLarge},
 		{"not reserved", private.ErrNotReserved, http.StatusForbidden},
+		{"read-only", private.ErrReadOnly, http.StatusForbidden},
 		{"conflict", private.ErrConflict, http.StatusConflict},
 		{"index pending", fmt.Errorf("%w: later", private.ErrIndexPending), http.StatusServiceUnavailable},
 		{"store down", fmt.Errorf("%w: bucket", store.ErrUnavailable), http.StatusServiceUnavailable},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -219,24 +220,30 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // Authorize returns a transport that sends value as the Authorization
-// header of every request through next (nil: NewTransport()), for an
-// upstream that needs credentials; without a value it returns next.
-func Authorize(next http.RoundTripper, value string) http.RoundTripper {
+// header of every request through next (nil: NewTransport()) to one of
+// hosts (host:port as in a URL), for an upstream that needs credentials;
+// requests elsewhere (a redirect to a CDN or a signed URL) go without it.
+// Without a value it returns next.
+func Authorize(next http.RoundTripper, value string, hosts ...string) http.RoundTripper {
 	if value == "" {
 		return next
 	}
 	if next == nil {
 		next = NewTransport()
 	}
-	return authorizing{next: next, value: value}
+	return authorizing{next: next, value: value, hosts: hosts}
 }
 
 type authorizing struct {
 	next  http.RoundTripper
 	value string
+	hosts []string
 }
 
 func (a authorizing) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !slices.Contains(a.hosts, req.URL.Host) {
+		return a.next.RoundTrip(req)
+	}
 	r := req.Clone(req.Context())
 	r.Header.Set("Authorization", a.value)
 	return a.next.RoundTrip(r)

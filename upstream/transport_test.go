@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -238,5 +239,32 @@ func TestCachingTransportDoesNotStoreQueries(t *testing.T) {
 	}
 	if got := up.requests.Load(); got != 5 {
 		t.Errorf("upstream saw %d requests, want all 5", got)
+	}
+}
+
+func TestAuthorizeOnlyUpstreamHosts(t *testing.T) {
+	var elsewhere string
+	cdn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere = r.Header.Get("Authorization")
+	}))
+	defer cdn.Close()
+	var atUpstream string
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		atUpstream = r.Header.Get("Authorization")
+		http.Redirect(w, r, cdn.URL+"/blob", http.StatusFound)
+	}))
+	defer up.Close()
+	host := strings.TrimPrefix(up.URL, "http://")
+	client := &http.Client{Transport: Authorize(nil, "Bearer secret", host)}
+	resp, err := client.Get(up.URL + "/symbols.zip")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if atUpstream != "Bearer secret" || elsewhere != "" {
+		t.Errorf("Authorization at upstream %q, at the redirect's host %q; want it only at upstream", atUpstream, elsewhere)
+	}
+	if Authorize(http.DefaultTransport, "") != http.DefaultTransport {
+		t.Error("without a value Authorize must return next itself")
 	}
 }
