@@ -74,6 +74,7 @@ func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time
 	opts := web.Options{
 		Catalog: cat,
 		BaseURL: r.Config.Server.BaseURL,
+		Origin:  moduleOrigin(r.Config),
 		Status: func(ctx context.Context) web.Status {
 			st := r.Archives.Stats()
 			s := web.Status{
@@ -164,4 +165,19 @@ func countStore(cfg config.Config) web.StoreStatus {
 		return nil
 	})
 	return st
+}
+
+// moduleOrigin says, for the web page, which modules are not upstream's:
+// private ones and those of [[sources]].
+func moduleOrigin(cfg config.Config) func(string) string {
+	origins := map[string]string{}
+	for _, o := range cfg.Private.Owners {
+		origins[o] = "private"
+	}
+	for _, s := range cfg.Sources {
+		for _, o := range s.Owners {
+			origins[o] = "from " + s.Name
+		}
+	}
+	return func(mod string) string { return origins[module.Owner(mod)] }
 }

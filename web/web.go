@@ -83,6 +83,9 @@ type Options struct {
 	// BaseURL is what clients are told to use; "" takes the address the
 	// page was asked for (when server.base_url names no reachable host).
 	BaseURL string
+	// Origin, if set, says where a module comes from when it is not
+	// upstream ("private", "from central"); "" for upstream's.
+	Origin func(module string) string
 }
 
 // Handler serves the pages.
@@ -103,6 +106,12 @@ func New(opts Options) (*Handler, error) {
 		"bytes": human.Bytes,
 		"short": func(s string) string { return s[:min(len(s), 12)] },
 		"date":  func(s string) string { return s[:min(len(s), 10)] }, // RFC 3339 → its date
+		"origin": func(name string) string {
+			if opts.Origin == nil {
+				return ""
+			}
+			return opts.Origin(name)
+		},
 	}).ParseFS(files, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: templates: %w", err)

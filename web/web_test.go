@@ -49,3 +49,29 @@ func TestPagesEscapeTheIndex(t *testing.T) {
 		}
 	}
 }
+
+// A module that is not upstream's says so on its page and in search.
+func TestPagesShowOrigin(t *testing.T) {
+	origin := func(mod string) string {
+		if strings.HasPrefix(mod, "evil/") {
+			return "private"
+		}
+		return ""
+	}
+	h, err := New(Options{Catalog: hostileCatalog{}, Status: func(context.Context) Status { return Status{} }, Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/-/search?q=x", "/-/modules/evil/mod"} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if body := rec.Body.String(); !strings.Contains(body, `<span class="origin">private</span>`) {
+			t.Errorf("%s does not mark the private module:\n%s", path, body)
+		}
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/modules/good/mod", nil))
+	if strings.Contains(rec.Body.String(), `class="origin"`) {
+		t.Error("an upstream module is marked")
+	}
+}
