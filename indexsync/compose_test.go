@@ -98,17 +98,10 @@ func TestComposedIndex(t *testing.T) {
 	// A client follows upstream's publishes and private ones with
 	// fast-forwards only, shallow clones work all along.
 	mirrorURL := "file://" + m.Dir()
-	client := filepath.Join(t.TempDir(), "client")
-	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, client)
+	_, follow := shallowClient(t, m)
 	pull := func(step string) {
 		t.Helper()
-		before := testsupport.Git(t, client, "rev-parse", "HEAD")
-		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
-		after := testsupport.Git(t, client, "rev-parse", "HEAD")
-		if after != m.Commit() {
-			t.Fatalf("%s: client at %s, mirror at %s", step, after, m.Commit())
-		}
-		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
+		follow(step)
 		fresh := filepath.Join(t.TempDir(), "fresh")
 		testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", mirrorURL, fresh)
 		if _, err := os.Stat(filepath.Join(fresh, "user", "acme", "lib.index")); err != nil {
@@ -281,18 +274,7 @@ func TestComposedFromSources(t *testing.T) {
 		t.Errorf("corp/lib checksum %s, central's is %s", v.Checksum, central.Checksum("corp/lib", "1.0.0"))
 	}
 
-	client := filepath.Join(t.TempDir(), "client")
-	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", "file://"+m.Dir(), client)
-	pull := func(step string) {
-		t.Helper()
-		before := testsupport.Git(t, client, "rev-parse", "HEAD")
-		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
-		after := testsupport.Git(t, client, "rev-parse", "HEAD")
-		if after != m.Commit() {
-			t.Fatalf("%s: client at %s, mirror at %s", step, after, m.Commit())
-		}
-		testsupport.Git(t, client, "merge-base", "--is-ancestor", before, after)
-	}
+	client, pull := shallowClient(t, m)
 	// A client cannot fetch the source's commits by id: they carry
 	// owners this registry does not serve.
 	centralHead, _ := central.Head(ctx)
@@ -351,5 +333,23 @@ func TestSyncBuildsOnMainMovedElsewhere(t *testing.T) {
 	}
 	if _, err := testsupport.TryGit(t, dir, "merge-base", "--is-ancestor", published, server.Commit()); err != nil {
 		t.Fatalf("the server's sync built %s, which does not descend from %s that the publish served", server.Commit(), published)
+	}
+}
+
+// shallowClient clones m as moon does and returns the clone and a pull
+// that must fast-forward it to m's main.
+func shallowClient(t *testing.T, m *Mirror) (dir string, pull func(step string)) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "client")
+	testsupport.Git(t, "", "clone", "--depth", "1", "--single-branch", "--no-tags", "file://"+m.Dir(), dir)
+	return dir, func(step string) {
+		t.Helper()
+		before := testsupport.Git(t, dir, "rev-parse", "HEAD")
+		testsupport.Git(t, dir, "pull", "--ff-only", "origin", "main")
+		after := testsupport.Git(t, dir, "rev-parse", "HEAD")
+		if after != m.Commit() {
+			t.Fatalf("%s: client at %s, mirror at %s", step, after, m.Commit())
+		}
+		testsupport.Git(t, dir, "merge-base", "--is-ancestor", before, after)
 	}
 }

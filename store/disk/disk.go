@@ -332,12 +332,15 @@ func (w *writer) discard() error {
 // syncDirs fsyncs dir and its ancestors up to the root: Import may have
 // created any of them, and a new entry is only durable once its parent
 // directory is synced.
-func (s *Store) syncDirs(dir string) error {
+func (s *Store) syncDirs(dir string) error { return syncUpTo(dir, s.root) }
+
+// syncUpTo fsyncs dir and its ancestors up to root.
+func syncUpTo(dir, root string) error {
 	for {
 		if err := syncDir(dir); err != nil {
 			return err
 		}
-		if dir == s.root || !strings.HasPrefix(dir, s.root) {
+		if dir == root || !strings.HasPrefix(dir, root) {
 			return nil
 		}
 		dir = filepath.Dir(dir)

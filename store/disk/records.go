@@ -76,7 +76,7 @@ func (r *Records) Create(ctx context.Context, key string, body []byte) (string, 
 		}
 		return "", false, fmt.Errorf("records: create %s: %w", key, err)
 	}
-	return etagOf(body), true, r.syncParents(filepath.Dir(p))
+	return etagOf(body), true, syncUpTo(filepath.Dir(p), r.dir)
 }
 
 // Swap replaces key only if its ETag is still etag.
@@ -197,20 +197,6 @@ func (r *Records) writeTemp(dir string, body []byte) (string, error) {
 		return "", fmt.Errorf("records: %w", err)
 	}
 	return f.Name(), nil
-}
-
-// syncParents makes a new entry in dir durable, and dir itself up to the
-// records' root.
-func (r *Records) syncParents(dir string) error {
-	for {
-		if err := syncDir(dir); err != nil {
-			return err
-		}
-		if dir == r.dir || !strings.HasPrefix(dir, r.dir) {
-			return nil
-		}
-		dir = filepath.Dir(dir)
-	}
 }
 
 // lock takes the writers' lock, polling until it is free or ctx ends.
