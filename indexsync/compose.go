@@ -3,12 +3,17 @@ package indexsync
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -181,6 +186,55 @@ func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base 
 			return "", fmt.Errorf("compose the index: %w", err)
 		}
 	}
+	// The same inputs give the same commit: an idle sync need not build
+	// the tree again.
+	key := composeKey(dir, src, used, base, files, changed)
+	if c, ok := m.memo.get(key); ok {
+		return c, nil
+	}
+	c, err := m.composeCommit(ctx, dir, src, used, base, files, changed)
+	if err == nil {
+		m.memo.set(key, c)
+	}
+	return c, err
+}
+
+// composeKey digests everything a composed commit depends on.
+func composeKey(dir string, src, used heads, base string, files map[string][]byte, changed time.Time) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", dir, base, changed.Unix())
+	for _, hs := range []heads{src, used} {
+		for _, k := range slices.Sorted(maps.Keys(hs)) {
+			fmt.Fprintf(h, "%s=%s\x00", k, hs[k])
+		}
+	}
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(files[p]))
+		h.Write(files[p])
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// composeMemo remembers the last composition's inputs and commit.
+type composeMemo struct {
+	mu          sync.Mutex
+	key, commit string
+}
+
+func (c *composeMemo) get(key string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.commit, c.key == key && c.commit != ""
+}
+
+func (c *composeMemo) set(key, commit string) {
+	c.mu.Lock()
+	c.key, c.commit = key, commit
+	c.mu.Unlock()
+}
+
+// composeCommit is compose without the memo.
+func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads, base string, files map[string][]byte, changed time.Time) (string, error) {
 	tree, err := m.composeTree(ctx, dir, src, base, files)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
@@ -291,17 +345,12 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		}
 		info.Write(out)
 	}
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
+	blobs, err := m.writeBlobs(ctx, dir, files)
+	if err != nil {
+		return "", err
 	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		out, err := m.git(ctx, dir, files[p], "hash-object", "-w", "--stdin")
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&info, "100644 blob %s\t%s\n", strings.TrimSpace(string(out)), p)
+	for _, b := range blobs {
+		fmt.Fprintf(&info, "100644 blob %s\t%s\n", b.id, b.path)
 	}
 	if info.Len() > 0 {
 		if _, err := m.gitWith(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
@@ -313,6 +362,46 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		return "", err
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+type blob struct{ path, id string }
+
+// writeBlobs writes files as blobs with one git run (files in a temporary
+// directory, their paths on git's input), in path order.
+func (m *Mirror) writeBlobs(ctx context.Context, dir string, files map[string][]byte) ([]blob, error) {
+	if len(files) == 0 {
+		return nil, nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Join(dir, ".git"), "compose-blobs-*")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	out := make([]blob, 0, len(files))
+	for p := range files {
+		out = append(out, blob{path: p})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
+	var list bytes.Buffer
+	for i, b := range out {
+		f := filepath.Join(tmp, strconv.Itoa(i))
+		if err := os.WriteFile(f, files[b.path], 0o644); err != nil {
+			return nil, err
+		}
+		list.WriteString(f + "\n")
+	}
+	ids, err := m.git(ctx, dir, list.Bytes(), "hash-object", "-w", "--no-filters", "--stdin-paths")
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Fields(string(ids))
+	if len(lines) != len(out) {
+		return nil, fmt.Errorf("git hash-object gave %d ids for %d files", len(lines), len(out))
+	}
+	for i := range out {
+		out[i].id = lines[i]
+	}
+	return out, nil
 }
 
 // copyBlobs copies the blobs an ls-tree listing names from the repository

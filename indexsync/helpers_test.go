@@ -17,7 +17,7 @@ import (
 
 // testLogger sends a mirror's logs to t.Logf, and drops them once the test
 // has finished (a detached sync may still log).
-func testLogger(t *testing.T) zerolog.Logger {
+func testLogger(t testing.TB) zerolog.Logger {
 	var done atomic.Bool
 	t.Cleanup(func() { done.Store(true) })
 	w := zerolog.ConsoleWriter{Out: logFunc(func(p []byte) {
@@ -62,7 +62,7 @@ func smallIndex(t *testing.T) string {
 func sum(s string) string { return strings.Repeat(s[:1], 64) }
 
 // realIndex is the shared snapshot of the real index.
-func realIndex(t *testing.T) string {
+func realIndex(t testing.TB) string {
 	t.Helper()
 	src, err := testupstream.DefaultIndexSource()
 	if err != nil {
@@ -71,13 +71,13 @@ func realIndex(t *testing.T) string {
 	return src
 }
 
-func startUpstream(t *testing.T, src string) *testupstream.Upstream {
+func startUpstream(t testing.TB, src string) *testupstream.Upstream {
 	t.Helper()
 	return testupstream.Start(t, testupstream.Options{IndexSource: src})
 }
 
 // newTestMirror makes a mirror in a fresh directory following url.
-func newTestMirror(t *testing.T, url string, tweak func(*Options)) *Mirror {
+func newTestMirror(t testing.TB, url string, tweak func(*Options)) *Mirror {
 	t.Helper()
 	opts := Options{
 		Dir:                filepath.Join(t.TempDir(), "data", "index"),

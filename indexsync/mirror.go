@@ -58,6 +58,9 @@ type Mirror struct {
 	status Status
 
 	looking sync.Mutex // held by the one Freshen looking at upstream
+	// memo skips rebuilding a composed tree from the same inputs.
+	memo composeMemo
+
 	// fetchedTips: upstream's ("") and each Source's commit as the last
 	// fetch gave it (strings).
 	fetchedTips sync.Map
