@@ -27,6 +27,23 @@ func (c Config) Settings() []Setting {
 		}
 		out = append(out, Setting{Key: f.key, Value: tomlValue(f.value), Source: src})
 	}
+	// [[sources]] tables, by their index in the file (a table without
+	// owners shows as upstream.*).
+	for i, s := range c.Sources {
+		v := reflect.ValueOf(s)
+		for j := range v.NumField() {
+			tag := v.Type().Field(j).Tag.Get("toml")
+			if tag == "" || tag == "-" {
+				continue
+			}
+			key := fmt.Sprintf("sources[%d].%s", s.index, tag)
+			src := c.sources[key]
+			if src == "" {
+				src = "default"
+			}
+			out = append(out, Setting{Key: fmt.Sprintf("sources[%d].%s", i, tag), Value: tomlValue(v.Field(j)), Source: src})
+		}
+	}
 	return out
 }
 

@@ -35,6 +35,8 @@ type Source struct {
 	// Authorization is the header the credentials make ("" without);
 	// filled in by Load.
 	Authorization string `toml:"-"`
+	// index is the table's place among the file's [[sources]].
+	index int
 }
 
 // validateSources checks [[sources]], reads their credentials from env
@@ -66,6 +68,7 @@ func (c *Config) validateSources(src sources, env []string) error {
 			return bad(i, "name", fmt.Sprintf("%q names two sources", s.Name))
 		}
 		names[s.Name] = true
+		s.index = i
 		if s.APIURL == "" {
 			s.APIURL = s.DownloadURL
 		}

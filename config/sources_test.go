@@ -90,3 +90,25 @@ func TestPublishTokensRead(t *testing.T) {
 		}
 	}
 }
+
+func TestSourcesInSettings(t *testing.T) {
+	cfg, err := Load(LoadOptions{Root: writeConfig(t, centralSource), Env: []string{"CENTRAL_TOKEN=s3cret"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Setting{}
+	for _, s := range cfg.Settings() {
+		got[s.Key] = s
+	}
+	if s := got["sources[0].owners"]; s.Value != `["corp", "infra"]` || !strings.HasSuffix(s.Source, "line 6") {
+		t.Errorf("sources[0].owners = %+v", s)
+	}
+	if s := got["sources[0].token_env"]; s.Value != `"CENTRAL_TOKEN"` {
+		t.Errorf("sources[0].token_env = %+v", s)
+	}
+	for k, s := range got {
+		if strings.Contains(s.Value, "s3cret") {
+			t.Errorf("%s shows the secret: %s", k, s.Value)
+		}
+	}
+}
