@@ -9,6 +9,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -188,6 +190,16 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 			fetcher = priv.GuardFetcher(fetcher)
 		}
 	}
+	spool := ""
+	if use.Fetch {
+		// Streamed misses are read from unlinked files here while they
+		// arrive: on the data disk, not a memory-backed /tmp.
+		spool = filepath.Join(cfg.Cache.HTTPDir, "streams")
+		if err := os.MkdirAll(spool, 0o755); err != nil {
+			index.Close()
+			return nil, fmt.Errorf("create %s: %w", spool, err)
+		}
+	}
 	pipeline, err := cache.New(cache.Options{
 		Store:                archives,
 		Index:                index,
@@ -196,6 +208,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		Coalescer:            coalescer,
 		OnFetch:              use.OnFetch,
 		Keep:                 privateArchive(cfg),
+		SpoolDir:             spool,
 		Logger:               cacheLog,
 	})
 	if err != nil {

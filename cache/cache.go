@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,11 @@ type Options struct {
 	// purge): private modules, which nothing could fetch again.
 	Keep func(module.Version) bool
 
+	// SpoolDir holds the unlinked files streamed misses are read from
+	// while they arrive (GetStream); "" is the system's temporary
+	// directory.
+	SpoolDir string
+
 	Logger zerolog.Logger
 }
 
@@ -143,6 +149,10 @@ type Cache struct {
 	stats   counters
 	onFetch func(FetchResult)
 	keep    func(module.Version) bool
+
+	spoolDir  string // Options.SpoolDir
+	dlMu      sync.Mutex
+	downloads map[module.Version]*download // misses requests stream (stream.go)
 }
 
 // New checks opts and builds a Cache.
@@ -162,7 +172,10 @@ func New(opts Options) (*Cache, error) {
 		onFetch: opts.OnFetch,
 		keep:    opts.Keep,
 		log:     opts.Logger,
-		sem:     semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
+
+		spoolDir:  opts.SpoolDir,
+		downloads: map[module.Version]*download{},
+		sem:       semaphore.NewWeighted(int64(orDefault(opts.MaxConcurrentFetches, DefaultMaxConcurrentFetches))),
 	}
 	if c.flights == nil {
 		c.flights = &Flights{}
@@ -410,12 +423,22 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	c.stats.fetches.Add(1)
 	c.stats.inflight.Add(1)
 	start := time.Now()
-	var n int64
+	var (
+		n    int64
+		used *download // the download requests stream, if any follows
+	)
 	err = c.fetcher.Fetch(ctx, mv, func(ctx context.Context, body io.Reader, size int64) error {
+		if d := c.following(mv); d != nil {
+			used = d
+			body = d.attempt(body, size)
+		}
 		var err error
 		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
 		return err
 	})
+	if used != nil {
+		used.finish(err)
+	}
 	c.stats.inflight.Add(-1)
 	if err != nil {
 		n = 0

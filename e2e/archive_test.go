@@ -210,12 +210,15 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 		count   int    // upstream requests for the archive
 		// recovers: after ClearFaults the next request gets the archive.
 		recovers bool
+		// streamed: the failure may come after the miss began to stream,
+		// and then cuts the transfer short instead of a status.
+		streamed bool
 	}{
-		{name: "wrong bytes", version: "0.4.2", status: 502, text: "checksum", count: 1, recovers: true,
+		{name: "wrong bytes", version: "0.4.2", status: 502, text: "checksum", count: 1, recovers: true, streamed: true,
 			fault: func(p testupstream.FaultOption) { up.WrongBytes(p) }},
 		{name: "reset mid-body once", version: "0.4.3", status: 200, count: 2,
 			fault: func(p testupstream.FaultOption) { up.ResetMidBody(p, testupstream.Times(1)) }},
-		{name: "truncated every time", version: "0.4.4", status: 502, count: 1 + retries, recovers: true,
+		{name: "truncated every time", version: "0.4.4", status: 502, count: 1 + retries, recovers: true, streamed: true,
 			fault: func(p testupstream.FaultOption) { up.Truncate(p) }},
 		{name: "503 twice", version: "0.4.5", status: 200, count: 3,
 			fault: func(p testupstream.FaultOption) { up.FailWith(503, p, testupstream.Times(2)) }},
@@ -229,8 +232,18 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 			defer up.ClearFaults()
 			path := arcUpstreamPath(arcModX, tt.version)
 			tt.fault(testupstream.OnPrefix(path))
-			res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, tt.version), nil)
-			if res.status != tt.status {
+			res, cut := arcFetchMaybeCut(t, arcOneSegmentURL(reg.URL, arcModX, tt.version))
+			if cut != nil {
+				if !tt.streamed || res.status != http.StatusOK {
+					t.Fatalf("status %d, then the transfer broke (%v); want %d", res.status, cut, tt.status)
+				}
+				if len(res.body) >= len(up.ArchiveBytes(arcModX, tt.version)) {
+					t.Fatalf("the transfer broke after all %d bytes: the last must be held back", len(res.body))
+				}
+				// The fetch goes on after the client's transfer broke.
+				arcWaitUpstream(t, up, path, tt.count)
+				res = arcResponse{status: tt.status, body: []byte(tt.text)}
+			} else if res.status != tt.status {
 				t.Fatalf("status %d (%s), want %d", res.status, res.body, tt.status)
 			}
 			if got := up.Count(path); got != tt.count {
@@ -688,6 +701,33 @@ func arcFetch(t testing.TB, method, u string, hdr http.Header) arcResponse {
 		t.Fatalf("%s %s: reading body: %v", method, u, err)
 	}
 	return arcResponse{status: resp.StatusCode, header: resp.Header, body: body}
+}
+
+// arcFetchMaybeCut is a GET that returns, instead of failing, a body that
+// broke off (a streamed miss whose download failed) with the error.
+func arcFetchMaybeCut(t testing.TB, u string) (arcResponse, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("User-Agent", "mooncake/0.1.0")
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return arcResponse{status: resp.StatusCode, header: resp.Header, body: body}, err
+}
+
+// arcWaitUpstream waits (bounded) until upstream has seen n requests for
+// path: a fetch carries on after the request that started it is gone.
+func arcWaitUpstream(t testing.TB, up *testupstream.Upstream, path string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); up.Count(path) < n && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // arcDial opens a TCP connection to a registry base URL.

@@ -84,13 +84,10 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 	}
 	// Upstream still sends the old bytes, which no longer match: refused,
 	// never served as a hit under the new checksum.
-	resp, err := http.Get(arcOneSegmentURL(reg.URL, module, version))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadGateway {
-		t.Errorf("after the checksum changed: %d, want 502 (upstream bytes do not match the new checksum)", resp.StatusCode)
+	// (502, or a streamed transfer cut short before its last byte.)
+	res, cut := arcFetchMaybeCut(t, arcOneSegmentURL(reg.URL, module, version))
+	if res.status != http.StatusBadGateway && cut == nil {
+		t.Errorf("after the checksum changed: %d with %d whole bytes, want 502 or a cut transfer (upstream bytes do not match the new checksum)", res.status, len(res.body))
 	}
 }
 

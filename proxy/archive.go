@@ -32,6 +32,9 @@ const statusClientClosed = 499
 type Archives interface {
 	// Get returns the archive, fetching and verifying it on a miss.
 	Get(ctx context.Context, mv module.Version) (store.Object, cache.Outcome, error)
+	// GetStream is Get that may return a miss as a Stream of the bytes as
+	// they arrive, before the download is over.
+	GetStream(ctx context.Context, mv module.Version) (store.Object, *cache.Stream, cache.Outcome, error)
 	// Checksum is the index checksum of mv, used as the ETag.
 	Checksum(ctx context.Context, mv module.Version) (string, bool, error)
 	// Ping is nil when the store takes archives (readiness).
@@ -96,12 +99,25 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	obj, outcome, err := h.archives.Get(r.Context(), mv)
+	var (
+		obj     store.Object
+		stream  *cache.Stream
+		outcome cache.Outcome
+	)
+	if streamable(r) {
+		obj, stream, outcome, err = h.archives.GetStream(r.Context(), mv)
+	} else {
+		obj, outcome, err = h.archives.Get(r.Context(), mv)
+	}
 	if outcome != "" {
 		noteCache(r, string(outcome))
 	}
 	if err != nil {
 		h.fail(w, r, mv, err)
+		return
+	}
+	if stream != nil {
+		h.serveStreaming(w, r, stream)
 		return
 	}
 	defer obj.Close()
@@ -128,6 +144,60 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	serveStream(w, r, info, obj)
 }
+
+// streamable reports whether a miss may be answered while it downloads: a
+// plain GET. Ranges, conditional requests and HEAD wait for the whole
+// archive and get http.ServeContent's answers.
+func streamable(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, k := range []string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
+		if r.Header.Get(k) != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// serveStreaming sends a miss as its bytes arrive from upstream. The
+// cache holds the last byte back until the archive is verified and
+// stored; when it is not, the connection is cut, so the client sees a
+// broken transfer (and retries) instead of a wrong archive.
+func (h *archiveHandler) serveStreaming(w http.ResponseWriter, r *http.Request, s *cache.Stream) {
+	defer s.Close()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/zip")
+	hdr.Set("Cache-Control", h.cacheControl)
+	if s.SHA256 != "" {
+		hdr.Set("ETag", `"`+s.SHA256+`"`)
+	}
+	if s.Size >= 0 {
+		hdr.Set("Content-Length", strconv.FormatInt(s.Size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	buf := make([]byte, streamBuffer)
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client left
+			}
+			rc.Flush()
+		}
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			h.log.Warn().Err(err).Msg("streamed archive failed; cutting the response")
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+// streamBuffer is what one streamed read moves at most.
+const streamBuffer = 64 << 10
 
 // redirect answers with a redirect to a signed URL of the store, once the
 // archive is there; false when the store gave none (then it is served).

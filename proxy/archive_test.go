@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +86,10 @@ type archiveFixture struct {
 	index    *archiveIndex
 	files    map[string][]byte // upstream content by decoded path
 	log      *logBuffer
+	// unannounced: upstream sends bodies without Content-Length.
+	unannounced atomic.Bool
+	// midway, if set, is waited for after upstream sent half a body.
+	midway chan struct{}
 }
 
 func sum256(b []byte) string {
@@ -116,6 +121,15 @@ func newArchiveFixture(t *testing.T, offline bool, mvs []module.Version, tamper 
 		}
 		if tampered[r.URL.Path] {
 			b = append([]byte("evil"), b[4:]...)
+		}
+		if !f.unannounced.Load() {
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		}
+		if f.midway != nil {
+			w.Write(b[:len(b)/2])
+			http.NewResponseController(w).Flush()
+			<-f.midway
+			b = b[len(b)/2:]
 		}
 		w.Write(b)
 	}))
@@ -287,9 +301,13 @@ func TestArchiveErrors(t *testing.T) {
 		mv         module.Version
 		wantStatus int
 		wantText   string
+		hdr        map[string]string
 	}{
 		{name: "unknown version", mv: unknown, wantStatus: 404, wantText: "not in the index"},
-		{name: "checksum mismatch", mv: chineseMV, wantStatus: 502, wantText: "checksum mismatch"},
+		// A ranged request waits for the whole archive, so the mismatch is
+		// a status; a plain GET streams the miss and is cut short instead
+		// (TestArchiveStreamedMismatchAborts).
+		{name: "checksum mismatch", mv: chineseMV, wantStatus: 502, wantText: "checksum mismatch", hdr: map[string]string{"Range": "bytes=0-"}},
 		{name: "offline miss", offline: true, mv: nestedMV, wantStatus: 504, wantText: "archive moonbitlang/lex/runtime@0.1.0 is not cached and upstream is unreachable"},
 		{name: "upstream down", down: true, mv: nestedMV, wantStatus: 504, wantText: "is not cached and upstream is unreachable"},
 		{name: "post", method: http.MethodPost, mv: nestedMV, wantStatus: 405},
@@ -305,7 +323,7 @@ func TestArchiveErrors(t *testing.T) {
 			if method == "" {
 				method = http.MethodGet
 			}
-			resp, body := do(t, method, f.srv.URL+oneSegment(tt.mv), nil)
+			resp, body := do(t, method, f.srv.URL+oneSegment(tt.mv), tt.hdr)
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.wantStatus)
 			}
@@ -404,6 +422,11 @@ func (o streamObject) Info() store.Info { return o.info }
 func (s streamArchives) Get(ctx context.Context, mv module.Version) (store.Object, cache.Outcome, error) {
 	info := store.Info{Size: int64(len(s.body)), ModTime: s.mod, SHA256: sum256(s.body)}
 	return streamObject{Reader: bytes.NewReader(s.body), info: info}, cache.OutcomeHit, nil
+}
+
+func (s streamArchives) GetStream(ctx context.Context, mv module.Version) (store.Object, *cache.Stream, cache.Outcome, error) {
+	obj, outcome, err := s.Get(ctx, mv)
+	return obj, nil, outcome, err
 }
 
 func (s streamArchives) Ping(ctx context.Context) error { return nil }

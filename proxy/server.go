@@ -233,22 +233,31 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		start := time.Now()
 		note := &requestNote{cache: "bypass"}
 		rw := &recordingWriter{ResponseWriter: w, status: http.StatusOK}
+		// A response cut short on purpose (http.ErrAbortHandler: a
+		// streamed archive that failed its check) is logged too.
+		defer func() {
+			p := recover()
+			if s.opts.Metrics != nil {
+				s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
+			}
+			access := s.log
+			if s.opts.AccessLog != nil {
+				access = *s.opts.AccessLog
+			}
+			access.Info().
+				Str("method", r.Method).
+				Str("path", r.URL.EscapedPath()).
+				Int("status", rw.status).
+				Int64("bytes", rw.bytes).
+				Dur("duration_ms", time.Since(start)).
+				Str("cache", note.cache).
+				Bool("aborted", p != nil).
+				Msg("request")
+			if p != nil {
+				panic(p)
+			}
+		}()
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), noteKey{}, note)))
-		if s.opts.Metrics != nil {
-			s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
-		}
-		access := s.log
-		if s.opts.AccessLog != nil {
-			access = *s.opts.AccessLog
-		}
-		access.Info().
-			Str("method", r.Method).
-			Str("path", r.URL.EscapedPath()).
-			Int("status", rw.status).
-			Int64("bytes", rw.bytes).
-			Dur("duration_ms", time.Since(start)).
-			Str("cache", note.cache).
-			Msg("request")
 	})
 }
 

@@ -229,6 +229,11 @@ func (s *Store) Create(ctx context.Context, mv module.Version, meta store.Meta) 
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w: %w", mv, store.ErrWrite, err)
 	}
+	if err := preallocate(f, meta.Size); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return nil, fmt.Errorf("create %s: %w: %w", mv, store.ErrWrite, err)
+	}
 	return &writer{s: s, mv: mv, meta: meta, f: f, release: s.pin(mv)}, nil
 }
 

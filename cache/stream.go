@@ -1,0 +1,350 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"moonbit-registry/module"
+	"moonbit-registry/store"
+)
+
+// A download is one fetch's bytes as they arrive, for the requests that
+// stream a miss instead of waiting for it: the fetch writes them to an
+// unlinked temporary file while it hashes and stores them, and each
+// request reads that file at its own pace, following it as it grows. The
+// last byte is held back until the archive is verified and stored, so a
+// checksum mismatch (or any failure) cuts every response short: a client
+// never receives a whole wrong archive. Memory stays flat however many
+// requests follow one download.
+type download struct {
+	dir string // where the temporary file goes ("": the system's)
+
+	mu   sync.Mutex
+	cond *sync.Cond
+	refs int // requests following it; at 0 the file is closed
+
+	file    *os.File
+	size    int64 // announced by upstream, -1 unknown
+	n       int64 // bytes readers may take (the most any attempt wrote)
+	w       int64 // where the current attempt writes
+	scratch []byte
+	started chan struct{}
+	begun   bool // started is closed
+	// streamed: readers may have seen bytes, so a retry (which starts
+	// over) must send the same ones to be followed.
+	streamed bool
+	done     bool
+	err      error // when done: nil means verified and stored
+	closed   bool
+}
+
+// errRetried: the fetch started over after readers had received bytes of
+// a failed attempt, and the new attempt sent other bytes (or another
+// length); readers cannot follow it.
+var errRetried = errors.New("the download started over with other bytes after a failed attempt")
+
+func newDownload(dir string) *download {
+	d := &download{dir: dir, size: -1, started: make(chan struct{})}
+	d.cond = sync.NewCond(&d.mu)
+	return d
+}
+
+// begin marks that bytes are coming, or that none will (done); waiters of
+// started then decide whether to stream.
+func (d *download) beginLocked() {
+	if !d.begun {
+		d.begun = true
+		close(d.started)
+	}
+}
+
+// attempt makes one fetch attempt's body be written to the file as it is
+// read; it returns the body to read instead.
+func (d *download) attempt(body io.Reader, size int64) io.Reader {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch {
+	case d.done || d.closed:
+		return body
+	case d.streamed && size != d.size:
+		d.failLocked(errRetried)
+		return body
+	case d.file == nil:
+		f, err := os.CreateTemp(d.dir, "moonbit-registry-stream-*")
+		if err != nil {
+			d.failLocked(fmt.Errorf("stream a download: %w", err))
+			return body
+		}
+		os.Remove(f.Name()) // unlinked: nothing is left behind, even by a crash
+		d.file = f
+	}
+	d.size = size
+	d.w = 0 // a retry starts over; what readers have is compared, not rewritten
+	return &teeBody{d: d, r: body}
+}
+
+// teeBody writes what the fetch reads to the download's file. Requests
+// start to follow only once the store has taken the first chunk (the copy
+// into the store reads again only after its write succeeded): a store
+// that cannot write at all (a full disk) is still answered with a status,
+// not a cut transfer.
+type teeBody struct {
+	d     *download
+	r     io.Reader
+	reads int
+}
+
+func (t *teeBody) Read(p []byte) (int, error) {
+	if t.reads++; t.reads == 2 {
+		t.d.mu.Lock()
+		if !t.d.done && !t.d.closed {
+			t.d.beginLocked()
+		}
+		t.d.mu.Unlock()
+	}
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.d.write(p[:n])
+	}
+	return n, err
+}
+
+func (d *download) write(p []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done || d.closed || d.file == nil {
+		return
+	}
+	// A retry sends again what an earlier attempt sent: it must be the
+	// same bytes, since readers may have them.
+	if d.w < d.n {
+		k := min(int64(len(p)), d.n-d.w)
+		if int64(cap(d.scratch)) < k {
+			d.scratch = make([]byte, k)
+		}
+		had := d.scratch[:k]
+		if _, err := d.file.ReadAt(had, d.w); err != nil || !bytes.Equal(had, p[:k]) {
+			d.failLocked(errRetried)
+			return
+		}
+		d.w += k
+		p = p[k:]
+	}
+	if len(p) == 0 {
+		return
+	}
+	if _, err := d.file.WriteAt(p, d.w); err != nil {
+		d.failLocked(fmt.Errorf("stream a download: %w", err))
+		return
+	}
+	d.w += int64(len(p))
+	d.n = d.w
+	d.streamed = true
+	d.cond.Broadcast()
+}
+
+// finish ends the download with the fetch's outcome: readers get the last
+// byte and EOF after nil, the error otherwise.
+func (d *download) finish(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.done {
+		return
+	}
+	if err == nil && !d.streamed {
+		err = errNotStreamed
+	}
+	d.failLocked(err)
+}
+
+// errNotStreamed: the fetch finished without this download seeing its
+// bytes (another process fetched it, or it was stored meanwhile); the
+// archive is read from the store instead.
+var errNotStreamed = errors.New("the archive was not streamed")
+
+func (d *download) failLocked(err error) {
+	d.done, d.err = true, err
+	d.beginLocked()
+	d.cond.Broadcast()
+}
+
+// streamable reports whether readers can follow the download: it has
+// begun, and has not failed.
+func (d *download) streamable() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.file != nil && !(d.done && d.err != nil)
+}
+
+// Stream is an archive being fetched, read as it arrives (see download).
+// Read blocks until more bytes are there; it ends with io.EOF once the
+// archive is verified and stored, or with the fetch's error. Close it.
+type Stream struct {
+	d   *download
+	c   *Cache
+	mv  module.Version
+	off int64
+	// Size is the archive's length as upstream announced it; -1 unknown.
+	Size int64
+	// SHA256 is the index checksum the archive is verified against.
+	SHA256 string
+	closed bool
+}
+
+// Read implements io.Reader.
+func (s *Stream) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	d := s.d
+	d.mu.Lock()
+	var limit int64
+	for {
+		if d.done && d.err != nil {
+			err := d.err
+			d.mu.Unlock()
+			return 0, fmt.Errorf("archive %s: %w", s.mv, err)
+		}
+		limit = d.n
+		if !d.done {
+			limit-- // the last byte waits for the verdict
+		}
+		if s.off < limit {
+			break
+		}
+		if d.done {
+			d.mu.Unlock()
+			return 0, io.EOF
+		}
+		d.cond.Wait()
+	}
+	f := d.file
+	d.mu.Unlock()
+	n, err := f.ReadAt(p[:min(int64(len(p)), limit-s.off)], s.off)
+	s.off += int64(n)
+	if err == io.EOF && n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// Close stops following the download.
+func (s *Stream) Close() error {
+	if !s.closed {
+		s.closed = true
+		s.c.leave(s.mv, s.d)
+	}
+	return nil
+}
+
+// join returns mv's download, creating it, and counts the caller as one
+// of its followers; every join is matched by one leave.
+func (c *Cache) join(mv module.Version) *download {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	d := c.downloads[mv]
+	if d == nil {
+		d = newDownload(c.spoolDir)
+		c.downloads[mv] = d
+	}
+	d.mu.Lock()
+	d.refs++
+	d.mu.Unlock()
+	return d
+}
+
+// leave undoes a join; the last follower to leave closes the file.
+func (c *Cache) leave(mv module.Version, d *download) {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refs--
+	if d.refs > 0 {
+		return
+	}
+	if c.downloads[mv] == d {
+		delete(c.downloads, mv)
+	}
+	d.closed = true
+	if d.file != nil {
+		d.file.Close()
+	}
+	d.cond.Broadcast()
+}
+
+// following is mv's download if a request follows it (nil otherwise):
+// what a fetch attempt writes its bytes to.
+func (c *Cache) following(mv module.Version) *download {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	return c.downloads[mv]
+}
+
+// GetStream is Get for a request that can take the archive while it
+// arrives: on a miss fetched by this process it returns a Stream as soon
+// as upstream answers, instead of waiting for the whole download. Exactly
+// one of the Object and the Stream is set when err is nil; the caller
+// closes it.
+func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object, *Stream, Outcome, error) {
+	if err := mv.Validate(); err != nil {
+		return nil, nil, "", err
+	}
+	release := c.hold(mv)
+	defer release()
+	obj, err := c.openCurrent(ctx, mv)
+	if err == nil {
+		c.stats.hits.Add(1)
+		return obj, nil, OutcomeHit, nil
+	}
+	if !errors.Is(err, store.ErrNotExist) {
+		return nil, nil, "", err
+	}
+	if c.fetcher == nil {
+		obj, outcome, err := c.Get(ctx, mv)
+		return obj, nil, outcome, err
+	}
+	d := c.join(mv)
+	fetched := make(chan error, 1)
+	go func() { fetched <- c.fetch(ctx, mv) }()
+	var ferr error
+	select {
+	case <-d.started:
+		if d.streamable() {
+			sum, _, _ := c.index.Checksum(ctx, mv.Module, mv.Version)
+			d.mu.Lock()
+			size := d.size
+			d.mu.Unlock()
+			return nil, &Stream{d: d, c: c, mv: mv, Size: size, SHA256: sum}, OutcomeMiss, nil
+		}
+		select {
+		case ferr = <-fetched:
+		case <-ctx.Done():
+			ferr = ctx.Err()
+		}
+	case ferr = <-fetched:
+	case <-ctx.Done():
+		ferr = ctx.Err()
+	}
+	c.leave(mv, d)
+	if ferr != nil {
+		return nil, nil, OutcomeMiss, ferr
+	}
+	// Fetched, but not streamed (by another replica, or stored meanwhile):
+	// from the store, as Get.
+	obj, err = c.openCurrent(ctx, mv)
+	if err != nil {
+		var outcome Outcome
+		obj, outcome, err = c.Get(ctx, mv)
+		if outcome == OutcomeHit {
+			outcome = OutcomeMiss
+		}
+		return obj, nil, outcome, err
+	}
+	return obj, nil, OutcomeMiss, nil
+}
