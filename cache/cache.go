@@ -433,7 +433,11 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 			body = d.attempt(body, size)
 		}
 		var err error
-		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
+		n, err = store.PutVerifiedThen(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size}, func() {
+			if used != nil {
+				used.verify() // readers get the last byte now, not after the fsyncs
+			}
+		})
 		return err
 	})
 	if used != nil {

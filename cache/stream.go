@@ -38,6 +38,9 @@ type download struct {
 	// streamed: readers may have seen bytes, so a retry (which starts
 	// over) must send the same ones to be followed.
 	streamed bool
+	// verified: the bytes hashed to the index checksum; readers may take
+	// all of them, whatever storing them does.
+	verified bool
 	done     bool
 	err      error // when done: nil means verified and stored
 	closed   bool
@@ -148,15 +151,29 @@ func (d *download) write(p []byte) {
 	d.cond.Broadcast()
 }
 
+// verify releases the last byte: the bytes are the index's.
+func (d *download) verify() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.done && d.w == d.n {
+		d.verified = true
+		d.cond.Broadcast()
+	}
+}
+
 // finish ends the download with the fetch's outcome: readers get the last
-// byte and EOF after nil, the error otherwise.
+// byte and EOF after nil (or once the bytes were verified, even if storing
+// them failed), the error otherwise.
 func (d *download) finish(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
 		return
 	}
-	if err == nil && !d.streamed {
+	switch {
+	case d.verified:
+		err = nil
+	case err == nil && !d.streamed:
 		err = errNotStreamed
 	}
 	d.failLocked(err)
@@ -211,13 +228,14 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("archive %s: %w", s.mv, err)
 		}
 		limit = d.n
-		if !d.done {
+		final := d.done || d.verified
+		if !final {
 			limit-- // the last byte waits for the verdict
 		}
 		if s.off < limit {
 			break
 		}
-		if d.done {
+		if final {
 			d.mu.Unlock()
 			return 0, io.EOF
 		}

@@ -90,6 +90,15 @@ type archiveFixture struct {
 	unannounced atomic.Bool
 	// midway, if set, is waited for after upstream sent half a body.
 	midway chan struct{}
+	cache  *cache.Cache
+}
+
+// settle waits (bounded) until no fetch runs: a streamed miss answers
+// before its archive is committed.
+func (f *archiveFixture) settle() {
+	for i := 0; f.cache.Stats().InFlight > 0 && i < 500; i++ {
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func sum256(b []byte) string {
@@ -150,6 +159,8 @@ func newArchiveFixture(t *testing.T, offline bool, mvs []module.Version, tamper 
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.cache = c
+	t.Cleanup(f.settle) // before the store's directory goes
 	s := New(Options{Archives: c, Logger: zerolog.New(f.log)})
 	f.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(f.srv.Close)
@@ -222,6 +233,7 @@ func TestArchiveBothFormsMissThenHit(t *testing.T) {
 			want := f.content(mv)
 			paths := []string{oneSegment(mv), plainPath(mv), oneSegment(mv)}
 			for _, p := range paths {
+				f.settle() // the miss is committed: the next requests are hits
 				resp, body := do(t, http.MethodGet, f.srv.URL+p, nil)
 				if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
 					t.Fatalf("GET %s: %d, %d bytes; want 200, %d bytes", p, resp.StatusCode, len(body), len(want))
