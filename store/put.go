@@ -44,11 +44,12 @@ func PutVerifiedThen(ctx context.Context, s Store, mv module.Version, r io.Reade
 		}
 	}()
 	h := sha256.New()
-	n, err = io.Copy(io.MultiWriter(w, h), ctxReader{ctx: ctx, r: r})
+	n, err = io.CopyBuffer(io.MultiWriter(w, h), ctxReader{ctx: ctx, r: r}, make([]byte, copyBuffer))
+	sum := h.Sum(nil)
 	if err != nil {
 		return n, fmt.Errorf("put %s: after %d bytes: %w", mv, n, err)
 	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != meta.SHA256 {
+	if got := hex.EncodeToString(sum); got != meta.SHA256 {
 		return n, &ChecksumError{Archive: mv, Expected: meta.SHA256, Actual: got}
 	}
 	if meta.Size >= 0 && n != meta.Size {
@@ -78,3 +79,8 @@ func (c ctxReader) Read(p []byte) (int, error) {
 	}
 	return c.r.Read(p)
 }
+
+// copyBuffer is what one read of an archive body moves at most: large
+// enough that a fast transfer is a few hundred system calls, not
+// thousands.
+const copyBuffer = 256 << 10
