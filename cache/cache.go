@@ -433,11 +433,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 			body = d.attempt(body, size)
 		}
 		var err error
-		n, err = store.PutVerifiedThen(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size}, func() {
-			if used != nil {
-				used.verify() // readers get the last byte now, not after the fsyncs
-			}
-		})
+		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
 		return err
 	})
 	if used != nil {

@@ -38,9 +38,6 @@ type download struct {
 	// streamed: readers may have seen bytes, so a retry (which starts
 	// over) must send the same ones to be followed.
 	streamed bool
-	// verified: the bytes hashed to the index checksum; readers may take
-	// all of them, whatever storing them does.
-	verified bool
 	done     bool
 	err      error // when done: nil means verified and stored
 	closed   bool
@@ -63,6 +60,15 @@ func (d *download) beginLocked() {
 	if !d.begun {
 		d.begun = true
 		close(d.started)
+	}
+}
+
+// begin lets requests follow the download.
+func (d *download) begin() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.done && !d.closed {
+		d.beginLocked()
 	}
 }
 
@@ -104,11 +110,7 @@ type teeBody struct {
 
 func (t *teeBody) Read(p []byte) (int, error) {
 	if t.reads++; t.reads == 2 {
-		t.d.mu.Lock()
-		if !t.d.done && !t.d.closed {
-			t.d.beginLocked()
-		}
-		t.d.mu.Unlock()
+		t.d.begin()
 	}
 	n, err := t.r.Read(p)
 	if n > 0 {
@@ -151,29 +153,17 @@ func (d *download) write(p []byte) {
 	d.cond.Broadcast()
 }
 
-// verify releases the last byte: the bytes are the index's.
-func (d *download) verify() {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.done && d.w == d.n {
-		d.verified = true
-		d.cond.Broadcast()
-	}
-}
-
 // finish ends the download with the fetch's outcome: readers get the last
-// byte and EOF after nil (or once the bytes were verified, even if storing
-// them failed), the error otherwise.
+// byte and EOF after nil, the error otherwise. The last byte thus waits
+// until the archive is verified and durable: a client that has it whole
+// finds it stored, also if upstream goes away right after.
 func (d *download) finish(err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.done {
 		return
 	}
-	switch {
-	case d.verified:
-		err = nil
-	case err == nil && !d.streamed:
+	if err == nil && !d.streamed {
 		err = errNotStreamed
 	}
 	d.failLocked(err)
@@ -228,14 +218,13 @@ func (s *Stream) Read(p []byte) (int, error) {
 			return 0, fmt.Errorf("archive %s: %w", s.mv, err)
 		}
 		limit = d.n
-		final := d.done || d.verified
-		if !final {
+		if !d.done {
 			limit-- // the last byte waits for the verdict
 		}
 		if s.off < limit {
 			break
 		}
-		if final {
+		if d.done {
 			d.mu.Unlock()
 			return 0, io.EOF
 		}

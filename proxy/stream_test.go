@@ -54,8 +54,8 @@ func TestArchiveMissStreams(t *testing.T) {
 	if body, err := io.ReadAll(late.Body); err != nil || !bytes.Equal(body, want) {
 		t.Fatalf("late client: %d bytes, %v; want the archive", len(body), err)
 	}
-	// The clients had their bytes once verified, maybe before the archive
-	// was durable; it is stored all the same, and served from the store.
+	// Stored by the time the clients had their last byte: served from the
+	// store (the access log may lag a moment behind).
 	for i := range 100 {
 		if resp, body := do(t, http.MethodGet, u, nil); resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
 			t.Fatalf("then: %d, %d bytes", resp.StatusCode, len(body))

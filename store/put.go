@@ -19,14 +19,6 @@ import (
 // reader's errors (a cut upstream body) from the store's (ErrWrite). It
 // returns the number of bytes read from r.
 func PutVerified(ctx context.Context, s Store, mv module.Version, r io.Reader, meta Meta) (n int64, err error) {
-	return PutVerifiedThen(ctx, s, mv, r, meta, nil)
-}
-
-// PutVerifiedThen is PutVerified that calls verified (when not nil) as
-// soon as the bytes have hashed to meta.SHA256 and have the announced
-// length, before the commit makes them durable: a caller that streams the
-// same bytes elsewhere may release them then, whatever the commit does.
-func PutVerifiedThen(ctx context.Context, s Store, mv module.Version, r io.Reader, meta Meta, verified func()) (n int64, err error) {
 	if err := mv.Validate(); err != nil {
 		return 0, err
 	}
@@ -55,9 +47,6 @@ func PutVerifiedThen(ctx context.Context, s Store, mv module.Version, r io.Reade
 	if meta.Size >= 0 && n != meta.Size {
 		// Same hash, other length cannot happen; a wrong Meta.Size can.
 		return n, fmt.Errorf("put %s: %d bytes, announced %d", mv, n, meta.Size)
-	}
-	if verified != nil {
-		verified()
 	}
 	if err := w.Commit(ctx); err != nil {
 		return n, fmt.Errorf("put %s: %w", mv, err)
