@@ -430,7 +430,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	err = c.fetcher.Fetch(ctx, mv, func(ctx context.Context, body io.Reader, size int64) error {
 		if d := c.following(mv); d != nil {
 			used = d
-			body = d.attempt(body, size)
+			body = d.attempt(body, size, sum)
 		}
 		var err error
 		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
@@ -438,6 +438,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 	})
 	if used != nil {
 		used.finish(err)
+		c.retire(mv, used)
 	}
 	c.stats.inflight.Add(-1)
 	if err != nil {

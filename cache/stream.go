@@ -29,9 +29,10 @@ type download struct {
 	refs int // requests following it; at 0 the file is closed
 
 	file    *os.File
-	size    int64 // announced by upstream, -1 unknown
-	n       int64 // bytes readers may take (the most any attempt wrote)
-	w       int64 // where the current attempt writes
+	sum     string // the checksum the fetch verifies against
+	size    int64  // announced by upstream, -1 unknown
+	n       int64  // bytes readers may take (the most any attempt wrote)
+	w       int64  // where the current attempt writes
 	scratch []byte
 	started chan struct{}
 	begun   bool // started is closed
@@ -74,7 +75,7 @@ func (d *download) begin() {
 
 // attempt makes one fetch attempt's body be written to the file as it is
 // read; it returns the body to read instead.
-func (d *download) attempt(body io.Reader, size int64) io.Reader {
+func (d *download) attempt(body io.Reader, size int64, sum string) io.Reader {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switch {
@@ -92,7 +93,7 @@ func (d *download) attempt(body io.Reader, size int64) io.Reader {
 		os.Remove(f.Name()) // unlinked: nothing is left behind, even by a crash
 		d.file = f
 	}
-	d.size = size
+	d.size, d.sum = size, sum
 	d.w = 0 // a retry starts over; what readers have is compared, not rewritten
 	return &teeBody{d: d, r: body}
 }
@@ -163,8 +164,13 @@ func (d *download) finish(err error) {
 	if d.done {
 		return
 	}
-	if err == nil && !d.streamed {
+	switch {
+	case err == nil && !d.streamed:
 		err = errNotStreamed
+	case err == nil && d.w != d.n:
+		// The attempt that succeeded was shorter than one before it:
+		// readers must not get the earlier attempt's tail.
+		err = errRetried
 	}
 	d.failLocked(err)
 }
@@ -192,10 +198,12 @@ func (d *download) streamable() bool {
 // Read blocks until more bytes are there; it ends with io.EOF once the
 // archive is verified and stored, or with the fetch's error. Close it.
 type Stream struct {
-	d   *download
-	c   *Cache
-	mv  module.Version
-	off int64
+	d    *download
+	c    *Cache
+	mv   module.Version
+	ctx  context.Context // the request's: a reader that left stops waiting
+	stop func() bool     // ends the wake-up on ctx's end
+	off  int64
 	// Size is the archive's length as upstream announced it; -1 unknown.
 	Size int64
 	// SHA256 is the index checksum the archive is verified against.
@@ -228,6 +236,10 @@ func (s *Stream) Read(p []byte) (int, error) {
 			d.mu.Unlock()
 			return 0, io.EOF
 		}
+		if err := s.ctx.Err(); err != nil {
+			d.mu.Unlock()
+			return 0, err
+		}
 		d.cond.Wait()
 	}
 	f := d.file
@@ -244,6 +256,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 func (s *Stream) Close() error {
 	if !s.closed {
 		s.closed = true
+		s.stop()
 		s.c.leave(s.mv, s.d)
 	}
 	return nil
@@ -285,6 +298,16 @@ func (c *Cache) leave(mv module.Version, d *download) {
 	d.cond.Broadcast()
 }
 
+// retire takes a finished download out of reach of new requests: they
+// read the store, or follow the next fetch.
+func (c *Cache) retire(mv module.Version, d *download) {
+	c.dlMu.Lock()
+	defer c.dlMu.Unlock()
+	if c.downloads[mv] == d {
+		delete(c.downloads, mv)
+	}
+}
+
 // following is mv's download if a request follows it (nil otherwise):
 // what a fetch attempt writes its bytes to.
 func (c *Cache) following(mv module.Version) *download {
@@ -323,11 +346,15 @@ func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object,
 	select {
 	case <-d.started:
 		if d.streamable() {
-			sum, _, _ := c.index.Checksum(ctx, mv.Module, mv.Version)
 			d.mu.Lock()
-			size := d.size
+			size, sum := d.size, d.sum
 			d.mu.Unlock()
-			return nil, &Stream{d: d, c: c, mv: mv, Size: size, SHA256: sum}, OutcomeMiss, nil
+			stop := context.AfterFunc(ctx, func() {
+				d.mu.Lock()
+				d.cond.Broadcast()
+				d.mu.Unlock()
+			})
+			return nil, &Stream{d: d, c: c, mv: mv, ctx: ctx, stop: stop, Size: size, SHA256: sum}, OutcomeMiss, nil
 		}
 		select {
 		case ferr = <-fetched:

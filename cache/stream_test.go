@@ -3,8 +3,12 @@ package cache_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"net/http"
+	"strconv"
 	"testing"
+	"time"
 
 	"moonbit-registry/module"
 )
@@ -94,5 +98,42 @@ func TestStreamRetryWithOtherBytes(t *testing.T) {
 	}
 	if env.cache.Cached(ctx, mv) {
 		t.Error("wrong bytes were stored")
+	}
+}
+
+// TestStreamCancelledReaderStopsWaiting: a request that leaves while
+// upstream stalls stops waiting at once instead of until the fetch ends.
+func TestStreamCancelledReaderStopsWaiting(t *testing.T) {
+	env := newTestEnv(t, nil)
+	mv := module.Version{Module: "stream/stall", Version: "1.0.0"}
+	env.publish(mv)
+	stall := make(chan struct{})
+	defer close(stall)
+	env.up.queue(func(w http.ResponseWriter, r *http.Request, body []byte) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.Write(body[:len(body)/2])
+		http.NewResponseController(w).Flush()
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	_, stream, _, err := env.cache.GetStream(ctx, mv)
+	if err != nil || stream == nil {
+		t.Fatalf("no stream: %v", err)
+	}
+	defer stream.Close()
+	done := make(chan error, 1)
+	go func() { _, err := io.ReadAll(stream); done <- err }()
+	time.Sleep(50 * time.Millisecond) // the reader has the first half and waits
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("reader ended with %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reader kept waiting after its request left")
 	}
 }

@@ -17,6 +17,9 @@ func preallocate(f *os.File, size int64) error {
 		return nil
 	}
 	err := syscall.Fallocate(int(f.Fd()), 0, 0, size)
+	for errors.Is(err, syscall.EINTR) { // tmpfs gives up when a signal comes
+		err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
+	}
 	if errors.Is(err, syscall.EOPNOTSUPP) || errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EINVAL) {
 		return nil
 	}
