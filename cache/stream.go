@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 
+	"moonbit-registry/internal/spool"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 )
@@ -91,6 +92,13 @@ func (d *download) attempt(body io.Reader, size int64, sum string) io.Reader {
 			return body
 		}
 		os.Remove(f.Name()) // unlinked: nothing is left behind, even by a crash
+		// Room for the whole archive up front: a disk that has it for the
+		// store but not twice fails here, before requests follow.
+		if err := spool.Preallocate(f, size); err != nil {
+			f.Close()
+			d.failLocked(fmt.Errorf("stream a download: %w", err))
+			return body
+		}
 		d.file = f
 	}
 	d.size, d.sum = size, sum

@@ -1,7 +1,8 @@
 // Package spool holds bytes produced at one side's pace until the other
 // side takes them at its own: in memory up to a bound, then in a temporary
 // file that is unlinked at once, so memory stays bounded whatever a peer
-// does and nothing is left behind, even by a crash.
+// does and nothing is left behind, even by a crash. Preallocate reserves a
+// file's room up front, for the files that hold archives on their way.
 package spool
 
 import (

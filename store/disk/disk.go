@@ -19,6 +19,7 @@ import (
 	"github.com/peterbourgon/diskv/v3"
 	"github.com/rs/zerolog"
 
+	"moonbit-registry/internal/spool"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 )
@@ -229,7 +230,7 @@ func (s *Store) Create(ctx context.Context, mv module.Version, meta store.Meta) 
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w: %w", mv, store.ErrWrite, err)
 	}
-	if err := preallocate(f, meta.Size); err != nil {
+	if err := spool.Preallocate(f, meta.Size); err != nil {
 		f.Close()
 		os.Remove(f.Name())
 		return nil, fmt.Errorf("create %s: %w: %w", mv, store.ErrWrite, err)

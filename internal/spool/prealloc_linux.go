@@ -1,6 +1,6 @@
 //go:build linux
 
-package disk
+package spool
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 	"syscall"
 )
 
-// preallocate reserves size bytes for f, so that a store that cannot take
-// the archive (a full disk, a file size limit) says so before a byte is
-// written, and a miss can be answered with a status rather than a
+// Preallocate reserves size bytes for f (its length becomes size), so that
+// a disk that cannot take them (full, or a file size limit) says so before
+// a byte is written: a miss is then answered with a status rather than a
 // transfer cut short. Filesystems that cannot preallocate are let be.
-func preallocate(f *os.File, size int64) error {
+func Preallocate(f *os.File, size int64) error {
 	if size <= 0 {
 		return nil
 	}
