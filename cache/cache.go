@@ -227,24 +227,47 @@ func (c *Cache) hold(mv module.Version) (release func()) {
 // ErrUpstream or store.ErrWrite, or are ctx's error if the caller gave up
 // waiting.
 func (c *Cache) Get(ctx context.Context, mv module.Version) (store.Object, Outcome, error) {
+	obj, _, outcome, err := c.get(ctx, mv, false)
+	return obj, outcome, err
+}
+
+// GetStream is Get for a request that can take the archive while it
+// arrives: on a miss fetched by this process it returns a Stream as soon
+// as upstream answers, instead of waiting for the whole download. Exactly
+// one of the Object and the Stream is set when err is nil; the caller
+// closes it.
+func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object, *Stream, Outcome, error) {
+	return c.get(ctx, mv, true)
+}
+
+// get is Get and, with stream, GetStream.
+func (c *Cache) get(ctx context.Context, mv module.Version, stream bool) (store.Object, *Stream, Outcome, error) {
 	if err := mv.Validate(); err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer c.hold(mv)()
 	obj, err := c.openCurrent(ctx, mv)
 	if err == nil {
 		c.stats.hits.Add(1)
-		return obj, OutcomeHit, nil
+		return obj, nil, OutcomeHit, nil
 	}
 	if !errors.Is(err, store.ErrNotExist) {
-		return nil, "", err
+		return nil, nil, "", err
+	}
+	if stream && c.fetcher != nil {
+		s, followed, err := c.follow(ctx, mv)
+		if followed || err != nil {
+			return nil, s, OutcomeMiss, err
+		}
+		// Fetched without being streamed (by another replica, or stored
+		// meanwhile): from the store, as below.
 	}
 	// A fetch stores what the index said when it began; if the index
 	// changed the checksum meanwhile, what it stored is already stale and
 	// the next round fetches the new bytes. Two rounds, then give up.
 	for range 2 {
 		if err := c.fetch(ctx, mv); err != nil {
-			return nil, OutcomeMiss, err
+			return nil, nil, OutcomeMiss, err
 		}
 		obj, err = c.openCurrent(ctx, mv)
 		if !errors.Is(err, store.ErrNotExist) {
@@ -252,12 +275,12 @@ func (c *Cache) Get(ctx context.Context, mv module.Version) (store.Object, Outco
 		}
 	}
 	if errors.Is(err, errStale) {
-		return nil, OutcomeMiss, fmt.Errorf("%w: %s: its index checksum changed during the download; try again", ErrUpstream, mv)
+		return nil, nil, OutcomeMiss, fmt.Errorf("%w: %s: its index checksum changed during the download; try again", ErrUpstream, mv)
 	}
 	if err != nil {
-		return nil, OutcomeMiss, fmt.Errorf("open %s after fetching: %w", mv, err)
+		return nil, nil, OutcomeMiss, fmt.Errorf("open %s after fetching: %w", mv, err)
 	}
-	return obj, OutcomeMiss, nil
+	return obj, nil, OutcomeMiss, nil
 }
 
 // errStale marks a stored archive whose checksum is not the index's: it

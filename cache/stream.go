@@ -11,7 +11,6 @@ import (
 
 	"moonbit-registry/internal/spool"
 	"moonbit-registry/module"
-	"moonbit-registry/store"
 )
 
 // A download is one fetch's bytes as they arrive, for the requests that
@@ -56,8 +55,8 @@ func newDownload(dir string) *download {
 	return d
 }
 
-// begin marks that bytes are coming, or that none will (done); waiters of
-// started then decide whether to stream.
+// beginLocked closes started: bytes are coming, or none will (done);
+// waiters then decide whether to stream.
 func (d *download) beginLocked() {
 	if !d.begun {
 		d.begun = true
@@ -324,33 +323,14 @@ func (c *Cache) following(mv module.Version) *download {
 	return c.downloads[mv]
 }
 
-// GetStream is Get for a request that can take the archive while it
-// arrives: on a miss fetched by this process it returns a Stream as soon
-// as upstream answers, instead of waiting for the whole download. Exactly
-// one of the Object and the Stream is set when err is nil; the caller
-// closes it.
-func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object, *Stream, Outcome, error) {
-	if err := mv.Validate(); err != nil {
-		return nil, nil, "", err
-	}
-	release := c.hold(mv)
-	defer release()
-	obj, err := c.openCurrent(ctx, mv)
-	if err == nil {
-		c.stats.hits.Add(1)
-		return obj, nil, OutcomeHit, nil
-	}
-	if !errors.Is(err, store.ErrNotExist) {
-		return nil, nil, "", err
-	}
-	if c.fetcher == nil {
-		obj, outcome, err := c.Get(ctx, mv)
-		return obj, nil, outcome, err
-	}
+// follow makes a miss a Stream when this process fetches it: it joins
+// the archive's download, starts (or joins) the fetch, and waits until
+// bytes come (followed) or the fetch is over. When the fetch ended
+// without streaming, followed is false and err is the fetch's.
+func (c *Cache) follow(ctx context.Context, mv module.Version) (s *Stream, followed bool, err error) {
 	d := c.join(mv)
 	fetched := make(chan error, 1)
 	go func() { fetched <- c.fetch(ctx, mv) }()
-	var ferr error
 	select {
 	case <-d.started:
 		if d.streamable() {
@@ -362,31 +342,17 @@ func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object,
 				d.cond.Broadcast()
 				d.mu.Unlock()
 			})
-			return nil, &Stream{d: d, c: c, mv: mv, ctx: ctx, stop: stop, Size: size, SHA256: sum}, OutcomeMiss, nil
+			return &Stream{d: d, c: c, mv: mv, ctx: ctx, stop: stop, Size: size, SHA256: sum}, true, nil
 		}
 		select {
-		case ferr = <-fetched:
+		case err = <-fetched:
 		case <-ctx.Done():
-			ferr = ctx.Err()
+			err = ctx.Err()
 		}
-	case ferr = <-fetched:
+	case err = <-fetched:
 	case <-ctx.Done():
-		ferr = ctx.Err()
+		err = ctx.Err()
 	}
 	c.leave(mv, d)
-	if ferr != nil {
-		return nil, nil, OutcomeMiss, ferr
-	}
-	// Fetched, but not streamed (by another replica, or stored meanwhile):
-	// from the store, as Get.
-	obj, err = c.openCurrent(ctx, mv)
-	if err != nil {
-		var outcome Outcome
-		obj, outcome, err = c.Get(ctx, mv)
-		if outcome == OutcomeHit {
-			outcome = OutcomeMiss
-		}
-		return obj, nil, outcome, err
-	}
-	return obj, nil, OutcomeMiss, nil
+	return nil, false, err
 }

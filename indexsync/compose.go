@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"moonbit-registry/module"
 )
 
 // Overlay is what the served index adds to upstream's (the private
@@ -116,6 +118,15 @@ func (m *Mirror) partDir(dir, name string) string {
 		return dir
 	}
 	return m.sourceDir(name)
+}
+
+// holder is the repository that holds commit c of a part: the mirror at
+// dir when c is base (whose tree has the part's files), else the part's.
+func (m *Mirror) holder(dir, name, c, base string) string {
+	if c == base {
+		return dir
+	}
+	return m.partDir(dir, name)
 }
 
 // partNames are upstream ("") and the sources, in the order composed.
@@ -250,11 +261,7 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 	msg := fmt.Sprintf("Index composed by moonbit-registry (%d private module file(s))\n\nupstream %s\n", len(files), used[""])
 	for _, name := range m.partNames() {
 		if c := src[name]; c != "" {
-			cdir := dir
-			if c != base {
-				cdir = m.partDir(dir, name)
-			}
-			out, err := m.git(ctx, cdir, nil, "show", "-s", "--format=%ct", c)
+			out, err := m.git(ctx, m.holder(dir, name, c, base), nil, "show", "-s", "--format=%ct", c)
 			if err != nil {
 				return "", err
 			}
@@ -311,7 +318,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	if len(hidden) > 0 {
 		args := []string{"rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", "--"}
 		for _, o := range hidden {
-			args = append(args, ":(literal)user/"+o)
+			args = append(args, ":(literal)"+module.OwnerIndexDir(o))
 		}
 		if _, err := m.gitWith(ctx, dir, env, nil, args...); err != nil {
 			return "", err
@@ -323,16 +330,13 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	var info bytes.Buffer
 	for _, s := range m.opts.Sources {
 		c := src[s.Name]
-		if c == "" || len(s.Owners) == 0 {
+		if c == "" {
 			continue
 		}
-		from := dir
-		if c != base {
-			from = m.sourceDir(s.Name)
-		}
+		from := m.holder(dir, s.Name, c, base)
 		args := []string{"ls-tree", "-r", "--full-tree", c, "--"}
 		for _, o := range s.Owners {
-			args = append(args, "user/"+o)
+			args = append(args, module.OwnerIndexDir(o))
 		}
 		out, err := m.git(ctx, from, nil, args...)
 		if err != nil {
@@ -440,11 +444,7 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 }
 
 func (m *Mirror) treeOf(ctx context.Context, dir, c string) (string, error) {
-	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", c+"^{tree}")
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(out)), nil
+	return m.objectID(ctx, dir, c, "tree")
 }
 
 // Recompose rebuilds the served index from the upstream commit it was
@@ -464,14 +464,8 @@ func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
 		return Changes{}, ErrNotReady
 	}
 	old := m.mainOnDisk(ctx)
-	var next string
-	if m.opts.Fleet != nil {
-		a, err := m.agree(ctx, m.opts.Dir, nil)
-		if err != nil {
-			return Changes{}, err
-		}
-		next = a.target
-	} else if next, err = m.target(ctx, m.opts.Dir, nil, old); err != nil {
+	next, err := m.settle(ctx, m.opts.Dir, nil, old)
+	if err != nil {
 		return Changes{}, err
 	}
 	c, err := m.moveTo(ctx, old, next)

@@ -39,28 +39,21 @@ const maxTipRaces = 5
 // (uploadpack.hideRefs), so it is never advertised.
 const bundleRef = "refs/fleet/tip"
 
-// agreement is where a sync may move main: target, which the fleet's tip
-// holds.
-type agreement struct {
-	target string
-}
-
 // agree settles what main moves to, given what the sync fetched (nothing
 // of upstream's when it could not be reached), in the repository at dir:
-// the commit built on
-// the fleet's tip (see target: upstream's commit itself without an
-// Overlay) if it moves the tip forward (or there is no tip yet), the tip
-// if it already holds as much. A tip this repository does not have comes
+// the commit built on the fleet's tip (see target: upstream's commit
+// itself without an Overlay) if it moves the tip forward (or there is no
+// tip yet), the tip if it already holds as much. A tip this repository does not have comes
 // from the bundle another replica stored. Upstream history that was
 // rewritten is followed, as a single mirror does.
-func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (agreement, error) {
+func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, error) {
 	f := m.opts.Fleet
 	bundled := "" // the commit whose bundle this sync stored: dropped unless it becomes the tip
-	settle := func(target string) agreement {
+	settle := func(target string) string {
 		if bundled != "" && target != bundled {
 			m.dropBundle(ctx, bundled)
 		}
-		return agreement{target: target}
+		return target
 	}
 	for range maxTipRaces {
 		tip, version, err := f.Tip(ctx)

@@ -315,7 +315,12 @@ func ValidateBranch(b string) error {
 }
 
 func (m *Mirror) revParse(ctx context.Context, dir, rev string) (string, error) {
-	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", rev+"^{commit}")
+	return m.objectID(ctx, dir, rev, "commit")
+}
+
+// objectID is the id of the object of kind ("commit", "tree") rev names.
+func (m *Mirror) objectID(ctx context.Context, dir, rev, kind string) (string, error) {
+	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", rev+"^{"+kind+"}")
 	if err != nil {
 		return "", err
 	}

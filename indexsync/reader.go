@@ -71,7 +71,7 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 		return nil, fmt.Errorf("open index mirror: %w", err)
 	}
 	defer root.Close()
-	f, err := root.Open("user/" + mod + ".index")
+	f, err := root.Open(module.IndexPath(mod))
 	if err != nil {
 		// ENOTDIR (a file where a directory of the path would be) means
 		// the module is not there either.

@@ -51,7 +51,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	if mount {
 		parent = m.opts.Dir
 	}
-	tmp, a, err := m.cloneInto(ctx, parent)
+	tmp, commit, err := m.cloneInto(ctx, parent)
 	if tmp != "" {
 		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
@@ -67,7 +67,6 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 			os.Rename(trash, m.opts.Dir) // put the old one back
 		}
 	}
-	commit := a.target
 	if err == nil {
 		m.setCommit(commit)
 		m.cache.clear()

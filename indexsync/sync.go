@@ -95,7 +95,7 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	if inside {
 		parent = m.opts.Dir
 	}
-	tmp, a, err := m.cloneInto(ctx, parent)
+	tmp, commit, err := m.cloneInto(ctx, parent)
 	if tmp != "" {
 		defer os.RemoveAll(tmp) // a no-op once moved into place
 	}
@@ -112,28 +112,28 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 		m.tree.Unlock()
 		return Changes{}, fmt.Errorf("move new mirror into place: %w", err)
 	}
-	m.setCommit(a.target)
+	m.setCommit(commit)
 	m.cache.clear()
 	m.tree.Unlock()
-	return Changes{To: a.target, Initial: true}, nil
+	return Changes{To: commit, Initial: true}, nil
 }
 
 // cloneInto makes a complete mirror in a new temporary directory in parent
 // and returns it (to be removed by the caller if not moved) and where its
 // main is.
-func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a agreement, err error) {
+func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target string, err error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", a, err
+		return "", "", err
 	}
 	tmp, err = os.MkdirTemp(parent, m.tempPrefix())
 	if err != nil {
-		return "", a, err
+		return "", "", err
 	}
 	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
-		return tmp, a, err
+		return tmp, "", err
 	}
 	if err := m.configure(ctx, tmp); err != nil {
-		return tmp, a, err
+		return tmp, "", err
 	}
 	// Shallow on its own: clients only ever need the tip and what comes
 	// after it. In a fleet, full: a client may come with any commit
@@ -147,31 +147,33 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp string, a ag
 	if err == nil {
 		fetched[""] = commit
 		if err := m.noteUpstream(ctx, tmp, commit); err != nil {
-			return tmp, a, err
+			return tmp, "", err
 		}
-		m.fetchSources(ctx, fetched, depth...)
+		m.fetchSources(ctx, fetched)
 	}
-	if m.opts.Fleet == nil {
-		if err != nil {
-			return tmp, a, err
-		}
-		target, err := m.target(ctx, tmp, fetched, "")
-		if err != nil {
-			return tmp, a, err
-		}
-		a = agreement{target: target}
-	} else {
-		if err != nil {
-			m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
-		}
-		if a, err = m.agree(ctx, tmp, fetched); err != nil {
-			return tmp, a, err
-		}
+	switch {
+	case err != nil && m.opts.Fleet == nil:
+		return tmp, "", err
+	case err != nil:
+		m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
 	}
-	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, a.target); err != nil {
-		return tmp, a, err
+	if target, err = m.settle(ctx, tmp, fetched, ""); err != nil {
+		return tmp, "", err
 	}
-	return tmp, a, nil
+	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, target); err != nil {
+		return tmp, "", err
+	}
+	return tmp, target, nil
+}
+
+// settle is the commit main moves to, given what a sync fetched and the
+// commit served now (base): the fleet's agreement in a fleet (see agree),
+// else target's.
+func (m *Mirror) settle(ctx context.Context, dir string, fetched heads, base string) (string, error) {
+	if m.opts.Fleet != nil {
+		return m.agree(ctx, dir, fetched)
+	}
+	return m.target(ctx, dir, fetched, base)
 }
 
 // moveContents renames every entry of src into dst, .git last: a reader
@@ -255,12 +257,20 @@ func headerEnv(header string) []string {
 // fetchSources fetches each Source's branch into a repository of its own
 // beside the mirror (see sourceDir); what it fetched goes into fetched. A
 // source that cannot be reached is logged and left out: its owners are
-// served as they were.
-func (m *Mirror) fetchSources(ctx context.Context, fetched heads, extra ...string) {
+// served as they were. As upstream's, a source's history starts shallow
+// on its own and is full in a fleet.
+func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 	for _, src := range m.opts.Sources {
-		dir, err := m.sourceRepo(ctx, src.Name)
+		dir, created, err := m.sourceRepo(ctx, src.Name)
 		var c string
 		if err == nil {
+			var extra []string
+			switch {
+			case m.opts.Fleet == nil && created:
+				extra = []string{"--depth=1"}
+			case m.opts.Fleet != nil && isShallow(dir):
+				extra = []string{"--unshallow"}
+			}
 			c, err = m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
 		}
 		if err == nil {
@@ -282,24 +292,25 @@ func (m *Mirror) sourceDir(name string) string {
 	return filepath.Join(filepath.Dir(m.opts.Dir), "."+filepath.Base(m.opts.Dir)+".sources", name)
 }
 
-// sourceRepo returns the source's repository, creating it when missing.
-func (m *Mirror) sourceRepo(ctx context.Context, name string) (string, error) {
-	dir := m.sourceDir(name)
+// sourceRepo returns the source's repository, and whether it was created
+// now.
+func (m *Mirror) sourceRepo(ctx context.Context, name string) (dir string, created bool, err error) {
+	dir = m.sourceDir(name)
 	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
-		return dir, nil
+		return dir, false, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", false, err
 	}
 	if _, err := m.git(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
-		return "", err
+		return "", false, err
 	}
 	for _, kv := range [][2]string{{"gc.autoDetach", "false"}, {"core.fsync", "objects,derived-metadata,reference"}} {
 		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
-			return "", err
+			return "", false, err
 		}
 	}
-	return dir, nil
+	return dir, true, nil
 }
 
 // update fetches into the existing mirror and then moves main. The fetch
@@ -309,12 +320,6 @@ func (m *Mirror) sourceRepo(ctx context.Context, name string) (string, error) {
 // rewrote its history does this fetch all of it.
 func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	old := m.mainOnDisk(ctx)
-	if old == "" {
-		// A repository from an earlier run whose main New could not read.
-		if c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); err == nil {
-			old = c
-		}
-	}
 	if !m.configured {
 		// A repository from an earlier run may predate a setting.
 		if err := m.configure(ctx, m.opts.Dir); err != nil {
@@ -323,7 +328,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		m.configured = true
 	}
 	var extra []string
-	if m.opts.Fleet != nil && m.isShallow() {
+	if m.opts.Fleet != nil && isShallow(m.opts.Dir) {
 		// A mirror from before the fleet: full history from now on.
 		extra = []string{"--unshallow"}
 	}
@@ -338,22 +343,13 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 			return Changes{}, err
 		}
 	}
-	m.fetchSources(ctx, fetched, extra...)
-	if m.opts.Fleet == nil {
-		var err error
-		if next, err = m.target(ctx, m.opts.Dir, fetched, old); err != nil {
-			return Changes{}, err
+	m.fetchSources(ctx, fetched)
+	next, err := m.settle(ctx, m.opts.Dir, fetched, old)
+	if err != nil {
+		if fetchErr != nil && m.opts.Fleet != nil {
+			return Changes{}, fmt.Errorf("%w; and the fleet's index: %w", fetchErr, err)
 		}
-	}
-	if m.opts.Fleet != nil {
-		a, err := m.agree(ctx, m.opts.Dir, fetched)
-		if err != nil {
-			if fetchErr != nil {
-				return Changes{}, fmt.Errorf("%w; and the fleet's index: %w", fetchErr, err)
-			}
-			return Changes{}, err
-		}
-		next = a.target
+		return Changes{}, errors.Join(fetchErr, err)
 	}
 	c, err := m.moveTo(ctx, old, next)
 	switch {
@@ -371,9 +367,9 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	return c, err
 }
 
-// isShallow reports whether the mirror has shallow history.
-func (m *Mirror) isShallow() bool {
-	_, err := os.Stat(filepath.Join(m.opts.Dir, ".git", "shallow"))
+// isShallow reports whether the repository at dir has shallow history.
+func isShallow(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, ".git", "shallow"))
 	return err == nil
 }
 

@@ -91,6 +91,17 @@ func ValidateOwner(owner string) error {
 	return nil
 }
 
+// IndexPath is module mod's .index file in the index tree:
+// "user/<owner>/<rest>.index".
+func IndexPath(mod string) string { return indexRoot + mod + ".index" }
+
+// OwnerIndexDir is the directory of an owner's .index files in the index
+// tree: "user/<owner>".
+func OwnerIndexDir(owner string) string { return indexRoot + owner }
+
+// indexRoot holds every .index file of the index tree.
+const indexRoot = "user/"
+
 // Owner is the owner of module name mod (its first segment).
 func Owner(mod string) string {
 	owner, _, _ := strings.Cut(mod, "/")

@@ -103,11 +103,10 @@ type Published struct {
 // this long (its process died) may be taken over by another publish.
 const pendingTimeout = 10 * time.Minute
 
-// Publish checks the archive body (a zip from `moon package`), stores it
-// and records its index line. The same bytes again succeed with Existed;
-// other bytes for a published version are ErrConflict. Nothing is stored
-// when the archive is refused. The caller then recomposes the served
-// index.
+// Publish checks the archive body (a zip from `moon package`), stores it,
+// records its index line and runs Options.AfterChange. The same bytes
+// again succeed with Existed; other bytes for a published version are
+// ErrConflict. Nothing is stored when the archive is refused.
 func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, error) {
 	if r.opts.ReadOnly {
 		return Published{}, ErrReadOnly
@@ -136,20 +135,17 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 	if err != nil {
 		return pub, err
 	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return pub, err
+	}
 	if rec.State == statePublished {
 		// The same bytes, published before: make sure the archive is
 		// still there (it is never evicted, but a store may lose it).
 		pub.Existed = true
-		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return pub, err
-		}
 		if err := r.ensureArchive(ctx, mv, f, sum, size); err != nil {
 			return pub, err
 		}
 		return pub, r.afterChange(ctx, mv)
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return pub, err
 	}
 	if _, err := store.PutVerified(ctx, r.opts.Store, mv, f, store.Meta{SHA256: sum, Size: size}); err != nil {
 		return pub, err
@@ -272,16 +268,12 @@ func (r *Registry) claim(ctx context.Context, mv module.Version, sum string) (re
 		if created {
 			return record{State: statePending, Checksum: sum}, etag, nil
 		}
-		body, etag, age, found, err := r.opts.Records.Read(ctx, key)
+		rec, etag, age, found, err := r.readRecord(ctx, mv)
 		if err != nil {
 			return record{}, "", err
 		}
 		if !found {
 			continue // removed in between: create again
-		}
-		var rec record
-		if err := json.Unmarshal(body, &rec); err != nil {
-			return record{}, "", fmt.Errorf("the record of %s is damaged: %w", mv, err)
 		}
 		switch {
 		case rec.State == statePublished && rec.Checksum == sum:
@@ -319,15 +311,27 @@ func (r *Registry) swap(ctx context.Context, mv module.Version, rec record, etag
 	}
 	// A retry of this very publish (the same bytes) may have finished it
 	// first: then the version holds what was asked.
-	cur, _, _, found, err := r.opts.Records.Read(ctx, recordKey(mv))
+	now, _, _, found, err := r.readRecord(ctx, mv)
 	if err != nil {
 		return err
 	}
-	var now record
-	if found && json.Unmarshal(cur, &now) == nil && now.State == statePublished && now.Checksum == rec.Checksum {
+	if found && now.State == statePublished && now.Checksum == rec.Checksum {
 		return nil
 	}
 	return fmt.Errorf("%w: the record of %s changed during the publish", ErrConflict, mv)
+}
+
+// readRecord reads mv's record; found is false when there is none. A record
+// that does not parse is an error: it is ours, so it is damaged.
+func (r *Registry) readRecord(ctx context.Context, mv module.Version) (rec record, etag string, age time.Duration, found bool, err error) {
+	body, etag, age, found, err := r.opts.Records.Read(ctx, recordKey(mv))
+	if err != nil || !found {
+		return record{}, "", 0, found, err
+	}
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return record{}, "", 0, false, fmt.Errorf("the record of %s is damaged: %w", mv, err)
+	}
+	return rec, etag, age, true, nil
 }
 
 // maxRecordSize bounds a record as stored: every Records backend must
@@ -372,26 +376,19 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 	if !r.Owns(mv.Module) {
 		return fmt.Errorf("%w: %s", ErrNotReserved, mv.Module)
 	}
-	key := recordKey(mv)
+	if m.Deprecated != nil && len(*m.Deprecated) > maxReason {
+		return invalid("the deprecation reason is longer than %d bytes", maxReason)
+	}
 	for range 5 {
-		body, etag, _, found, err := r.opts.Records.Read(ctx, key)
+		rec, etag, _, found, err := r.readRecord(ctx, mv)
 		if err != nil {
 			return err
-		}
-		var rec record
-		if found {
-			if err := json.Unmarshal(body, &rec); err != nil {
-				return fmt.Errorf("the record of %s is damaged: %w", mv, err)
-			}
 		}
 		if !found || rec.State != statePublished {
 			return fmt.Errorf("%w: %s", ErrUnknown, mv)
 		}
 		if m.Deprecated != nil {
 			rec.Line.Deprecated = *m.Deprecated
-			if len(*m.Deprecated) > maxReason {
-				return invalid("the deprecation reason is longer than %d bytes", maxReason)
-			}
 		}
 		if m.Yanked != nil {
 			rec.Line.Yanked = *m.Yanked
@@ -401,7 +398,7 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 		if err != nil {
 			return err
 		}
-		_, swapped, err := r.opts.Records.Swap(ctx, key, next, etag)
+		_, swapped, err := r.opts.Records.Swap(ctx, recordKey(mv), next, etag)
 		if err != nil {
 			return err
 		}
@@ -435,7 +432,7 @@ func (r *Registry) Files(ctx context.Context) (map[string][]byte, time.Time, err
 		if err != nil {
 			return nil, time.Time{}, err
 		}
-		p := IndexPath(rec.Line.Name)
+		p := module.IndexPath(rec.Line.Name)
 		if bufs[p] == nil {
 			bufs[p] = &bytes.Buffer{}
 		}
@@ -452,11 +449,7 @@ func (r *Registry) Files(ctx context.Context) (map[string][]byte, time.Time, err
 	return files, latest, nil
 }
 
-// IndexPath is a module's .index file in the index tree.
-func IndexPath(mod string) string { return "user/" + mod + ".index" }
-
-// Versions lists the published private versions with their checksums
-// (verify and the web page).
+// Versions lists the published private versions with their checksums.
 func (r *Registry) Versions(ctx context.Context) (map[module.Version]string, error) {
 	recs, err := r.published(ctx)
 	if err != nil {

@@ -152,12 +152,12 @@ func (e *env) lines(t *testing.T, mod string) []map[string]any {
 	if err != nil {
 		t.Fatalf("Files: %v", err)
 	}
-	data, ok := files[private.IndexPath(mod)]
+	data, ok := files[module.IndexPath(mod)]
 	if !ok {
-		t.Fatalf("Files has no %s; it has %v", private.IndexPath(mod), slices.Sorted(maps.Keys(files)))
+		t.Fatalf("Files has no %s; it has %v", module.IndexPath(mod), slices.Sorted(maps.Keys(files)))
 	}
 	if !bytes.HasSuffix(data, []byte("\n")) {
-		t.Errorf("%s does not end in a newline: %q", private.IndexPath(mod), data)
+		t.Errorf("%s does not end in a newline: %q", module.IndexPath(mod), data)
 	}
 	var out []map[string]any
 	for _, l := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
@@ -207,7 +207,7 @@ func TestPublishStoresAndLists(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(files) != 1 {
-		t.Errorf("Files = %v, want only %s", slices.Sorted(maps.Keys(files)), private.IndexPath("acme/lib"))
+		t.Errorf("Files = %v, want only %s", slices.Sorted(maps.Keys(files)), module.IndexPath("acme/lib"))
 	}
 	if !latest.Equal(t0) {
 		t.Errorf("latest change = %s, want %s", latest, t0)
@@ -380,7 +380,7 @@ func TestSetMarks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := string(files[private.IndexPath("acme/lib")])
+	line := string(files[module.IndexPath("acme/lib")])
 	for _, want := range []string{`"deprecated":"use 2.0.0"`, `"yanked":true`, `"created_at":"` + t0CreatedAt + `"`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("line %s lacks %s", line, want)
@@ -650,7 +650,7 @@ func TestPublishLongDescriptionListed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Publish of %d bytes took it (%+v), then Files fails for every private module: %v", len(b), pub, err)
 	}
-	if _, ok := files[private.IndexPath("acme/lib")]; !ok {
+	if _, ok := files[module.IndexPath("acme/lib")]; !ok {
 		t.Errorf("Publish took it (%+v) but Files does not list it", pub)
 	}
 	if _, err := e.reg.Versions(context.Background()); err != nil {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
@@ -83,12 +82,7 @@ func (a *publishAPI) authorized(w http.ResponseWriter, r *http.Request) bool {
 		a.fail(w, http.StatusUnauthorized, "a publish token is required: Authorization: Bearer <token> (MOONBIT_REGISTRY_TOKEN for the publish command)")
 		return false
 	}
-	d := sha256.Sum256([]byte(token))
-	match := 0
-	for _, t := range a.tokens {
-		match |= subtle.ConstantTimeCompare(d[:], t[:])
-	}
-	if match != 1 {
+	if !tokenMatches(token, a.tokens) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="moonbit-registry", error="invalid_token"`)
 		a.fail(w, http.StatusUnauthorized, "this token may not publish: its digest is not in server.publish_tokens")
 		return false

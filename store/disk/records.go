@@ -54,8 +54,8 @@ func etagOf(body []byte) string {
 	return `"` + hex.EncodeToString(sum[:]) + `"`
 }
 
-// Create writes key only if it does not exist.
-func (r *Records) Create(ctx context.Context, key string, body []byte) (string, bool, error) {
+// write runs a write of key's file at p with the writers' lock held.
+func (r *Records) write(ctx context.Context, key string, fn func(p string) (string, bool, error)) (string, bool, error) {
 	p, err := r.path(key)
 	if err != nil {
 		return "", false, err
@@ -65,6 +65,15 @@ func (r *Records) Create(ctx context.Context, key string, body []byte) (string, 
 		return "", false, err
 	}
 	defer unlock()
+	return fn(p)
+}
+
+// Create writes key only if it does not exist.
+func (r *Records) Create(ctx context.Context, key string, body []byte) (string, bool, error) {
+	return r.write(ctx, key, func(p string) (string, bool, error) { return r.create(key, p, body) })
+}
+
+func (r *Records) create(key, p string, body []byte) (string, bool, error) {
 	tmp, err := r.writeTemp(filepath.Dir(p), body)
 	if err != nil {
 		return "", false, err
@@ -81,15 +90,10 @@ func (r *Records) Create(ctx context.Context, key string, body []byte) (string, 
 
 // Swap replaces key only if its ETag is still etag.
 func (r *Records) Swap(ctx context.Context, key string, body []byte, etag string) (string, bool, error) {
-	p, err := r.path(key)
-	if err != nil {
-		return "", false, err
-	}
-	unlock, err := r.lock(ctx)
-	if err != nil {
-		return "", false, err
-	}
-	defer unlock()
+	return r.write(ctx, key, func(p string) (string, bool, error) { return r.swap(key, p, body, etag) })
+}
+
+func (r *Records) swap(key, p string, body []byte, etag string) (string, bool, error) {
 	cur, err := os.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", false, nil
