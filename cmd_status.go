@@ -28,7 +28,7 @@ func statusCommand() *cli.Command {
 			var st web.Status
 			var err error
 			if server := c.String("server"); server != "" {
-				st, err = app.ServerStatus(c.Context, server, os.Getenv("MOONBIT_REGISTRY_TOKEN"))
+				st, err = app.ServerStatus(c.Context, server, os.Getenv(app.TokenEnv))
 			} else {
 				cfg, _, serr := setup(c, nil)
 				if serr != nil {

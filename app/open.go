@@ -269,7 +269,7 @@ func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (
 		defer cancel()
 		o := cfg.Store.S3
 		s, err := s3.New(ctx, s3.Options{Endpoint: o.Endpoint, Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region,
-			PathStyle: o.PathStyle, Observe: use.OnStoreRequest, Logger: log})
+			PathStyle: o.PathStyle, Observe: use.OnStoreRequest})
 		if err != nil {
 			return nil, nil, err
 		}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/catalog"
 	"moonbit-registry/config"
 	"moonbit-registry/module"
@@ -17,8 +18,11 @@ import (
 
 // Version is the build's version: the release stamp set with -ldflags
 // "-X moonbit-registry/app.stamp=v1.2.3", else the module version or VCS
-// revision Go recorded.
-func Version() string {
+// revision Go recorded. Worked out once: the status page asks for it on
+// every request.
+var Version = sync.OnceValue(buildVersion)
+
+func buildVersion() string {
 	if stamp != "" {
 		return stamp
 	}
@@ -53,8 +57,7 @@ var stamp string
 // newWeb builds the pages of a serving registry.
 func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time.Time) (*web.Handler, error) {
 	var window web.Window
-	counts := func() web.Counts {
-		st := r.Archives.Stats()
+	counts := func(st cache.Stats) web.Counts {
 		return web.Counts{Hits: st.Hits, Misses: st.Fetches + st.Coalesced, Fetches: st.Fetches}
 	}
 	window.Sample(started, web.Counts{})
@@ -64,7 +67,7 @@ func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time
 		for {
 			select {
 			case now := <-tick.C:
-				window.Sample(now, counts())
+				window.Sample(now, counts(r.Archives.Stats()))
 			case <-ctx.Done():
 				return
 			}
@@ -81,13 +84,15 @@ func newWeb(ctx context.Context, r *Registry, cat *catalog.Catalog, started time
 				Version:  Version(),
 				Uptime:   time.Since(started).Round(time.Second),
 				Index:    indexStatus(r),
-				Store:    sizes.get(),
-				LastHour: window.LastHour(time.Now(), counts()),
+				LastHour: window.LastHour(time.Now(), counts(st)),
 				InFlight: st.InFlight,
 			}
 			if st.StoreFiles > 0 || r.Config.Cache.MaxSize > 0 {
 				// A size-limited store counts as it goes: no walk needed.
-				s.Store.Archives, s.Store.Bytes = st.StoreFiles, st.StoreBytes
+				s.Store = web.StoreStatus{Backend: r.Config.Store.Backend, MaxBytes: int64(r.Config.Cache.MaxSize),
+					Archives: st.StoreFiles, Bytes: st.StoreBytes}
+			} else {
+				s.Store = sizes.get()
 			}
 			return s
 		},
@@ -112,7 +117,7 @@ func indexStatus(r *Registry) web.IndexStatus {
 	if st.LastError != nil {
 		is.LastError = st.LastError.Error()
 	}
-	is.UpstreamOK = !st.LastSync.IsZero() && st.LastError == nil
+	is.UpstreamOK = indexHealth(st).LastOK
 	return is
 }
 

@@ -69,19 +69,17 @@ type Summary struct {
 
 // lineInfo holds the descriptive fields of an index line.
 type lineInfo struct {
-	Description  string          `json:"description"`
-	Keywords     []string        `json:"keywords"`
-	License      string          `json:"license"`
-	Repository   string          `json:"repository"`
-	CreatedAt    string          `json:"created_at"`
-	YankedReason string          `json:"yanked_reason"`
-	Raw          json.RawMessage `json:"-"`
+	Description  string   `json:"description"`
+	Keywords     []string `json:"keywords"`
+	License      string   `json:"license"`
+	Repository   string   `json:"repository"`
+	CreatedAt    string   `json:"created_at"`
+	YankedReason string   `json:"yanked_reason"`
 }
 
 func info(v indexsync.Version) lineInfo {
 	var li lineInfo
 	_ = json.Unmarshal(v.Raw, &li) // a field of another type leaves it empty
-	li.Raw = v.Raw
 	return li
 }
 

@@ -21,27 +21,17 @@ type Setting struct {
 func (c Config) Settings() []Setting {
 	var out []Setting
 	for _, f := range orderedFields(reflect.ValueOf(&c).Elem()) {
-		src := c.sources[f.key]
-		if src == "" {
-			src = "default"
-		}
-		out = append(out, Setting{Key: f.key, Value: tomlValue(f.value), Source: src})
+		out = append(out, Setting{Key: f.key, Value: tomlValue(f.value), Source: c.sources.of(f.key)})
 	}
-	// [[sources]] tables, by their index in the file (a table without
-	// owners shows as upstream.*).
+	// [[sources]] tables, each key's source by the table's place in the
+	// file (a table without owners shows as upstream.*).
 	for i, s := range c.Sources {
-		v := reflect.ValueOf(s)
-		for j := range v.NumField() {
-			tag := v.Type().Field(j).Tag.Get("toml")
-			if tag == "" || tag == "-" {
-				continue
-			}
-			key := fmt.Sprintf("sources[%d].%s", s.index, tag)
-			src := c.sources[key]
-			if src == "" {
-				src = "default"
-			}
-			out = append(out, Setting{Key: fmt.Sprintf("sources[%d].%s", i, tag), Value: tomlValue(v.Field(j)), Source: src})
+		var fields []field
+		inFile := fmt.Sprintf("sources[%d].", s.index)
+		addFields(reflect.ValueOf(&s).Elem(), inFile, &fields)
+		for _, f := range fields {
+			key := fmt.Sprintf("sources[%d].", i) + strings.TrimPrefix(f.key, inFile)
+			out = append(out, Setting{Key: key, Value: tomlValue(f.value), Source: c.sources.of(f.key)})
 		}
 	}
 	return out

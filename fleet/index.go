@@ -41,6 +41,14 @@ type tipBody struct {
 
 var commitID = regexp.MustCompile(`^[0-9a-f]{40}([0-9a-f]{24})?$`)
 
+// checkCommit refuses what is not a commit id before it reaches a key.
+func checkCommit(commit string) error {
+	if !commitID.MatchString(commit) {
+		return errors.New("fleet: not a commit id: " + commit)
+	}
+	return nil
+}
+
 // Tip implements indexsync.Fleet.
 func (t *IndexTip) Tip(ctx context.Context) (commit, version string, err error) {
 	body, etag, _, found, err := t.objects.Read(ctx, tipKey)
@@ -56,8 +64,8 @@ func (t *IndexTip) Tip(ctx context.Context) (commit, version string, err error) 
 
 // Advance implements indexsync.Fleet.
 func (t *IndexTip) Advance(ctx context.Context, version, commit string) (bool, error) {
-	if !commitID.MatchString(commit) {
-		return false, errors.New("fleet: not a commit id: " + commit)
+	if err := checkCommit(commit); err != nil {
+		return false, err
 	}
 	body, _ := json.Marshal(tipBody{Commit: commit}) // a string: cannot fail
 	if version == "" {
@@ -72,8 +80,8 @@ func bundleKey(commit string) string { return "bundles/" + commit + ".bundle" }
 
 // PutBundle implements indexsync.Fleet.
 func (t *IndexTip) PutBundle(ctx context.Context, commit, path string) error {
-	if !commitID.MatchString(commit) {
-		return errors.New("fleet: not a commit id: " + commit)
+	if err := checkCommit(commit); err != nil {
+		return err
 	}
 	return t.blobs.PutFile(ctx, bundleKey(commit), path)
 }
@@ -81,16 +89,16 @@ func (t *IndexTip) PutBundle(ctx context.Context, commit, path string) error {
 // DropBundle implements indexsync.Fleet. A replica that read the tip a
 // moment ago and wants this bundle now reads the tip again.
 func (t *IndexTip) DropBundle(ctx context.Context, commit string) error {
-	if !commitID.MatchString(commit) {
-		return errors.New("fleet: not a commit id: " + commit)
+	if err := checkCommit(commit); err != nil {
+		return err
 	}
 	return t.blobs.Remove(ctx, bundleKey(commit))
 }
 
 // Bundle implements indexsync.Fleet.
 func (t *IndexTip) Bundle(ctx context.Context, commit, dst string) (bool, error) {
-	if !commitID.MatchString(commit) {
-		return false, errors.New("fleet: not a commit id: " + commit)
+	if err := checkCommit(commit); err != nil {
+		return false, err
 	}
 	return t.blobs.GetFile(ctx, bundleKey(commit), dst)
 }

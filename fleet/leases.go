@@ -225,7 +225,10 @@ func (l *Leases) fleetDo(ctx context.Context, key string, fn func() error) error
 			return err
 		}
 		if l.opts.Present != nil {
-			if ok, err := l.opts.Present(ctx, key); err == nil && ok {
+			pctx, cancel := l.opTimeout(ctx) // a hung request must not hold the wait
+			ok, err := l.opts.Present(pctx, key)
+			cancel()
+			if err == nil && ok {
 				return nil
 			}
 		}

@@ -22,7 +22,7 @@ import (
 func bucketObjects(t *testing.T) *s3.Objects {
 	t.Helper()
 	srv := testsupport.StartS3(t, "fleet")
-	st, err := s3.New(context.Background(), s3.Options{Endpoint: srv.Endpoint, Bucket: "fleet", Region: srv.Region, PathStyle: true, Logger: zerolog.Nop()})
+	st, err := s3.New(context.Background(), s3.Options{Endpoint: srv.Endpoint, Bucket: "fleet", Region: srv.Region, PathStyle: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -181,7 +181,7 @@ func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
 }
 
 func (m *Mirror) hasCommit(ctx context.Context, dir, commit string) bool {
-	_, err := m.git(ctx, dir, nil, "cat-file", "-e", commit+"^{commit}")
+	_, err := m.revParse(ctx, dir, commit)
 	return err == nil
 }
 

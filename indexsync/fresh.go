@@ -36,7 +36,6 @@ func (m *Mirror) Freshen(ctx context.Context) {
 		return // looked while this one waited for the lock
 	}
 	m.lookedAt.Store(time.Now().UnixNano())
-	start := time.Now()
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
 	if !m.tipsMoved(cctx) {
@@ -50,7 +49,7 @@ func (m *Mirror) Freshen(ctx context.Context) {
 		if err != nil {
 			m.log.Warn().Err(err).Msg("sync before answering failed; answering from the mirror")
 		}
-	case <-time.After(checkTimeout - time.Since(start)):
+	case <-cctx.Done(): // the check's time is up
 		m.log.Info().Msg("sync still running; answering from the mirror meanwhile")
 	case <-ctx.Done():
 	}

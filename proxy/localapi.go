@@ -36,6 +36,15 @@ const (
 	apiManifest                 // /api/v0/manifest/<owner>/<name>@<version>
 )
 
+// apiPrefixes are the path prefixes of the routes about one module.
+var apiPrefixes = map[apiRoute]string{apiModule: "/api/v0/modules/", apiManifest: "/api/v0/manifest/"}
+
+// apiSubject is what a module or manifest route asks about: the path
+// after its prefix ("owner/name", "owner/name@version").
+func apiSubject(route apiRoute, path string) string {
+	return strings.TrimPrefix(path, apiPrefixes[route])
+}
+
 func classifyAPI(path string) apiRoute {
 	switch {
 	case path == "/api/v0/search":
@@ -78,9 +87,9 @@ func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRo
 	case apiModules:
 		answer, err = cat.All(ctx)
 	case apiModule:
-		answer, err = cat.Module(ctx, strings.TrimPrefix(r.URL.Path, "/api/v0/modules/"))
+		answer, err = cat.Module(ctx, apiSubject(route, r.URL.Path))
 	case apiManifest:
-		spec := strings.TrimPrefix(r.URL.Path, "/api/v0/manifest/")
+		spec := apiSubject(route, r.URL.Path)
 		i := strings.LastIndexByte(spec, '@')
 		if i < 0 {
 			http.Error(w, "manifest path must be <owner>/<name>@<version>", http.StatusBadRequest)

@@ -145,10 +145,8 @@ func (p *passthrough) localFirst(route apiRoute, path string) bool {
 	switch route {
 	case apiSearch, apiModules:
 		return true
-	case apiModule:
-		return slices.Contains(p.local, module.Owner(strings.TrimPrefix(path, "/api/v0/modules/")))
-	case apiManifest:
-		return slices.Contains(p.local, module.Owner(strings.TrimPrefix(path, "/api/v0/manifest/")))
+	case apiModule, apiManifest:
+		return slices.Contains(p.local, module.Owner(apiSubject(route, path)))
 	}
 	return false
 }
@@ -179,7 +177,8 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	if route := classifyAPI(r.URL.Path); p.localFirst(route, r.URL.Path) {
+	route := classifyAPI(r.URL.Path)
+	if p.localFirst(route, r.URL.Path) {
 		// Never upstream's answer, even when the local index cannot
 		// answer now: it could show a namesake of a private module.
 		if !serveLocal(w, r, p.catalog, route, "this registry serves it itself") {
@@ -227,7 +226,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Upstream could not answer: the local index can, for what it knows.
 	upstreamDown := err != nil || resp.StatusCode >= 500
 	if upstreamDown && r.Context().Err() == nil {
-		if serveLocal(w, r, p.catalog, classifyAPI(r.URL.Path), "upstream is unreachable") {
+		if serveLocal(w, r, p.catalog, route, "upstream is unreachable") {
 			if resp != nil {
 				resp.Body.Close()
 			}

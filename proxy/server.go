@@ -229,6 +229,10 @@ func noteCache(r *http.Request, outcome string) {
 // accessLog logs one line per request: method, path, status, bytes,
 // duration and cache outcome.
 func (s *Server) accessLog(next http.Handler) http.Handler {
+	access := s.log
+	if s.opts.AccessLog != nil {
+		access = *s.opts.AccessLog
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		note := &requestNote{cache: "bypass"}
@@ -239,10 +243,6 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			p := recover()
 			if s.opts.Metrics != nil {
 				s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
-			}
-			access := s.log
-			if s.opts.AccessLog != nil {
-				access = *s.opts.AccessLog
 			}
 			access.Info().
 				Str("method", r.Method).

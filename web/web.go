@@ -7,6 +7,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -149,7 +150,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 		}
 		p.BaseURL = scheme + r.Host
 	}
-	var b strings.Builder
+	var b bytes.Buffer
 	if err := h.tmpl.ExecuteTemplate(&b, name, p); err != nil {
 		http.Error(w, "page: "+err.Error(), http.StatusInternalServerError)
 		return
@@ -157,7 +158,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, nam
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	w.Write([]byte(b.String()))
+	b.WriteTo(w)
 }
 
 func (h *Handler) status(w http.ResponseWriter, r *http.Request) {

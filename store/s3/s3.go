@@ -27,7 +27,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
-	"github.com/rs/zerolog"
 
 	"moonbit-registry/module"
 	"moonbit-registry/store"
@@ -54,7 +53,6 @@ type Options struct {
 	// ("get", "put", "head", "list", "delete", "ping"), its time, and its
 	// error (metrics).
 	Observe func(op string, d time.Duration, err error)
-	Logger  zerolog.Logger
 }
 
 // metaSHA256 is the user metadata key (x-amz-meta-sha256) holding an
@@ -70,7 +68,7 @@ type Store struct {
 	tmp     string
 	where   string // "bucket b at endpoint e", for errors
 	observe func(op string, d time.Duration, err error)
-	log     zerolog.Logger
+	presign *s3.PresignClient // built once: presigning is per request
 }
 
 // track reports one request to Observe.
@@ -129,7 +127,7 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 		tmp:     opts.TempDir,
 		where:   fmt.Sprintf("bucket %q at %s", opts.Bucket, endpoint),
 		observe: opts.Observe,
-		log:     opts.Logger.With().Str("component", "s3").Logger(),
+		presign: s3.NewPresignClient(client),
 	}
 	if err := s.Ping(ctx); err != nil {
 		return nil, err
@@ -168,8 +166,9 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	if err := mv.Validate(); err != nil {
 		return nil, err
 	}
+	key := s.key(mv)
 	start := time.Now()
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(mv))})
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(key)})
 	s.track("get", start, err)
 	if err != nil {
 		if isNotFound(err) {
@@ -179,7 +178,7 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	}
 	size := aws.ToInt64(out.ContentLength)
 	return &object{
-		s: s, ctx: ctx, key: s.key(mv), etag: aws.ToString(out.ETag), body: out.Body,
+		s: s, ctx: ctx, key: key, etag: aws.ToString(out.ETag), body: out.Body,
 		info: store.Info{Size: size, ModTime: aws.ToTime(out.LastModified), SHA256: out.Metadata[metaSHA256]},
 	}, nil
 }
@@ -523,7 +522,7 @@ func (s *Store) PresignGet(ctx context.Context, mv module.Version) (string, erro
 	if err := mv.Validate(); err != nil {
 		return "", err
 	}
-	req, err := s3.NewPresignClient(s.client).PresignGetObject(ctx,
+	req, err := s.presign.PresignGetObject(ctx,
 		&s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.key(mv))},
 		s3.WithPresignExpires(PresignExpiry))
 	if err != nil {

@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/rs/zerolog"
-
 	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/store/storetest"
 )
@@ -43,7 +41,7 @@ func newTestStore(t *testing.T, srv *testsupport.S3Server, prefix string) *Store
 	t.Helper()
 	s, err := New(context.Background(), Options{
 		Endpoint: srv.Endpoint, Bucket: testBucket, Prefix: prefix, Region: srv.Region, PathStyle: true,
-		TempDir: t.TempDir(), Logger: zerolog.Nop(),
+		TempDir: t.TempDir(),
 	})
 	if err != nil {
 		t.Fatal(err)
