@@ -121,6 +121,7 @@ func New(opts Options) (*Mirror, error) {
 		cache:   newLRU(cacheMaxEntries, cacheMaxBytes),
 		served:  make(chan struct{}),
 	}
+	m.refs.epoch = time.Now()
 	if err := m.checkDir(); err != nil {
 		return nil, err
 	}

@@ -6,26 +6,41 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
-// refWatch notices when another process (a `moonbit-registry sync` or
-// `mirror` run on the same root) moved main: the parsed files this process
-// cached then describe an older commit, and the git endpoint already serves
-// the newer one. Every lookup stats the ref file (one syscall; the file is
-// read only when it changed): checking less often would let a lookup in
-// the moments after such a sync use a checksum the index no longer has.
+// refWatch notices when another process (a `moonbit-registry sync`,
+// `mirror` or `publish` run on the same root) moved main: the parsed files
+// this process cached then describe an older commit, and the git endpoint
+// already serves the newer one. A lookup stats the ref file at most once
+// per refCheckInterval (and reads it only when it changed): every lookup,
+// every archive hit among them, used to pay a stat under a mutex for what
+// an operator does by hand, and a client cannot tell a lookup in the
+// second after such a sync from one a second before it.
 type refWatch struct {
-	mu   sync.Mutex
-	last os.FileInfo
+	mu    sync.Mutex
+	last  os.FileInfo
+	epoch time.Time    // set by New; next is measured from it (monotonic)
+	next  atomic.Int64 // nanoseconds after epoch before which no stat is made
 }
+
+// refCheckInterval is how stale this process's view of main may be after
+// another process moved it.
+const refCheckInterval = time.Second
 
 // noticeOutsideSync drops the lookup cache and adopts main's commit if main
 // on disk is not the commit this process last knew; it reports whether it
 // did. Callers hold m.tree (shared), so no sync of this process moves main
 // meanwhile.
 func (m *Mirror) noticeOutsideSync() bool {
+	now := time.Since(m.refs.epoch)
+	if int64(now) < m.refs.next.Load() {
+		return false
+	}
 	m.refs.mu.Lock()
 	defer m.refs.mu.Unlock()
+	m.refs.next.Store(int64(now + refCheckInterval))
 	p := filepath.Join(m.opts.Dir, ".git", "refs", "heads", localBranch)
 	fi, err := os.Stat(p)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 
@@ -25,9 +24,6 @@ const maxIndexFile = 16 << 20
 // ErrTreeIncomplete: a checkout failed part way (a full disk), so index
 // files may be half-written; lookups wait for the next successful sync.
 var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after a failed checkout; the next sync repairs it", module.ErrIndexUnavailable)
-
-// checksumPattern is what the index promises a checksum looks like.
-var checksumPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Versions returns a module's versions, oldest first in order of first
 // appearance in its .index file; a later line for the same version
@@ -128,7 +124,7 @@ func (m *Mirror) Checksum(ctx context.Context, mod, version string) (sum string,
 	if err != nil || !ok {
 		return "", false, err
 	}
-	if !checksumPattern.MatchString(v.Checksum) {
+	if !module.ValidChecksum(v.Checksum) {
 		return "", false, fmt.Errorf("index entry %s@%s has malformed checksum %q", mod, version, v.Checksum)
 	}
 	return v.Checksum, true, nil

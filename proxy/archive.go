@@ -135,14 +135,38 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if sum, ok, err := h.archives.Checksum(r.Context(), mv); err == nil && ok {
 		hdr.Set("ETag", `"`+sum+`"`)
 	}
-	// ServeContent handles Range, HEAD, If-None-Match/If-Modified-Since
-	// (304) and Content-Length; given a local file, the body goes out with
-	// sendfile. A store that cannot seek gets the whole body, unranged.
-	if rs, ok := obj.(io.ReadSeeker); ok {
+	rs, seekable := obj.(io.ReadSeeker)
+	switch {
+	case streamable(r):
+		// A plain GET, nearly every hit: the whole archive, without
+		// ServeContent's probing (two seeks for the size, which the store
+		// already knows).
+		serveWhole(w, r, info, obj, seekable)
+	case seekable:
+		// ServeContent handles Range, HEAD, If-None-Match/If-Modified-Since
+		// (304) and Content-Length.
 		http.ServeContent(w, r, "", info.ModTime, rs)
-		return
+	default:
+		// A store that cannot seek: the whole body, unranged.
+		serveStream(w, r, info, obj)
 	}
-	serveStream(w, r, info, obj)
+}
+
+// serveWhole answers a plain GET with the whole archive and the headers
+// ServeContent would give it. A local file goes out with sendfile, its
+// headers corked into the same TCP segment as the body's start.
+func serveWhole(w http.ResponseWriter, r *http.Request, info store.Info, body io.Reader, ranges bool) {
+	hdr := w.Header()
+	if !info.ModTime.IsZero() {
+		hdr.Set("Last-Modified", info.ModTime.UTC().Format(http.TimeFormat))
+	}
+	if ranges {
+		hdr.Set("Accept-Ranges", "bytes")
+	}
+	hdr.Set("Content-Length", strconv.FormatInt(info.Size, 10))
+	defer cork(r)()
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, body)
 }
 
 // streamable reports whether a miss may be answered while it downloads: a

@@ -303,6 +303,27 @@ func TestArchiveConditionalRangeHead(t *testing.T) {
 	}
 }
 
+// TestArchiveHitHeadersAsServeContent: a plain GET of a stored archive
+// skips http.ServeContent, yet answers with the very headers it gives (a
+// HEAD still goes through it) and the whole body.
+func TestArchiveHitHeadersAsServeContent(t *testing.T) {
+	f := newArchiveFixture(t, false, []module.Version{nestedMV})
+	want := f.content(nestedMV)
+	u := f.srv.URL + oneSegment(nestedMV)
+	do(t, http.MethodGet, u, nil) // the miss
+	f.settle()
+	head, _ := do(t, http.MethodHead, u, nil)
+	get, body := do(t, http.MethodGet, u, nil)
+	if get.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("GET: %d, %d bytes; want 200 and the archive", get.StatusCode, len(body))
+	}
+	for _, k := range []string{"Content-Type", "Content-Length", "Last-Modified", "Accept-Ranges", "ETag", "Cache-Control"} {
+		if g, h := get.Header.Get(k), head.Header.Get(k); g != h || g == "" {
+			t.Errorf("%s: GET %q, ServeContent's HEAD %q", k, g, h)
+		}
+	}
+}
+
 func TestArchiveErrors(t *testing.T) {
 	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
 	tests := []struct {

@@ -127,6 +127,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       s.opts.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		// The connection, for cork.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -217,6 +221,9 @@ func probeAnswer(w http.ResponseWriter, code int, msg string) {
 type requestNote struct{ cache string }
 
 type noteKey struct{}
+
+// connKey is the context key of a request's net.Conn.
+type connKey struct{}
 
 // noteCache records the cache outcome of a request for the access log:
 // "hit", "miss", "stale" or "bypass".
