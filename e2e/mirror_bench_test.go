@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -118,4 +120,104 @@ func mirFirstVersions(b *testing.B, src string, n int) []string {
 		b.Fatalf("the index has %d versions, want at least %d", len(all), n)
 	}
 	return all[:n]
+}
+
+// mirAllSize is each archive's size in BenchmarkMirrorAll: every version
+// of the snapshot is built and kept in the test upstream's memory.
+const mirAllSize = 4 << 10
+
+// BenchmarkMirrorAll times `mirror --all` (default concurrency) of every
+// version in the snapshot (about 6,550 archives of 4 KiB) into a fresh
+// registry root, against upstream's own time to serve the same archives
+// to a plain client at the same concurrency over keep-alive connections,
+// interleaved round by round. It reports min, median and max of both and
+// the ratio of the medians. The index is synced once and copied into each
+// root untimed. Run without -race:
+//
+//	go test -run '^$' -bench BenchmarkMirrorAll -benchtime 3x ./e2e/
+func BenchmarkMirrorAll(b *testing.B) {
+	up := testupstream.Start(b, testupstream.Options{AllArchives: true, ArchiveSize: mirAllSize})
+	template := b.TempDir()
+	if stdout, stderr, code := runRegistry(b, template, up.URL(), "sync"); code != 0 {
+		b.Fatalf("sync: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	var paths, want []string
+	for _, mv := range up.Archives() {
+		paths = append(paths, arcUpstreamPath(mv.Module, mv.Version))
+		want = append(want, mv.Module+"@"+mv.Version)
+	}
+	want = mirSorted(want)
+	const concurrency = 8 // mirror.concurrency's default
+	var direct, mirror []time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		direct = append(direct, mirFetchAll(b, up.URL(), paths, concurrency))
+		root := b.TempDir()
+		if err := os.CopyFS(filepath.Join(root, "data", "index"), os.DirFS(filepath.Join(template, "data", "index"))); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		stdout, stderr, code := runRegistry(b, root, up.URL(), "mirror", "--all", "--strict")
+		mirror = append(mirror, time.Since(start))
+		if code != 0 {
+			b.Fatalf("mirror: exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		// A run that fetched less would make a fast, wrong figure.
+		if got := mirStored(b, root); !slices.Equal(got, want) {
+			b.Fatalf("stored %d archives, want %d", len(got), len(want))
+		}
+		b.StartTimer()
+	}
+	d := mirStats(b, fmt.Sprintf("upstream, %d archives", len(paths)), direct)
+	m := mirStats(b, "mirror --all", mirror)
+	b.ReportMetric(float64(m)/float64(d), "ratio-to-upstream")
+	b.ReportMetric(float64(len(paths))/m.Seconds(), "archives/s")
+}
+
+// mirFetchAll GETs every path of base with n workers, each on one
+// keep-alive connection, reading every body whole; it returns the wall time.
+func mirFetchAll(b *testing.B, base string, paths []string, n int) time.Duration {
+	b.Helper()
+	work := make(chan string)
+	errs := make(chan error, n)
+	start := time.Now()
+	for range n {
+		go func() {
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+			defer client.CloseIdleConnections()
+			var err error
+			for p := range work {
+				if err != nil {
+					continue // drain
+				}
+				var resp *http.Response
+				if resp, err = client.Get(base + p); err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if err == nil && resp.StatusCode != http.StatusOK {
+						err = fmt.Errorf("GET %s: %s", p, resp.Status)
+					}
+				}
+			}
+			errs <- err
+		}()
+	}
+	for _, p := range paths {
+		work <- p
+	}
+	close(work)
+	for range n {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start)
+}
+
+// mirStats logs min, median and max of ds and returns the median.
+func mirStats(b *testing.B, name string, ds []time.Duration) time.Duration {
+	slices.Sort(ds)
+	med := ds[len(ds)/2]
+	b.Logf("%-28s min %8v  median %8v  max %8v", name, ds[0].Round(time.Millisecond), med.Round(time.Millisecond), ds[len(ds)-1].Round(time.Millisecond))
+	return med
 }
