@@ -242,9 +242,9 @@ func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object,
 
 // get is Get and, with stream, GetStream.
 func (c *Cache) get(ctx context.Context, mv module.Version, stream bool) (store.Object, *Stream, Outcome, error) {
-	if err := mv.Validate(); err != nil {
-		return nil, nil, "", err
-	}
+	// No name check of its own: the store's Open refuses a bad name (with
+	// module.ErrBadName) before anything else happens, and a hit should
+	// pay for the check once.
 	defer c.hold(mv)()
 	obj, err := c.openCurrent(ctx, mv)
 	if err == nil {

@@ -30,17 +30,19 @@ var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after 
 // replaces the earlier one in place. The slice is shared with the cache:
 // callers must not modify it or the Versions in it.
 func (m *Mirror) Versions(ctx context.Context, mod string) ([]Version, error) {
-	if err := module.ValidateModule(mod); err != nil {
-		return nil, err
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.tree.RLock()
 	defer m.tree.RUnlock()
 	m.noticeOutsideSync()
+	// Only names that passed the check below are cached, so a cached
+	// module needs no check (a hit pays for it once, in the handler).
 	if vs, ok := m.cache.get(mod); ok {
 		return vs, nil
+	}
+	if err := module.ValidateModule(mod); err != nil {
+		return nil, err
 	}
 	gen := m.cache.generation()
 	if !m.hasRepo() {
@@ -98,20 +100,20 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 // the version is not in the index; err is for real failures (and for names
 // the grammar rejects, wrapping module.ErrBadName).
 func (m *Mirror) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
-	if err := module.ValidateVersion(version); err != nil {
-		return Version{}, false, err
-	}
 	vs, err := m.Versions(ctx, mod)
-	if errors.Is(err, ErrModuleNotFound) {
-		return Version{}, false, nil
-	}
-	if err != nil {
-		return Version{}, false, err
-	}
-	for _, v := range vs {
-		if v.Version == version {
-			return v, true, nil
+	if err == nil {
+		for _, v := range vs {
+			if v.Version == version {
+				return v, true, nil // parsed versions passed the grammar
+			}
 		}
+	}
+	// Not found: a version the grammar rejects says so.
+	if verr := module.ValidateVersion(version); verr != nil {
+		return Version{}, false, verr
+	}
+	if err != nil && !errors.Is(err, ErrModuleNotFound) {
+		return Version{}, false, err
 	}
 	return Version{}, false, nil
 }

@@ -75,6 +75,7 @@ type Store struct {
 	xattr    bool     // the filesystem keeps extended attributes
 	readOnly bool     // Options.ReadOnly
 	evict    *evictor // nil without a size limit
+	sums     sumMemo  // checksums read from attributes (xattr.go)
 }
 
 // New opens (creating if needed) a store rooted at opts.Root. Temporary
@@ -172,7 +173,7 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	s.used(mv)
 	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
 	if s.xattr {
-		info.SHA256 = s.readSum(f, mv)
+		info.SHA256 = s.sumOf(f, fi, mv)
 	}
 	return &file{File: f, info: info, release: release}, nil
 }

@@ -144,10 +144,20 @@ func testArchiveWithoutChecksum(t *testing.T, damage func(p string) error) {
 	s, root := newStore(t)
 	b := storetest.Body(lexRuntime)
 	put(t, s, lexRuntime, b)
+	// Read once before the damage: the checksum the store remembers from
+	// that read must not outlive the attribute.
+	obj, err := s.Open(context.Background(), lexRuntime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := obj.Info().SHA256; got != storetest.Sum(b) {
+		t.Fatalf("before the damage: checksum %q, want %q", got, storetest.Sum(b))
+	}
+	obj.Close()
 	if err := damage(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))); err != nil {
 		t.Fatal(err)
 	}
-	obj, err := s.Open(context.Background(), lexRuntime)
+	obj, err = s.Open(context.Background(), lexRuntime)
 	if err != nil {
 		t.Fatal(err)
 	}

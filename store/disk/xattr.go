@@ -5,8 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
+	"sync"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -71,4 +74,48 @@ func probeXattr(dir string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("probing extended attributes in %s: %w", dir, err)
+}
+
+// sumMemo remembers the checksums read from archives' attributes, each
+// with the identity of the file it was read from (inode, size, change and
+// modification times): a hit on a file not touched since needs no
+// fgetxattr, and a file replaced (a re-fetch renames a new inode over it)
+// or changed (an attribute written changes ctime) is read again.
+type sumMemo struct {
+	mu sync.RWMutex
+	m  map[module.Version]sumEntry
+}
+
+type sumEntry struct {
+	ino          uint64
+	size         int64
+	ctime, mtime int64
+	sum          string
+}
+
+// sumMemoMax bounds the memo (about 200 bytes an entry); when full it
+// starts over.
+const sumMemoMax = 1 << 16
+
+// sumOf is readSum, remembered (see sumMemo). fi is f's Stat.
+func (s *Store) sumOf(f *os.File, fi fs.FileInfo, mv module.Version) string {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return s.readSum(f, mv)
+	}
+	id := sumEntry{ino: st.Ino, size: st.Size, ctime: st.Ctim.Nano(), mtime: st.Mtim.Nano()}
+	s.sums.mu.RLock()
+	e, ok := s.sums.m[mv]
+	s.sums.mu.RUnlock()
+	if ok && e.ino == id.ino && e.size == id.size && e.ctime == id.ctime && e.mtime == id.mtime {
+		return e.sum
+	}
+	id.sum = s.readSum(f, mv)
+	s.sums.mu.Lock()
+	if s.sums.m == nil || len(s.sums.m) >= sumMemoMax {
+		s.sums.m = make(map[module.Version]sumEntry)
+	}
+	s.sums.m[mv] = id
+	s.sums.mu.Unlock()
+	return id.sum
 }
