@@ -8,21 +8,21 @@
 #   bench/run.sh --install [...] # first apt-get install wrk and nginx
 #
 # hit: starts the test upstream (e2e/upstream) with one archive padded to
-# SIZE bytes, two registries on fresh roots (one logging at info, so one
-# access-log line a request goes to its log file, one at --log-level warn,
-# which logs nothing per request), warms both caches with one request, then
-# starts nginx (bench/nginx.conf.tmpl: worker_processes auto, sendfile,
-# access_log off) on the first registry's data/packages, so it serves the
-# very same file at the same /user/<owner>/<rest>/<version>.zip path, and
-# bench/gostatic on the same directory (plain net/http: os.Open and
+# SIZE bytes and a registry on a fresh root ("ours", default settings: one
+# access-log line a request, to its log file), warms its cache with one
+# request, then serves that very file (same /user/<owner>/<rest>/<version>.zip
+# path) from four more servers: nginx on the store directory
+# (bench/nginx-static.conf: worker_processes auto, sendfile, access_log off),
+# deploy/nginx-front.conf as it is in front of ours (hits from the store,
+# misses to ours), bench/gostatic (plain net/http: os.Open and
 # http.ServeContent, nothing else; what a Go server gets without any work of
-# its own). Then ROUNDS times: wrk on each of ours (info), ours (warn),
-# go-static and nginx with the same parameters, each round starting one
-# server later (4 rounds: each server once in each position), so load noise
-# from other processes hits all of them. It prints each run, the means, the
-# ratios to nginx, the CPU time each server spent per request, and the peak
-# RSS (VmHWM, reset after the warm-up) of both registries, go-static and
-# every nginx worker.
+# its own) and, with BASELINE=<binary>, a second registry running that
+# binary (say, one built from an older commit). Then ROUNDS times: wrk on
+# each, each round starting one server later, so load noise from other
+# processes hits all of them. It prints each run, the means, the ratios the
+# speed goals name (ours / go-static, nginx-front / nginx), the CPU time
+# each server spent per request, the peak RSS (VmHWM, reset after the
+# warm-up) and how many requests reached ours during nginx-front's runs.
 #
 # miss: bench/miss (go run ./bench/miss -h) fires MISS_N requests at once
 # for one archive a fresh registry does not have, once per upstream delay in
@@ -31,7 +31,7 @@
 #
 # Environment: SIZE (bytes, default 102400), THREADS (2), CONNS (64),
 # DURATION (10s), ROUNDS (4), MISS_N (100), MISS_DELAYS ("0 200ms"),
-# BENCHTIME (go, 5s), NGINX (path of nginx), KEEP=1 keeps the work
+# BENCHTIME (go, 5s), NGINX (path of nginx), BASELINE (hit), KEEP=1 keeps the work
 # directory (logs, configs) and prints its path.
 set -euo pipefail
 
@@ -149,16 +149,17 @@ build() {
 	[ -x "$work/moonbit-registry" ] || go build -o "$work/moonbit-registry" .
 }
 
-# start_registry NAME LEVEL UPSTREAM_BASE: a registry on a fresh root
-# $work/NAME; sets REG_PID and REG_URL. Its log (stdout and stderr) goes to
+# start_registry NAME LEVEL UPSTREAM_BASE [BINARY]: a registry (the one
+# built from this tree unless BINARY is given) on a fresh root $work/NAME;
+# sets REG_PID and REG_URL. Its log (stdout and stderr) goes to
 # $work/NAME.log, never to the terminal.
 start_registry() {
-	local name=$1 level=$2 base=$3 port
+	local name=$1 level=$2 base=$3 bin=${4:-$work/moonbit-registry} port
 	port=$(free_port)
 	MOONBIT_REGISTRY_UPSTREAM_INDEX_URL="$base/git/index" \
 		MOONBIT_REGISTRY_UPSTREAM_DOWNLOAD_URL="$base" \
 		MOONBIT_REGISTRY_UPSTREAM_API_URL="$base" \
-		"$work/moonbit-registry" --dir "$work/$name" --log-format json --log-level "$level" \
+		"$bin" --dir "$work/$name" --log-format json --log-level "$level" \
 		serve --listen "127.0.0.1:$port" >"$work/$name.log" 2>&1 &
 	REG_PID=$!
 	pids+=("$REG_PID")
@@ -176,6 +177,13 @@ cpu_ticks() {
 		t=$((t + $(echo "$f" | awk '{print $12 + $13}')))
 	done
 	echo "$t"
+}
+
+# access_lines LOG: how many requests a registry has logged so far (its
+# access log is buffered: flushed at least once a second).
+access_lines() {
+	sleep 1.2
+	grep -c '"message":"request"' "$1" || true
 }
 
 hwm_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
@@ -218,6 +226,52 @@ run_wrk() {
 	printf '   %-10s %8.0f req/s  p50 %7.2f ms  p99 %7.2f ms  %5.1f µs CPU/req  (%s)\n' "$label" "$rps" "$p50" "$p99" "$cpu" "$url"
 }
 
+# start_nginx NAME CONF: runs nginx with CONF (its `listen 8080;` moved to
+# a free port, pid, temporary and log files under $work/NAME); sets NGX_PID
+# and NGX_URL.
+start_nginx() {
+	local name=$1 conf=$2 port prefix="$work/$1"
+	port=$(free_port)
+	mkdir -p "$prefix/tmp"
+	# The user directive only makes sense when started as root: workers
+	# keep the caller's identity, so they can read the private work dir.
+	{
+		[ "$(id -u)" = 0 ] && echo "user $(id -un) $(id -gn);"
+		echo "daemon off;"
+		echo "pid $prefix/nginx.pid;"
+		sed -e "s|^\([[:space:]]*\)listen 8080;|\1listen 127.0.0.1:$port;|" \
+			-e "s|^http {|http {\n\tclient_body_temp_path $prefix/tmp/body;\n\tproxy_temp_path $prefix/tmp/proxy;\n\tfastcgi_temp_path $prefix/tmp/fastcgi;\n\tuwsgi_temp_path $prefix/tmp/uwsgi;\n\tscgi_temp_path $prefix/tmp/scgi;|" \
+			"$conf"
+	} >"$prefix/nginx.conf"
+	grep -q "listen 127.0.0.1:$port;" "$prefix/nginx.conf" || { echo "$conf has no 'listen 8080;'" >&2; return 1; }
+	"$NGINX" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" >"$prefix/out" 2>&1 &
+	NGX_PID=$!
+	pids+=("$NGX_PID")
+	NGX_URL="http://127.0.0.1:$port"
+	for _ in $(seq 1 100); do
+		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+		kill -0 "$NGX_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$prefix/out" "$prefix/error.log" >&2
+	return 1
+}
+
+# hit_ratios RESULTS: the ratios of req/s means the issue's goals name.
+hit_ratios() {
+	awk '{ s[$1] += $2; n[$1]++ }
+	END {
+		for (k in s) m[k] = s[k] / n[k]
+		printf "ratio ours / go-static: %.2f\n", m["ours"] / m["go-static"]
+		printf "ratio ours / nginx: %.2f\n", m["ours"] / m["nginx"]
+		printf "ratio nginx-front / nginx: %.2f\n", m["nginx-front"] / m["nginx"]
+		if ("baseline" in m) {
+			printf "ratio baseline / go-static: %.2f\n", m["baseline"] / m["go-static"]
+			printf "ratio baseline / nginx: %.2f\n", m["baseline"] / m["nginx"]
+		}
+	}' "$1"
+}
+
 run_hit() {
 	need go curl wrk nginx sha256sum
 	build
@@ -232,112 +286,104 @@ run_hit() {
 	local base
 	base=$(awk '$1 == "base" {print $2}' "$work/upstream.out")
 
-	start_registry info info "$base"
-	local info_pid=$REG_PID info_url=$REG_URL
-	start_registry warn warn "$base"
-	local warn_pid=$REG_PID warn_url=$REG_URL
+	local -A url procs
+	local servers=(ours)
+	start_registry ours info "$base"
+	url[ours]=$REG_URL procs[ours]=$REG_PID
+	if [ -n "${BASELINE:-}" ]; then
+		start_registry baseline info "$base" "$BASELINE"
+		url[baseline]=$REG_URL procs[baseline]=$REG_PID
+		servers+=(baseline)
+	fi
 
-	# Warm both caches with the one-segment URL moon clients send.
-	local u sum
-	for u in "$info_url" "$warn_url"; do
-		got=$(curl -fsS -A mooncake/0.1.0 -o /dev/null -w '%{size_download}' "$u/user/${MODULE//\//%2F}%2F$VERSION.zip")
-		[ "$got" = "$SIZE" ] || { echo "warm-up of $u got $got bytes, want $SIZE" >&2; return 1; }
+	# Warm the caches with the one-segment URL moon clients send.
+	local s got sum
+	for s in "${servers[@]}"; do
+		got=$(curl -fsS -A mooncake/0.1.0 -o /dev/null -w '%{size_download}' "${url[$s]}/user/${MODULE//\//%2F}%2F$VERSION.zip")
+		[ "$got" = "$SIZE" ] || { echo "warm-up of ${url[$s]} got $got bytes, want $SIZE" >&2; return 1; }
 	done
-	local file="$work/info/data/packages/$MODULE/$VERSION.zip"
+	local store="$work/ours/data/packages"
+	local file="$store/$MODULE/$VERSION.zip"
 	[ -f "$file" ] || { echo "no cached file at $file" >&2; return 1; }
 
-	local nport nprefix="$work/nginx"
-	nport=$(free_port)
-	mkdir -p "$nprefix/tmp"
-	sed -e "s|@PREFIX@|$nprefix|g" -e "s|@LISTEN@|127.0.0.1:$nport|g" \
-		-e "s|@ROOT@|$work/info/data/packages|g" -e "s|@USER@|$(id -un) $(id -gn)|g" \
-		bench/nginx.conf.tmpl >"$nprefix/nginx.conf"
-	# The user directive only makes sense when started as root.
-	[ "$(id -u)" = 0 ] || sed -i '/^user /d' "$nprefix/nginx.conf"
-	"$NGINX" -p "$nprefix" -c "$nprefix/nginx.conf" -e "$nprefix/error.log" >"$nprefix/out" 2>&1 &
-	local ngx=$!
-	pids+=("$ngx")
-	local nginx_url="http://127.0.0.1:$nport"
-	wait_http "$ngx" "$nginx_url$ARCHIVE_PATH" || { cat "$nprefix/out" "$nprefix/error.log" >&2; return 1; }
-	local workers
-	workers=$(pgrep -P "$ngx" | tr '\n' ' ')
+	sed -e "s|@ROOT@|$store|g" bench/nginx-static.conf >"$work/nginx-static.conf"
+	start_nginx nginx "$work/nginx-static.conf"
+	url[nginx]=$NGX_URL procs[nginx]=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
+
+	# deploy/nginx-front.conf as it is, in front of ours, on ours's store.
+	sed -e "s|server 127.0.0.1:8081;|server ${url[ours]#http://};|" \
+		-e "s|alias /var/lib/moonbit-registry/data/packages/;|alias $store/;|" \
+		deploy/nginx-front.conf >"$work/nginx-front.conf"
+	start_nginx nginx-front "$work/nginx-front.conf"
+	url[nginx-front]=$NGX_URL procs[nginx-front]=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
 
 	local gport
 	gport=$(free_port)
-	"$work/gostatic" -root "$work/info/data/packages" -listen "127.0.0.1:$gport" >"$work/gostatic.out" 2>&1 &
-	local gs=$!
-	pids+=("$gs")
-	local gostatic_url="http://127.0.0.1:$gport"
-	wait_http "$gs" "$gostatic_url$ARCHIVE_PATH" || { cat "$work/gostatic.out" >&2; return 1; }
+	"$work/gostatic" -root "$store" -listen "127.0.0.1:$gport" >"$work/gostatic.out" 2>&1 &
+	procs[go-static]=$!
+	pids+=("${procs[go-static]}")
+	url[go-static]="http://127.0.0.1:$gport"
+	wait_http "${procs[go-static]}" "${url[go-static]}$ARCHIVE_PATH" || { cat "$work/gostatic.out" >&2; return 1; }
+	servers+=(go-static nginx nginx-front)
 
 	# Same bytes from all of them, through the plain-slash path wrk uses.
 	local want
 	want=$(sha256sum <"$file" | cut -d' ' -f1)
-	for u in "$info_url" "$warn_url" "$gostatic_url" "$nginx_url"; do
-		sum=$(curl -fsS -A mooncake/0.1.0 "$u$ARCHIVE_PATH" | sha256sum | cut -d' ' -f1)
-		[ "$sum" = "$want" ] || { echo "$u$ARCHIVE_PATH: sha256 $sum, want $want" >&2; return 1; }
+	for s in "${servers[@]}"; do
+		sum=$(curl -fsS -A mooncake/0.1.0 "${url[$s]}$ARCHIVE_PATH" | sha256sum | cut -d' ' -f1)
+		[ "$sum" = "$want" ] || { echo "$s ${url[$s]}$ARCHIVE_PATH: sha256 $sum, want $want" >&2; return 1; }
 	done
+	# nginx-front must serve every hit itself: ours sees none of its runs.
+	local front_leaks=0 before
 
 	local p
-	for p in "$info_pid" "$warn_pid" "$gs" $workers; do reset_hwm "$p"; done
-	local log_before
-	log_before=$(wc -c <"$work/info.log")
+	for s in "${servers[@]}"; do
+		for p in ${procs[$s]}; do reset_hwm "$p"; done
+	done
 
-	echo "== cache hits, $SIZE-byte archive, $ROUNDS rounds of: ours (info log), ours (--log-level warn), go-static, nginx"
+	echo "== cache hits, $SIZE-byte archive, $ROUNDS rounds of: ${servers[*]}"
 	echo "   $(date -u '+%Y-%m-%d %H:%M UTC'); $(nproc) CPUs; $(lscpu | sed -n 's/^Model name: *//p'); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "   each run: wrk -t$THREADS -c$CONNS -d$DURATION --latency -H '$UA' URL"
 	# Each round starts one server later than the previous one, so none is
 	# always first (right after a pause) or always after the same one.
-	local r i k
-	local order=(ours-info ours-warn go-static nginx)
+	local r i k n=${#servers[@]}
 	for r in $(seq 0 $((ROUNDS - 1))); do
-		for i in 0 1 2 3; do
-			k=${order[$(((r + i) % 4))]}
-			case "$k" in
-			ours-info) run_wrk ours-info "$info_url$ARCHIVE_PATH" "$info_pid" ;;
-			ours-warn) run_wrk ours-warn "$warn_url$ARCHIVE_PATH" "$warn_pid" ;;
-			go-static) run_wrk go-static "$gostatic_url$ARCHIVE_PATH" "$gs" ;;
+		for i in $(seq 0 $((n - 1))); do
+			k=${servers[$(((r + i) % n))]}
+			before=$(access_lines "$work/ours.log")
 			# shellcheck disable=SC2086
-			nginx) run_wrk nginx "$nginx_url$ARCHIVE_PATH" $workers ;;
-			esac
+			run_wrk "$k" "${url[$k]}$ARCHIVE_PATH" ${procs[$k]}
+			[ "$k" != nginx-front ] || front_leaks=$((front_leaks + $(access_lines "$work/ours.log") - before))
 		done
 	done
-	local log_bytes=$(($(wc -c <"$work/info.log") - log_before))
-	local access_lines
-	access_lines=$(grep -c '"message":"request"' "$work/info.log" || true)
 
 	echo
 	echo "== summary: $SIZE-byte archive, wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo
 	echo "| server | req/s (each run) | req/s (mean) | p50 ms (mean) | p99 ms (mean) | server CPU µs/req | peak RSS |"
 	echo "| --- | --- | --- | --- | --- | --- | --- |"
-	local nginx_rss=""
-	for p in $workers; do nginx_rss+="$(($(hwm_kib "$p") / 1024)) + "; done
-	nginx_rss="${nginx_rss% + } MiB (per worker)"
-	local label rss
-	for label in ours-info ours-warn go-static nginx; do
-		case "$label" in
-		ours-info) rss="$(($(hwm_kib "$info_pid") / 1024)) MiB" ;;
-		ours-warn) rss="$(($(hwm_kib "$warn_pid") / 1024)) MiB" ;;
-		go-static) rss="$(($(hwm_kib "$gs") / 1024)) MiB" ;;
-		nginx) rss=$nginx_rss ;;
-		esac
-		awk -v l="$label" -v rss="$rss" '$1 == l {
+	local rss
+	for s in "${servers[@]}"; do
+		rss=""
+		for p in ${procs[$s]}; do rss+="$(($(hwm_kib "$p") / 1024)) + "; done
+		rss="${rss% + } MiB"
+		awk -v l="$s" -v rss="$rss" '$1 == l {
 			n++; rps += $2; p50 += $3; p99 += $4; cpu += $5
 			each = each (each == "" ? "" : ", ") sprintf("%.0f", $2) }
 		END { printf "| %s | %s | %.0f | %.2f | %.2f | %.0f | %s |\n", l, each, rps / n, p50 / n, p99 / n, cpu / n, rss }' "$work/results"
 	done
 	echo
-	awk '{ s[$1] += $2; n[$1]++ }
-	END {
-		ni = s["nginx"] / n["nginx"]
-		printf "ratio to nginx (req/s means): ours %.2f (info log), ours %.2f (--log-level warn), go-static %.2f\n", s["ours-info"] / n["ours-info"] / ni, s["ours-warn"] / n["ours-warn"] / ni, s["go-static"] / n["go-static"] / ni
-	}' "$work/results"
-	echo "access log: $access_lines request lines, $((log_bytes / 1024)) KiB written to $work/info.log during the runs"
-	echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), workers: $(echo "$workers" | wc -w)"
+	hit_ratios "$work/results"
+	echo "requests that reached ours during nginx-front's runs: $front_leaks (it serves hits from the store)"
+	echo "nginx: $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), workers: $(echo "${procs[nginx]}" | wc -w) (static), $(echo "${procs[nginx-front]}" | wc -w) (front)"
+	cleanup_servers
+}
 
-	kill "$ngx" "$gs" "$info_pid" "$warn_pid" "$up" 2>/dev/null || true
-	for p in "$ngx" "$gs" "$info_pid" "$warn_pid" "$up"; do wait "$p" 2>/dev/null || true; done
+# cleanup_servers stops what a mode started (the work directory stays).
+cleanup_servers() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
 	pids=()
 }
 
