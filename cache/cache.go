@@ -139,16 +139,19 @@ type (
 // Cache is the one fetch-verify-store pipeline for package archives, used
 // by the proxy on a miss and by the mirror command.
 type Cache struct {
-	store   store.Store
-	index   Index
-	fetcher Fetcher
-	flights Coalescer
-	total   time.Duration
-	log     zerolog.Logger
-	sem     *semaphore.Weighted
-	stats   counters
-	onFetch func(FetchResult)
-	keep    func(module.Version) bool
+	store store.Store
+	index Index
+	// hitChecksum is the index lookup a hit checks its stored checksum
+	// against: index.Checksum, or its RecentChecksum where it has one.
+	hitChecksum func(ctx context.Context, module, version string) (string, bool, error)
+	fetcher     Fetcher
+	flights     Coalescer
+	total       time.Duration
+	log         zerolog.Logger
+	sem         *semaphore.Weighted
+	stats       counters
+	onFetch     func(FetchResult)
+	keep        func(module.Version) bool
 
 	spoolDir  string // Options.SpoolDir
 	dlMu      sync.Mutex
@@ -164,14 +167,16 @@ func New(opts Options) (*Cache, error) {
 		return nil, errors.New("cache: Options.Index is required")
 	}
 	c := &Cache{
-		store:   opts.Store,
-		index:   opts.Index,
-		fetcher: opts.Fetcher,
-		flights: opts.Coalescer,
-		total:   orDefault(opts.FetchTimeout, DefaultFetchTimeout),
-		onFetch: opts.OnFetch,
-		keep:    opts.Keep,
-		log:     opts.Logger,
+		store: opts.Store,
+		index: opts.Index,
+		// A method value made once: one per hit would allocate.
+		hitChecksum: opts.Index.Checksum,
+		fetcher:     opts.Fetcher,
+		flights:     opts.Coalescer,
+		total:       orDefault(opts.FetchTimeout, DefaultFetchTimeout),
+		onFetch:     opts.OnFetch,
+		keep:        opts.Keep,
+		log:         opts.Logger,
 
 		spoolDir:  opts.SpoolDir,
 		downloads: map[module.Version]*download{},
@@ -179,6 +184,9 @@ func New(opts Options) (*Cache, error) {
 	}
 	if c.flights == nil {
 		c.flights = &Flights{}
+	}
+	if r, ok := opts.Index.(recentIndex); ok {
+		c.hitChecksum = r.RecentChecksum
 	}
 	return c, nil
 }
@@ -304,13 +312,19 @@ func (c *Cache) openCurrent(ctx context.Context, mv module.Version) (store.Objec
 	return nil, fmt.Errorf("%w: %s", errStale, mv)
 }
 
+// recentIndex is an Index that can answer a hit's lookup more cheaply,
+// from what it knew up to a moment ago (indexsync.Mirror).
+type recentIndex interface {
+	RecentChecksum(ctx context.Context, module, version string) (sum string, ok bool, err error)
+}
+
 // current reports whether an archive stored with checksum stored is the
 // one the index lists (true when either is unknown), logging when not.
 func (c *Cache) current(ctx context.Context, mv module.Version, stored string) bool {
 	if stored == "" {
 		return true
 	}
-	want, ok, err := c.index.Checksum(ctx, mv.Module, mv.Version)
+	want, ok, err := c.hitChecksum(ctx, mv.Module, mv.Version)
 	if err != nil || !ok || strings.EqualFold(want, stored) {
 		return true
 	}

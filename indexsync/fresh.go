@@ -20,8 +20,13 @@ const checkTimeout = 5 * time.Second
 // that at most checkTimeout; callers that arrive while a look is under way
 // get the local mirror at once, and Freshen never fails a request.
 // Upstream sees at most one look per CheckInterval however many clients
-// come.
+// come. First of all, a move of main by another process is adopted.
 func (m *Mirror) Freshen(ctx context.Context) {
+	// What this request is served next is main on disk: lookups must know
+	// it too, also when another process moved it (see refWatch).
+	m.tree.RLock()
+	m.noticeOutsideSyncNow()
+	m.tree.RUnlock()
 	if m.opts.CheckInterval <= 0 || !m.hasRepo() {
 		return
 	}

@@ -13,11 +13,12 @@ import (
 // refWatch notices when another process (a `moonbit-registry sync`,
 // `mirror` or `publish` run on the same root) moved main: the parsed files
 // this process cached then describe an older commit, and the git endpoint
-// already serves the newer one. A lookup stats the ref file at most once
-// per refCheckInterval (and reads it only when it changed): every lookup,
-// every archive hit among them, used to pay a stat under a mutex for what
-// an operator does by hand, and a client cannot tell a lookup in the
-// second after such a sync from one a second before it.
+// already serves the newer one. Every lookup stats the ref file (and reads
+// it only when it changed), except an archive hit's (RecentChecksum), which
+// does at most once per refCheckInterval: for every hit, the stat under a
+// mutex was a tenth of its cost, for what an operator does by hand. Every
+// git request to the endpoint looks too (Freshen), so a checksum a client
+// was served is known to the hits that follow.
 type refWatch struct {
 	mu    sync.Mutex
 	last  os.FileInfo
@@ -25,19 +26,25 @@ type refWatch struct {
 	next  atomic.Int64 // nanoseconds after epoch before which no stat is made
 }
 
-// refCheckInterval is how stale this process's view of main may be after
-// another process moved it.
+// refCheckInterval is how often an archive hit's lookup checks whether
+// another process moved main.
 const refCheckInterval = time.Second
 
-// noticeOutsideSync drops the lookup cache and adopts main's commit if main
-// on disk is not the commit this process last knew; it reports whether it
-// did. Callers hold m.tree (shared), so no sync of this process moves main
-// meanwhile.
+// noticeOutsideSync is noticeOutsideSyncNow at most once per
+// refCheckInterval.
 func (m *Mirror) noticeOutsideSync() bool {
-	now := time.Since(m.refs.epoch)
-	if int64(now) < m.refs.next.Load() {
+	if int64(time.Since(m.refs.epoch)) < m.refs.next.Load() {
 		return false
 	}
+	return m.noticeOutsideSyncNow()
+}
+
+// noticeOutsideSyncNow drops the lookup cache and adopts main's commit if
+// main on disk is not the commit this process last knew; it reports
+// whether it did. Callers hold m.tree (shared), so no sync of this process
+// moves main meanwhile.
+func (m *Mirror) noticeOutsideSyncNow() bool {
+	now := time.Since(m.refs.epoch)
 	m.refs.mu.Lock()
 	defer m.refs.mu.Unlock()
 	m.refs.next.Store(int64(now + refCheckInterval))

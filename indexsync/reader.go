@@ -30,12 +30,22 @@ var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after 
 // replaces the earlier one in place. The slice is shared with the cache:
 // callers must not modify it or the Versions in it.
 func (m *Mirror) Versions(ctx context.Context, mod string) ([]Version, error) {
+	return m.versions(ctx, mod, false)
+}
+
+// versions is Versions; recent looks for another process's sync at most
+// once per refCheckInterval (see refWatch) instead of every time.
+func (m *Mirror) versions(ctx context.Context, mod string, recent bool) ([]Version, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.tree.RLock()
 	defer m.tree.RUnlock()
-	m.noticeOutsideSync()
+	if recent {
+		m.noticeOutsideSync()
+	} else {
+		m.noticeOutsideSyncNow()
+	}
 	// Only names that passed the check below are cached, so a cached
 	// module needs no check (a hit pays for it once, in the handler).
 	if vs, ok := m.cache.get(mod); ok {
@@ -100,7 +110,12 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 // the version is not in the index; err is for real failures (and for names
 // the grammar rejects, wrapping module.ErrBadName).
 func (m *Mirror) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
-	vs, err := m.Versions(ctx, mod)
+	return m.lookup(ctx, mod, version, false)
+}
+
+// lookup is Lookup; recent as for versions.
+func (m *Mirror) lookup(ctx context.Context, mod, version string, recent bool) (Version, bool, error) {
+	vs, err := m.versions(ctx, mod, recent)
 	if err == nil {
 		for _, v := range vs {
 			if v.Version == version {
@@ -122,7 +137,20 @@ func (m *Mirror) Lookup(ctx context.Context, mod, version string) (Version, bool
 // archive. ok is false for an unknown module or version. A checksum that is
 // not 64 lowercase hex digits is an error: no archive could match it.
 func (m *Mirror) Checksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
-	v, ok, err := m.Lookup(ctx, mod, version)
+	return m.checksum(ctx, mod, version, false)
+}
+
+// RecentChecksum is Checksum as of at most refCheckInterval ago when
+// another process moved main meanwhile (see refWatch): what an archive hit
+// checks its stored checksum against, where looking at the ref file every
+// time cost a tenth of the hit. A client that pulled the index through the
+// git endpoint since then made it look (Freshen).
+func (m *Mirror) RecentChecksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
+	return m.checksum(ctx, mod, version, true)
+}
+
+func (m *Mirror) checksum(ctx context.Context, mod, version string, recent bool) (string, bool, error) {
+	v, ok, err := m.lookup(ctx, mod, version, recent)
 	if err != nil || !ok {
 		return "", false, err
 	}
