@@ -38,6 +38,13 @@ type BatchResult struct {
 	Failed   []BatchEvent
 }
 
+// batcher is a store that can make many commits durable at once (the disk
+// store: one fsync per directory instead of per archive); see
+// disk.Store.Batch.
+type batcher interface {
+	Batch(ctx context.Context) (context.Context, func() error)
+}
+
 // EnsureAll makes sure the store holds every archive in mvs, running at
 // most concurrency Ensure calls at once and carrying on past failures. It is
 // the mirror command's loop; each archive goes through the same
@@ -49,6 +56,10 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 	}
 	res := BatchResult{Selected: len(mvs)}
 	evictionsBefore := c.Stats().Evictions
+	flush := func() error { return nil }
+	if b, ok := c.store.(batcher); ok {
+		ctx, flush = b.Batch(ctx)
+	}
 	outcomes := make(map[module.Version]BatchEvent, len(mvs)) // successes
 	var mu sync.Mutex
 	work := make(chan module.Version)
@@ -95,6 +106,17 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 	}
 	close(work)
 	wg.Wait()
+	// Nothing fetched counts as stored before the store made it durable.
+	if err := flush(); err != nil {
+		for mv, ev := range outcomes {
+			if ev.Outcome == OutcomeMiss {
+				res.Fetched--
+				res.Bytes -= ev.Bytes
+				delete(outcomes, mv)
+				res.Failed = append(res.Failed, BatchEvent{Archive: mv, Outcome: ev.Outcome, Err: err})
+			}
+		}
+	}
 	// With a size limit, archives of this very run may have been evicted to
 	// make room for later ones: the run must not look complete then.
 	if c.Stats().Evictions != evictionsBefore {
@@ -121,6 +143,13 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 }
 
 func (c *Cache) size(ctx context.Context, mv module.Version) (int64, error) {
+	if st, ok := c.store.(Statter); ok {
+		info, err := st.Stat(ctx, mv)
+		if err != nil {
+			return 0, fmt.Errorf("stat %s: %w", mv, err)
+		}
+		return info.Size, nil
+	}
 	obj, err := c.store.Open(ctx, mv)
 	if err != nil {
 		return 0, fmt.Errorf("open %s: %w", mv, err)

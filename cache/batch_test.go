@@ -12,6 +12,8 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/module"
+	"moonbit-registry/store"
+	"moonbit-registry/store/disk"
 	"moonbit-registry/store/storetest"
 )
 
@@ -54,6 +56,42 @@ func TestEnsureAllCountsAndKeepsGoing(t *testing.T) {
 	res = env.cache.EnsureAll(ctx, mvs[:5], 3, nil)
 	if res.Cached != 5 || res.Fetched != 0 || len(res.Failed) != 0 || env.up.requests.Load() != before {
 		t.Errorf("second run = %+v, upstream requests %d -> %d", res, before, env.up.requests.Load())
+	}
+}
+
+// unsyncedStore is the disk store whose batches cannot be made durable.
+type unsyncedStore struct{ *disk.Store }
+
+var errNoSync = errors.New("fsync: input/output error")
+
+func (s unsyncedStore) Batch(ctx context.Context) (context.Context, func() error) {
+	ctx, _ = s.Store.Batch(ctx)
+	return ctx, func() error { return errNoSync }
+}
+
+// TestEnsureAllReportsWhatWasNotMadeDurable: when the store cannot make a
+// run's archives durable at the end, what was fetched in the run is
+// reported failed (with the store's error), what was cached before is not.
+func TestEnsureAllReportsWhatWasNotMadeDurable(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, func(c *envConfig) { c.wrap = func(s *disk.Store) store.Store { return unsyncedStore{s} } })
+	var mvs []module.Version
+	for _, v := range []string{"0.1.0", "0.2.0", "0.3.0"} {
+		mv := module.Version{Module: "batch/mod", Version: v}
+		env.publish(mv)
+		mvs = append(mvs, mv)
+	}
+	if _, err := env.cache.Ensure(ctx, mvs[0]); err != nil {
+		t.Fatal(err)
+	}
+	res := env.cache.EnsureAll(ctx, mvs, 2, nil)
+	if res.Cached != 1 || res.Fetched != 0 || res.Bytes != 0 || len(res.Failed) != 2 {
+		t.Fatalf("result = %+v, want 1 cached, 0 fetched, 2 failed", res)
+	}
+	for _, f := range res.Failed {
+		if !errors.Is(f.Err, errNoSync) || f.Archive == mvs[0] {
+			t.Errorf("failure %+v, want the flush's error for a fetched archive", f)
+		}
 	}
 }
 

@@ -189,6 +189,8 @@ type envConfig struct {
 	fetch   upstream.FetcherOptions
 	disk    disk.Options
 	offline bool // no fetcher at all
+	// wrap, if set, is what the cache gets instead of the disk store.
+	wrap func(*disk.Store) store.Store
 }
 
 func newTestEnv(t *testing.T, tweak func(*envConfig)) *testEnv {
@@ -220,6 +222,9 @@ func openCache(t testing.TB, cfg envConfig) (*cache.Cache, *disk.Store) {
 		t.Fatal(err)
 	}
 	cfg.cache.Store = s
+	if cfg.wrap != nil {
+		cfg.cache.Store = cfg.wrap(s)
+	}
 	if !cfg.offline {
 		f, err := upstream.NewFetcher(cfg.fetch)
 		if err != nil {

@@ -10,8 +10,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -178,6 +180,33 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	return &file{File: f, info: info, release: release}, nil
 }
 
+// Stat describes mv's archive without opening it (cache.Statter): one
+// stat, and the checksum from memory or its attribute. A mirror run asks
+// this of every archive it selects, before and after fetching it.
+func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error) {
+	if err := mv.Validate(); err != nil {
+		return store.Info{}, err
+	}
+	p := s.path(mv.RelPath())
+	var st syscall.Stat_t
+	err := syscall.Stat(p, &st)
+	for err == syscall.EINTR {
+		err = syscall.Stat(p, &st)
+	}
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && st.Mode&syscall.S_IFMT != syscall.S_IFREG) {
+		return store.Info{}, fmt.Errorf("%w: %s", store.ErrNotExist, mv)
+	}
+	if err != nil {
+		return store.Info{}, fmt.Errorf("stat %s: %w", mv, err)
+	}
+	s.used(mv)
+	info := store.Info{Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}
+	if s.xattr {
+		info.SHA256 = s.rememberedSum(mv, &st, func() string { return s.readSumAt(p, mv) })
+	}
+	return info, nil
+}
+
 // openFile opens an archive for reading and stats it once. It opens with
 // open(2) and os.NewFile rather than os.Open, which on Linux tries to put
 // every file in the network poller (four fcntl and a failing epoll_ctl per
@@ -299,8 +328,10 @@ func (w *writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit %s: fsync: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	usage := w.n // what it takes on disk, once the blocks are allocated
-	if fi, err := w.f.Stat(); err == nil {
-		usage = diskUsage(fi)
+	if s.evict != nil {
+		if fi, err := w.f.Stat(); err == nil {
+			usage = diskUsage(fi)
+		}
 	}
 	// Renamed while still open, so the lock that keeps other processes'
 	// sweeps away (createTemp) holds until it is no longer a temporary file.
@@ -315,7 +346,14 @@ func (w *writer) Commit(ctx context.Context) error {
 		s.evict.stored(w.mv, usage)
 		defer s.evict.enforce()
 	}
-	if err := s.syncDirs(filepath.Dir(s.path(key))); err != nil {
+	dir := filepath.Dir(s.path(key))
+	if b, ok := ctx.Value(batchKey{s}).(*dirBatch); ok {
+		dir = b.add(dir, s.root) // "" unless the batch must flush now
+	}
+	if dir == "" {
+		return nil
+	}
+	if err := s.syncDirs(dir); err != nil {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
 	}
 	return nil
@@ -359,7 +397,7 @@ func syncUpTo(dir, root string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := openNoPoll(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("fsync dir: %w", err)
 	}
@@ -451,7 +489,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // and the creation retried.
 func createTemp(dir, pattern string) (*os.File, error) {
 	for range 3 {
-		f, err := os.CreateTemp(dir, pattern)
+		f, err := createExclusive(dir, pattern)
 		if err != nil {
 			return nil, err
 		}
@@ -475,6 +513,21 @@ func createTemp(dir, pattern string) (*os.File, error) {
 		return f, nil
 	}
 	return nil, fmt.Errorf("temporary files in %s keep disappearing", dir)
+}
+
+// createExclusive is os.CreateTemp (the last "*" in pattern replaced by a
+// random number, mode 0600) through openNoPoll.
+func createExclusive(dir, pattern string) (*os.File, error) {
+	prefix, suffix, _ := strings.Cut(pattern, "*")
+	for range 100 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36)+suffix)
+		f, err := openNoPoll(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("create a temporary file in %s: no free name", dir)
 }
 
 // sweepTemp removes what writers that are gone left in dir: every file
@@ -533,8 +586,16 @@ func removeUnlocked(p string, e fs.DirEntry) (bool, error) {
 
 // openRead is os.Open without the poller registration (see openFile).
 func openRead(path string) (*os.File, error) {
+	return openNoPoll(path, syscall.O_RDONLY, 0)
+}
+
+// openNoPoll is os.OpenFile (close-on-exec) without its attempt to put the
+// file in the network poller, which fails for files and directories after
+// four fcntl and an epoll_ctl: on every hit, temporary file and directory
+// fsync. The descriptor stays blocking, as os.Open's does for a file.
+func openNoPoll(path string, flags int, perm uint32) (*os.File, error) {
 	for {
-		fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, perm)
 		if err == syscall.EINTR {
 			continue
 		}

@@ -57,6 +57,20 @@ func (s *Store) readSum(f *os.File, mv module.Version) string {
 	return hex.EncodeToString(buf[:n])
 }
 
+// readSumAt is readSum of the archive at path, without opening it.
+func (s *Store) readSumAt(path string, mv module.Version) string {
+	var buf [64]byte
+	n, err := unix.Getxattr(path, sumAttr, buf[:])
+	switch {
+	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
+		return ""
+	case err != nil || n != sha256.Size:
+		s.log.Warn().Err(err).Str("archive", mv.String()).Msg("unreadable checksum attribute ignored")
+		return ""
+	}
+	return hex.EncodeToString(buf[:n])
+}
+
 // probeXattr reports whether the filesystem of dir keeps user extended
 // attributes, by setting one on a temporary file there.
 func probeXattr(dir string) (bool, error) {
@@ -103,6 +117,12 @@ func (s *Store) sumOf(f *os.File, fi fs.FileInfo, mv module.Version) string {
 	if !ok {
 		return s.readSum(f, mv)
 	}
+	return s.rememberedSum(mv, st, func() string { return s.readSum(f, mv) })
+}
+
+// rememberedSum is the checksum of mv's archive, the file st describes:
+// from the memo when st is the file it was read from, else read.
+func (s *Store) rememberedSum(mv module.Version, st *syscall.Stat_t, read func() string) string {
 	id := sumEntry{ino: st.Ino, size: st.Size, ctime: st.Ctim.Nano(), mtime: st.Mtim.Nano()}
 	s.sums.mu.RLock()
 	e, ok := s.sums.m[mv]
@@ -110,7 +130,7 @@ func (s *Store) sumOf(f *os.File, fi fs.FileInfo, mv module.Version) string {
 	if ok && e.ino == id.ino && e.size == id.size && e.ctime == id.ctime && e.mtime == id.mtime {
 		return e.sum
 	}
-	id.sum = s.readSum(f, mv)
+	id.sum = read()
 	s.sums.mu.Lock()
 	if s.sums.m == nil || len(s.sums.m) >= sumMemoMax {
 		s.sums.m = make(map[module.Version]sumEntry)

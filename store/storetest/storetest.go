@@ -110,6 +110,18 @@ func expect(t *testing.T, s store.Store, mv module.Version, b []byte) {
 	if err != nil || !bytes.Equal(got, b) {
 		t.Errorf("Open(%s): read %d bytes, %v; want the %d stored", mv, len(got), err, len(b))
 	}
+	if st, ok := s.(statter); ok {
+		si, err := st.Stat(ctx(t), mv)
+		if err != nil || si.Size != info.Size || si.SHA256 != info.SHA256 || !si.ModTime.Equal(info.ModTime) {
+			t.Errorf("Stat(%s) = %+v, %v; want what Open says, %+v", mv, si, err, info)
+		}
+	}
+}
+
+// statter is a store that can describe an archive without opening it
+// (what cache.Statter asks); it must agree with Open.
+type statter interface {
+	Stat(ctx context.Context, mv module.Version) (store.Info, error)
 }
 
 func expectMissing(t *testing.T, s store.Store, mv module.Version) {
@@ -121,6 +133,11 @@ func expectMissing(t *testing.T, s store.Store, mv module.Version) {
 	}
 	if !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("Open(%s) = %v, want ErrNotExist", mv, err)
+	}
+	if st, ok := s.(statter); ok {
+		if _, err := st.Stat(ctx(t), mv); !errors.Is(err, store.ErrNotExist) {
+			t.Fatalf("Stat(%s) = %v, want ErrNotExist", mv, err)
+		}
 	}
 }
 
