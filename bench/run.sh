@@ -2,6 +2,7 @@
 # Reproducible benchmarks of the registry binary, on loopback only.
 #
 #   bench/run.sh                 # hit (vs nginx) and miss
+#   bench/run.sh speed           # every speed goal side by side, one table
 #   bench/run.sh hit             # cache hits: ours vs nginx on the same files
 #   bench/run.sh miss            # 100 concurrent requests for one missing archive
 #   bench/run.sh go              # the Go benchmark (BenchmarkArchiveHit)
@@ -23,6 +24,15 @@
 # speed goals name (ours / go-static, nginx-front / nginx), the CPU time
 # each server spent per request, the peak RSS (VmHWM, reset after the
 # warm-up) and how many requests reached ours during nginx-front's runs.
+#
+# speed: hit (above, with BASELINE too when given), then the e2e Go
+# benchmarks BenchmarkArchiveMiss10MiB (first byte and whole archive of a
+# 10 MiB miss vs straight from upstream), BenchmarkMirrorAll (mirror --all
+# of every snapshot version vs upstream serving them) and
+# BenchmarkIndexFreshness (a version published upstream until a client
+# pulling through us sees it), each also against BASELINE when given, and
+# a summary table of every ratio beside its goal, with date and machine:
+# the README's Benchmarks table is this table.
 #
 # miss: bench/miss (go run ./bench/miss -h) fires MISS_N requests at once
 # for one archive a fresh registry does not have, once per upstream delay in
@@ -54,10 +64,10 @@ modes=()
 for a in "$@"; do
 	case "$a" in
 	--install) install=1 ;;
-	hit | miss | go) modes+=("$a") ;;
+	hit | miss | go | speed) modes+=("$a") ;;
 	wrk) modes+=(hit) ;; # the old name
 	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
-	*) echo "usage: $0 [--install] [hit|miss|go]..." >&2; exit 2 ;;
+	*) echo "usage: $0 [--install] [speed|hit|miss|go]..." >&2; exit 2 ;;
 	esac
 done
 [ ${#modes[@]} -gt 0 ] || modes=(hit miss)
@@ -399,6 +409,82 @@ run_miss() {
 	done
 }
 
+# go_bench NAME BENCHTIME [BINARY]: runs one e2e Go benchmark (against
+# BINARY instead of a build of this tree when given) and prints its log
+# lines and metrics; the output is kept in $work/go-NAME[-baseline].txt.
+go_bench() {
+	local name=$1 benchtime=$2 bin=${3:-} out="$work/go-$1${3:+-baseline}.txt"
+	MOONBIT_REGISTRY_E2E_BINARY=$bin go test -run '^$' -bench "^$name\$" -benchtime "$benchtime" -timeout 30m ./e2e/ >"$out" 2>&1 ||
+		{ cat "$out" >&2; return 1; }
+	grep -E "^(Benchmark|    [a-z_]+_test.go)" "$out" | sed 's/^ */   /'
+}
+
+# metric FILE UNIT: the value a Go benchmark reported with UNIT.
+metric() { awk -v u="$2" '/^Benchmark/ { for (i = 3; i < NF; i++) if ($(i + 1) == u) print $i }' "$1" | tail -1; }
+
+# run_speed: every row of the speed goals side by side, each as a ratio
+# from one run (hit: wrk; misses, mirror and freshness: the e2e Go
+# benchmarks), ours and with BASELINE=<binary> the baseline's, then one
+# summary table.
+run_speed() {
+	need go curl wrk nginx sha256sum git
+	build
+	local machine
+	machine="$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p')), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	run_hit
+	local sides=(ours)
+	[ -n "${BASELINE:-}" ] && sides+=(baseline)
+	local side bin
+	for side in "${sides[@]}"; do
+		bin=""
+		[ "$side" = baseline ] && bin=$BASELINE
+		echo
+		echo "== $side: miss of a 10 MiB archive vs straight from upstream (BenchmarkArchiveMiss10MiB)"
+		go_bench BenchmarkArchiveMiss10MiB 1x "$bin"
+		echo "== $side: mirror --all vs upstream serving the same archives (BenchmarkMirrorAll)"
+		go_bench BenchmarkMirrorAll 3x "$bin"
+		echo "== $side: a version published upstream, seen by a client pulling through us (BenchmarkIndexFreshness)"
+		go_bench BenchmarkIndexFreshness 1x "$bin"
+	done
+
+	local g="$work/go" r="$work/results"
+	hitratio() { awk -v a="$1" -v b="$2" '{ s[$1] += $2; n[$1]++ } END { if (n[a] && n[b]) printf "%.2f", s[a] / n[a] / (s[b] / n[b]); else printf "-" }' "$r"; }
+	col() { # col SIDE SUFFIX: one side's figures, |-separated
+		local f="$g-BenchmarkArchiveMiss10MiB$2.txt" m="$g-BenchmarkMirrorAll$2.txt" i="$g-BenchmarkIndexFreshness$2.txt"
+		echo "$(hitratio "$1" go-static)|$(metric "$f" first-byte-ratio)|$(metric "$f" total-ratio)|$(metric "$m" ratio-to-upstream)|$(metric "$i" worst-s)|$(metric "$i" looks/min)"
+	}
+	local now base=""
+	now=$(col ours "")
+	[ -n "${BASELINE:-}" ] && base=$(col baseline -baseline)
+	echo
+	echo "== summary: $machine"
+	echo
+	if [ -n "$base" ]; then
+		echo "| path | baseline | now | goal |"
+		echo "| --- | --- | --- | --- |"
+	else
+		echo "| path | now | goal |"
+		echo "| --- | --- | --- |"
+	fi
+	local i=1 label goal
+	while IFS='|' read -r label goal; do
+		if [ -n "$base" ]; then
+			echo "| $label | $(echo "$base" | cut -d'|' -f$i)x | $(echo "$now" | cut -d'|' -f$i)x | $goal |"
+		else
+			echo "| $label | $(echo "$now" | cut -d'|' -f$i)x | $goal |"
+		fi
+		i=$((i + 1))
+	done <<'ROWS'
+cache hit, req/s vs bare net/http (bench/gostatic)|>= 0.95x
+miss of 10 MiB, first byte vs direct|<= 2x
+miss of 10 MiB, whole archive vs direct|<= 1.3x
+mirror --all (6,548 archives) vs upstream's own time|<= 2x
+published upstream to a client's pull, worst of 3 (seconds, not a ratio)|<= 15 s
+upstream tip checks per minute meanwhile (not a ratio)|bounded: at most 6
+ROWS
+	echo "| nginx-front (deploy/nginx-front.conf) vs nginx on the store, req/s | $([ -n "$base" ] && echo "- | ")$(hitratio nginx-front nginx)x | >= 0.95x |"
+}
+
 run_go() {
 	need go
 	echo "== go test -run '^\$' -bench BenchmarkArchiveHit -benchtime $BENCHTIME ./e2e/"
@@ -410,5 +496,6 @@ for m in "${modes[@]}"; do
 	hit) run_hit ;;
 	miss) run_miss ;;
 	go) run_go ;;
+	speed) run_speed ;;
 	esac
 done

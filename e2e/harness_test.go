@@ -22,7 +22,8 @@ import (
 	"time"
 )
 
-// registryBin is the binary under test, built once by TestMain.
+// registryBin is the binary under test, built once by TestMain (or the one
+// MOONBIT_REGISTRY_E2E_BINARY names).
 var registryBin string
 
 func TestMain(m *testing.M) {
@@ -42,6 +43,11 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	// Benchmarks may measure another build (bench/run.sh's BASELINE).
+	if bin := os.Getenv("MOONBIT_REGISTRY_E2E_BINARY"); bin != "" {
+		registryBin = bin
+		return m.Run()
+	}
 	registryBin = filepath.Join(dir, "moonbit-registry")
 	args := []string{"build", "-o", registryBin}
 	if raceEnabled {

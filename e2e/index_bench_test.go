@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,4 +53,63 @@ func BenchmarkShallowClone(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkIndexFreshness: how long after upstream publishes a version a
+// client pulling the index through a registry with default settings
+// (index.check_interval 10s, sync_interval 5 min) sees it, pulling every
+// 100 ms as a busy build farm would; straight from upstream it is the
+// next pull. It reports the worst and the median over 3 publishes, and how
+// many times the registry looked at upstream's tip (git ls-remote) per
+// minute meanwhile. Run without -race:
+//
+//	go test -run '^$' -bench BenchmarkIndexFreshness -benchtime 1x ./e2e/
+func BenchmarkIndexFreshness(b *testing.B) {
+	const publishes, pullEvery, giveUp = 3, 100 * time.Millisecond, time.Minute
+	up := testupstream.Start(b, testupstream.Options{})
+	var lags []time.Duration
+	var looks int
+	var watched time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		reg := startRegistry(b, registryOptions{UpstreamURL: up.URL()})
+		c := newMoonClient(b, reg.URL)
+		ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+		if err := c.CloneIndex(ctx); err != nil {
+			b.Fatal(err)
+		}
+		before := strings.Count(reg.Logs(), `"args":["ls-remote"`)
+		start := time.Now()
+		for i := range publishes {
+			module := fmt.Sprintf("freshbench/m%d", len(lags))
+			if err := up.AddVersion(ctx, module, "0.1.0", nil); err != nil {
+				b.Fatal(err)
+			}
+			published := time.Now()
+			for {
+				if err := c.PullIndex(ctx); err != nil {
+					b.Fatal(err)
+				}
+				if vs, _ := c.Versions(module); len(vs) == 1 {
+					break
+				}
+				if time.Since(published) > giveUp {
+					b.Fatalf("publish %d: not visible through the registry after %s", i, giveUp)
+				}
+				time.Sleep(pullEvery)
+			}
+			lags = append(lags, time.Since(published))
+		}
+		watched += time.Since(start)
+		looks += strings.Count(reg.Logs(), `"args":["ls-remote"`) - before
+		cancel()
+		reg.Stop(b)
+		b.StartTimer()
+	}
+	slices.Sort(lags)
+	b.Logf("visible after: min %v, median %v, max %v; upstream's tip looked at %d times in %v",
+		lags[0].Round(10*time.Millisecond), lags[len(lags)/2].Round(10*time.Millisecond), lags[len(lags)-1].Round(10*time.Millisecond), looks, watched.Round(time.Second))
+	b.ReportMetric(lags[len(lags)-1].Seconds(), "worst-s")
+	b.ReportMetric(lags[len(lags)/2].Seconds(), "median-s")
+	b.ReportMetric(float64(looks)/watched.Minutes(), "looks/min")
 }
