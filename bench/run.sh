@@ -136,11 +136,14 @@ wait_http() {
 	return 1
 }
 
-# free_port: a loopback port nothing listens on right now.
+# free_port: a loopback port nothing listens on right now, below the
+# kernel's ephemeral range (where wrk's and our own outgoing connections
+# take ports that cannot be bound, though nothing listens on them).
 free_port() {
-	local p
+	local p low
+	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 	for _ in $(seq 1 100); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((10000 + RANDOM % (low - 10000)))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
