@@ -449,8 +449,13 @@ run_speed() {
 		echo "== $side: a version published upstream, seen by a client pulling through us (BenchmarkIndexFreshness)"
 		go_bench BenchmarkIndexFreshness 1x "$bin"
 	done
+	speed_summary "$machine"
+}
 
-	local g="$work/go" r="$work/results"
+# speed_summary MACHINE: the summary table of run_speed, from the results
+# and benchmark outputs in $work.
+speed_summary() {
+	local machine=$1 g="$work/go" r="$work/results"
 	hitratio() { awk -v a="$1" -v b="$2" '{ s[$1] += $2; n[$1]++ } END { if (n[a] && n[b]) printf "%.2f", s[a] / n[a] / (s[b] / n[b]); else printf "-" }' "$r"; }
 	col() { # col SIDE SUFFIX: one side's figures, |-separated
 		local f="$g-BenchmarkArchiveMiss10MiB$2.txt" m="$g-BenchmarkMirrorAll$2.txt" i="$g-BenchmarkIndexFreshness$2.txt"
@@ -469,23 +474,26 @@ run_speed() {
 		echo "| path | now | goal |"
 		echo "| --- | --- | --- |"
 	fi
-	local i=1 label goal
-	while IFS='|' read -r label goal; do
+	local i=1 label unit goal
+	cell() { awk -v v="$1" -v u="$2" 'BEGIN { if (v == "" || v == "-") print "-"; else printf "%.2f%s", v, u }'; }
+	while IFS='|' read -r label unit goal; do
 		if [ -n "$base" ]; then
-			echo "| $label | $(echo "$base" | cut -d'|' -f$i)x | $(echo "$now" | cut -d'|' -f$i)x | $goal |"
+			echo "| $label | $(cell "$(echo "$base" | cut -d'|' -f$i)" "$unit") | $(cell "$(echo "$now" | cut -d'|' -f$i)" "$unit") | $goal |"
 		else
-			echo "| $label | $(echo "$now" | cut -d'|' -f$i)x | $goal |"
+			echo "| $label | $(cell "$(echo "$now" | cut -d'|' -f$i)" "$unit") | $goal |"
 		fi
 		i=$((i + 1))
 	done <<'ROWS'
-cache hit, req/s vs bare net/http (bench/gostatic)|>= 0.95x
-miss of 10 MiB, first byte vs direct|<= 2x
-miss of 10 MiB, whole archive vs direct|<= 1.3x
-mirror --all (6,548 archives) vs upstream's own time|<= 2x
-published upstream to a client's pull, worst of 3 (seconds, not a ratio)|<= 15 s
-upstream tip checks per minute meanwhile (not a ratio)|bounded: at most 6
+cache hit, req/s vs bare net/http (bench/gostatic)|x|>= 0.95x
+miss of 10 MiB, first byte vs direct|x|<= 2x
+miss of 10 MiB, whole archive vs direct|x|<= 1.3x
+mirror --all (6,548 archives) vs upstream's own time|x|<= 2x
+published upstream to a client's pull through us, worst of 3| s|<= 15 s
+upstream tip checks meanwhile|/min|bounded (check_interval 10 s: at most 6/min)
 ROWS
 	echo "| nginx-front (deploy/nginx-front.conf) vs nginx on the store, req/s | $([ -n "$base" ] && echo "- | ")$(hitratio nginx-front nginx)x | >= 0.95x |"
+	echo
+	echo "(hit: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, $SIZE-byte archive, ratio of req/s means; the other rows: medians; figures above)"
 }
 
 run_go() {

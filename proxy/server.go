@@ -258,15 +258,16 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 		// streamed archive that failed its check) is logged too.
 		defer func() {
 			p := recover()
+			took := time.Since(start)
 			if s.opts.Metrics != nil {
-				s.opts.Metrics.observe(r, rw.status, rw.bytes, time.Since(start), note.cache)
+				s.opts.Metrics.observe(r, rw.status, rw.bytes, took, note.cache)
 			}
 			access.Info().
 				Str("method", r.Method).
 				Str("path", r.URL.EscapedPath()).
 				Int("status", rw.status).
 				Int64("bytes", rw.bytes).
-				Dur("duration_ms", time.Since(start)).
+				Dur("duration_ms", took).
 				Str("cache", note.cache).
 				Bool("aborted", p != nil).
 				Msg("request")
