@@ -85,7 +85,7 @@ func (d *download) attempt(body io.Reader, size int64, sum string) io.Reader {
 		d.failLocked(errRetried)
 		return body
 	case d.file == nil:
-		f, err := os.CreateTemp(d.dir, "moonbit-registry-stream-*")
+		f, err := spool.CreateTemp(d.dir, "moonbit-registry-stream-*")
 		if err != nil {
 			d.failLocked(fmt.Errorf("stream a download: %w", err))
 			return body

@@ -2,7 +2,9 @@
 // side takes them at its own: in memory up to a bound, then in a temporary
 // file that is unlinked at once, so memory stays bounded whatever a peer
 // does and nothing is left behind, even by a crash. Preallocate reserves a
-// file's room up front, for the files that hold archives on their way.
+// file's room up front, for the files that hold archives on their way;
+// OpenFile and CreateTemp open such files (and the store's) without the
+// runtime's poller registration, which regular files never use.
 package spool
 
 import (

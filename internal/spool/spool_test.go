@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,5 +38,32 @@ func TestSpool(t *testing.T) {
 	s := Spool{Limit: 10}
 	if _, err := s.Write(make([]byte, 11)); !errors.Is(err, ErrFull) {
 		t.Errorf("over the limit: %v, want ErrFull", err)
+	}
+}
+
+func TestCreateTemp(t *testing.T) {
+	dir := t.TempDir()
+	seen := map[string]bool{}
+	for range 20 {
+		f, err := CreateTemp(dir, "put-*.part")
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f.Name())
+		if seen[name] || !strings.HasPrefix(name, "put-") || !strings.HasSuffix(name, ".part") || len(name) <= len("put-.part") {
+			t.Errorf("name %q: want put-<random>.part, each new", name)
+		}
+		seen[name] = true
+		fi, err := f.Stat()
+		if err != nil || fi.Mode().Perm() != 0o600 || !fi.Mode().IsRegular() {
+			t.Errorf("%s: %v, %v; want a regular file, mode 0600", name, fi.Mode(), err)
+		}
+		if _, err := f.WriteString("x"); err != nil {
+			t.Errorf("write: %v", err)
+		}
+		f.Close()
+	}
+	if _, err := CreateTemp(filepath.Join(dir, "missing"), "x-*"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("in a missing directory: %v, want ErrNotExist", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"moonbit-registry/internal/spool"
 	"moonbit-registry/store"
 )
 
@@ -106,7 +107,7 @@ func (b *dirBatch) flushLocked() error {
 
 // syncFS is syncfs(2) of the filesystem holding dir.
 func syncFS(dir string) error {
-	d, err := openNoPoll(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	d, err := spool.OpenFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return err
 	}

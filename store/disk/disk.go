@@ -10,10 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -397,7 +395,7 @@ func syncUpTo(dir, root string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := openNoPoll(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	d, err := spool.OpenFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return fmt.Errorf("fsync dir: %w", err)
 	}
@@ -489,7 +487,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // and the creation retried.
 func createTemp(dir, pattern string) (*os.File, error) {
 	for range 3 {
-		f, err := createExclusive(dir, pattern)
+		f, err := spool.CreateTemp(dir, pattern)
 		if err != nil {
 			return nil, err
 		}
@@ -513,21 +511,6 @@ func createTemp(dir, pattern string) (*os.File, error) {
 		return f, nil
 	}
 	return nil, fmt.Errorf("temporary files in %s keep disappearing", dir)
-}
-
-// createExclusive is os.CreateTemp (the last "*" in pattern replaced by a
-// random number, mode 0600) through openNoPoll.
-func createExclusive(dir, pattern string) (*os.File, error) {
-	prefix, suffix, _ := strings.Cut(pattern, "*")
-	for range 100 {
-		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36)+suffix)
-		f, err := openNoPoll(name, syscall.O_RDWR|syscall.O_CREAT|syscall.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, err
-	}
-	return nil, fmt.Errorf("create a temporary file in %s: no free name", dir)
 }
 
 // sweepTemp removes what writers that are gone left in dir: every file
@@ -586,22 +569,5 @@ func removeUnlocked(p string, e fs.DirEntry) (bool, error) {
 
 // openRead is os.Open without the poller registration (see openFile).
 func openRead(path string) (*os.File, error) {
-	return openNoPoll(path, syscall.O_RDONLY, 0)
-}
-
-// openNoPoll is os.OpenFile (close-on-exec) without its attempt to put the
-// file in the network poller, which fails for files and directories after
-// four fcntl and an epoll_ctl: on every hit, temporary file and directory
-// fsync. The descriptor stays blocking, as os.Open's does for a file.
-func openNoPoll(path string, flags int, perm uint32) (*os.File, error) {
-	for {
-		fd, err := syscall.Open(path, flags|syscall.O_CLOEXEC, perm)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "open", Path: path, Err: err}
-		}
-		return os.NewFile(uintptr(fd), path), nil
-	}
+	return spool.OpenFile(path, syscall.O_RDONLY, 0)
 }
