@@ -49,7 +49,10 @@ type batcher interface {
 // most concurrency Ensure calls at once and carrying on past failures. It is
 // the mirror command's loop; each archive goes through the same
 // fetch-verify-store pipeline as a proxy miss. progress, if not nil, is
-// called once per archive, from one goroutine at a time.
+// called once per archive, from one goroutine at a time, as each ends; with
+// a store that batches durability (batcher), the result alone says what
+// is stored: a fetch reported by progress that the final flush could not
+// make durable is counted failed there.
 func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency int, progress func(BatchEvent)) BatchResult {
 	if concurrency < 1 {
 		concurrency = 1

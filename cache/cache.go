@@ -251,10 +251,10 @@ func (c *Cache) GetStream(ctx context.Context, mv module.Version) (store.Object,
 // get is Get and, with stream, GetStream.
 func (c *Cache) get(ctx context.Context, mv module.Version, stream bool) (store.Object, *Stream, Outcome, error) {
 	// No name check of its own: the store's Open refuses a bad name (with
-	// module.ErrBadName) before anything else happens, and a hit should
-	// pay for the check once.
+	// module.ErrBadName) before any I/O, and the handler has checked it
+	// already.
 	defer c.hold(mv)()
-	obj, err := c.openCurrent(ctx, mv)
+	obj, err := c.openCurrent(ctx, mv, true)
 	if err == nil {
 		c.stats.hits.Add(1)
 		return obj, nil, OutcomeHit, nil
@@ -277,7 +277,7 @@ func (c *Cache) get(ctx context.Context, mv module.Version, stream bool) (store.
 		if err := c.fetch(ctx, mv); err != nil {
 			return nil, nil, OutcomeMiss, err
 		}
-		obj, err = c.openCurrent(ctx, mv)
+		obj, err = c.openCurrent(ctx, mv, false)
 		if !errors.Is(err, store.ErrNotExist) {
 			break
 		}
@@ -299,13 +299,14 @@ var errStale = fmt.Errorf("%w: stored checksum differs from the index", store.Er
 // index's (or either is unknown: an archive stored before checksums were
 // kept, an index that cannot answer). A stale one (upstream re-released
 // the version) is closed and reported as errStale, so it is fetched again
-// and replaced; it is never served under the new checksum.
-func (c *Cache) openCurrent(ctx context.Context, mv module.Version) (store.Object, error) {
+// and replaced; it is never served under the new checksum. recent is
+// current's.
+func (c *Cache) openCurrent(ctx context.Context, mv module.Version, recent bool) (store.Object, error) {
 	obj, err := c.store.Open(ctx, mv)
 	if err != nil {
 		return nil, err
 	}
-	if c.current(ctx, mv, obj.Info().SHA256) {
+	if c.current(ctx, mv, obj.Info().SHA256, recent) {
 		return obj, nil
 	}
 	obj.Close()
@@ -320,11 +321,23 @@ type recentIndex interface {
 
 // current reports whether an archive stored with checksum stored is the
 // one the index lists (true when either is unknown), logging when not.
-func (c *Cache) current(ctx context.Context, mv module.Version, stored string) bool {
+// With recent, the index may answer from what it knew a moment ago
+// (hitChecksum): only the lookup of a hit, the hottest path, takes that;
+// a miss and a mirror ask the index as it is.
+func (c *Cache) current(ctx context.Context, mv module.Version, stored string, recent bool) bool {
 	if stored == "" {
 		return true
 	}
-	want, ok, err := c.hitChecksum(ctx, mv.Module, mv.Version)
+	var (
+		want string
+		ok   bool
+		err  error
+	)
+	if recent {
+		want, ok, err = c.hitChecksum(ctx, mv.Module, mv.Version)
+	} else {
+		want, ok, err = c.index.Checksum(ctx, mv.Module, mv.Version)
+	}
 	if err != nil || !ok || strings.EqualFold(want, stored) {
 		return true
 	}
@@ -398,9 +411,9 @@ func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		return c.current(ctx, mv, info.SHA256), nil
+		return c.current(ctx, mv, info.SHA256, false), nil
 	}
-	obj, err := c.openCurrent(ctx, mv)
+	obj, err := c.openCurrent(ctx, mv, false)
 	if errors.Is(err, store.ErrNotExist) {
 		return false, nil
 	}

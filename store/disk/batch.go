@@ -10,9 +10,6 @@ import (
 	"sync"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
-	"moonbit-registry/internal/spool"
 	"moonbit-registry/store"
 )
 
@@ -27,8 +24,10 @@ import (
 // nothing either way; a power cut may lose the directory entries of a
 // batch never reported done, which a rerun fetches again.
 //
-// The batch keeps at most maxBatchDirs directories: a commit that would
-// add more syncs them all first, so memory stays bounded.
+// The batch owes at most maxBatchDirs directories: a commit that finds it
+// full flushes it first, so memory stays bounded. Once a flush failed, the
+// batch stops deferring (commits sync their own directories again) and
+// keeps what it owes for the final flush, which reports the failure.
 func (s *Store) Batch(ctx context.Context) (context.Context, func() error) {
 	b := &dirBatch{dirs: map[string]struct{}{}, limit: maxBatchDirs, root: s.root}
 	return context.WithValue(ctx, batchKey{s}, b), b.flush
@@ -46,27 +45,28 @@ type batchKey struct{ s *Store }
 
 // dirBatch is the set of directories whose fsync a batch owes.
 type dirBatch struct {
-	mu    sync.Mutex
-	dirs  map[string]struct{}
-	limit int    // maxBatchDirs
-	root  string // the store's root, for syncfs
+	mu     sync.Mutex
+	dirs   map[string]struct{}
+	limit  int    // maxBatchDirs
+	root   string // the store's root: where the chains of directories end
+	failed bool   // a flush failed: commits sync for themselves
 }
 
-// add records dir and its ancestors up to root. It returns "" when they
-// are owed by the batch, or dir when the batch is full: then the caller
-// syncs dir's chain itself, and the batch syncs the rest first.
-func (b *dirBatch) add(dir, root string) string {
+// owe records dir and its ancestors up to the root as owed, and reports
+// whether it did; when it did not (a flush failed), the caller syncs them.
+func (b *dirBatch) owe(dir string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if len(b.dirs) >= b.limit {
-		if err := b.flushLocked(); err != nil {
-			return dir // synced by the caller; the error shows there too
-		}
+	if !b.failed && len(b.dirs) >= b.limit {
+		b.failed = b.flushLocked() != nil
+	}
+	if b.failed {
+		return false
 	}
 	for {
 		b.dirs[dir] = struct{}{}
-		if dir == root || !strings.HasPrefix(dir, root) {
-			return ""
+		if dir == b.root || !strings.HasPrefix(dir, b.root) {
+			return true
 		}
 		dir = filepath.Dir(dir)
 	}
@@ -80,16 +80,20 @@ func (b *dirBatch) flush() error {
 
 // flushLocked fsyncs every directory the batch owes; the ones that fail
 // stay owed. A directory gone meanwhile (eviction emptied it) owes
-// nothing: its parent's fsync covers its removal. Past syncfsFrom
-// directories, one syncfs(2) of the store's filesystem does it instead:
-// thousands of fsyncs in a row took a tenth of a whole mirror run.
+// nothing: its parent's fsync covers its removal. From syncfsFrom
+// directories on, one syncfs(2) of the store's filesystem does it instead
+// (thousands of fsyncs in a row took a tenth of a mirror run), unless the
+// system has none.
 func (b *dirBatch) flushLocked() error {
 	if len(b.dirs) >= syncfsFrom {
-		if err := syncFS(b.root); err == nil {
+		err := syncWhole(b.root)
+		if err == nil {
 			clear(b.dirs)
 			return nil
 		}
-		// Not possible here: one directory at a time.
+		if !unsupported(err) {
+			return fmt.Errorf("%w: making stored archives durable: %w", store.ErrWrite, err)
+		}
 	}
 	var errs []error
 	for dir := range b.dirs {
@@ -105,12 +109,18 @@ func (b *dirBatch) flushLocked() error {
 	return nil
 }
 
-// syncFS is syncfs(2) of the filesystem holding dir.
-func syncFS(dir string) error {
-	d, err := spool.OpenFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+// syncWhole syncs the filesystem holding dir (syncFS).
+func syncWhole(dir string) error {
+	d, err := openDir(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return unix.Syncfs(int(d.Fd()))
+	return syncFS(int(d.Fd()))
+}
+
+// unsupported reports an error that says the call does not exist here.
+func unsupported(err error) bool {
+	return errors.Is(err, errors.ErrUnsupported) || errors.Is(err, syscall.ENOSYS) ||
+		errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.EOPNOTSUPP)
 }

@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -77,5 +78,37 @@ func TestBatch(t *testing.T) {
 	}
 	if len(b.dirs) != 0 {
 		t.Errorf("a commit outside the batch was added to it")
+	}
+}
+
+// TestBatchFlushFailure: once a flush fails, commits of the batch sync
+// their own directories again, and the final flush reports what is still
+// owed.
+func TestBatchFlushFailure(t *testing.T) {
+	s, root := newStore(t)
+	ctx, flush := s.Batch(context.Background())
+	b := ctx.Value(batchKey{s}).(*dirBatch)
+	b.limit = 4
+	// A directory whose fsync fails: a file where a directory should be.
+	notDir := filepath.Join(root, "not-a-dir")
+	if err := os.WriteFile(notDir, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.dirs[notDir] = struct{}{}
+	for i := range 4 {
+		mv := module.Version{Module: fmt.Sprintf("fail%d/mod", i), Version: "1.0.0"}
+		body := storetest.Body(mv)
+		if _, err := store.PutVerified(ctx, s, mv, bytes.NewReader(body), store.Meta{SHA256: storetest.Sum(body), Size: int64(len(body))}); err != nil {
+			t.Fatalf("commit %d after the batch failed: %v (it syncs for itself)", i, err)
+		}
+	}
+	if !b.failed {
+		t.Fatal("the batch filled up and its flush failed, but it is not marked failed")
+	}
+	if _, ok := b.dirs[filepath.Join(root, "fail3", "mod")]; ok {
+		t.Error("a commit after the failure was deferred to the failed batch")
+	}
+	if err := flush(); !errors.Is(err, store.ErrWrite) {
+		t.Errorf("final flush = %v, want ErrWrite", err)
 	}
 }

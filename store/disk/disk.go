@@ -173,7 +173,7 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 	s.used(mv)
 	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
 	if s.xattr {
-		info.SHA256 = s.sumOf(f, fi, mv)
+		info.SHA256 = s.sumOf(mv, fi, func() (string, bool) { return s.readSum(f, mv) })
 	}
 	return &file{File: f, info: info, release: release}, nil
 }
@@ -186,21 +186,17 @@ func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error)
 		return store.Info{}, err
 	}
 	p := s.path(mv.RelPath())
-	var st syscall.Stat_t
-	err := syscall.Stat(p, &st)
-	for err == syscall.EINTR {
-		err = syscall.Stat(p, &st)
-	}
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && st.Mode&syscall.S_IFMT != syscall.S_IFREG) {
+	fi, err := os.Stat(p)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
 		return store.Info{}, fmt.Errorf("%w: %s", store.ErrNotExist, mv)
 	}
 	if err != nil {
 		return store.Info{}, fmt.Errorf("stat %s: %w", mv, err)
 	}
 	s.used(mv)
-	info := store.Info{Size: st.Size, ModTime: time.Unix(st.Mtim.Unix())}
+	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
 	if s.xattr {
-		info.SHA256 = s.rememberedSum(mv, &st, func() string { return s.readSumAt(p, mv) })
+		info.SHA256 = s.sumOf(mv, fi, func() (string, bool) { return s.readSumAt(p, mv) })
 	}
 	return info, nil
 }
@@ -345,11 +341,8 @@ func (w *writer) Commit(ctx context.Context) error {
 		defer s.evict.enforce()
 	}
 	dir := filepath.Dir(s.path(key))
-	if b, ok := ctx.Value(batchKey{s}).(*dirBatch); ok {
-		dir = b.add(dir, s.root) // "" unless the batch must flush now
-	}
-	if dir == "" {
-		return nil
+	if b, ok := ctx.Value(batchKey{s}).(*dirBatch); ok && b.owe(dir) {
+		return nil // owed to the batch's flush
 	}
 	if err := s.syncDirs(dir); err != nil {
 		return fmt.Errorf("commit %s: %w: %w", w.mv, store.ErrWrite, err)
@@ -395,7 +388,7 @@ func syncUpTo(dir, root string) error {
 }
 
 func syncDir(dir string) error {
-	d, err := spool.OpenFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
+	d, err := openDir(dir)
 	if err != nil {
 		return fmt.Errorf("fsync dir: %w", err)
 	}
@@ -570,4 +563,9 @@ func removeUnlocked(p string, e fs.DirEntry) (bool, error) {
 // openRead is os.Open without the poller registration (see openFile).
 func openRead(path string) (*os.File, error) {
 	return spool.OpenFile(path, syscall.O_RDONLY, 0)
+}
+
+// openDir opens a directory, to fsync it, the same way.
+func openDir(dir string) (*os.File, error) {
+	return spool.OpenFile(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 }

@@ -154,7 +154,20 @@ func testArchiveWithoutChecksum(t *testing.T, damage func(p string) error) {
 		t.Fatalf("before the damage: checksum %q, want %q", got, storetest.Sum(b))
 	}
 	obj.Close()
-	if err := damage(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))); err != nil {
+	// The damage is done to a copy renamed over the archive, as a file
+	// replaced on disk would be: the store never rewrites the attribute of
+	// a stored archive in place (see sumMemo).
+	p := filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))
+	if err := os.WriteFile(p+".new", b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Setxattr(p+".new", sumAttr, mustHex(t, storetest.Sum(b)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := damage(p + ".new"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(p+".new", p); err != nil {
 		t.Fatal(err)
 	}
 	obj, err = s.Open(context.Background(), lexRuntime)
@@ -346,4 +359,13 @@ func TestReadOnly(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, filepath.FromSlash(lexRuntime.RelPath()))); err != nil {
 		t.Errorf("the archive is gone: %v", err)
 	}
+}
+
+func mustHex(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

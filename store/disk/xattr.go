@@ -9,7 +9,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,37 +37,41 @@ var sumAttrName = []byte(sumAttr + "\x00")
 
 // readSum is the checksum recorded on the open archive, or "" when it has
 // none (stored before checksums were kept) or a malformed one. It calls
-// fgetxattr(2) directly so that a hit allocates nothing for it.
-func (s *Store) readSum(f *os.File, mv module.Version) string {
+// fgetxattr(2) directly so that a hit allocates nothing for it. known is
+// false when the attribute could not be read (an I/O error): the answer
+// says nothing lasting about the file.
+func (s *Store) readSum(f *os.File, mv module.Version) (sum string, known bool) {
 	var buf [64]byte
 	r, _, errno := unix.Syscall6(unix.SYS_FGETXATTR, f.Fd(), uintptr(unsafe.Pointer(&sumAttrName[0])),
 		uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)), 0, 0)
-	n, err := int(r), error(nil)
+	var err error
 	if errno != 0 {
 		err = errno
 	}
-	switch {
-	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
-		return "" // none recorded, or a filesystem without attributes
-	case err != nil || n != sha256.Size:
-		s.log.Warn().Err(err).Str("archive", mv.String()).Msg("unreadable checksum attribute ignored")
-		return ""
-	}
-	return hex.EncodeToString(buf[:n])
+	return s.sumFrom(buf[:], int(r), err, mv)
 }
 
 // readSumAt is readSum of the archive at path, without opening it.
-func (s *Store) readSumAt(path string, mv module.Version) string {
+func (s *Store) readSumAt(path string, mv module.Version) (sum string, known bool) {
 	var buf [64]byte
 	n, err := unix.Getxattr(path, sumAttr, buf[:])
+	return s.sumFrom(buf[:], n, err, mv)
+}
+
+// sumFrom interprets what reading the attribute gave: n bytes of buf, or
+// err.
+func (s *Store) sumFrom(buf []byte, n int, err error, mv module.Version) (sum string, known bool) {
 	switch {
 	case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP), errors.Is(err, unix.EOPNOTSUPP):
-		return ""
-	case err != nil || n != sha256.Size:
+		return "", true // none recorded, or a filesystem without attributes
+	case err != nil:
 		s.log.Warn().Err(err).Str("archive", mv.String()).Msg("unreadable checksum attribute ignored")
-		return ""
+		return "", false
+	case n != sha256.Size:
+		s.log.Warn().Int("bytes", n).Str("archive", mv.String()).Msg("malformed checksum attribute ignored")
+		return "", true
 	}
-	return hex.EncodeToString(buf[:n])
+	return hex.EncodeToString(buf[:n]), true
 }
 
 // probeXattr reports whether the filesystem of dir keeps user extended
@@ -91,51 +94,50 @@ func probeXattr(dir string) (bool, error) {
 }
 
 // sumMemo remembers the checksums read from archives' attributes, each
-// with the identity of the file it was read from (inode, size, change and
-// modification times): a hit on a file not touched since needs no
-// fgetxattr, and a file replaced (a re-fetch renames a new inode over it)
-// or changed (an attribute written changes ctime) is read again.
+// with the identity of the file it was read from (fileID: inode, size,
+// modification and change times): a hit on the same file needs no
+// fgetxattr. The store writes the attribute only on a temporary file,
+// before it is renamed into place, so a stored archive's attribute changes
+// only with its inode (a re-fetch renames a new file over it); ctime also
+// catches most changes made in place by hand. Reads that failed are not
+// remembered.
 type sumMemo struct {
 	mu sync.RWMutex
 	m  map[module.Version]sumEntry
 }
 
 type sumEntry struct {
-	ino          uint64
-	size         int64
-	ctime, mtime int64
-	sum          string
+	id  fileID
+	sum string
 }
 
 // sumMemoMax bounds the memo (about 200 bytes an entry); when full it
 // starts over.
 const sumMemoMax = 1 << 16
 
-// sumOf is readSum, remembered (see sumMemo). fi is f's Stat.
-func (s *Store) sumOf(f *os.File, fi fs.FileInfo, mv module.Version) string {
-	st, ok := fi.Sys().(*syscall.Stat_t)
+// sumOf is the checksum of mv's archive, the file fi describes: from the
+// memo when fi is the file it was read from, else read.
+func (s *Store) sumOf(mv module.Version, fi fs.FileInfo, read func() (string, bool)) string {
+	id, ok := identify(fi)
 	if !ok {
-		return s.readSum(f, mv)
+		sum, _ := read()
+		return sum
 	}
-	return s.rememberedSum(mv, st, func() string { return s.readSum(f, mv) })
-}
-
-// rememberedSum is the checksum of mv's archive, the file st describes:
-// from the memo when st is the file it was read from, else read.
-func (s *Store) rememberedSum(mv module.Version, st *syscall.Stat_t, read func() string) string {
-	id := sumEntry{ino: st.Ino, size: st.Size, ctime: st.Ctim.Nano(), mtime: st.Mtim.Nano()}
 	s.sums.mu.RLock()
 	e, ok := s.sums.m[mv]
 	s.sums.mu.RUnlock()
-	if ok && e.ino == id.ino && e.size == id.size && e.ctime == id.ctime && e.mtime == id.mtime {
+	if ok && e.id == id {
 		return e.sum
 	}
-	id.sum = read()
+	sum, known := read()
+	if !known {
+		return sum
+	}
 	s.sums.mu.Lock()
 	if s.sums.m == nil || len(s.sums.m) >= sumMemoMax {
 		s.sums.m = make(map[module.Version]sumEntry)
 	}
-	s.sums.m[mv] = id
+	s.sums.m[mv] = sumEntry{id: id, sum: sum}
 	s.sums.mu.Unlock()
-	return id.sum
+	return sum
 }
