@@ -72,6 +72,12 @@ for a in "$@"; do
 done
 [ ${#modes[@]} -gt 0 ] || modes=(hit miss)
 
+# The Go benchmarks run in e2e/: the baseline's path must not be relative.
+if [ -n "${BASELINE:-}" ]; then
+	[ -x "$BASELINE" ] && [ -f "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable file" >&2; exit 2; }
+	BASELINE=$(realpath "$BASELINE")
+fi
+
 if [ "$install" = 1 ]; then
 	sudo=""
 	[ "$(id -u)" = 0 ] || sudo=sudo
@@ -140,10 +146,15 @@ wait_http() {
 # kernel's ephemeral range (where wrk's and our own outgoing connections
 # take ports that cannot be bound, though nothing listens on them).
 free_port() {
-	local p low
-	low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	local p low high from=20000 span=10000
+	read -r low high </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { low=32768 high=60999; }
+	if [ "$low" -gt 11000 ]; then
+		from=10000 span=$((low - 10000))
+	elif [ "$high" -lt 64000 ]; then
+		from=$((high + 1)) span=$((65000 - high))
+	fi
 	for _ in $(seq 1 100); do
-		p=$((10000 + RANDOM % (low - 10000)))
+		p=$((from + RANDOM % span))
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return 0
@@ -261,12 +272,16 @@ start_nginx() {
 	NGX_PID=$!
 	pids+=("$NGX_PID")
 	NGX_URL="http://127.0.0.1:$port"
+	# Its master listens before its workers start: wait for an answer,
+	# then for all the workers (worker_processes auto: one per CPU).
+	wait_http "$NGX_PID" "$NGX_URL$ARCHIVE_PATH" || { cat "$prefix/out" "$prefix/error.log" >&2; return 1; }
+	NGX_WORKERS=""
 	for _ in $(seq 1 100); do
-		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-		kill -0 "$NGX_PID" 2>/dev/null || break
+		NGX_WORKERS=$(pgrep -P "$NGX_PID" | tr '\n' ' ' || true)
+		[ "$(echo "$NGX_WORKERS" | wc -w)" -ge "$(nproc)" ] && return 0
 		sleep 0.1
 	done
-	cat "$prefix/out" "$prefix/error.log" >&2
+	echo "nginx started $(echo "$NGX_WORKERS" | wc -w) workers, want $(nproc)" >&2
 	return 1
 }
 
@@ -321,14 +336,14 @@ run_hit() {
 
 	sed -e "s|@ROOT@|$store|g" bench/nginx-static.conf >"$work/nginx-static.conf"
 	start_nginx nginx "$work/nginx-static.conf"
-	url[nginx]=$NGX_URL procs[nginx]=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
+	url[nginx]=$NGX_URL procs[nginx]=$NGX_WORKERS
 
 	# deploy/nginx-front.conf as it is, in front of ours, on ours's store.
 	sed -e "s|server 127.0.0.1:8081;|server ${url[ours]#http://};|" \
 		-e "s|alias /var/lib/moonbit-registry/data/packages/;|alias $store/;|" \
 		deploy/nginx-front.conf >"$work/nginx-front.conf"
 	start_nginx nginx-front "$work/nginx-front.conf"
-	url[nginx-front]=$NGX_URL procs[nginx-front]=$(pgrep -P "$NGX_PID" | tr '\n' ' ')
+	url[nginx-front]=$NGX_URL procs[nginx-front]=$NGX_WORKERS
 
 	local gport
 	gport=$(free_port)
@@ -363,7 +378,7 @@ run_hit() {
 	for r in $(seq 0 $((ROUNDS - 1))); do
 		for i in $(seq 0 $((n - 1))); do
 			k=${servers[$(((r + i) % n))]}
-			before=$(access_lines "$work/ours.log")
+			[ "$k" != nginx-front ] || before=$(access_lines "$work/ours.log")
 			# shellcheck disable=SC2086
 			run_wrk "$k" "${url[$k]}$ARCHIVE_PATH" ${procs[$k]}
 			[ "$k" != nginx-front ] || front_leaks=$((front_leaks + $(access_lines "$work/ours.log") - before))

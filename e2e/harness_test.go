@@ -45,6 +45,11 @@ func runTests(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	// Benchmarks may measure another build (bench/run.sh's BASELINE).
 	if bin := os.Getenv("MOONBIT_REGISTRY_E2E_BINARY"); bin != "" {
+		// Tests run in e2e/: a relative path would name another file.
+		if !filepath.IsAbs(bin) {
+			fmt.Fprintf(os.Stderr, "MOONBIT_REGISTRY_E2E_BINARY=%s: give an absolute path\n", bin)
+			return 2
+		}
 		registryBin = bin
 		return m.Run()
 	}
