@@ -455,7 +455,9 @@ run_speed() {
 	# By benchmark, then by side, after a pause: each side's run comes
 	# after the same kind of work (the miss benchmark's figures moved by
 	# half when ours ran straight after the wrk runs and the baseline
-	# after a quiet benchmark).
+	# after a quiet benchmark). The hit runs leave tens of MB of access
+	# log to write back, which the misses' fsyncs would wait behind.
+	sync
 	sleep 5
 	local side bin bench what
 	for bench in BenchmarkArchiveMiss10MiB:3x BenchmarkMirrorAll:3x BenchmarkIndexFreshness:1x; do
