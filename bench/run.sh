@@ -25,14 +25,14 @@
 # each server spent per request, the peak RSS (VmHWM, reset after the
 # warm-up) and how many requests reached ours during nginx-front's runs.
 #
-# speed: hit (above, with BASELINE too when given), then the e2e Go
-# benchmarks BenchmarkArchiveMiss10MiB (first byte and whole archive of a
-# 10 MiB miss vs straight from upstream), BenchmarkMirrorAll (mirror --all
-# of every snapshot version vs upstream serving them) and
-# BenchmarkIndexFreshness (a version published upstream until a client
-# pulling through us sees it), each also against BASELINE when given, and
-# a summary table of every ratio beside its goal, with date and machine:
-# the README's Benchmarks table is this table.
+# speed: the e2e Go benchmarks BenchmarkArchiveMiss10MiB (first byte and
+# whole archive of a 10 MiB miss vs straight from upstream),
+# BenchmarkMirrorAll (mirror --all of every snapshot version vs upstream
+# serving them) and BenchmarkIndexFreshness (a version published upstream
+# until a client pulling through us sees it), each also against BASELINE
+# when given, then hit (above, with BASELINE too), and a summary table of
+# every ratio beside its goal, with date and machine: the README's
+# Benchmarks table is this table.
 #
 # miss: bench/miss (go run ./bench/miss -h) fires MISS_N requests at once
 # for one archive a fresh registry does not have, once per upstream delay in
@@ -453,17 +453,14 @@ run_speed() {
 	build
 	local machine
 	machine="$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($(lscpu | sed -n 's/^Model name: *//p')), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	run_hit
 	local sides=(ours)
 	[ -n "${BASELINE:-}" ] && sides+=(baseline)
-	# By benchmark, then by side, after a pause: each side's run comes
-	# after the same kind of work (the miss benchmark's figures moved by
-	# half when ours ran straight after the wrk runs and the baseline
-	# after a quiet benchmark). The hit runs leave tens of MB of access
-	# log to write back, which the misses' fsyncs would wait behind.
+	# The Go benchmarks first, by benchmark, then by side, so each side's
+	# run comes after the same kind of work: run after the two minutes of
+	# wrk, the first one's misses took half as long again (alone, both
+	# sides are equal), even after a sync and a pause.
 	go test -c -o "$work/e2e.test" ./e2e/
 	sync
-	sleep 5
 	local side bin bench what
 	for bench in BenchmarkArchiveMiss10MiB:3x BenchmarkMirrorAll:3x BenchmarkIndexFreshness:1x; do
 		case "${bench%%:*}" in
@@ -482,6 +479,8 @@ run_speed() {
 			go_bench "${bench%%:*}" "${bench##*:}" "$bin"
 		done
 	done
+	echo
+	run_hit
 	speed_summary "$machine"
 }
 
