@@ -53,26 +53,8 @@ func TestSyncWaitsForAnotherSyncer(t *testing.T) {
 // is seen by this one's next lookup, though its parsed-file cache held the
 // module from before.
 func TestLookupsSeeAnotherProcessesSync(t *testing.T) {
-	ctx := ctxT(t)
-	up := startUpstream(t, smallIndex(t))
-	server := newTestMirror(t, up.IndexURL(), nil)
-	if _, err := server.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := server.Lookup(ctx, "alice/foo", "0.7.0"); err != nil || ok {
-		t.Fatalf("0.7.0 before it exists: ok=%v err=%v", ok, err)
-	}
-	if err := up.AddVersion(ctx, "alice/foo", "0.7.0", nil); err != nil {
-		t.Fatal(err)
-	}
-	command, err := New(server.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := command.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := server.Lookup(ctx, "alice/foo", "0.7.0"); err != nil || !ok {
+	ctx, server, command := syncElsewhere(t, lookup)
+	if ok, err := lookup(ctx, server); err != nil || !ok {
 		t.Fatalf("after another process synced: ok=%v err=%v, want the new version", ok, err)
 	}
 	if server.Status().Commit != command.Status().Commit {
@@ -85,13 +67,36 @@ func TestLookupsSeeAnotherProcessesSync(t *testing.T) {
 // Freshen looks at main first, so a client that pulled the new index gets
 // hits checked against it.
 func TestFreshenAdoptsAnotherProcessesSync(t *testing.T) {
-	ctx := ctxT(t)
+	ctx, server, _ := syncElsewhere(t, recentChecksum)
+	server.Freshen(ctx)
+	if ok, err := recentChecksum(ctx, server); err != nil || !ok {
+		t.Fatalf("after another process synced and a client asked for the index: ok=%v err=%v, want the new version", ok, err)
+	}
+}
+
+// lookup and recentChecksum ask m whether alice/foo@0.7.0 is in the index.
+func lookup(ctx context.Context, m *Mirror) (bool, error) {
+	_, ok, err := m.Lookup(ctx, "alice/foo", "0.7.0")
+	return ok, err
+}
+
+func recentChecksum(ctx context.Context, m *Mirror) (bool, error) {
+	_, ok, err := m.RecentChecksum(ctx, "alice/foo", "0.7.0")
+	return ok, err
+}
+
+// syncElsewhere syncs a mirror (server), checks with look that
+// alice/foo@0.7.0 is not in it, publishes that version upstream and has a
+// second Mirror on the same directory (command, another process) sync it.
+func syncElsewhere(t *testing.T, look func(context.Context, *Mirror) (bool, error)) (ctx context.Context, server, command *Mirror) {
+	t.Helper()
+	ctx = ctxT(t)
 	up := startUpstream(t, smallIndex(t))
-	server := newTestMirror(t, up.IndexURL(), nil)
+	server = newTestMirror(t, up.IndexURL(), nil)
 	if _, err := server.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := server.RecentChecksum(ctx, "alice/foo", "0.7.0"); err != nil || ok {
+	if ok, err := look(ctx, server); err != nil || ok {
 		t.Fatalf("0.7.0 before it exists: ok=%v err=%v", ok, err)
 	}
 	if err := up.AddVersion(ctx, "alice/foo", "0.7.0", nil); err != nil {
@@ -104,8 +109,5 @@ func TestFreshenAdoptsAnotherProcessesSync(t *testing.T) {
 	if _, err := command.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	server.Freshen(ctx)
-	if _, ok, err := server.RecentChecksum(ctx, "alice/foo", "0.7.0"); err != nil || !ok {
-		t.Fatalf("after another process synced and a client asked for the index: ok=%v err=%v, want the new version", ok, err)
-	}
+	return ctx, server, command
 }
