@@ -139,19 +139,16 @@ type (
 // Cache is the one fetch-verify-store pipeline for package archives, used
 // by the proxy on a miss and by the mirror command.
 type Cache struct {
-	store store.Store
-	index Index
-	// hitChecksum is the index lookup a hit checks its stored checksum
-	// against: index.Checksum, or its RecentChecksum where it has one.
-	hitChecksum func(ctx context.Context, module, version string) (string, bool, error)
-	fetcher     Fetcher
-	flights     Coalescer
-	total       time.Duration
-	log         zerolog.Logger
-	sem         *semaphore.Weighted
-	stats       counters
-	onFetch     func(FetchResult)
-	keep        func(module.Version) bool
+	store   store.Store
+	index   Index
+	fetcher Fetcher
+	flights Coalescer
+	total   time.Duration
+	log     zerolog.Logger
+	sem     *semaphore.Weighted
+	stats   counters
+	onFetch func(FetchResult)
+	keep    func(module.Version) bool
 
 	spoolDir  string // Options.SpoolDir
 	dlMu      sync.Mutex
@@ -167,16 +164,14 @@ func New(opts Options) (*Cache, error) {
 		return nil, errors.New("cache: Options.Index is required")
 	}
 	c := &Cache{
-		store: opts.Store,
-		index: opts.Index,
-		// A method value made once: one per hit would allocate.
-		hitChecksum: opts.Index.Checksum,
-		fetcher:     opts.Fetcher,
-		flights:     opts.Coalescer,
-		total:       orDefault(opts.FetchTimeout, DefaultFetchTimeout),
-		onFetch:     opts.OnFetch,
-		keep:        opts.Keep,
-		log:         opts.Logger,
+		store:   opts.Store,
+		index:   opts.Index,
+		fetcher: opts.Fetcher,
+		flights: opts.Coalescer,
+		total:   orDefault(opts.FetchTimeout, DefaultFetchTimeout),
+		onFetch: opts.OnFetch,
+		keep:    opts.Keep,
+		log:     opts.Logger,
 
 		spoolDir:  opts.SpoolDir,
 		downloads: map[module.Version]*download{},
@@ -184,9 +179,6 @@ func New(opts Options) (*Cache, error) {
 	}
 	if c.flights == nil {
 		c.flights = &Flights{}
-	}
-	if r, ok := opts.Index.(recentIndex); ok {
-		c.hitChecksum = r.RecentChecksum
 	}
 	return c, nil
 }
@@ -321,9 +313,9 @@ type recentIndex interface {
 
 // current reports whether an archive stored with checksum stored is the
 // one the index lists (true when either is unknown), logging when not.
-// With recent, the index may answer from what it knew a moment ago
-// (hitChecksum): only the lookup of a hit, the hottest path, takes that;
-// a miss and a mirror ask the index as it is.
+// With recent, an index that can (recentIndex) answers from what it knew
+// a moment ago: only the lookup of a hit, the hottest path, takes that; a
+// miss and a mirror ask the index as it is.
 func (c *Cache) current(ctx context.Context, mv module.Version, stored string, recent bool) bool {
 	if stored == "" {
 		return true
@@ -333,8 +325,8 @@ func (c *Cache) current(ctx context.Context, mv module.Version, stored string, r
 		ok   bool
 		err  error
 	)
-	if recent {
-		want, ok, err = c.hitChecksum(ctx, mv.Module, mv.Version)
+	if r, isRecent := c.index.(recentIndex); recent && isRecent {
+		want, ok, err = r.RecentChecksum(ctx, mv.Module, mv.Version)
 	} else {
 		want, ok, err = c.index.Checksum(ctx, mv.Module, mv.Version)
 	}

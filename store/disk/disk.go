@@ -170,12 +170,20 @@ func (s *Store) Open(ctx context.Context, mv module.Version) (store.Object, erro
 		release()
 		return nil, err
 	}
+	info := s.describe(mv, fi, func() (string, bool) { return s.readSum(f, mv) })
+	return &file{File: f, info: info, release: release}, nil
+}
+
+// describe is the Info of mv's archive, fi its stat, recording a use of it
+// for eviction; readSum reads its checksum attribute, when the memo cannot
+// answer (see sumOf).
+func (s *Store) describe(mv module.Version, fi fs.FileInfo, readSum func() (string, bool)) store.Info {
 	s.used(mv)
 	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
 	if s.xattr {
-		info.SHA256 = s.sumOf(mv, fi, func() (string, bool) { return s.readSum(f, mv) })
+		info.SHA256 = s.sumOf(mv, fi, readSum)
 	}
-	return &file{File: f, info: info, release: release}, nil
+	return info
 }
 
 // Stat describes mv's archive without opening it (cache.Statter): one
@@ -187,18 +195,16 @@ func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error)
 	}
 	p := s.path(mv.RelPath())
 	fi, err := os.Stat(p)
-	if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
+	if err == nil && !fi.Mode().IsRegular() {
+		return store.Info{}, fmt.Errorf("%w: %s is not a regular file", store.ErrNotExist, mv)
+	}
+	if errors.Is(err, fs.ErrNotExist) {
 		return store.Info{}, fmt.Errorf("%w: %s", store.ErrNotExist, mv)
 	}
 	if err != nil {
 		return store.Info{}, fmt.Errorf("stat %s: %w", mv, err)
 	}
-	s.used(mv)
-	info := store.Info{Size: fi.Size(), ModTime: fi.ModTime()}
-	if s.xattr {
-		info.SHA256 = s.sumOf(mv, fi, func() (string, bool) { return s.readSumAt(p, mv) })
-	}
-	return info, nil
+	return s.describe(mv, fi, func() (string, bool) { return s.readSumAt(p, mv) }), nil
 }
 
 // openFile opens an archive for reading and stats it once. It opens with
