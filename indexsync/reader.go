@@ -47,7 +47,7 @@ func (m *Mirror) versions(ctx context.Context, mod string, recent bool) ([]Versi
 		m.noticeOutsideSyncNow()
 	}
 	// Only names that passed the check below are cached, so a cached
-	// module needs no check (a hit pays for it once, in the handler).
+	// module needs no check (a hit's name was checked by the handler).
 	if vs, ok := m.cache.get(mod); ok {
 		return vs, nil
 	}

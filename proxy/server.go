@@ -99,8 +99,8 @@ func New(opts Options) *Server {
 		mux.Handle("GET /metrics", opts.Metrics.handler())
 	}
 	mux.Handle("/git/index/", newGitHandler(opts.Index, opts.FirstSyncWait, s.log))
+	// /user/ is archivesFirst's, before the mux.
 	archives := newArchiveHandler(opts.Archives, opts.Auth.enabled(), opts.RedirectArchives, s.log)
-	mux.Handle("/user/", archives)
 	// symbols.zip, assets, the API, and whatever else a client asks of its
 	// download base (newer clients send every immutable artifact there).
 	mux.Handle("/", passthroughOrUnavailable(opts.Passthrough))
