@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -63,13 +61,11 @@ func (b *dirBatch) owe(dir string) bool {
 	if b.failed {
 		return false
 	}
-	for {
-		b.dirs[dir] = struct{}{}
-		if dir == b.root || !strings.HasPrefix(dir, b.root) {
-			return true
-		}
-		dir = filepath.Dir(dir)
-	}
+	upTo(dir, b.root, func(d string) error {
+		b.dirs[d] = struct{}{}
+		return nil
+	})
+	return true
 }
 
 func (b *dirBatch) flush() error {

@@ -381,9 +381,13 @@ func (w *writer) discard() error {
 func (s *Store) syncDirs(dir string) error { return syncUpTo(dir, s.root) }
 
 // syncUpTo fsyncs dir and its ancestors up to root.
-func syncUpTo(dir, root string) error {
+func syncUpTo(dir, root string) error { return upTo(dir, root, syncDir) }
+
+// upTo calls fn for dir and each of its ancestors up to root, stopping at
+// the first error.
+func upTo(dir, root string, fn func(dir string) error) error {
 	for {
-		if err := syncDir(dir); err != nil {
+		if err := fn(dir); err != nil {
 			return err
 		}
 		if dir == root || !strings.HasPrefix(dir, root) {
