@@ -107,7 +107,8 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		stream  *cache.Stream
 		outcome cache.Outcome
 	)
-	if streamable(r) {
+	plain := streamable(r)
+	if plain {
 		obj, stream, outcome, err = h.archives.GetStream(r.Context(), mv)
 	} else {
 		obj, outcome, err = h.archives.Get(r.Context(), mv)
@@ -140,7 +141,7 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rs, seekable := obj.(io.ReadSeeker)
 	switch {
-	case streamable(r):
+	case plain:
 		// A plain GET, nearly every hit: the whole archive, without
 		// ServeContent's probing (two seeks for the size, which the store
 		// already knows).
