@@ -35,9 +35,7 @@ func PutVerified(ctx context.Context, s Store, mv module.Version, r io.Reader, m
 			w.Abort()
 		}
 	}()
-	h := sha256.New()
-	n, err = io.CopyBuffer(io.MultiWriter(w, h), ctxReader{ctx: ctx, r: r}, make([]byte, bufferFor(meta.Size)))
-	sum := h.Sum(nil)
+	n, sum, err := copyHashing(w, ctxReader{ctx: ctx, r: r}, meta.Size)
 	if err != nil {
 		return n, fmt.Errorf("put %s: after %d bytes: %w", mv, n, err)
 	}
@@ -54,6 +52,60 @@ func PutVerified(ctx context.Context, s Store, mv module.Version, r io.Reader, m
 	committed = true
 	return n, nil
 }
+
+// copyHashing copies r to w and returns the SHA-256 of what it copied.
+// A large archive is hashed on a second goroutine while the next chunk is
+// read and written, over two buffers taken in turn: on a 10 MiB miss the
+// hash (8 ms here) then runs beside the copy instead of after each chunk.
+// Small ones, nearly all of them, are hashed in line: a goroutine and two
+// channels per archive cost more than the overlap saves.
+func copyHashing(w io.Writer, r io.Reader, size int64) (n int64, sum []byte, err error) {
+	h := sha256.New()
+	if size >= 0 && size < hashBesideAbove {
+		n, err = io.CopyBuffer(io.MultiWriter(w, h), r, make([]byte, bufferFor(size)))
+		return n, h.Sum(nil), err
+	}
+	// free holds the buffers not being hashed; hashing, the chunks the
+	// hasher has yet to take. The hasher gives each buffer back when done.
+	free := make(chan []byte, 2)
+	hashing := make(chan []byte, 2)
+	free <- make([]byte, copyBuffer)
+	free <- make([]byte, copyBuffer)
+	hashed := make(chan struct{})
+	go func() {
+		defer close(hashed)
+		for p := range hashing {
+			h.Write(p)
+			free <- p[:cap(p)]
+		}
+	}()
+	for err == nil {
+		buf := <-free
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			hashing <- buf[:k]
+			if _, werr := w.Write(buf[:k]); werr != nil {
+				err = werr
+			}
+			n += int64(k)
+		} else {
+			free <- buf
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if err == nil {
+			err = rerr
+		}
+	}
+	close(hashing)
+	<-hashed
+	return n, h.Sum(nil), err
+}
+
+// hashBesideAbove is the archive size from which copyHashing hashes on a
+// goroutine of its own (also for archives of unknown size).
+const hashBesideAbove = 1 << 20
 
 // ctxReader stops a copy once ctx ends, even if the underlying reader does
 // not watch ctx itself.

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Harness) {
 		fn   func(t *testing.T, h Harness)
 	}{
 		{"RoundTrip", testRoundTrip},
+		{"LargeRoundTrip", testLargeRoundTrip},
 		{"ReplaceKeepsNewChecksum", testReplace},
 		{"WrongChecksumStoresNothing", testWrongChecksum},
 		{"CutReaderStoresNothing", testCutReader},
@@ -162,6 +163,21 @@ func testRoundTrip(t *testing.T, h Harness) {
 		if _, err := io.ReadFull(obj, got); err != nil || !bytes.Equal(got, want) {
 			t.Errorf("after Seek(1000): %q, %v; want %q", got, err, want)
 		}
+	}
+}
+
+// testLargeRoundTrip stores archives of several MiB, of known and unknown
+// length: the sizes at which PutVerified hashes beside the copy and a
+// backend may write in parts or start writing out early.
+func testLargeRoundTrip(t *testing.T, h Harness) {
+	b := bytes.Repeat(Body(camel), 21)[:5<<20+12345]
+	for _, size := range []int64{int64(len(b)), -1} {
+		n, err := store.PutVerified(ctx(t), h.Store, camel, bytes.NewReader(b), store.Meta{SHA256: Sum(b), Size: size})
+		if err != nil || n != int64(len(b)) {
+			t.Fatalf("PutVerified of %d bytes (announced %d) = %d, %v", len(b), size, n, err)
+		}
+		expect(t, h.Store, camel, b)
+		b = b[:len(b)-1000]
 	}
 }
 
