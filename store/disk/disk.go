@@ -279,9 +279,15 @@ type writer struct {
 	meta    store.Meta
 	f       *os.File
 	n       int64
+	flushed int64 // bytes handed to startWriteback
 	done    bool
 	release func()
 }
+
+// writebackEvery is how much of a large archive is written before the
+// kernel is asked to start writing it out, so that its commit's fsync
+// does not write all of it at the end.
+const writebackEvery = 1 << 20
 
 func (w *writer) Write(p []byte) (int, error) {
 	if w.done {
@@ -289,6 +295,10 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	n, err := w.f.Write(p)
 	w.n += int64(n)
+	if w.n-w.flushed >= writebackEvery {
+		startWriteback(w.f, w.flushed, w.n-w.flushed)
+		w.flushed = w.n
+	}
 	if err != nil {
 		err = fmt.Errorf("write %s: %w: %w", w.mv, store.ErrWrite, err)
 	}
