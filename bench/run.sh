@@ -529,6 +529,12 @@ published upstream to a client's pull through us, worst of 3| s|<= 15 s
 upstream tip checks meanwhile|/min|bounded (check_interval 10 s: at most 6/min)
 ROWS
 	echo "| nginx-front (deploy/nginx-front.conf) vs nginx on the store, req/s | $([ -n "$base" ] && echo "- | ")$(hitratio nginx-front nginx)x | >= 0.95x |"
+	# Not a goal: how far mirror is from what storing the same files
+	# durably costs this disk alone (BenchmarkMirrorAll's disk floor).
+	local fb="" fn
+	fn=$(metric "$g-BenchmarkMirrorAll.txt" ratio-to-disk-floor)
+	[ -n "$base" ] && fb="$(cell "$(metric "$g-BenchmarkMirrorAll-baseline.txt" ratio-to-disk-floor)" x) | "
+	echo "| mirror --all vs this disk's floor (the same files written, fsynced, renamed; nothing fetched) | $fb$(cell "$fn" x) | - |"
 	echo
 	echo "(hit: wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS rounds, $SIZE-byte archive, ratio of req/s means; the other rows: medians; figures above)"
 }

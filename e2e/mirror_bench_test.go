@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"encoding/json"
 
 	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
@@ -134,8 +133,9 @@ const mirAllSize = 4 << 10
 // that does not exist, --no-symbols because upstream's figure is archives
 // only) into a fresh registry root, against upstream's own time to serve
 // the same archives to a plain client at the same concurrency over
-// keep-alive connections, interleaved round by round. It reports min,
-// median and max of both and the ratio of the medians. The index is synced
+// keep-alive connections, and against this disk's floor (mirDiskFloor),
+// interleaved round by round. It reports min, median and max of each and
+// the ratios of the medians. The index is synced
 // once and copied into each root untimed; roots are removed only at the
 // end (on ext4 without a journal, inodes freed moments before make the
 // next file creations slow). Run without -race:
@@ -154,10 +154,11 @@ func BenchmarkMirrorAll(b *testing.B) {
 	}
 	want = mirSorted(want)
 	const concurrency = 8 // mirror.concurrency's default
-	var direct, mirror []time.Duration
+	var direct, floor, mirror []time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		direct = append(direct, mirFetchAll(b, up.URL(), paths, concurrency))
+		floor = append(floor, mirDiskFloor(b, b.TempDir(), paths, concurrency))
 		root := b.TempDir()
 		if err := os.CopyFS(filepath.Join(root, "data", "index"), os.DirFS(filepath.Join(template, "data", "index"))); err != nil {
 			b.Fatal(err)
@@ -178,8 +179,10 @@ func BenchmarkMirrorAll(b *testing.B) {
 		b.StartTimer()
 	}
 	d := mirStats(b, fmt.Sprintf("upstream, %d archives", len(paths)), direct)
+	f := mirStats(b, "disk floor, same files", floor)
 	m := mirStats(b, "mirror --all", mirror)
 	b.ReportMetric(float64(m)/float64(d), "ratio-to-upstream")
+	b.ReportMetric(float64(m)/float64(f), "ratio-to-disk-floor")
 	b.ReportMetric(float64(len(paths))/m.Seconds(), "archives/s")
 }
 
@@ -221,6 +224,65 @@ func mirFetchAll(b *testing.B, base string, paths []string, n int) time.Duration
 		}
 	}
 	return time.Since(start)
+}
+
+// mirDiskFloor is what storing paths' archives durably costs this disk
+// alone, with nothing fetched, hashed or looked up: n workers each write
+// mirAllSize bytes to a new temporary file, fsync it and rename it to its
+// path under root (creating directories as needed), then one sync makes
+// the directories durable, as mirror's syncfs does. It returns the wall time.
+func mirDiskFloor(b *testing.B, root string, paths []string, n int) time.Duration {
+	b.Helper()
+	body := make([]byte, mirAllSize)
+	tmp := filepath.Join(root, ".tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	work := make(chan string)
+	errs := make(chan error, n)
+	start := time.Now()
+	for range n {
+		go func() {
+			var err error
+			for p := range work {
+				if err == nil {
+					err = mirWriteDurably(tmp, filepath.Join(root, filepath.FromSlash(p)), body)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for _, p := range paths {
+		work <- p
+	}
+	close(work)
+	for range n {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	syscall.Sync() // syncfs(2) is Linux's; on one filesystem the same here
+	return time.Since(start)
+}
+
+// mirWriteDurably writes body to a new file in tmp, fsyncs it and renames
+// it to path.
+func mirWriteDurably(tmp, path string, body []byte) error {
+	f, err := os.CreateTemp(tmp, "floor-*")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(body); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 // mirStats logs min, median and max of ds and returns the median.
