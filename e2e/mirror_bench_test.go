@@ -190,26 +190,39 @@ func BenchmarkMirrorAll(b *testing.B) {
 // keep-alive connection, reading every body whole; it returns the wall time.
 func mirFetchAll(b *testing.B, base string, paths []string, n int) time.Duration {
 	b.Helper()
+	return mirParallel(b, paths, n, func(work <-chan string) error {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
+		defer client.CloseIdleConnections()
+		for p := range work {
+			resp, err := client.Get(base + p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s: %s", p, resp.Status)
+			}
+		}
+		return nil
+	})
+}
+
+// mirParallel hands paths to n workers, each running worker until the
+// channel is closed or it fails, fails b on the first error, and returns
+// the wall time.
+func mirParallel(b *testing.B, paths []string, n int, worker func(work <-chan string) error) time.Duration {
+	b.Helper()
 	work := make(chan string)
 	errs := make(chan error, n)
 	start := time.Now()
 	for range n {
 		go func() {
-			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true}}
-			defer client.CloseIdleConnections()
-			var err error
-			for p := range work {
-				if err != nil {
-					continue // drain
-				}
-				var resp *http.Response
-				if resp, err = client.Get(base + p); err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != http.StatusOK {
-						err = fmt.Errorf("GET %s: %s", p, resp.Status)
-					}
-				}
+			err := worker(work)
+			for range work { // a failed worker still drains, so the feed ends
 			}
 			errs <- err
 		}()
@@ -238,31 +251,17 @@ func mirDiskFloor(b *testing.B, root string, paths []string, n int) time.Duratio
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	work := make(chan string)
-	errs := make(chan error, n)
-	start := time.Now()
-	for range n {
-		go func() {
-			var err error
-			for p := range work {
-				if err == nil {
-					err = mirWriteDurably(tmp, filepath.Join(root, filepath.FromSlash(p)), body)
-				}
+	took := mirParallel(b, paths, n, func(work <-chan string) error {
+		for p := range work {
+			if err := mirWriteDurably(tmp, filepath.Join(root, filepath.FromSlash(p)), body); err != nil {
+				return err
 			}
-			errs <- err
-		}()
-	}
-	for _, p := range paths {
-		work <- p
-	}
-	close(work)
-	for range n {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
 		}
-	}
+		return nil
+	})
+	start := time.Now()
 	syscall.Sync() // syncfs(2) is Linux's; on one filesystem the same here
-	return time.Since(start)
+	return took + time.Since(start)
 }
 
 // mirWriteDurably writes body to a new file in tmp, fsyncs it and renames
