@@ -26,4 +26,9 @@ var (
 	// ErrUpstream: upstream answered, but not with a usable archive (5xx
 	// after retries, an unexpected status, a body cut short, too large).
 	ErrUpstream = errors.New("upstream error")
+
+	// ErrStreamCut: a Stream ended short because its download failed (a
+	// checksum mismatch, a store failure, a retry with other bytes); a
+	// response that followed it must be cut, never ended as complete.
+	ErrStreamCut = errors.New("the download being streamed failed")
 )

@@ -246,40 +246,113 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	d := s.d
-	d.mu.Lock()
-	var limit int64
-	for {
-		if d.done && d.err != nil {
-			err := d.err
-			d.mu.Unlock()
-			return 0, fmt.Errorf("archive %s: %w", s.mv, err)
-		}
-		limit = d.n
-		if !d.done {
-			limit-- // the last byte waits for the verdict
-		}
-		if s.off < limit {
-			break
-		}
-		if d.done {
-			d.mu.Unlock()
-			return 0, io.EOF
-		}
-		if err := s.ctx.Err(); err != nil {
-			d.mu.Unlock()
-			return 0, err
-		}
-		d.cond.Wait()
+	f, limit, err := s.wait()
+	if err != nil {
+		return 0, err
 	}
-	f := d.file
-	d.mu.Unlock()
 	n, err := f.ReadAt(p[:min(int64(len(p)), limit-s.off)], s.off)
 	s.off += int64(n)
 	if err == io.EOF && n > 0 {
 		err = nil
 	}
 	return n, err
+}
+
+// WriteTo implements io.WriterTo: it sends the stream to w as it
+// arrives, and flushes w (when it has Flush) after each stretch, so that
+// nothing waits in a buffer for more to come. When w takes a file (an
+// http.ResponseWriter over plain HTTP does, with sendfile), each stretch
+// goes from the page cache to the socket without being copied through
+// this process, from a descriptor of the reader's own (its offset is the
+// reader's); otherwise it is copied. An error of the download (the
+// response must then be cut, not ended) wraps ErrStreamCut; any other is
+// w's or the request's.
+func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	flush := func() {}
+	if f, ok := w.(interface{ Flush() }); ok {
+		flush = f.Flush
+	}
+	rf, _ := w.(io.ReaderFrom)
+	var own *os.File
+	if rf != nil {
+		s.d.mu.Lock()
+		own = spool.Reopen(s.d.file)
+		s.d.mu.Unlock()
+	}
+	if own != nil {
+		defer own.Close()
+	}
+	var (
+		buf   []byte
+		total int64
+	)
+	for {
+		f, limit, err := s.wait()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		var n int64
+		if own != nil {
+			if _, err = own.Seek(s.off, io.SeekStart); err == nil {
+				n, err = rf.ReadFrom(io.LimitReader(own, limit-s.off))
+			}
+		} else {
+			if buf == nil {
+				buf = make([]byte, streamBuffer)
+			}
+			k, rerr := f.ReadAt(buf[:min(int64(len(buf)), limit-s.off)], s.off)
+			var wk int
+			if k > 0 {
+				wk, err = w.Write(buf[:k])
+			}
+			n = int64(wk)
+			if err == nil && rerr != nil && rerr != io.EOF {
+				err = fmt.Errorf("archive %s: %w: %w", s.mv, ErrStreamCut, rerr)
+			}
+		}
+		s.off += n
+		total += n
+		if err != nil {
+			return total, err
+		}
+		flush()
+	}
+}
+
+// streamBuffer is what one copy of WriteTo moves at most when it cannot
+// send the file itself.
+const streamBuffer = 64 << 10
+
+// wait blocks until bytes past the reader's offset may be read, and
+// returns the file and how far; io.EOF once the reader has everything and
+// the archive is verified and stored, the fetch's error if it failed, or
+// the request's if it left.
+func (s *Stream) wait() (*os.File, int64, error) {
+	d := s.d
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for {
+		if d.done && d.err != nil {
+			return nil, 0, fmt.Errorf("archive %s: %w: %w", s.mv, ErrStreamCut, d.err)
+		}
+		limit := d.n
+		if !d.done {
+			limit-- // the last byte waits for the verdict
+		}
+		if s.off < limit {
+			return d.file, limit, nil
+		}
+		if d.done {
+			return nil, 0, io.EOF
+		}
+		if err := s.ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		d.cond.Wait()
+	}
 }
 
 // Close stops following the download.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/cache"
 	"moonbit-registry/module"
 )
 
@@ -135,5 +136,78 @@ func TestStreamCancelledReaderStopsWaiting(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the reader kept waiting after its request left")
+	}
+}
+
+// flushCounter is a writer without io.ReaderFrom that counts its flushes.
+type flushCounter struct {
+	bytes.Buffer
+	flushes int
+}
+
+func (f *flushCounter) Write(p []byte) (int, error) { return f.Buffer.Write(p) }
+func (f *flushCounter) Flush()                      { f.flushes++ }
+
+// TestStreamWriteTo: WriteTo sends the whole archive to a writer that
+// takes files (from a descriptor of its own) and to one that does not
+// (copied, flushed), and ends with ErrStreamCut when the download fails
+// its check, before the last byte.
+func TestStreamWriteTo(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		writer   func() io.Writer
+		mismatch bool // upstream sends other bytes, in two halves
+	}{
+		{name: "takes files", writer: func() io.Writer { return &bytes.Buffer{} }},
+		{name: "copied", writer: func() io.Writer { return &flushCounter{} }},
+		{name: "takes files, mismatch", writer: func() io.Writer { return &bytes.Buffer{} }, mismatch: true},
+		{name: "copied, mismatch", writer: func() io.Writer { return &flushCounter{} }, mismatch: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := newTestEnv(t, nil)
+			mv := module.Version{Module: "stream/writeto", Version: "1.0.0"}
+			want := env.publish(mv)
+			release := make(chan struct{})
+			if tc.mismatch {
+				env.up.queue(func(w http.ResponseWriter, r *http.Request, body []byte) {
+					w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+					w.Write([]byte("tampered"))
+					w.Write(body[8 : len(body)/2])
+					http.NewResponseController(w).Flush()
+					<-release // the request follows the first half
+					w.Write(body[len(body)/2:])
+				})
+			}
+			_, stream, _, err := env.cache.GetStream(context.Background(), mv)
+			close(release)
+			if err != nil || stream == nil {
+				t.Fatalf("GetStream: %v, stream %v", err, stream != nil)
+			}
+			defer stream.Close()
+			w := tc.writer()
+			n, err := stream.WriteTo(w)
+			var got []byte
+			switch w := w.(type) {
+			case *bytes.Buffer:
+				got = w.Bytes()
+			case *flushCounter:
+				got = w.Bytes()
+				if w.flushes == 0 {
+					t.Error("the copy was never flushed")
+				}
+			}
+			if int64(len(got)) != n {
+				t.Errorf("WriteTo said %d bytes, wrote %d", n, len(got))
+			}
+			if tc.mismatch {
+				if !errors.Is(err, cache.ErrStreamCut) || len(got) >= len(want) {
+					t.Fatalf("mismatch: %d of %d bytes, err %v; want fewer and ErrStreamCut", len(got), len(want), err)
+				}
+				return
+			}
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("%d of %d bytes, err %v", len(got), len(want), err)
+			}
+		})
 	}
 }

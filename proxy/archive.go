@@ -212,28 +212,20 @@ func (h *archiveHandler) serveStreaming(w http.ResponseWriter, r *http.Request, 
 		hdr.Set("Content-Length", strconv.FormatInt(s.Size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	buf := make([]byte, streamBuffer)
-	for {
-		n, err := s.Read(buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client left
-			}
-			rc.Flush()
+	// WriteTo sends what has arrived with sendfile where it can (plain
+	// HTTP), and flushes; nothing waits in a buffer for more to come.
+	if _, err := s.WriteTo(w); err != nil {
+		if r.Context().Err() != nil {
+			return // the client left
 		}
-		if err == io.EOF {
-			return
-		}
-		if err != nil {
+		if errors.Is(err, cache.ErrStreamCut) {
 			h.log.Warn().Err(err).Msg("streamed archive failed; cutting the response")
-			panic(http.ErrAbortHandler)
 		}
+		// Whatever broke, the body must not end as if it were whole (a
+		// chunked one would): cut the connection.
+		panic(http.ErrAbortHandler)
 	}
 }
-
-// streamBuffer is what one streamed read moves at most.
-const streamBuffer = 64 << 10
 
 // redirect answers with a redirect to a signed URL of the store, once the
 // archive is there; false when the store gave none (then it is served).
