@@ -276,8 +276,9 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	var own *os.File
 	if rf != nil {
 		s.d.mu.Lock()
-		own = spool.Reopen(s.d.file)
+		f := s.d.file // open as long as this reader follows
 		s.d.mu.Unlock()
+		own = spool.Reopen(f)
 	}
 	if own != nil {
 		defer own.Close()

@@ -215,14 +215,13 @@ func (h *archiveHandler) serveStreaming(w http.ResponseWriter, r *http.Request, 
 	// WriteTo sends what has arrived with sendfile where it can (plain
 	// HTTP), and flushes; nothing waits in a buffer for more to come.
 	if _, err := s.WriteTo(w); err != nil {
-		if r.Context().Err() != nil {
-			return // the client left
-		}
-		if errors.Is(err, cache.ErrStreamCut) {
+		if errors.Is(err, cache.ErrStreamCut) && r.Context().Err() == nil {
 			h.log.Warn().Err(err).Msg("streamed archive failed; cutting the response")
 		}
-		// Whatever broke, the body must not end as if it were whole (a
-		// chunked one would): cut the connection.
+		// Whatever broke, the body must not end as if it were whole, as
+		// a chunked one would on a return: cut the connection. That the
+		// request's context ended does not mean the client is gone (it
+		// ends too when a client half-closes its side after the request).
 		panic(http.ErrAbortHandler)
 	}
 }

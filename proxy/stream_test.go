@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +121,33 @@ func TestArchiveStreamWithoutLength(t *testing.T) {
 	resp, body := do(t, http.MethodGet, f.srv.URL+oneSegment(nestedMV), nil)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, f.content(nestedMV)) || resp.ContentLength != -1 {
 		t.Fatalf("%d, %d bytes, length %d", resp.StatusCode, len(body), resp.ContentLength)
+	}
+}
+
+// TestArchiveStreamHalfClosedClient: a client that half-closes its side
+// once the answer has begun (which ends the request's context in
+// net/http) never gets a short chunked body that ends as if it were
+// whole: it gets the archive, or a broken transfer.
+func TestArchiveStreamHalfClosedClient(t *testing.T) {
+	f := newArchiveFixture(t, false, []module.Version{nestedMV})
+	f.unannounced.Store(true)
+	f.midway = make(chan struct{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: registry\r\nUser-Agent: mooncake/0.1.0\r\n\r\n", oneSegment(nestedMV))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("no streamed answer: %v %v", resp, err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	time.Sleep(50 * time.Millisecond) // the server sees the half-close while upstream waits
+	close(f.midway)
+	body, err := io.ReadAll(resp.Body)
+	if want := f.content(nestedMV); err == nil && !bytes.Equal(body, want) {
+		t.Fatalf("a body of %d bytes ended cleanly; the archive has %d", len(body), len(want))
 	}
 }
