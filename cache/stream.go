@@ -241,7 +241,8 @@ type Stream struct {
 	closed bool
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. A failure to read the download's file ends
+// the stream as a failed download does (ErrStreamCut).
 func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -255,6 +256,9 @@ func (s *Stream) Read(p []byte) (int, error) {
 	if err == io.EOF && n > 0 {
 		err = nil
 	}
+	if err != nil {
+		err = fmt.Errorf("archive %s: %w: %w", s.mv, ErrStreamCut, err)
+	}
 	return n, err
 }
 
@@ -264,62 +268,80 @@ func (s *Stream) Read(p []byte) (int, error) {
 // http.ResponseWriter over plain HTTP does, with sendfile), each stretch
 // goes from the page cache to the socket without being copied through
 // this process, from a descriptor of the reader's own (its offset is the
-// reader's); otherwise it is copied. An error of the download (the
-// response must then be cut, not ended) wraps ErrStreamCut; any other is
-// w's or the request's.
+// reader's); otherwise it is copied through Read. An error of the
+// download (the response must then be cut, not ended) wraps
+// ErrStreamCut; any other is w's or the request's.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	flush := func() {}
 	if f, ok := w.(interface{ Flush() }); ok {
 		flush = f.Flush
 	}
-	rf, _ := w.(io.ReaderFrom)
-	var own *os.File
-	if rf != nil {
-		s.d.mu.Lock()
-		f := s.d.file // open as long as this reader follows
-		s.d.mu.Unlock()
-		own = spool.Reopen(f)
+	rf, ok := w.(io.ReaderFrom)
+	own := s.ownFile(ok)
+	if own == nil {
+		return s.copyTo(w, flush)
 	}
-	if own != nil {
-		defer own.Close()
-	}
-	var (
-		buf   []byte
-		total int64
-	)
+	defer own.Close()
+	var total int64
 	for {
-		f, limit, err := s.wait()
+		_, limit, err := s.wait()
 		if err == io.EOF {
 			return total, nil
 		}
 		if err != nil {
 			return total, err
 		}
-		var n int64
-		if own != nil {
-			if _, err = own.Seek(s.off, io.SeekStart); err == nil {
-				n, err = rf.ReadFrom(io.LimitReader(own, limit-s.off))
-			}
-		} else {
-			if buf == nil {
-				buf = make([]byte, streamBuffer)
-			}
-			k, rerr := f.ReadAt(buf[:min(int64(len(buf)), limit-s.off)], s.off)
-			var wk int
-			if k > 0 {
-				wk, err = w.Write(buf[:k])
-			}
-			n = int64(wk)
-			if err == nil && rerr != nil && rerr != io.EOF {
-				err = fmt.Errorf("archive %s: %w: %w", s.mv, ErrStreamCut, rerr)
-			}
-		}
+		// own's offset moves with what is read from it: it stays at s.off.
+		n, err := rf.ReadFrom(io.LimitReader(own, limit-s.off))
 		s.off += n
 		total += n
 		if err != nil {
 			return total, err
 		}
 		flush()
+	}
+}
+
+// ownFile is the download's file opened again for this reader and set at
+// its offset, when want and the system can; nil otherwise.
+func (s *Stream) ownFile(want bool) *os.File {
+	if !want {
+		return nil
+	}
+	s.d.mu.Lock()
+	f := s.d.file // open as long as this reader follows
+	s.d.mu.Unlock()
+	own := spool.Reopen(f)
+	if own == nil {
+		return nil
+	}
+	if _, err := own.Seek(s.off, io.SeekStart); err != nil {
+		own.Close()
+		return nil
+	}
+	return own
+}
+
+// copyTo is WriteTo through Read and a buffer of its own.
+func (s *Stream) copyTo(w io.Writer, flush func()) (int64, error) {
+	buf := make([]byte, streamBuffer)
+	var total int64
+	for {
+		n, err := s.Read(buf)
+		if n > 0 {
+			k, werr := w.Write(buf[:n])
+			total += int64(k)
+			if werr != nil {
+				return total, werr
+			}
+			flush()
+		}
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
 	}
 }
 

@@ -34,10 +34,14 @@ type Metrics struct {
 	storeOps      *prometheus.HistogramVec
 	// hit is the series of the commonest request, an archive GET answered
 	// 200 from the store, looked up once instead of on every hit.
-	hit struct {
-		requests, bytes, outcome prometheus.Counter
-		duration                 prometheus.Observer
-	}
+	hit requestSeries
+}
+
+// requestSeries is what one finished request adds to: its count, bytes
+// and duration, and its cache outcome (nil when it had none).
+type requestSeries struct {
+	requests, bytes, outcome prometheus.Counter
+	duration                 prometheus.Observer
 }
 
 // FleetStats is what the metrics show of the coordination between
@@ -93,10 +97,7 @@ func NewMetrics() *Metrics {
 		prometheus.NewGoCollector(),
 		prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
-	m.hit.requests = m.requests.WithLabelValues("archive", http.MethodGet, "200")
-	m.hit.bytes = m.responseBytes.WithLabelValues("archive")
-	m.hit.duration = m.duration.WithLabelValues("archive")
-	m.hit.outcome = m.cacheOutcomes.WithLabelValues("archive", string(cache.OutcomeHit))
+	m.hit = m.series("archive", http.MethodGet, http.StatusOK, string(cache.OutcomeHit))
 	return m
 }
 
@@ -219,19 +220,29 @@ func fetchOutcome(err error) string {
 // observe records one finished request.
 func (m *Metrics) observe(r *http.Request, status int, bytes int64, d time.Duration, cacheOutcome string) {
 	route := routeOf(r.URL.Path)
-	if route == "archive" && r.Method == http.MethodGet && status == http.StatusOK && cacheOutcome == string(cache.OutcomeHit) {
-		m.hit.requests.Inc()
-		m.hit.bytes.Add(float64(bytes))
-		m.hit.duration.Observe(d.Seconds())
-		m.hit.outcome.Inc()
-		return
+	s := m.hit
+	if route != "archive" || r.Method != http.MethodGet || status != http.StatusOK || cacheOutcome != string(cache.OutcomeHit) {
+		s = m.series(route, r.Method, status, cacheOutcome)
 	}
-	m.requests.WithLabelValues(route, methodLabel(r.Method), strconv.Itoa(status)).Inc()
-	m.responseBytes.WithLabelValues(route).Add(float64(bytes))
-	m.duration.WithLabelValues(route).Observe(d.Seconds())
+	s.requests.Inc()
+	s.bytes.Add(float64(bytes))
+	s.duration.Observe(d.Seconds())
+	if s.outcome != nil {
+		s.outcome.Inc()
+	}
+}
+
+// series looks up the series of a request by its labels.
+func (m *Metrics) series(route, method string, status int, cacheOutcome string) requestSeries {
+	s := requestSeries{
+		requests: m.requests.WithLabelValues(route, methodLabel(method), strconv.Itoa(status)),
+		bytes:    m.responseBytes.WithLabelValues(route),
+		duration: m.duration.WithLabelValues(route),
+	}
 	if cacheOutcome != "bypass" && cacheOutcome != "" {
-		m.cacheOutcomes.WithLabelValues(route, cacheOutcome).Inc()
+		s.outcome = m.cacheOutcomes.WithLabelValues(route, cacheOutcome)
 	}
+	return s
 }
 
 func (m *Metrics) handler() http.Handler {

@@ -195,14 +195,8 @@ func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error)
 	}
 	p := s.path(mv.RelPath())
 	fi, err := os.Stat(p)
-	if err == nil && !fi.Mode().IsRegular() {
-		return store.Info{}, fmt.Errorf("%w: %s is not a regular file", store.ErrNotExist, mv)
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return store.Info{}, fmt.Errorf("%w: %s", store.ErrNotExist, mv)
-	}
-	if err != nil {
-		return store.Info{}, fmt.Errorf("stat %s: %w", mv, err)
+	if err := asArchive(mv, "stat", fi, err); err != nil {
+		return store.Info{}, err
 	}
 	return s.describe(mv, fi, func() (string, bool) { return s.readSumAt(p, mv) }), nil
 }
@@ -213,22 +207,30 @@ func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error)
 // hit, for a regular file that never blocks in the poller's sense).
 func (s *Store) openFile(mv module.Version) (*os.File, fs.FileInfo, error) {
 	f, err := openRead(s.path(mv.RelPath()))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%w: %s", store.ErrNotExist, mv)
-	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("open %s: %w", mv, err)
+		return nil, nil, asArchive(mv, "open", nil, err)
 	}
 	fi, err := f.Stat()
-	if err != nil {
+	if err := asArchive(mv, "open", fi, err); err != nil {
 		f.Close()
-		return nil, nil, fmt.Errorf("open %s: %w", mv, err)
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, fmt.Errorf("%w: %s is not a regular file", store.ErrNotExist, mv)
+		return nil, nil, err
 	}
 	return f, fi, nil
+}
+
+// asArchive turns what looking up mv's file gave (fi, or err from op) into
+// the store's answer: nil for an archive; a file that is missing, or is
+// not a regular file, is no archive (store.ErrNotExist).
+func asArchive(mv module.Version, op string, fi fs.FileInfo, err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%w: %s", store.ErrNotExist, mv)
+	case err != nil:
+		return fmt.Errorf("%s %s: %w", op, mv, err)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%w: %s is not a regular file", store.ErrNotExist, mv)
+	}
+	return nil
 }
 
 // file is an open archive; Close also lets eviction have it again.

@@ -5,6 +5,7 @@ package disk
 import (
 	"errors"
 	"io/fs"
+	"os"
 )
 
 // fileID is empty where the memo of checksums is not kept: every read
@@ -15,3 +16,6 @@ func identify(fs.FileInfo) (fileID, bool) { return fileID{}, false }
 
 // syncFS is not available: batches sync one directory at a time.
 func syncFS(int) error { return errors.ErrUnsupported }
+
+// startWriteback does nothing where sync_file_range does not exist.
+func startWriteback(f *os.File, off, n int64) {}
