@@ -120,7 +120,7 @@ func startNginx(t *testing.T, conf []byte) string {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/nginx"); serr != nil {
-			t.Fatalf("nginx not found (bash .ci/tools.sh installs it with apt-get): %v", err)
+			testsupport.MissingTool(t, "nginx not found (bash .ci/tools.sh installs it with apt-get): "+err.Error())
 		}
 		bin = "/usr/sbin/nginx"
 	}

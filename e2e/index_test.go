@@ -26,7 +26,7 @@ import (
 	"moonbit-registry/internal/testupstream"
 )
 
-// idxSnapshotFiles is the number of .index files in the shared snapshot.
+// idxSnapshotFiles is the number of .index files in the snapshot in testdata/.
 const idxSnapshotFiles = 887
 
 // idxUpstreamTree returns every file of rev in the upstream's bare

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
 )
 
@@ -19,7 +20,7 @@ import (
 func TestMirrorOnATerminal(t *testing.T) {
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Fatalf("util-linux script is needed for a pseudo-terminal: %v", err)
+		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
 	}
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
 	text := runMirrorInTerminal(t, script, up.URL())
@@ -56,7 +57,7 @@ func runMirrorInTerminal(t *testing.T, script, upstreamURL string) string {
 func TestMirrorOnATerminalWarnings(t *testing.T) {
 	script, err := exec.LookPath("script")
 	if err != nil {
-		t.Fatalf("util-linux script is needed for a pseudo-terminal: %v", err)
+		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
 	}
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
 	up.FailWith(404, testupstream.OnPrefix("/user/moonbitlang/x/0.4.6.zip"))

@@ -16,6 +16,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
 )
 
@@ -31,7 +32,7 @@ func browser(t *testing.T, width, height int64) (context.Context, func() []strin
 		}
 	}
 	if bin == "" {
-		t.Fatal("no Chromium on PATH: bash .ci/tools.sh installs Debian's chromium")
+		testsupport.MissingTool(t, "no Chromium on PATH: bash .ci/tools.sh installs Debian's chromium")
 	}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(bin),

@@ -61,12 +61,12 @@ func smallIndex(t *testing.T) string {
 // sum is a fake but well-formed checksum derived from s.
 func sum(s string) string { return strings.Repeat(s[:1], 64) }
 
-// realIndex is the shared snapshot of the real index.
+// realIndex is the project's snapshot of the real index.
 func realIndex(t testing.TB) string {
 	t.Helper()
 	src, err := testupstream.DefaultIndexSource()
 	if err != nil {
-		t.Skipf("real index snapshot not available: %v", err)
+		t.Fatal(err)
 	}
 	return src
 }

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// xVersions are the versions of moonbitlang/x in the shared snapshot, in
+// xVersions are the versions of moonbitlang/x in the index snapshot, in
 // semver order (0.4.39 was never published).
 const xVersions = "0.1.0 0.2.0 0.3.0 0.3.1 0.3.2 0.4.2 0.4.3 0.4.4 0.4.5 0.4.6 0.4.7 0.4.8 0.4.9 " +
 	"0.4.10 0.4.11 0.4.12 0.4.13 0.4.14 0.4.15 0.4.16 0.4.17 0.4.18 0.4.19 0.4.20 0.4.21 0.4.22 " +

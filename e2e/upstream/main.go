@@ -33,7 +33,7 @@ func run() error {
 	flag.StringVar(&archives, "archives", "", "comma-separated module[@version] list to build archives for; no @version means every version")
 	flag.BoolVar(&opts.AllArchives, "all-archives", false, "build archives for every version in the index")
 	flag.IntVar(&opts.ArchiveSize, "archive-size", 0, "pad every archive to this many bytes")
-	flag.StringVar(&opts.IndexSource, "index-source", "", "index tree to serve (default: ../shared/testdata/mooncakes-index beside the repository root)")
+	flag.StringVar(&opts.IndexSource, "index-source", "", "index tree to serve (default: testdata/mooncakes-index at the repository root)")
 	flag.StringVar(&opts.WorkDir, "workdir", "", "work directory, kept afterwards (default: a temporary one, removed on exit)")
 	flag.BoolVar(&opts.RequireUserAgent, "require-user-agent", false, "answer 403 to requests without a User-Agent")
 	verbose := flag.Bool("v", false, "log diagnostics to stderr")

@@ -14,7 +14,7 @@ import (
 
 // WalkIndex calls fn for every line of every <module>.index file below
 // root/user (an index work tree, such as the real snapshot in
-// shared/testdata/mooncakes-index), with the module name the file stands
+// testdata/mooncakes-index), with the module name the file stands
 // for, in the order WalkDir visits the files.
 func WalkIndex(root string, fn func(module string, line []byte) error) error {
 	user := filepath.Join(root, "user")

@@ -58,7 +58,7 @@ func StartS3(t testing.TB, buckets ...string) *S3Server {
 	t.Helper()
 	bin, err := VersitygwPath()
 	if err != nil {
-		t.Fatal(err)
+		MissingTool(t, err.Error())
 	}
 	s := &S3Server{AccessKey: "registry-test", SecretKey: "registry-test-secret", Region: "us-east-1", Dir: t.TempDir(), log: &LogBuffer{}}
 	for _, b := range buckets {

@@ -3,7 +3,7 @@
 //
 // It serves, on 127.0.0.1 only:
 //   - the package index as a git repository over smart HTTP at /git/index,
-//     built from a copy of the shared index snapshot and committed
+//     built from a copy of the index snapshot in testdata/ and committed
 //     deterministically on branch main (shallow clones and pulls work);
 //   - deterministic zip archives at /user/<owner>/<rest>/<version>.zip for
 //     the module versions chosen in [Options], with the served index's

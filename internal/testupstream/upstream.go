@@ -58,7 +58,7 @@ type Options struct {
 	// new temporary directory, removed by Close. A given WorkDir is kept.
 	WorkDir string
 	// IndexSource is the index tree to serve (the directory holding
-	// user/). Default: ../shared/testdata/mooncakes-index beside the root
+	// user/). Default: testdata/mooncakes-index at the root
 	// of the module that contains the working directory. It is only read.
 	IndexSource string
 	// Listen is the address to listen on; the host must be a loopback IP.
@@ -68,7 +68,7 @@ type Options struct {
 	// see [EveryVersion]. Their checksums are rewritten in the served index.
 	Archives []ModuleVersion
 	// AllArchives builds a zip for every version in the index (6,548 in the
-	// shared snapshot); keep ArchiveSize small with it.
+	// real snapshot); keep ArchiveSize small with it.
 	AllArchives bool
 	// ArchiveSize pads every built zip to exactly this many bytes when it
 	// is larger than the unpadded zip (a few hundred bytes). 0: no padding.
@@ -311,8 +311,9 @@ func (u *Upstream) build(module, version string, deps json.RawMessage) (archive,
 	return newArchive(data), nil
 }
 
-// DefaultIndexSource finds ../shared/testdata/mooncakes-index beside the
-// root of the Go module containing the working directory.
+// DefaultIndexSource finds testdata/mooncakes-index, the project's copy of
+// the real index snapshot, at the root of the Go module containing the
+// working directory.
 func DefaultIndexSource() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
@@ -320,7 +321,7 @@ func DefaultIndexSource() (string, error) {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			src := filepath.Join(filepath.Dir(dir), "shared", "testdata", "mooncakes-index")
+			src := filepath.Join(dir, "testdata", "mooncakes-index")
 			if _, err := os.Stat(filepath.Join(src, "user")); err != nil {
 				return "", fmt.Errorf("find index source: %w", err)
 			}
