@@ -47,7 +47,9 @@ func authCommand() *cli.Command {
 			{
 				Name:  "hash-password",
 				Usage: "read a password on standard input, print the auth_users entry name:bcrypt-hash",
-				Flags: []cli.Flag{&cli.StringFlag{Name: "user", Required: true, Usage: "user name (no colon)"}},
+				// Not Required: urfave/cli's missing-flag error is no usage
+				// error (exit 1); the check below makes it one (exit 2).
+				Flags: []cli.Flag{&cli.StringFlag{Name: "user", Usage: "user name (no colon; required)"}},
 				Action: func(c *cli.Context) error {
 					user := c.String("user")
 					if user == "" || strings.Contains(user, ":") {

@@ -51,6 +51,10 @@ func mirrorCommand() *cli.Command {
 				above = &aboveBar{out: c.App.ErrWriter}
 				logOut = above
 			}
+			patterns, err := patternArgs(c)
+			if err != nil {
+				return err
+			}
 			cfg, log, err := setupLogTo(c, overrides(c, map[string]string{"concurrency": "mirror.concurrency"}), logOut)
 			if err != nil {
 				return err
@@ -59,7 +63,7 @@ func mirrorCommand() *cli.Command {
 				log = log.Level(zerolog.WarnLevel)
 			}
 			return app.Mirror(c.Context, cfg, log, app.MirrorRequest{
-				Patterns:  c.Args().Slice(),
+				Patterns:  patterns,
 				From:      c.String("from"),
 				Select:    indexsync.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
 				Offline:   c.Bool("offline"),

@@ -23,12 +23,16 @@ func verifyCommand() *cli.Command {
 			&cli.BoolFlag{Name: "purge", Usage: "delete mismatched, orphaned and unreadable archives"},
 		},
 		Action: func(c *cli.Context) error {
+			patterns, err := patternArgs(c)
+			if err != nil {
+				return err
+			}
 			cfg, log, err := setup(c, nil)
 			if err != nil {
 				return err
 			}
 			return app.Verify(c.Context, cfg, log, app.VerifyRequest{
-				Patterns: c.Args().Slice(),
+				Patterns: patterns,
 				Select:   indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")},
 				Purge:    c.Bool("purge"),
 			}, c.App.Writer)

@@ -74,11 +74,24 @@ func newApp() *cli.App {
 	all = func(cmds []*cli.Command) {
 		for _, c := range cmds {
 			c.OnUsageError = usageError
+			if len(c.Subcommands) > 0 && c.Action == nil {
+				c.Action = unknownSubcommand
+			}
 			all(c.Subcommands)
 		}
 	}
 	all(a.Commands)
 	return a
+}
+
+// unknownSubcommand answers a command that groups subcommands (auth) when
+// it is given none or one it does not have: a usage error (exit 2), where
+// urfave/cli's default would look for a help topic and exit 3.
+func unknownSubcommand(c *cli.Context) error {
+	if c.NArg() == 0 {
+		return cli.ShowSubcommandHelp(c)
+	}
+	return app.UsageError{Err: fmt.Errorf("unknown command %q%s (see %s --help)", c.Args().First(), didYouMean(c.Args().First(), c.Command.Subcommands), c.Command.HelpName)}
 }
 
 // overrides turns the flags the user set into config overrides; flags left
@@ -98,12 +111,30 @@ func setup(c *cli.Context, flags []config.Override) (config.Config, zerolog.Logg
 	return setupLogTo(c, flags, c.App.ErrWriter)
 }
 
+// patternArgs are a command's pattern arguments. The command line parser
+// stops at the first of them, so a flag after a pattern would be taken as
+// a pattern: that is a usage error saying where flags go.
+func patternArgs(c *cli.Context) ([]string, error) {
+	args := c.Args().Slice()
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return nil, app.UsageError{Err: fmt.Errorf("%q comes after a pattern: flags go before patterns (%s %s PATTERN...)", a, c.Command.HelpName, a)}
+		}
+	}
+	return args, nil
+}
+
 // setupLogTo is setup with the log written to w (which stands for the
 // error output: console format when that is a terminal).
 func setupLogTo(c *cli.Context, flags []config.Override, w io.Writer) (config.Config, zerolog.Logger, error) {
 	log, err := newLogger(w, isTerminal(c.App.ErrWriter), c.String("log-level"), c.String("log-format"))
 	if err != nil {
 		return config.Config{}, log, cli.Exit(err.Error(), 2)
+	}
+	// A mistyped --dir must not read as an empty registry, nor have data/
+	// created in it: only init makes a registry root.
+	if fi, err := os.Stat(c.String("dir")); err != nil || !fi.IsDir() {
+		return config.Config{}, log, fmt.Errorf("registry root %s does not exist or is not a directory (moonbit-registry init %s creates one)", c.String("dir"), shellQuote(c.String("dir")))
 	}
 	cfg, err := config.Load(config.LoadOptions{
 		Root:  c.String("dir"),

@@ -21,7 +21,7 @@ import (
 // the index mirror's commit and when it last fetched, and the store's
 // size.
 func LocalStatus(cfg config.Config) (web.Status, error) {
-	st := web.Status{Version: Version(), Store: countStore(cfg), Index: web.IndexStatus{AgeSeconds: -1, Offline: cfg.Server.Offline}}
+	st := web.Status{Version: Version(), Store: countStore(cfg), Index: web.IndexStatus{AgeSeconds: -1, Offline: cfg.Server.Offline}, Local: true}
 	// Read only: a server may be running on this root.
 	commit, err := indexsync.ReadCommit(cfg.Index.Dir)
 	if err != nil {
@@ -63,12 +63,33 @@ func ServerStatus(ctx context.Context, server, token string) (web.Status, error)
 	return st, nil
 }
 
+// withoutServerKeys is st as a JSON object without web.ServerOnlyKeys:
+// a local status does not claim an uptime of 0 or an unreachable upstream.
+func withoutServerKeys(st web.Status) map[string]any {
+	var obj map[string]any
+	data, _ := json.Marshal(st) // a struct of plain fields: cannot fail
+	_ = json.Unmarshal(data, &obj)
+	for _, key := range web.ServerOnlyKeys {
+		if parent, child, ok := strings.Cut(key, "."); ok {
+			if sub, isObj := obj[parent].(map[string]any); isObj {
+				delete(sub, child)
+			}
+			continue
+		}
+		delete(obj, key)
+	}
+	return obj
+}
+
 // WriteStatus prints st for people, or as JSON.
 func WriteStatus(w io.Writer, st web.Status, asJSON bool) error {
 	if asJSON {
 		st.UptimeSeconds = int64(st.Uptime.Seconds())
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		if st.Local {
+			return enc.Encode(withoutServerKeys(st))
+		}
 		return enc.Encode(st)
 	}
 	commit := st.Index.Commit

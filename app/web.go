@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"path/filepath"
+	"regexp"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -16,28 +17,38 @@ import (
 	"moonbit-registry/web"
 )
 
-// Version is the build's version: the release stamp set with -ldflags
-// "-X moonbit-registry/app.stamp=v1.2.3", else the module version or VCS
-// revision Go recorded. Worked out once: the status page asks for it on
-// every request.
-var Version = sync.OnceValue(buildVersion)
+// Version is the build's version (see versionOf). Worked out once: the
+// status page asks for it on every request.
+var Version = sync.OnceValue(func() string {
+	info, _ := debug.ReadBuildInfo()
+	return versionOf(stamp, info)
+})
 
-func buildVersion() string {
+// versionOf is a build's version: the release stamp set with -ldflags
+// "-X moonbit-registry/app.stamp=v1.2.3"; else a tagged module version Go
+// recorded; else "devel" with the commit Go recorded from git, "-dirty"
+// for uncommitted changes, and the commit's date
+// ("devel 918dc0c1a2b3-dirty 2026-12-07T23:10:00Z"); "devel" alone when
+// Go recorded no commit (go build -buildvcs=false, or outside a checkout).
+func versionOf(stamp string, info *debug.BuildInfo) string {
 	if stamp != "" {
 		return stamp
 	}
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
+	if info == nil {
 		return "unknown"
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
+	// Go records a pseudo-version (v0.0.0-<date>-<commit>) for an untagged
+	// commit: the settings below say the same more readably.
+	if v := info.Main.Version; v != "" && v != "(devel)" && !pseudoVersion.MatchString(v) {
 		return v
 	}
-	rev, dirty := "", false
+	rev, when, dirty := "", "", false
 	for _, s := range info.Settings {
 		switch s.Key {
 		case "vcs.revision":
 			rev = s.Value[:min(len(s.Value), 12)]
+		case "vcs.time":
+			when = s.Value
 		case "vcs.modified":
 			dirty = s.Value == "true"
 		}
@@ -46,10 +57,14 @@ func buildVersion() string {
 		return "devel"
 	}
 	if dirty {
-		rev += "+dirty"
+		rev += "-dirty"
 	}
-	return "devel-" + rev
+	return strings.TrimSpace("devel " + rev + " " + when)
 }
+
+// pseudoVersion matches the version Go gives an untagged commit: it ends
+// in a 14-digit UTC time and a 12-digit commit, "+dirty" perhaps after.
+var pseudoVersion = regexp.MustCompile(`[-.]\d{14}-[0-9a-f]{12}(\+dirty)?$`)
 
 // stamp is set at link time for releases.
 var stamp string

@@ -54,7 +54,9 @@ func runTests(m *testing.M) int {
 		return m.Run()
 	}
 	registryBin = filepath.Join(dir, "moonbit-registry")
-	args := []string{"build", "-o", registryBin}
+	// Stamped as the README's release build is, so --version can be
+	// checked without a build of its own (TestReleaseVersionStamp).
+	args := []string{"build", "-ldflags", "-X moonbit-registry/app.stamp=" + e2eStamp, "-o", registryBin}
 	if raceEnabled {
 		args = append(args, "-race")
 	}

@@ -44,7 +44,14 @@ type Status struct {
 	LastHour Counts `json:"last_hour"`
 	// InFlight is upstream fetches running now.
 	InFlight int64 `json:"fetches_in_flight"`
+	// Local: read from a registry root, not asked of a running server, so
+	// uptime, traffic and upstream's health are unknown.
+	Local bool `json:"-"`
 }
+
+// ServerOnlyKeys are the JSON keys of Status (and of its "index") that
+// only a running server knows; a local status leaves them out.
+var ServerOnlyKeys = []string{"uptime_seconds", "last_hour", "fetches_in_flight", "index.upstream_ok"}
 
 // IndexStatus describes the index mirror.
 type IndexStatus struct {
