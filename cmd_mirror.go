@@ -33,7 +33,7 @@ func mirrorCommand() *cli.Command {
 			&cli.BoolFlag{Name: "strict", Usage: "exactly what the patterns match, no dependencies"},
 			&cli.BoolFlag{Name: "latest", Usage: "only the newest version of each matched module that is neither yanked nor deprecated (the ones passed over are listed)"},
 			&cli.BoolFlag{Name: "all", Usage: "allow the pattern * (the whole index)"},
-			&cli.StringFlag{Name: "from", Usage: "mirror what the project in this moon.mod.json needs", TakesFile: true},
+			&cli.StringFlag{Name: "from", Usage: "mirror what a project needs: its moon.mod, moon.mod.json or moon.work, or its directory", TakesFile: true},
 			&cli.BoolFlag{Name: "offline", Usage: "do not sync the index first; use the local mirror as it is"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "print what would be fetched and exit"},
 			// The value comes from mirror.concurrency unless given; the help

@@ -12,13 +12,14 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
+	"moonbit-registry/manifest"
 	"moonbit-registry/internal/human"
 )
 
 // MirrorRequest is what `mirror` was asked to fetch.
 type MirrorRequest struct {
 	Patterns []string // none: --from, or else [mirror] packages
-	From     string   // a moon.mod.json whose dependencies to mirror
+	From     string   // a moon.mod, moon.mod.json or moon.work (or its directory) whose dependencies to mirror
 	Select   indexsync.SelectOptions
 	Offline  bool // use the local index mirror as it is
 	DryRun   bool // report, fetch nothing
@@ -48,7 +49,15 @@ func Mirror(ctx context.Context, cfg config.Config, log zerolog.Logger, req Mirr
 	if req.From == "" && len(patterns) == 0 {
 		patterns = cfg.Mirror.Packages
 		if len(patterns) == 0 {
-			return usageErrorf("nothing to mirror: give patterns (e.g. moonbitlang/x), --from moon.mod.json, or set [mirror] packages")
+			return usageErrorf("nothing to mirror: give patterns (e.g. moonbitlang/x), --from moon.mod, or set [mirror] packages")
+		}
+	}
+	// A project that cannot be read is refused before anything is synced.
+	var project []manifest.Require
+	if req.From != "" {
+		var err error
+		if project, err = manifest.ReadProject(req.From); err != nil {
+			return usageErrorf("--from: %w", err)
 		}
 	}
 	// This process's own fetch cap must not undercut mirror.concurrency.
@@ -63,11 +72,7 @@ func Mirror(ctx context.Context, cfg config.Config, log zerolog.Logger, req Mirr
 	}
 	var sel indexsync.Selection
 	if req.From != "" {
-		deps, err := indexsync.ReadProjectDeps(req.From)
-		if err != nil {
-			return usageErrorf("--from: %w", err)
-		}
-		if sel, err = indexsync.SelectDeps(ctx, r.Index, deps); err != nil {
+		if sel, err = indexsync.SelectDeps(ctx, r.Index, project); err != nil {
 			return err
 		}
 	} else if sel, err = r.selectPatterns(ctx, patterns, req.Select); err != nil {

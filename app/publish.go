@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/config"
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 	"moonbit-registry/private"
 )
@@ -118,13 +120,15 @@ func archiveFor(ctx context.Context, path string, out io.Writer) (string, error)
 	if !fi.IsDir() {
 		return path, nil
 	}
-	data, err := os.ReadFile(filepath.Join(path, "moon.mod.json"))
-	if err != nil {
+	man, _, err := manifest.ReadDir(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return "", UsageError{fmt.Errorf("%s is not a module directory: %w", path, err)}
 	}
-	man, _, err := private.ParseManifest(data)
 	if err != nil {
 		return "", UsageError{err}
+	}
+	if man.Version == "" {
+		return "", UsageError{fmt.Errorf("the manifest in %s has no version; a published module needs one", path)}
 	}
 	name := strings.ReplaceAll(man.Name, "/", "-") + "-" + man.Version + ".zip"
 	archive := filepath.Join(path, "_build", "publish", name)

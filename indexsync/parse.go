@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
 
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 
 	"github.com/rs/zerolog"
@@ -33,33 +33,8 @@ func (v Version) Archive() module.Version {
 	return module.Version{Module: v.Module, Version: v.Version}
 }
 
-// Dep is one dependency. In the index a dependency is either a semver
-// string (only Version set) or an object with any of these fields.
-type Dep struct {
-	Version string `json:"version,omitempty"`
-	Path    string `json:"path,omitempty"`
-	Git     string `json:"git,omitempty"`
-	Branch  string `json:"branch,omitempty"`
-}
-
-// UnmarshalJSON accepts both dependency forms.
-func (d *Dep) UnmarshalJSON(b []byte) error {
-	b = bytes.TrimSpace(b)
-	if len(b) > 0 && b[0] == '"' {
-		*d = Dep{}
-		return json.Unmarshal(b, &d.Version)
-	}
-	if len(b) == 0 || b[0] != '{' {
-		return fmt.Errorf("dependency must be a version string or an object, got %.40s", b)
-	}
-	type plain Dep // no UnmarshalJSON: avoids recursion
-	var p plain
-	if err := json.Unmarshal(b, &p); err != nil {
-		return err
-	}
-	*d = Dep(p)
-	return nil
-}
+// Dep is one dependency, as the index model reads it.
+type Dep = manifest.Dep
 
 // indexLine holds the fields of a line the mirror interprets.
 type indexLine struct {
@@ -132,20 +107,4 @@ func deprecation(raw json.RawMessage) string {
 		return "deprecated"
 	}
 	return ""
-}
-
-// ReadProjectDeps reads the dependencies of a project's moon.mod.json, as
-// mirror --from takes them.
-func ReadProjectDeps(path string) (map[string]Dep, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var mod struct {
-		Deps map[string]Dep `json:"deps"`
-	}
-	if err := json.Unmarshal(data, &mod); err != nil {
-		return nil, fmt.Errorf("%s: not a valid moon.mod.json: %w", path, err)
-	}
-	return mod.Deps, nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 )
 
@@ -50,7 +51,7 @@ func (s Selection) Archives() []module.Version {
 
 // Skipped is a dependency Select did not follow, and why.
 type Skipped struct {
-	From   string // module@version that requires it, "moon.mod.json", or "" for a version --latest passed over
+	From   string // module@version that requires it, the project's manifest ("moon.mod"), or "" for a version --latest passed over
 	Module string
 	Reason string
 	// Unresolved is set when the registry cannot satisfy the dependency
@@ -95,19 +96,18 @@ func Select(ctx context.Context, cat Catalog, patterns []string, opts SelectOpti
 	return s.result(), nil
 }
 
-// SelectDeps selects what a project with these direct dependencies needs: the
-// lowest satisfying version of each and their closure (Strict and Latest do
-// not apply). Path and git dependencies are local to the project and are
-// reported as skipped.
-func SelectDeps(ctx context.Context, cat Catalog, deps map[string]Dep) (Selection, error) {
+// SelectDeps selects what a project with these direct dependencies needs
+// (manifest.ReadProject): the lowest satisfying version of each and their
+// closure (Strict and Latest do not apply). Path and git dependencies are
+// local to the project and are reported as skipped.
+func SelectDeps(ctx context.Context, cat Catalog, reqs []manifest.Require) (Selection, error) {
 	s := newSelector(ctx, cat)
-	for _, name := range sortedKeys(deps) {
-		d := deps[name]
-		if d.Path != "" || d.Git != "" {
-			s.skip("moon.mod.json", name, "path or git dependency: not in the registry")
+	for _, r := range reqs {
+		if !r.Dep.Registry() {
+			s.skip(r.From, r.Module, "path or git dependency: not in the registry")
 			continue
 		}
-		if err := s.require("moon.mod.json", name, d.Version); err != nil {
+		if err := s.require(r.From, r.Module, r.Dep.Version); err != nil {
 			return Selection{}, err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"moonbit-registry/manifest"
 )
 
 // xVersions are the versions of moonbitlang/x in the index snapshot, in
@@ -361,7 +363,12 @@ func TestSelectRealIndex(t *testing.T) {
 	}
 	for _, tt := range depTests {
 		t.Run("deps/"+tt.name, func(t *testing.T) {
-			sel, err := SelectDeps(ctx, m, tt.deps)
+			var reqs []manifest.Require
+			for name, d := range tt.deps {
+				reqs = append(reqs, manifest.Require{From: "moon.mod.json", Module: name, Dep: d})
+			}
+			slices.SortFunc(reqs, func(a, b manifest.Require) int { return strings.Compare(a.Module, b.Module) })
+			sel, err := SelectDeps(ctx, m, reqs)
 			if err != nil {
 				t.Fatalf("SelectDeps: %v", err)
 			}

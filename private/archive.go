@@ -3,13 +3,12 @@ package private
 import (
 	"archive/zip"
 	"bytes"
-	"encoding/json"
-	"errors"
 	"io"
 	"io/fs"
 	"path"
 	"strings"
 
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 )
 
@@ -26,71 +25,50 @@ const (
 	// unpacks to far more.
 	maxUnpackedSize = 256 << 20
 	maxEntries      = 50_000
-	// maxManifest bounds moon.mod.json.
+	// maxManifest bounds moon.mod and moon.mod.json.
 	maxManifest = 1 << 20
 )
 
-// manifestName is the module description every archive has at its root.
-const manifestName = "moon.mod.json"
-
-// Manifest is what publish reads from an archive's moon.mod.json.
-type Manifest struct {
-	Name            string                     `json:"name"`
-	Version         string                     `json:"version"`
-	Deps            map[string]json.RawMessage `json:"deps"`
-	Readme          string                     `json:"readme"`
-	Repository      string                     `json:"repository"`
-	License         string                     `json:"license"`
-	Keywords        []string                   `json:"keywords"`
-	Description     string                     `json:"description"`
-	Source          string                     `json:"source"`
-	PreferredTarget string                     `json:"preferred-target"`
-}
-
-// Archive returns the module version the manifest names.
-func (m Manifest) Archive() module.Version {
-	return module.Version{Module: m.Name, Version: m.Version}
-}
-
 // InspectArchive checks a zip made by `moon package` (size bytes readable
-// from r) and returns its manifest with the dependencies as the index
-// writes them (name -> version requirement). Every refusal wraps
-// ErrInvalid and says what is wrong.
-func InspectArchive(r io.ReaderAt, size int64) (Manifest, map[string]string, error) {
+// from r) and returns its manifest (moon.mod, else moon.mod.json, at the
+// root: the one moon reads) with the dependencies as the index writes them
+// (name -> version requirement). Every refusal wraps ErrInvalid and says
+// what is wrong.
+func InspectArchive(r io.ReaderAt, size int64) (manifest.Module, map[string]string, error) {
 	zr, err := zip.NewReader(r, size)
 	if err != nil {
-		return Manifest{}, nil, invalid("not a zip archive: %v", err)
+		return manifest.Module{}, nil, invalid("not a zip archive: %v", err)
 	}
 	if len(zr.File) > maxEntries {
-		return Manifest{}, nil, invalid("%d entries; at most %d are taken", len(zr.File), maxEntries)
+		return manifest.Module{}, nil, invalid("%d entries; at most %d are taken", len(zr.File), maxEntries)
 	}
 	var (
 		unpacked uint64
-		manifest *zip.File
+		atRoot   = map[string]*zip.File{} // the manifests moon may read
 		seen     = make(map[string]bool, len(zr.File))
 	)
 	for _, f := range zr.File {
 		if err := checkEntryName(f.Name); err != nil {
-			return Manifest{}, nil, err
+			return manifest.Module{}, nil, err
 		}
 		key := strings.TrimSuffix(f.Name, "/")
 		if seen[key] {
-			return Manifest{}, nil, invalid("entry %q appears twice", f.Name)
+			return manifest.Module{}, nil, invalid("entry %q appears twice", f.Name)
 		}
 		seen[key] = true
 		mode := f.Mode()
 		if mode&fs.ModeSymlink != 0 {
-			return Manifest{}, nil, invalid("entry %q is a symbolic link; only files and directories are taken", f.Name)
+			return manifest.Module{}, nil, invalid("entry %q is a symbolic link; only files and directories are taken", f.Name)
 		}
 		if !mode.IsRegular() && !mode.IsDir() {
-			return Manifest{}, nil, invalid("entry %q is not a plain file or directory (mode %v)", f.Name, mode)
+			return manifest.Module{}, nil, invalid("entry %q is not a plain file or directory (mode %v)", f.Name, mode)
 		}
 		unpacked += f.UncompressedSize64
 		if unpacked > maxUnpackedSize {
-			return Manifest{}, nil, invalid("unpacks to more than %d MiB", maxUnpackedSize>>20)
+			return manifest.Module{}, nil, invalid("unpacks to more than %d MiB", maxUnpackedSize>>20)
 		}
-		if f.Name == manifestName {
-			manifest = f
+		if f.Name == manifest.DSLFile || f.Name == manifest.JSONFile {
+			atRoot[f.Name] = f
 		}
 	}
 	// Read every entry: archive/zip checks each one's CRC and that it does
@@ -98,77 +76,53 @@ func InspectArchive(r io.ReaderAt, size int64) (Manifest, map[string]string, err
 	// damaged entry is caught here rather than on a client.
 	for _, f := range zr.File {
 		if err := readEntry(f, io.Discard); err != nil {
-			return Manifest{}, nil, err
+			return manifest.Module{}, nil, err
 		}
 	}
-	if manifest == nil {
-		return Manifest{}, nil, invalid("no %s at the archive's root (make the archive with `moon package`)", manifestName)
+	name, ok := manifest.Preferred(func(name string) bool { return atRoot[name] != nil })
+	if !ok {
+		return manifest.Module{}, nil, invalid("no %s or %s at the archive's root (make the archive with `moon package`)", manifest.DSLFile, manifest.JSONFile)
 	}
-	if manifest.UncompressedSize64 > maxManifest {
-		return Manifest{}, nil, invalid("%s is larger than %d KiB", manifestName, maxManifest>>10)
+	if atRoot[name].UncompressedSize64 > maxManifest {
+		return manifest.Module{}, nil, invalid("%s is larger than %d KiB", name, maxManifest>>10)
 	}
 	var buf bytes.Buffer
-	if err := readEntry(manifest, &buf); err != nil {
-		return Manifest{}, nil, err
+	if err := readEntry(atRoot[name], &buf); err != nil {
+		return manifest.Module{}, nil, err
 	}
-	return ParseManifest(buf.Bytes())
+	return ParseManifest(name, buf.Bytes())
 }
 
-// ParseManifest reads and checks a moon.mod.json: name and version by the
+// ParseManifest reads a manifest by its file name (moon.mod or
+// moon.mod.json) and checks it for publishing: name and version by the
 // module grammar, every dependency a registry module with a version
 // requirement (a path or git dependency cannot be resolved by clients of
-// the registry).
-func ParseManifest(data []byte) (Manifest, map[string]string, error) {
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return Manifest{}, nil, invalid("%s is not valid JSON: %v", manifestName, err)
-	}
-	if m.Name == "" {
-		return Manifest{}, nil, invalid("%s has no \"name\"", manifestName)
+// the registry). It returns the dependencies as requirements.
+func ParseManifest(name string, data []byte) (manifest.Module, map[string]string, error) {
+	m, err := manifest.Parse(name, data)
+	if err != nil {
+		return manifest.Module{}, nil, invalid("%v", err)
 	}
 	if m.Version == "" {
-		return Manifest{}, nil, invalid("%s has no \"version\"; a published module needs one", manifestName)
+		return manifest.Module{}, nil, invalid("%s has no \"version\"; a published module needs one", name)
 	}
 	if err := m.Archive().Validate(); err != nil {
-		return Manifest{}, nil, invalid("%s: %v", manifestName, err)
+		return manifest.Module{}, nil, invalid("%s: %v", name, err)
 	}
 	deps := make(map[string]string, len(m.Deps))
-	for name, raw := range m.Deps {
-		if err := module.ValidateModule(name); err != nil {
-			return Manifest{}, nil, invalid("%s: dependency %q: %v", manifestName, name, err)
+	for dep, d := range m.Deps {
+		if err := module.ValidateModule(dep); err != nil {
+			return manifest.Module{}, nil, invalid("%s: dependency %q: %v", name, dep, err)
 		}
-		req, err := depRequirement(raw)
-		if err != nil {
-			return Manifest{}, nil, invalid("%s: dependency %q: %v", manifestName, name, err)
+		if d.Version == "" {
+			return manifest.Module{}, nil, invalid("%s: dependency %q: a path or git dependency without a version cannot be published", name, dep)
 		}
-		if _, err := module.ParseRequirement(req); err != nil {
-			return Manifest{}, nil, invalid("%s: dependency %q: %v", manifestName, name, err)
+		if _, err := module.ParseRequirement(d.Version); err != nil {
+			return manifest.Module{}, nil, invalid("%s: dependency %q: %v", name, dep, err)
 		}
-		deps[name] = req
+		deps[dep] = d.Version
 	}
 	return m, deps, nil
-}
-
-// depRequirement is a dependency's version requirement: the string itself,
-// or the "version" of the object form.
-func depRequirement(raw json.RawMessage) (string, error) {
-	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-		return "", errors.New("null is not a version requirement")
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
-	}
-	var obj struct {
-		Version *string `json:"version"`
-	}
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return "", errors.New("neither a version string nor an object")
-	}
-	if obj.Version == nil {
-		return "", errors.New("a path or git dependency without a version cannot be published")
-	}
-	return *obj.Version, nil
 }
 
 // checkEntryName refuses names that unpack outside the target directory or

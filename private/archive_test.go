@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/manifest"
 	"moonbit-registry/private"
 )
 
@@ -103,7 +104,7 @@ func deflate(t *testing.T, data []byte) []byte {
 	return buf.Bytes()
 }
 
-func inspect(b []byte) (private.Manifest, map[string]string, error) {
+func inspect(b []byte) (manifest.Module, map[string]string, error) {
 	return private.InspectArchive(bytes.NewReader(b), int64(len(b)))
 }
 
@@ -188,13 +189,13 @@ func TestInspectArchiveRefuses(t *testing.T) {
 		}, []string{"not a zip"}},
 		{"no manifest", func(t *testing.T) []byte {
 			return zipOf(t, file("README.md", "x"), file("src/lib.mbt", "x"))
-		}, []string{"no moon.mod.json"}},
+		}, []string{"no moon.mod or moon.mod.json"}},
 		{"manifest only in a subdirectory", func(t *testing.T) []byte {
 			return zipOf(t, dir("lib/"), file("lib/moon.mod.json", goodManifest))
-		}, []string{"no moon.mod.json", "root"}},
+		}, []string{"no moon.mod or moon.mod.json", "root"}},
 		{"manifest is a directory", func(t *testing.T) []byte {
 			return zipOf(t, dir("moon.mod.json/"), file("moon.mod.json/x", goodManifest))
-		}, []string{"no moon.mod.json"}},
+		}, []string{"no moon.mod or moon.mod.json"}},
 		{"parent segment", func(t *testing.T) []byte {
 			return zipOf(t, manifest, file("../x", "x"))
 		}, []string{`"../x"`, "'..'"}},
@@ -360,7 +361,7 @@ func TestParseManifest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, deps, err := private.ParseManifest([]byte(tt.manifest))
+			m, deps, err := private.ParseManifest(manifest.JSONFile, []byte(tt.manifest))
 			if tt.want == nil {
 				if err != nil {
 					t.Fatalf("ParseManifest: %v", err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 	"moonbit-registry/store"
 )
@@ -127,7 +128,7 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 	}
 	pub := Published{Archive: mv, Checksum: sum}
 	now := r.opts.Now().UTC()
-	final := record{State: statePublished, Checksum: sum, UpdatedAt: now, Line: newLine(man, deps, sum, now)}
+	final := record{State: statePublished, Checksum: sum, UpdatedAt: now, Line: manifest.NewLine(man, deps, sum, now)}
 	if err := checkRecordSize(final); err != nil {
 		return pub, err
 	}
