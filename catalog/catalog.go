@@ -1,6 +1,7 @@
 // Package catalog answers what `moon search` and `moon view` ask the
-// registry's API (search, module metadata, manifests) from the local index
-// alone, so that both keep working when upstream cannot answer.
+// registry's API (search, a module's releases, a user's modules) from the
+// local index alone, so that both keep working when upstream cannot answer
+// and for modules only this registry has; the web page reads it too.
 package catalog
 
 import (
@@ -313,28 +314,113 @@ func reason(yanked bool, why string) *string {
 	return &why
 }
 
-// Manifest returns one version's index line with "name" and "module" set
-// and "yanked" stated: ErrNotFound when the index is current and lacks it.
-func (c *Catalog) Manifest(ctx context.Context, name, version string) (json.RawMessage, error) {
-	if err := module.ValidateVersion(version); err != nil {
-		return nil, err
+// View is one release of a module as `moon view` reads it from
+// /api/v0/manifest/<module>[@<version>] (RegistryModuleManifest in
+// mooncake's registry/client.rs; docs/protocol.md §7). A deprecated
+// release is "yanked" with the deprecation as its reason: that is what
+// moon view shows as deprecated.
+type View struct {
+	Module        string          `json:"module"`
+	Name          string          `json:"name"` // the module again, as mooncakes.io's frontend reads it
+	Version       string          `json:"version"`
+	Yanked        bool            `json:"yanked"`
+	YankedReason  *string         `json:"yanked_reason"`
+	LatestVersion string          `json:"latest_version"`
+	Metadata      json.RawMessage `json:"metadata"` // the release's index line
+	Versions      []Release       `json:"versions"` // every release, oldest first
+	Downloads     *int64          `json:"downloads,omitempty"`
+}
+
+// Release is one release in View.Versions and User.Modules.
+type Release struct {
+	Name         string  `json:"name,omitempty"` // in User.Modules only
+	Version      string  `json:"version"`
+	Yanked       bool    `json:"yanked"`
+	YankedReason *string `json:"yanked_reason"`
+}
+
+func releaseOf(v indexsync.Version) Release {
+	r := Release{Version: v.Version, Yanked: v.Yanked || v.Deprecated != ""}
+	switch {
+	case v.Deprecated != "":
+		r.YankedReason = &v.Deprecated
+	case v.Yanked:
+		r.YankedReason = reason(true, info(v).YankedReason)
+	}
+	return r
+}
+
+// View returns a release of a module in the shape moon view reads:
+// version "" is the latest (the newest release that is not yanked; a
+// deprecated one counts). ErrNotFound when the index is current and lacks
+// it.
+func (c *Catalog) View(ctx context.Context, name, version string) (View, error) {
+	if version != "" {
+		if err := module.ValidateVersion(version); err != nil {
+			return View{}, err
+		}
 	}
 	vs, err := c.versions(ctx, name)
 	if err != nil {
-		return nil, err
+		return View{}, err
 	}
-	i := slices.IndexFunc(vs, func(v indexsync.Version) bool { return v.Version == version })
-	if i < 0 {
-		return nil, c.notFound(fmt.Sprintf("%s@%s", name, version))
+	latest := newest(vs)
+	shown := latest
+	if version != "" {
+		i := slices.IndexFunc(vs, func(v indexsync.Version) bool { return v.Version == version })
+		if i < 0 {
+			return View{}, c.notFound(fmt.Sprintf("%s@%s", name, version))
+		}
+		shown = vs[i]
 	}
-	fields := map[string]json.RawMessage{}
-	if err := json.Unmarshal(vs[i].Raw, &fields); err != nil {
-		return nil, fmt.Errorf("catalog: index line of %s@%s: %w", name, version, err)
+	rel := releaseOf(shown)
+	view := View{
+		Module: name, Name: name, Version: shown.Version, Yanked: rel.Yanked, YankedReason: rel.YankedReason,
+		LatestVersion: latest.Version, Metadata: shown.Raw,
 	}
-	quoted, _ := json.Marshal(name) // a string: cannot fail
-	fields["name"], fields["module"] = quoted, quoted
-	fields["yanked"] = json.RawMessage(fmt.Sprint(vs[i].Yanked))
-	return json.Marshal(fields)
+	sorted := slices.Clone(vs)
+	slices.SortFunc(sorted, func(a, b indexsync.Version) int { return module.Compare(a.Version, b.Version) })
+	for _, v := range sorted {
+		view.Versions = append(view.Versions, releaseOf(v))
+	}
+	return view, nil
+}
+
+// User is a user's profile as `moon view <user>` reads it from
+// /api/v0/user/<user> (RegistryUserModules): each of the owner's modules
+// with its latest release, by name.
+type User struct {
+	Username string    `json:"username"`
+	Modules  []Release `json:"modules"`
+}
+
+// User lists the modules of owner: ErrNotFound when the index is current
+// and has none.
+func (c *Catalog) User(ctx context.Context, owner string) (User, error) {
+	if err := module.ValidateOwner(owner); err != nil {
+		return User{}, err
+	}
+	t, err := c.current(ctx)
+	if err != nil {
+		return User{}, err
+	}
+	u := User{Username: owner, Modules: []Release{}}
+	for _, r := range t.rows { // sorted by name
+		if module.Owner(r.summary.Name) != owner {
+			continue
+		}
+		vs, err := c.idx.Versions(ctx, r.summary.Name)
+		if err != nil || len(vs) == 0 {
+			continue // gone since the table was built
+		}
+		rel := releaseOf(newest(vs))
+		rel.Name = r.summary.Name
+		u.Modules = append(u.Modules, rel)
+	}
+	if len(u.Modules) == 0 {
+		return User{}, c.notFound("user " + owner)
+	}
+	return u, nil
 }
 
 // versions is a module's versions, or ErrNotFound (when the index is

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,17 +160,108 @@ func TestModuleAndManifest(t *testing.T) {
 		t.Error("versions are not in semver order")
 	}
 
-	raw, err := c.Manifest(ctx, "mizchi/git", "0.2.0")
+}
+
+// TestView: the shapes moon view reads (mooncake registry/client.rs
+// RegistryModuleManifest and RegistryUserModules), deprecation as yanked
+// with the reason.
+func TestView(t *testing.T) {
+	m, _ := syncedIndex(t)
+	c := New(m)
+	ctx := t.Context()
+	const renamed = "This package has been renamed to mizchi/bit. Please use mizchi/bit instead."
+	type release struct {
+		Name         string  `json:"name"`
+		Version      string  `json:"version"`
+		Yanked       *bool   `json:"yanked"`
+		YankedReason *string `json:"yanked_reason"`
+	}
+	type view struct {
+		release
+		Module        string         `json:"module"`
+		LatestVersion string         `json:"latest_version"`
+		Metadata      map[string]any `json:"metadata"`
+		Versions      []release      `json:"versions"`
+	}
+	decode := func(v any) view {
+		t.Helper()
+		raw, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out view
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatal(err)
+		}
+		if out.Yanked == nil {
+			t.Errorf("%s: yanked is null or missing; moon needs a bool", raw)
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name, module, version       string
+		wantVersion, wantLatest     string
+		wantYanked                  bool
+		wantReason                  string
+		wantVersions                int
+		wantLastYanked, wantLastWhy string
+	}{
+		{"latest of a deprecated module", "mizchi/git", "", "0.2.0", "0.2.0", true, renamed, 3, "true", renamed},
+		{"an older release", "mizchi/git", "0.1.2", "0.1.2", "0.2.0", false, "", 3, "true", renamed},
+		{"latest skips a yanked release", "moonbitlang/x", "", "0.4.38", "0.4.38", false, "", 43, "true", "broken build"},
+		{"the yanked release asked for", "moonbitlang/x", "0.4.40", "0.4.40", "0.4.38", true, "broken build", 43, "true", "broken build"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			v, err := c.View(ctx, tt.module, tt.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := decode(v)
+			if got.Module != tt.module || got.Version != tt.wantVersion || got.LatestVersion != tt.wantLatest || *got.Yanked != tt.wantYanked {
+				t.Errorf("module %q version %q latest %q yanked %v", got.Module, got.Version, got.LatestVersion, *got.Yanked)
+			}
+			if why := deref(got.YankedReason); why != tt.wantReason {
+				t.Errorf("yanked_reason %q, want %q", why, tt.wantReason)
+			}
+			if got.Metadata["name"] != tt.module || got.Metadata["version"] != tt.wantVersion {
+				t.Errorf("metadata %v is not the release's index line", got.Metadata)
+			}
+			if len(got.Versions) != tt.wantVersions {
+				t.Fatalf("%d versions, want %d", len(got.Versions), tt.wantVersions)
+			}
+			last := got.Versions[len(got.Versions)-1]
+			if fmt.Sprint(*last.Yanked) != tt.wantLastYanked || deref(last.YankedReason) != tt.wantLastWhy {
+				t.Errorf("newest release %+v", last)
+			}
+			if !slices.IsSortedFunc(got.Versions, func(a, b release) int { return module.Compare(a.Version, b.Version) }) {
+				t.Error("versions are not in semver order")
+			}
+		})
+	}
+
+	u, err := c.User(ctx, "mizchi")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var man map[string]any
-	if err := json.Unmarshal(raw, &man); err != nil {
-		t.Fatal(err)
+	if u.Username != "mizchi" || len(u.Modules) < 2 || !slices.IsSortedFunc(u.Modules, func(a, b Release) int { return cmp.Compare(a.Name, b.Name) }) {
+		t.Fatalf("user mizchi: %+v", u)
 	}
-	if man["name"] != "mizchi/git" || man["module"] != "mizchi/git" || man["version"] != "0.2.0" || man["yanked"] != false || man["deprecated"] == nil || man["checksum"] == nil {
-		t.Errorf("manifest: %v", man)
+	i := slices.IndexFunc(u.Modules, func(r Release) bool { return r.Name == "mizchi/git" })
+	if i < 0 || u.Modules[i].Version != "0.2.0" || !u.Modules[i].Yanked || deref(u.Modules[i].YankedReason) != renamed {
+		t.Errorf("mizchi/git in the profile: %+v", u.Modules)
 	}
+	for _, r := range u.Modules {
+		if module.Owner(r.Name) != "mizchi" {
+			t.Errorf("profile of mizchi lists %s", r.Name)
+		}
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // staleIndex is an index whose sync has been failing too long.
@@ -193,8 +285,11 @@ func TestNotFoundOnlyWhenTheIndexIsCurrent(t *testing.T) {
 			if _, err := c.Module(ctx, "nobody/nothing"); !errors.Is(err, tt.want) {
 				t.Errorf("unknown module: %v, want %v", err, tt.want)
 			}
-			if _, err := c.Manifest(ctx, "moonbitlang/x", "9.9.9"); !errors.Is(err, tt.want) {
+			if _, err := c.View(ctx, "moonbitlang/x", "9.9.9"); !errors.Is(err, tt.want) {
 				t.Errorf("unknown version: %v, want %v", err, tt.want)
+			}
+			if _, err := c.User(ctx, "nobody"); !errors.Is(err, tt.want) {
+				t.Errorf("unknown user: %v, want %v", err, tt.want)
 			}
 			if _, err := c.Module(ctx, "../etc"); !errors.Is(err, module.ErrBadName) {
 				t.Errorf("bad name: %v", err)

@@ -17,8 +17,8 @@ import (
 type Catalog interface {
 	Search(ctx context.Context, kw string, limit int) ([]catalog.Summary, error)
 	All(ctx context.Context) ([]catalog.Summary, error)
-	Module(ctx context.Context, name string) (catalog.Module, error)
-	Manifest(ctx context.Context, name, version string) (json.RawMessage, error)
+	View(ctx context.Context, name, version string) (catalog.View, error)
+	User(ctx context.Context, owner string) (catalog.User, error)
 }
 
 // localAnswerHeader marks an answer made from the local index rather than
@@ -32,17 +32,35 @@ const (
 	apiOther    apiRoute = iota // not answerable locally
 	apiSearch                   // /api/v0/search?kw=&limit=
 	apiModules                  // /api/v0/modules: every module
-	apiModule                   // /api/v0/modules/<owner>/<name>
-	apiManifest                 // /api/v0/manifest/<owner>/<name>@<version>
+	apiModule                   // /api/v0/modules/<owner>/<name>[@<version>]
+	apiManifest                 // /api/v0/manifest/<owner>/<name>[@<version>]
+	apiUser                     // /api/v0/user/<owner>
 )
 
-// apiPrefixes are the path prefixes of the routes about one module.
-var apiPrefixes = map[apiRoute]string{apiModule: "/api/v0/modules/", apiManifest: "/api/v0/manifest/"}
+// apiPrefixes are the path prefixes of the routes about one module or
+// user.
+var apiPrefixes = map[apiRoute]string{apiModule: "/api/v0/modules/", apiManifest: "/api/v0/manifest/", apiUser: "/api/v0/user/"}
 
-// apiSubject is what a module or manifest route asks about: the path
-// after its prefix ("owner/name", "owner/name@version").
+// apiSubject is what a module, manifest or user route asks about: the
+// path after its prefix ("owner/name", "owner/name@version", "owner").
 func apiSubject(route apiRoute, path string) string {
 	return strings.TrimPrefix(path, apiPrefixes[route])
+}
+
+// apiOwner is the owner a module, manifest or user route asks about.
+func apiOwner(route apiRoute, path string) string {
+	name, _ := splitRelease(apiSubject(route, path))
+	return module.Owner(name)
+}
+
+// splitRelease splits "owner/name@version" (as moon view sends it: the
+// version after the last segment, unencoded) into name and version; the
+// version is "" when none is given.
+func splitRelease(spec string) (name, version string) {
+	if i := strings.LastIndexByte(spec, '@'); i > strings.LastIndexByte(spec, '/') {
+		return spec[:i], spec[i+1:]
+	}
+	return spec, ""
 }
 
 func classifyAPI(path string) apiRoute {
@@ -55,6 +73,8 @@ func classifyAPI(path string) apiRoute {
 		return apiModule
 	case strings.HasPrefix(path, "/api/v0/manifest/"):
 		return apiManifest
+	case strings.HasPrefix(path, "/api/v0/user/") && !strings.Contains(strings.TrimPrefix(path, "/api/v0/user/"), "/"):
+		return apiUser
 	}
 	return apiOther
 }
@@ -86,18 +106,13 @@ func serveLocal(w http.ResponseWriter, r *http.Request, cat Catalog, route apiRo
 		answer, err = cat.Search(ctx, q.Get("kw"), limit)
 	case apiModules:
 		answer, err = cat.All(ctx)
-	case apiModule:
-		answer, err = cat.Module(ctx, apiSubject(route, r.URL.Path))
-	case apiManifest:
-		spec := apiSubject(route, r.URL.Path)
-		i := strings.LastIndexByte(spec, '@')
-		if i < 0 {
-			http.Error(w, "manifest path must be <owner>/<name>@<version>", http.StatusBadRequest)
-			return true
-		}
-		var raw json.RawMessage
-		raw, err = cat.Manifest(ctx, spec[:i], spec[i+1:])
-		answer = raw
+	case apiModule, apiManifest:
+		// Both answer moon view's shape: third-party tools read the
+		// modules route for the same fields.
+		name, version := splitRelease(apiSubject(route, r.URL.Path))
+		answer, err = cat.View(ctx, name, version)
+	case apiUser:
+		answer, err = cat.User(ctx, apiSubject(route, r.URL.Path))
 	}
 	switch {
 	case errors.Is(err, module.ErrBadName):

@@ -132,15 +132,16 @@ func (c *fixedCatalog) All(context.Context) ([]catalog.Summary, error) {
 	return []catalog.Summary{{Name: "local/all", Version: "1.0.0"}}, c.called()
 }
 
-func (c *fixedCatalog) Module(_ context.Context, name string) (catalog.Module, error) {
-	return catalog.Module{Name: name, Versions: []catalog.ModuleVersion{}}, c.called()
+// View answers with the name and version asked for ("" for none: "latest").
+func (c *fixedCatalog) View(_ context.Context, name, version string) (catalog.View, error) {
+	if version == "" {
+		version = "latest"
+	}
+	return catalog.View{Module: name, Version: version, Metadata: json.RawMessage(`{}`)}, c.called()
 }
 
-func (c *fixedCatalog) Manifest(_ context.Context, name, version string) (json.RawMessage, error) {
-	if err := c.called(); err != nil {
-		return nil, err
-	}
-	return json.RawMessage(fmt.Sprintf(`{"name":%q,"version":%q}`, name, version)), nil
+func (c *fixedCatalog) User(_ context.Context, owner string) (catalog.User, error) {
+	return catalog.User{Username: owner, Modules: []catalog.Release{}}, c.called()
 }
 
 func TestPassthroughLocalAnswers(t *testing.T) {
@@ -162,9 +163,13 @@ func TestPassthroughLocalAnswers(t *testing.T) {
 		{"default limit", nil, true, "/api/v0/search?kw=a", 200, `"version":"20.0.0"`, true},
 		{"bad limit", nil, true, "/api/v0/search?kw=a&limit=x", 400, "limit", false},
 		{"module list", nil, true, "/api/v0/modules", 200, `[{"name":"local/all","version":"1.0.0"}]`, true},
-		{"module", nil, true, "/api/v0/modules/a/b", 200, `"name":"a/b"`, true},
-		{"manifest", nil, true, "/api/v0/manifest/a/b@1.2.3", 200, `{"name":"a/b","version":"1.2.3"}`, true},
-		{"manifest without version", nil, true, "/api/v0/manifest/a/b", 400, "", false},
+		{"module", nil, true, "/api/v0/modules/a/b", 200, `"module":"a/b","name":"","version":"latest"`, true},
+		{"module at a version", nil, true, "/api/v0/modules/a/b@1.2.3", 200, `"module":"a/b","name":"","version":"1.2.3"`, true},
+		{"manifest", nil, true, "/api/v0/manifest/a/b@1.2.3", 200, `"module":"a/b","name":"","version":"1.2.3"`, true},
+		{"manifest of a nested module, build metadata kept", nil, true, "/api/v0/manifest/a/b/c@1.0.0-beta.1+build", 200, `"module":"a/b/c","name":"","version":"1.0.0-beta.1+build"`, true},
+		{"manifest without version: the latest", nil, true, "/api/v0/manifest/a/b", 200, `"module":"a/b","name":"","version":"latest"`, true},
+		{"user", nil, true, "/api/v0/user/alice", 200, `{"username":"alice","modules":[]}`, true},
+		{"user's unknown subpath: not answered here", nil, true, "/api/v0/user/alice/code-frequency", 504, "", false},
 		{"not in a current index", notFound, true, "/api/v0/modules/a/b", 404, "local index", true},
 		{"index not current: upstream's failure", stale, true, "/api/v0/modules/a/b", 504, "try again later", false},
 		{"path the index cannot answer", nil, true, "/api/v0/statistics", 504, "", false},

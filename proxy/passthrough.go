@@ -17,7 +17,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
-	"moonbit-registry/module"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
 )
@@ -145,8 +144,8 @@ func (p *passthrough) localFirst(route apiRoute, path string) bool {
 	switch route {
 	case apiSearch, apiModules:
 		return true
-	case apiModule, apiManifest:
-		return slices.Contains(p.local, module.Owner(apiSubject(route, path)))
+	case apiModule, apiManifest, apiUser:
+		return slices.Contains(p.local, apiOwner(route, path))
 	}
 	return false
 }

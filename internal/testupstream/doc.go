@@ -9,7 +9,9 @@
 //     the module versions chosen in [Options], with the served index's
 //     checksum fields rewritten to those zips' SHA-256;
 //   - /symbols.zip with an ETag, /assets/..., and a small API: /api/v0/search
-//     (a bare JSON array), /api/v0/modules/<name>, /api/v0/manifest/<name>@<v>.
+//     (a bare JSON array), /api/v0/modules/<name>[@<v>] and
+//     /api/v0/manifest/<name>[@<v>] in the shape moon view reads, and
+//     /api/v0/user/<owner>.
 //
 // Tests can publish new versions while it runs ([Upstream.AddVersion]),
 // rewrite the index history as a force-push would, count requests per path

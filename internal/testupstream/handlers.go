@@ -63,6 +63,8 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 		u.serveModule(w, r, strings.TrimPrefix(p, "/api/v0/modules/"))
 	case strings.HasPrefix(p, "/api/v0/manifest/"):
 		u.serveManifest(w, r, strings.TrimPrefix(p, "/api/v0/manifest/"))
+	case strings.HasPrefix(p, "/api/v0/user/"):
+		u.serveUser(w, r, strings.TrimPrefix(p, "/api/v0/user/"))
 	default:
 		u.serveAsset(w, r) // files set with SetFile; 404 otherwise
 	}
@@ -182,50 +184,74 @@ func (u *Upstream) serveSearch(w http.ResponseWriter, r *http.Request) {
 	u.serveJSON(w, r, items)
 }
 
-// serveModule answers /api/v0/modules/<owner>/<name> with a small part of
-// what the real API says of a module.
-func (u *Upstream) serveModule(w http.ResponseWriter, r *http.Request, name string) {
+// serveModule answers /api/v0/modules/<owner>/<name>[@<version>] as
+// serveManifest does.
+func (u *Upstream) serveModule(w http.ResponseWriter, r *http.Request, spec string) {
+	u.serveManifest(w, r, spec)
+}
+
+// serveManifest answers /api/v0/manifest/<owner>/<name>[@<version>] in the
+// shape moon view reads (module, version, yanked, latest_version,
+// metadata, versions), with "source": "testupstream" to tell its answers
+// from the registry's own.
+func (u *Upstream) serveManifest(w http.ResponseWriter, r *http.Request, spec string) {
 	if !getOrHead(w, r) {
 		return
 	}
+	name, version := spec, ""
+	if i := strings.LastIndexByte(spec, '@'); i > strings.LastIndexByte(spec, '/') {
+		name, version = spec[:i], spec[i+1:]
+	}
 	u.dataMu.RLock()
 	m, ok := u.modules[name]
-	var versions []string
-	if ok {
+	var (
+		versions []string
+		info     versionInfo
+	)
+	if ok && len(m.versions) > 0 {
 		versions = append(versions, m.versions...)
+		if version == "" {
+			version = versions[len(versions)-1]
+		}
+		info, ok = m.info[version]
 	}
 	u.dataMu.RUnlock()
 	if !ok || len(versions) == 0 {
 		http.NotFound(w, r)
 		return
 	}
+	releases := make([]map[string]any, len(versions))
+	for i, v := range versions {
+		releases[i] = map[string]any{"version": v, "yanked": false}
+	}
 	u.serveJSON(w, r, map[string]any{
-		"name": name, "latest_version": versions[len(versions)-1], "versions": versions, "source": "testupstream",
+		"module": name, "name": name, "version": version, "yanked": false, "yanked_reason": nil,
+		"latest_version": versions[len(versions)-1], "build_status": "success", "source": "testupstream",
+		"metadata": map[string]any{"name": name, "version": version, "description": info.description},
+		"versions": releases,
 	})
 }
 
-// serveManifest answers /api/v0/manifest/<owner>/<name>@<version>.
-func (u *Upstream) serveManifest(w http.ResponseWriter, r *http.Request, spec string) {
+// serveUser answers /api/v0/user/<owner>: each of the owner's modules with
+// its latest version, by name.
+func (u *Upstream) serveUser(w http.ResponseWriter, r *http.Request, owner string) {
 	if !getOrHead(w, r) {
 		return
 	}
-	i := strings.LastIndexByte(spec, '@')
-	if i < 0 {
-		http.NotFound(w, r)
-		return
-	}
-	name, version := spec[:i], spec[i+1:]
+	mods := []map[string]any{}
 	u.dataMu.RLock()
-	m, ok := u.modules[name]
-	if ok {
-		_, ok = m.info[version]
+	for name, m := range u.modules {
+		if strings.HasPrefix(name, owner+"/") && len(m.versions) > 0 {
+			mods = append(mods, map[string]any{"name": name, "version": m.versions[len(m.versions)-1], "yanked": false})
+		}
 	}
 	u.dataMu.RUnlock()
-	if !ok {
+	if len(mods) == 0 {
 		http.NotFound(w, r)
 		return
 	}
-	u.serveJSON(w, r, map[string]any{"name": name, "module": name, "version": version, "build_status": "success", "source": "testupstream"})
+	sort.Slice(mods, func(i, j int) bool { return mods[i]["name"].(string) < mods[j]["name"].(string) })
+	u.serveJSON(w, r, map[string]any{"username": owner, "modules": mods, "source": "testupstream"})
 }
 
 // serveJSON answers with v as JSON, revalidated by ETag on every use.

@@ -578,6 +578,9 @@ func TestSymbolsAssetsAPI(t *testing.T) {
 		"/api/v0/manifest/moonbitlang/x@0.4.6":      http.StatusOK,
 		"/api/v0/manifest/moonbitlang/x@9.9.9":      http.StatusNotFound,
 		"/api/v0/manifest/moonbitlang/x-no-version": http.StatusNotFound,
+		"/api/v0/manifest/moonbitlang/x":            http.StatusOK,
+		"/api/v0/user/moonbitlang":                  http.StatusOK,
+		"/api/v0/user/nobody":                       http.StatusNotFound,
 	} {
 		if resp, body := get(t, c, u.URL()+path); resp.StatusCode != want || (want == http.StatusOK && !json.Valid(body)) {
 			t.Errorf("%s: %s %q, want %d", path, resp.Status, body, want)
