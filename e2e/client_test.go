@@ -303,10 +303,58 @@ func checkLocalAnswers(t *testing.T, base string) {
 	if body, err := c.get(ctx, base+"/api/v0/manifest/mizchi/git@0.2.0"); err != nil || !strings.Contains(string(body), `"module":"mizchi/git"`) {
 		t.Errorf("manifest from the index: %s %v", body, err)
 	}
+	// moon view mizchi/git: the latest release, deprecated as moon reads it.
+	checkView(t, c, base+"/api/v0/manifest/mizchi/git", "mizchi/git", "0.2.0", "This package has been renamed to mizchi/bit. Please use mizchi/bit instead.")
+	// moon view mizchi: the owner's modules.
+	body, err = c.get(ctx, base+"/api/v0/user/mizchi")
+	var user struct {
+		Username string
+		Modules  []struct{ Name, Version string }
+	}
+	if err != nil || json.Unmarshal(body, &user) != nil || user.Username != "mizchi" || !slices.ContainsFunc(user.Modules, func(m struct{ Name, Version string }) bool {
+		return m.Name == "mizchi/git" && m.Version == "0.2.0"
+	}) {
+		t.Errorf("user from the index: %s %v", body, err)
+	}
 	_, err = c.get(ctx, base+"/api/v0/modules/nobody/nothing")
 	var se *statusError
 	if !errors.As(err, &se) || se.status != http.StatusNotFound {
 		t.Errorf("unknown module with a current index: %v, want 404", err)
+	}
+}
+
+// checkView asks url for a module's release as moon view does and checks
+// the fields moon requires (mooncake registry/client.rs,
+// RegistryModuleManifest): module, version, a boolean yanked with the
+// deprecation as its reason (wantReason, "" for none), latest_version,
+// metadata and versions.
+func checkView(t *testing.T, c *moonClient, url, wantModule, wantVersion, wantReason string) {
+	t.Helper()
+	body, err := c.get(t.Context(), url)
+	if err != nil {
+		t.Errorf("moon view %s: %v", url, err)
+		return
+	}
+	var v struct {
+		Module        string                     `json:"module"`
+		Version       string                     `json:"version"`
+		Yanked        *bool                      `json:"yanked"`
+		YankedReason  *string                    `json:"yanked_reason"`
+		LatestVersion string                     `json:"latest_version"`
+		Metadata      map[string]any             `json:"metadata"`
+		Versions      []struct{ Version string } `json:"versions"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Errorf("moon view %s: %v\n%s", url, err, body)
+		return
+	}
+	reason := ""
+	if v.YankedReason != nil {
+		reason = *v.YankedReason
+	}
+	if v.Module != wantModule || v.Version != wantVersion || v.Yanked == nil || *v.Yanked != (wantReason != "") || reason != wantReason ||
+		v.LatestVersion == "" || v.Metadata == nil || len(v.Versions) == 0 {
+		t.Errorf("moon view %s: %s", url, body)
 	}
 }
 

@@ -236,6 +236,9 @@ func TestPrivateModules(t *testing.T) {
 	if err != nil || strings.Contains(string(meta), "9.9.") || !strings.Contains(string(meta), "1.1.0") {
 		t.Errorf("metadata of acme/lib: %v\n%s", err, meta)
 	}
+	// moon view of a private module, latest and the deprecated release.
+	checkView(t, client, reg.URL+"/api/v0/manifest/acme/lib", "acme/lib", "1.1.0", "")
+	checkView(t, client, reg.URL+"/api/v0/manifest/acme/lib@1.0.0", "acme/lib", "1.0.0", "use 1.1.0")
 
 	// mirror --from resolves across private and public modules and
 	// pre-warms what a project needs.
