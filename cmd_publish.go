@@ -25,10 +25,11 @@ func publishCommand() *cli.Command {
 		Name:      "publish",
 		Usage:     "publish a private module (its owner must be in [private] owners)",
 		ArgsUsage: "PATH",
-		Description: "PATH is a zip made by `moon package`, or a module directory (with moon.mod.json)\n" +
-			"whose _build/publish/<owner>-<name>-<version>.zip is taken (moon package is run\n" +
-			"when it is missing and moon is installed). Name, version and dependencies come\n" +
-			"from the archive's moon.mod.json. Publishing a version again succeeds only with\n" +
+		Description: "PATH is a zip made by `moon package`, or a module directory (with moon.mod or\n" +
+			"moon.mod.json) whose _build/publish/<owner>-<name>-<version>.zip is taken (moon\n" +
+			"package is run when it is missing and moon is installed). Name, version and\n" +
+			"dependencies come from the archive's moon.mod (or moon.mod.json). Publishing a\n" +
+			"version again succeeds only with\n" +
 			"the same bytes. Without --server it writes to the registry root, which a running\n" +
 			"server there serves at once.",
 		Flags: []cli.Flag{serverFlag},
