@@ -12,8 +12,8 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
-	"moonbit-registry/manifest"
 	"moonbit-registry/internal/human"
+	"moonbit-registry/manifest"
 )
 
 // MirrorRequest is what `mirror` was asked to fetch.

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -296,6 +297,16 @@ func (o *object) set(k string, v any, p Pos) {
 		o.pos[k] = p
 	}
 	o.vals[k] = v
+}
+
+// remove takes key out.
+func (o *object) remove(k string) {
+	if _, ok := o.vals[k]; !ok {
+		return
+	}
+	delete(o.vals, k)
+	delete(o.pos, k)
+	o.keys = slices.DeleteFunc(o.keys, func(s string) bool { return s == k })
 }
 
 type parser struct {

@@ -96,7 +96,7 @@ func ParseJSON(data []byte) (Module, error) {
 	if err := json.Unmarshal(data, &fields); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			err = fmt.Errorf("a %s where an object is expected", te.Value)
+			err = fmt.Errorf("%s where an object is expected", article(te.Value))
 		}
 		return Module{}, invalidf("%s is not valid JSON: %v", JSONFile, err)
 	}
@@ -130,11 +130,10 @@ func decode(file string, fields map[string]json.RawMessage, pos map[string]Pos) 
 		{"root-dir", &m.Source}, {"source", &m.Source}, // "source" wins
 		{"preferred-target", &m.PreferredTarget},
 	} {
-		raw, ok := fields[f.key]
-		if !ok || bytes.Equal(raw, []byte("null")) {
+		if !present(fields, f.key) {
 			continue
 		}
-		if err := json.Unmarshal(raw, f.dst); err != nil {
+		if err := json.Unmarshal(fields[f.key], f.dst); err != nil {
 			return Module{}, fail(f.key, "%v", typeError(err))
 		}
 	}
@@ -154,7 +153,7 @@ func decode(file string, fields map[string]json.RawMessage, pos map[string]Pos) 
 	if m.Name == "" {
 		return Module{}, fail("name", "must not be empty")
 	}
-	if _, ok := fields["version"]; ok {
+	if present(fields, "version") {
 		if err := module.ValidateVersion(m.Version); err != nil {
 			return Module{}, fail("version", "%q is not a semantic version", m.Version)
 		}
@@ -165,10 +164,11 @@ func decode(file string, fields map[string]json.RawMessage, pos map[string]Pos) 
 	if strings.HasPrefix(m.Source, "/") || strings.HasPrefix(m.Source, `\`) {
 		return Module{}, fail("source", "must be a subdirectory of the module, not %q", m.Source)
 	}
-	if m.PreferredTarget != "" && !slices.Contains(backends, m.PreferredTarget) {
+	if present(fields, "preferred-target") && !slices.Contains(backends, m.PreferredTarget) {
 		return Module{}, fail("preferred-target", "%q is not a backend (wasm, wasm-gc, js, native, llvm)", m.PreferredTarget)
 	}
-	if raw, ok := fields["supported-targets"]; ok && !bytes.Equal(raw, []byte("null")) {
+	if present(fields, "supported-targets") {
+		raw := fields["supported-targets"]
 		if err := checkSupportedTargets(raw); err != nil {
 			return Module{}, fail("supported-targets", "%v", err)
 		}
@@ -177,13 +177,27 @@ func decode(file string, fields map[string]json.RawMessage, pos map[string]Pos) 
 	return m, nil
 }
 
+// present reports whether a manifest gives key a value: null is none.
+func present(fields map[string]json.RawMessage, key string) bool {
+	raw, ok := fields[key]
+	return ok && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
 // typeError says what a JSON type error means without Go's type names.
 func typeError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return fmt.Errorf("a %s where %s is expected", te.Value, jsonKind(te.Type.String()))
+		return fmt.Errorf("%s where %s is expected", article(te.Value), jsonKind(te.Type.String()))
 	}
 	return err
+}
+
+// article puts "a" or "an" before a JSON kind ("an array", "a string").
+func article(kind string) string {
+	if kind != "" && strings.ContainsRune("aeiou", rune(kind[0])) {
+		return "an " + kind
+	}
+	return "a " + kind
 }
 
 func jsonKind(goType string) string {

@@ -48,10 +48,18 @@ func ParseDSL(data []byte) (Module, error) {
 		}
 		top.set(st.key, st.value, st.pos)
 	}
-	if opts, ok := top.vals["options"].(*object); ok {
+	// options(...) is not a field: its labels are (moon takes it out
+	// before merging, so a label "options" is no repeat).
+	opts, isObj := top.vals["options"].(*object)
+	top.remove("options")
+	if isObj {
 		for _, k := range opts.keys {
-			if _, dup := top.vals[k]; dup {
-				return Module{}, fail(opts.pos[k], "%q is given twice (first at %s)", k, top.pos[k])
+			if _, dup := top.vals[k]; dup || (k == "rule" && len(rules) > 0) {
+				first := top.pos[k]
+				if !dup {
+					first = rules[0].pos
+				}
+				return Module{}, fail(opts.pos[k], "%q is given twice (first at %s)", k, first)
 			}
 			top.set(k, opts.vals[k], opts.pos[k])
 		}
@@ -130,9 +138,11 @@ func importDeps(top *object, fail func(Pos, string, ...any) error) (*object, err
 	items, _ := top.vals["import"].([]any)
 	for _, it := range items {
 		spec, ok := it.(string)
-		if !ok {
-			alias := it.(*object)
-			return nil, fail(alias.pos["alias"], "%q@%s: aliases are not supported in moon.mod", alias.vals["path"], alias.vals["alias"])
+		if alias, isObj := it.(*object); isObj && alias.vals["alias"] != nil {
+			return nil, fail(alias.pos["alias"], "%s@%v: aliases are not supported in moon.mod", toJSON(alias.vals["path"]), alias.vals["alias"])
+		}
+		if !ok { // options("import": [...]) with something else in it
+			return nil, fail(top.pos["import"], "\"import\" must be a list of \"owner/module@1.2.3\" strings")
 		}
 		i := strings.LastIndexByte(spec, '@')
 		if i <= 0 || i == len(spec)-1 {

@@ -234,7 +234,6 @@ rule(
 )
 rule(name: "second", command: "exe2")
 rule = { "name": "third", "command": "exe3", "extra": 1 }
-options("rule": [{ "name": "fourth", "command": "exe4" }])
 `, manifest.Module{Name: "acme/gen"}},
 	// (g) comments.
 	{"comments everywhere", `// leading comment
