@@ -443,7 +443,7 @@ func (c *Cache) offlineMiss(ctx context.Context, mv module.Version) error {
 	if err == nil && !ok {
 		return fmt.Errorf("%w: %s is not in the index", ErrNotFound, mv)
 	}
-	return fmt.Errorf("%w: archive %s (offline mode)", ErrUpstreamUnavailable, mv)
+	return fmt.Errorf("%w: %w: archive %s", ErrUpstreamUnavailable, ErrOffline, mv)
 }
 
 // fetchShared is the body of one coalesced fetch.

@@ -23,6 +23,12 @@ var (
 	// be reached (offline mode, connection refused, timeouts).
 	ErrUpstreamUnavailable = errors.New("upstream unreachable")
 
+	// ErrOffline: upstream is not asked because the registry is offline by
+	// choice (serve --offline). It comes wrapped with
+	// ErrUpstreamUnavailable; it says that waiting will not help, mirror
+	// will.
+	ErrOffline = errors.New("offline mode")
+
 	// ErrUpstream: upstream answered, but not with a usable archive (5xx
 	// after retries, an unexpected status, a body cut short, too large).
 	ErrUpstream = errors.New("upstream error")

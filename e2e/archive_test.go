@@ -396,10 +396,14 @@ func TestArchiveOffline(t *testing.T) {
 			if miss.status != http.StatusGatewayTimeout {
 				t.Errorf("offline miss: %d (%s), want 504", miss.status, miss.body)
 			}
-			for _, s := range []string{"not cached", "upstream is unreachable"} {
+			// Offline by choice: waiting will not help, mirror will.
+			for _, s := range []string{"not cached", "offline by choice", "moonbit-registry mirror " + arcModX + "@" + missV} {
 				if !strings.Contains(string(miss.body), s) {
 					t.Errorf("offline miss body %q does not say %q", miss.body, s)
 				}
+			}
+			if strings.Contains(string(miss.body), "try again") {
+				t.Errorf("offline miss body %q tells the client to try again", miss.body)
 			}
 			unknown := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, "9.9.9"), nil)
 			if unknown.status != http.StatusNotFound {

@@ -256,6 +256,9 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		// for the access log (nginx's "client closed request").
 		w.WriteHeader(statusClientClosed)
 		return
+	case errors.Is(err, cache.ErrOffline):
+		msg = fmt.Sprintf("archive %s is not cached and this registry is offline by choice (serve --offline): "+
+			"add it with `moonbit-registry mirror %s` where upstream is reachable", mv, mv)
 	case status == http.StatusGatewayTimeout:
 		// Causes name upstream's addresses: they are for the log.
 		msg = fmt.Sprintf("archive %s is not cached and upstream is unreachable; try again later", mv)

@@ -339,7 +339,11 @@ func (p *passthrough) failUpstream(w http.ResponseWriter, r *http.Request, targe
 	// The cause names upstream's addresses: the log has it, clients get
 	// what they can act on.
 	msg := "upstream unreachable and no cached copy of %s; try again later"
-	if status == http.StatusBadGateway {
+	switch {
+	case errors.Is(err, cache.ErrOffline):
+		msg = "no cached copy of %s, and this registry is offline by choice (serve --offline): " +
+			"`moonbit-registry mirror` fetches symbols.zip where upstream is reachable; other paths are kept once fetched online"
+	case status == http.StatusBadGateway:
 		msg = "upstream sent no usable answer and there is no cached copy of %s; try again later"
 	}
 	http.Error(w, fmt.Sprintf(msg, r.URL.Path), status)

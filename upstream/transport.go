@@ -216,7 +216,7 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	return nil, fmt.Errorf("%w: offline mode", cache.ErrUpstreamUnavailable)
+	return nil, fmt.Errorf("%w: %w", cache.ErrUpstreamUnavailable, cache.ErrOffline)
 }
 
 // Authorize returns a transport that sends value as the Authorization
