@@ -1,6 +1,7 @@
 package private
 
 import (
+	"strings"
 	"time"
 
 	"moonbit-registry/manifest"
@@ -26,5 +27,17 @@ const (
 	statePublished = "published"
 )
 
-// recordKey is the key of mv's record: "<module>@<version>".
-func recordKey(mv module.Version) string { return mv.String() }
+// recordKey is the key of mv's record: "<module>@<version>" without the
+// version's build metadata. Versions that differ only in it are one
+// version to semver's precedence (and to crates.io), so publishing claims
+// them as one: 1.0.0+x after 1.0.0 is a conflict, not a second version.
+func recordKey(mv module.Version) string {
+	core, _, _ := strings.Cut(mv.Version, "+")
+	return mv.Module + "@" + core
+}
+
+// keyOf reports whether key is the record key of mv: recordKey's, or the
+// whole version, as records kept it before build metadata was folded.
+func keyOf(key string, mv module.Version) bool {
+	return key == recordKey(mv) || key == mv.String()
+}

@@ -277,6 +277,9 @@ func (r *Registry) claim(ctx context.Context, mv module.Version, sum string) (re
 			continue // removed in between: create again
 		}
 		switch {
+		case rec.State == statePublished && rec.Line.Version != mv.Version:
+			return record{}, "", fmt.Errorf("%w: %s is already published as %s; versions that differ only in build metadata are one version",
+				ErrConflict, mv, rec.Line.Version)
 		case rec.State == statePublished && rec.Checksum == sum:
 			return rec, etag, nil
 		case rec.State == statePublished:
@@ -385,7 +388,7 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 		if err != nil {
 			return err
 		}
-		if !found || rec.State != statePublished {
+		if !found || rec.State != statePublished || rec.Line.Version != mv.Version {
 			return fmt.Errorf("%w: %s", ErrUnknown, mv)
 		}
 		if m.Deprecated != nil {
@@ -482,7 +485,7 @@ func (r *Registry) published(ctx context.Context) ([]record, error) {
 		}
 		var rec record
 		if !found || json.Unmarshal(body, &rec) != nil || rec.State != statePublished ||
-			rec.Line.Name != mv.Module || rec.Line.Version != mv.Version {
+			!keyOf(key, module.Version{Module: rec.Line.Name, Version: rec.Line.Version}) {
 			continue
 		}
 		out = append(out, rec)

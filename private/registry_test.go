@@ -657,3 +657,36 @@ func TestPublishLongDescriptionListed(t *testing.T) {
 		t.Errorf("Versions: %v", err)
 	}
 }
+
+// TestPublishBuildMetadataIsOneVersion: 1.0.0, 1.0.0+x and 1.0.0+y.z are
+// one version (semver precedence ignores build metadata, as crates.io
+// does): the first publish claims it, the others are conflicts that
+// change nothing, and deprecating a sibling spelling finds nothing.
+func TestPublishBuildMetadataIsOneVersion(t *testing.T) {
+	for _, first := range []string{"1.0.0", "1.0.0+x"} {
+		t.Run(first, func(t *testing.T) {
+			e := newEnv(t, nil)
+			claimed := module.Version{Module: "acme/lib", Version: first}
+			b := archive(t, manifestOf(claimed, ""), "first")
+			e.publish(t, b)
+			for _, v := range []string{"1.0.0", "1.0.0+x", "1.0.0+y.z"} {
+				if v == first {
+					continue
+				}
+				mv := module.Version{Module: "acme/lib", Version: v}
+				other := archive(t, manifestOf(mv, ""), "other "+v)
+				pub, err := e.reg.Publish(context.Background(), bytes.NewReader(other))
+				if !errors.Is(err, private.ErrConflict) || !strings.Contains(err.Error(), "published as "+first) {
+					t.Errorf("publish %s after %s = %+v, %v; want ErrConflict naming %s", v, first, pub, err, first)
+				}
+				gone := "gone"
+				if err := e.reg.SetMarks(context.Background(), mv, private.Mark{Deprecated: &gone}); !errors.Is(err, private.ErrUnknown) {
+					t.Errorf("deprecate %s: %v, want ErrUnknown", v, err)
+				}
+			}
+			if l := e.lines(t, "acme/lib"); len(l) != 1 || l[0]["version"] != first || l[0]["checksum"] != sum(b) || l[0]["deprecated"] != nil {
+				t.Errorf("lines = %v", l)
+			}
+		})
+	}
+}
