@@ -621,6 +621,9 @@ func TestFaultHostilePaths(t *testing.T) {
 	const total, workers = 1000, 4
 	parent := t.TempDir()
 	root := filepath.Join(parent, "root")
+	if err := os.Mkdir(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	// A tree beside the root that traversal would target.
 	sentinel := filepath.Join(parent, "sentinel")
 	for p, data := range map[string]string{

@@ -53,8 +53,13 @@ description = ""
 func TestModuleFromTodaysTemplate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	// A small index: one older release the build lists must pass over.
 	src := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(src, "user"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(src, "user", "pubowner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := `{"name": "pubowner/util", "version": "0.9.0", "checksum": "` + strings.Repeat("0", 64) + `"}` + "\n"
+	if err := os.WriteFile(filepath.Join(src, "user", "pubowner", "util.index"), []byte(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	up := testupstream.Start(t, testupstream.Options{IndexSource: src})

@@ -307,7 +307,9 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	if _, err := m.gitWith(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
 		return "", err
 	}
-	// Upstream's files of owners served from elsewhere go.
+	// Upstream's files of owners served from elsewhere go, in every case:
+	// on macOS and Windows clients "user/ACME" and "user/acme" are one
+	// directory.
 	var hidden []string
 	if m.opts.Overlay != nil {
 		hidden = append(hidden, m.opts.Overlay.Owners()...)
@@ -318,7 +320,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	if len(hidden) > 0 {
 		args := []string{"rm", "-r", "-f", "--cached", "--quiet", "--ignore-unmatch", "--"}
 		for _, o := range hidden {
-			args = append(args, ":(literal)"+module.OwnerIndexDir(o))
+			args = append(args, ":(literal,icase)"+module.OwnerIndexDir(o))
 		}
 		if _, err := m.gitWith(ctx, dir, env, nil, args...); err != nil {
 			return "", err

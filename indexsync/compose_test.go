@@ -56,6 +56,15 @@ func TestComposedIndex(t *testing.T) {
 		[]byte(`{"name": "acme/lib", "version": "9.9.9", "checksum": "`+sum("e")+`"}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The same owner in another case is the same directory on macOS and
+	// Windows clients: hidden too.
+	if err := os.MkdirAll(filepath.Join(src, "user", "ACME"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "user", "ACME", "core.index"),
+		[]byte(`{"name": "ACME/core", "version": "9.9.9", "checksum": "`+sum("e")+`"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	up := startUpstream(t, src)
 	ov := &memOverlay{owners: []string{"acme"}}
 	ov.set("user/acme/lib.index", privateLine("acme/lib", "1.0.0", "f"), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
@@ -75,6 +84,9 @@ func TestComposedIndex(t *testing.T) {
 	}
 	if _, ok, err := m.Lookup(ctx, "acme/lib", "9.9.9"); ok || err != nil {
 		t.Fatalf("upstream's acme/lib@9.9.9 is served (ok=%v, err=%v)", ok, err)
+	}
+	if _, ok, err := m.Lookup(ctx, "ACME/core", "9.9.9"); ok || err != nil {
+		t.Fatalf("upstream's ACME/core@9.9.9 is served beside the reserved acme (ok=%v, err=%v)", ok, err)
 	}
 	if _, ok, _ := m.Lookup(ctx, "alice/foo", "0.2.0"); !ok {
 		t.Fatal("upstream's alice/foo@0.2.0 is missing from the served index")

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"moonbit-registry/manifest"
 	"moonbit-registry/module"
@@ -39,23 +40,35 @@ func InspectArchive(r io.ReaderAt, size int64) (manifest.Module, map[string]stri
 	if err != nil {
 		return manifest.Module{}, nil, invalid("not a zip archive: %v", err)
 	}
+	if err := checkLayout(r, size, zr); err != nil {
+		return manifest.Module{}, nil, err
+	}
 	if len(zr.File) > maxEntries {
 		return manifest.Module{}, nil, invalid("%d entries; at most %d are taken", len(zr.File), maxEntries)
 	}
 	var (
 		unpacked uint64
-		atRoot   = map[string]*zip.File{} // the manifests moon may read
-		seen     = make(map[string]bool, len(zr.File))
+		atRoot   = map[string]*zip.File{}                // the manifests moon may read
+		seen     = make(map[string]string, len(zr.File)) // folded name -> name
+		files    = map[string]string{}                   // the same, of files only
 	)
 	for _, f := range zr.File {
 		if err := checkEntryName(f.Name); err != nil {
 			return manifest.Module{}, nil, err
 		}
-		key := strings.TrimSuffix(f.Name, "/")
-		if seen[key] {
-			return manifest.Module{}, nil, invalid("entry %q appears twice", f.Name)
+		// Names are compared folded: clients on macOS and Windows keep
+		// src/A.mbt and src/a.mbt in one file.
+		key := strings.ToLower(strings.TrimSuffix(f.Name, "/"))
+		if first, dup := seen[key]; dup {
+			if strings.TrimSuffix(first, "/") == strings.TrimSuffix(f.Name, "/") {
+				return manifest.Module{}, nil, invalid("entry %q appears twice", f.Name)
+			}
+			return manifest.Module{}, nil, invalid("entries %q and %q differ only in case (one file on macOS and Windows)", first, f.Name)
 		}
-		seen[key] = true
+		seen[key] = f.Name
+		if !f.Mode().IsDir() {
+			files[key] = f.Name
+		}
 		mode := f.Mode()
 		if mode&fs.ModeSymlink != 0 {
 			return manifest.Module{}, nil, invalid("entry %q is a symbolic link; only files and directories are taken", f.Name)
@@ -69,6 +82,27 @@ func InspectArchive(r io.ReaderAt, size int64) (manifest.Module, map[string]stri
 		}
 		if f.Name == manifest.DSLFile || f.Name == manifest.JSONFile {
 			atRoot[f.Name] = f
+		}
+	}
+	// A file is no directory ("moon.mod.json" and "moon.mod.json/x"), and
+	// the directories entries imply are spelled one way ("Src/a.mbt" and
+	// "src/b.mbt" are one directory on macOS and Windows).
+	dirs := map[string]string{} // folded -> as spelled
+	for key, name := range seen {
+		if strings.HasSuffix(name, "/") {
+			dirs[key] = strings.TrimSuffix(name, "/")
+		}
+	}
+	for _, name := range seen {
+		for dir := path.Dir(strings.TrimSuffix(name, "/")); dir != "."; dir = path.Dir(dir) {
+			key := strings.ToLower(dir)
+			if file, ok := files[key]; ok {
+				return manifest.Module{}, nil, invalid("entry %q is inside %q, which is a file", name, file)
+			}
+			if other, ok := dirs[key]; ok && other != dir {
+				return manifest.Module{}, nil, invalid("directories %q and %q differ only in case (one directory on macOS and Windows)", other, dir)
+			}
+			dirs[key] = dir
 		}
 	}
 	// Read every entry: archive/zip checks each one's CRC and that it does
@@ -131,6 +165,10 @@ func checkEntryName(name string) error {
 	switch {
 	case name == "" || strings.ContainsRune(name, 0):
 		return invalid("an entry has an empty or NUL-bearing name")
+	case !utf8.ValidString(name):
+		// Overlong forms such as \xc0\xae ('.') would pass the checks
+		// below and be read otherwise by a lenient unzip.
+		return invalid("entry %q is not valid UTF-8", name)
 	case strings.ContainsRune(name, '\\'):
 		return invalid("entry %q has a backslash; archive paths use '/'", name)
 	case strings.HasPrefix(name, "/") || (len(name) >= 2 && name[1] == ':'):

@@ -226,6 +226,31 @@ func TestInspectArchiveRefuses(t *testing.T) {
 		{"file and directory of one name", func(t *testing.T) []byte {
 			return zipOf(t, manifest, file("src", "x"), dir("src/"))
 		}, []string{`"src/"`, "twice"}},
+		{"names that differ only in case", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file("src/A.mbt", "one"), file("src/a.mbt", "two"))
+		}, []string{`"src/A.mbt"`, `"src/a.mbt"`, "only in case"}},
+		{"directories that differ only in case", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file("Src/a.mbt", "one"), file("src/b.mbt", "two"))
+		}, []string{`"Src"`, `"src"`, "only in case"}},
+		{"a directory entry and a path that differ only in case", func(t *testing.T) []byte {
+			return zipOf(t, manifest, dir("Src/"), file("src/b.mbt", "two"))
+		}, []string{`"Src"`, `"src"`, "only in case"}},
+		{"a file used as a directory", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file("moon.mod.json/x", goodManifest))
+		}, []string{`"moon.mod.json/x"`, `inside "moon.mod.json"`}},
+		{"name flagged UTF-8 that is not (overlong dot)", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file("src/\xc0\xae\xc0\xae/evil.sh", "x"))
+		}, []string{"not valid UTF-8"}},
+		{"data in front of the zip", func(t *testing.T) []byte {
+			return append([]byte("#!/bin/sh\necho hello\n"), zipOf(t, manifest)...)
+		}, []string{"data in front"}},
+		{"two zips glued together", func(t *testing.T) []byte {
+			first := zipOf(t, file("../../evil.sh", "rm -rf ~"))
+			return append(first, zipOf(t, manifest, file("src/a.mbt", "x"))...)
+		}, []string{`local header names "../../evil.sh"`}},
+		{"data after the zip", func(t *testing.T) []byte {
+			return append(zipOf(t, manifest), "trailing bytes"...)
+		}, []string{"does not end the file"}},
 		{"symbolic link", func(t *testing.T) []byte {
 			return zipOf(t, manifest, testsupport.ZipFile{Name: "src/link", Data: []byte("../../../etc/passwd"), Mode: fs.ModeSymlink | 0o777})
 		}, []string{`"src/link"`, "symbolic link"}},

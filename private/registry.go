@@ -87,9 +87,21 @@ func New(opts Options) *Registry {
 // Owners are the reserved owners.
 func (r *Registry) Owners() []string { return slices.Clone(r.opts.Owners) }
 
-// Owns reports whether mod belongs to a reserved owner.
+// Owns reports whether mod belongs to a reserved owner, in any case: on
+// macOS and Windows clients "ACME" and "acme" are one directory, so no
+// spelling of a reserved owner comes from upstream.
 func (r *Registry) Owns(mod string) bool {
-	return slices.Contains(r.opts.Owners, module.Owner(mod))
+	return r.reserved(module.Owner(mod)) != ""
+}
+
+// reserved is the reserved owner that owner folds to, "" for none.
+func (r *Registry) reserved(owner string) string {
+	for _, o := range r.opts.Owners {
+		if strings.EqualFold(o, owner) {
+			return o
+		}
+	}
+	return ""
 }
 
 // Published is the outcome of a publish.
@@ -122,9 +134,16 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 		return Published{}, err
 	}
 	mv := man.Archive()
-	if !r.Owns(mv.Module) {
+	switch owner := r.reserved(module.Owner(mv.Module)); {
+	case owner == "":
 		return Published{}, fmt.Errorf("%w: %s; publishing is open to the owners in [private] owners (%s)",
 			ErrNotReserved, mv.Module, strings.Join(r.opts.Owners, ", "))
+	case owner != module.Owner(mv.Module):
+		return Published{}, fmt.Errorf("%w: %s; the reserved owner is spelled %s (names that differ only in case are one on macOS and Windows)",
+			ErrNotReserved, mv.Module, owner)
+	}
+	if err := r.checkNameCase(ctx, mv.Module); err != nil {
+		return Published{}, err
 	}
 	pub := Published{Archive: mv, Checksum: sum}
 	now := r.opts.Now().UTC()
@@ -155,6 +174,23 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 		return pub, err
 	}
 	return pub, r.afterChange(ctx, mv)
+}
+
+// checkNameCase refuses a module whose name differs only in case from a
+// published one's: clients on macOS and Windows would keep both in one
+// directory.
+func (r *Registry) checkNameCase(ctx context.Context, name string) error {
+	keys, err := r.opts.Records.List(ctx)
+	if err != nil {
+		return fmt.Errorf("list private modules: %w", err)
+	}
+	for _, key := range keys {
+		other, _, _ := strings.Cut(key, "@")
+		if other != name && strings.EqualFold(other, name) {
+			return fmt.Errorf("%w: %s differs only in case from the published %s (one name on macOS and Windows)", ErrConflict, name, other)
+		}
+	}
+	return nil
 }
 
 // afterChange runs Options.AfterChange; its failure leaves the change

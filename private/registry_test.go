@@ -329,6 +329,39 @@ func TestPublishNotReservedStoresNothing(t *testing.T) {
 	e.expectEmpty(t)
 }
 
+// TestPublishCaseCollisions: names that differ only in case are one on
+// macOS and Windows clients: a module beside a published one of another
+// case, and an owner spelled unlike the reserved one, are refused and
+// change nothing.
+func TestPublishCaseCollisions(t *testing.T) {
+	e := newEnv(t, nil)
+	first := module.Version{Module: "acme/Case", Version: "1.0.0"}
+	e.publish(t, archive(t, manifestOf(first, ""), ""))
+	for _, tt := range []struct {
+		name string
+		want error
+		says string
+	}{
+		{"acme/case", private.ErrConflict, "only in case from the published acme/Case"},
+		{"acme/CASE", private.ErrConflict, "only in case from the published acme/Case"},
+		{"ACME/lib", private.ErrNotReserved, "spelled acme"},
+		{"Team-B/lib", private.ErrNotReserved, "spelled team-b"},
+	} {
+		mv := module.Version{Module: tt.name, Version: "2.0.0"}
+		_, err := e.reg.Publish(context.Background(), bytes.NewReader(archive(t, manifestOf(mv, ""), "")))
+		if !errors.Is(err, tt.want) || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("Publish(%s) = %v, want %v saying %q", tt.name, err, tt.want, tt.says)
+		}
+	}
+	versions, err := e.reg.Versions(context.Background())
+	if err != nil || len(versions) != 1 {
+		t.Errorf("published versions = %v, %v; want only %s", versions, err, first)
+	}
+	if !e.reg.Owns("ACME/other") {
+		t.Error("ACME/other is not taken as the reserved owner acme's: upstream could serve it")
+	}
+}
+
 func TestPublishTooLarge(t *testing.T) {
 	b := archive(t, manifestOf(libV1, ""), "")
 	e := newEnv(t, func(o *private.Options) { o.MaxArchiveSize = int64(len(b)) - 1 })

@@ -145,7 +145,8 @@ func (p *passthrough) localFirst(route apiRoute, path string) bool {
 	case apiSearch, apiModules:
 		return true
 	case apiModule, apiManifest, apiUser:
-		return slices.Contains(p.local, apiOwner(route, path))
+		owner := apiOwner(route, path)
+		return slices.ContainsFunc(p.local, func(o string) bool { return strings.EqualFold(o, owner) })
 	}
 	return false
 }
