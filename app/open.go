@@ -132,6 +132,17 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 			Store:          archives,
 			MaxArchiveSize: int64(cfg.Private.MaxArchiveSize),
 			ReadOnly:       use.ReadOnly,
+			Versions: func(ctx context.Context, mod string) ([]string, error) {
+				vs, err := index.Versions(ctx, mod)
+				if errors.Is(err, indexsync.ErrModuleNotFound) {
+					return nil, nil
+				}
+				out := make([]string, len(vs))
+				for i, v := range vs {
+					out[i] = v.Version
+				}
+				return out, err
+			},
 			AfterChange: func(ctx context.Context) error {
 				_, err := index.Recompose(ctx)
 				return err

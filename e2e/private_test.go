@@ -132,6 +132,7 @@ func TestPrivateModules(t *testing.T) {
 		{"owner not reserved", token, privateArchive(t, "pubowner/other", "1.0.0", nil), "[private] owners"},
 		{"other bytes, same version", token, privateArchive(t, "acme/lib", "1.0.0", map[string]string{"pubowner/util": "^1.0.0"}), "already published"},
 		{"not a zip", token, writeTemp(t, "not a zip"), "not a zip"},
+		{"dependency that resolves nowhere", token, privateArchive(t, "acme/lib", "1.0.1", map[string]string{"nonexist/zzz": "1.0.0"}), `dependency "nonexist/zzz"`},
 	} {
 		out, errOut, code := runWithToken(t, root, tc.token, "publish", "--server", reg.URL, tc.archive)
 		if code != 1 || !strings.Contains(errOut, tc.want) {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -58,6 +59,11 @@ type Options struct {
 	TempDir string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
+	// Versions lists a module's versions in the index this registry
+	// serves (none, with a nil error, for a module it lacks). A publish
+	// whose dependency no listed version satisfies is refused: clients
+	// could not resolve it. Nil checks nothing.
+	Versions func(ctx context.Context, mod string) ([]string, error)
 	// AfterChange, if set, runs after every publish, deprecation or yank
 	// (the served index is recomposed there).
 	AfterChange func(ctx context.Context) error
@@ -145,6 +151,9 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 	if err := r.checkNameCase(ctx, mv.Module); err != nil {
 		return Published{}, err
 	}
+	if err := r.checkResolvable(ctx, deps); err != nil {
+		return Published{}, err
+	}
 	pub := Published{Archive: mv, Checksum: sum}
 	now := r.opts.Now().UTC()
 	final := record{State: statePublished, Checksum: sum, UpdatedAt: now, Line: manifest.NewLine(man, deps, sum, now)}
@@ -188,6 +197,29 @@ func (r *Registry) checkNameCase(ctx context.Context, name string) error {
 		other, _, _ := strings.Cut(key, "@")
 		if other != name && strings.EqualFold(other, name) {
 			return fmt.Errorf("%w: %s differs only in case from the published %s (one name on macOS and Windows)", ErrConflict, name, other)
+		}
+	}
+	return nil
+}
+
+// checkResolvable refuses dependencies (name -> requirement) that no
+// version in the served index satisfies.
+func (r *Registry) checkResolvable(ctx context.Context, deps map[string]string) error {
+	if r.opts.Versions == nil {
+		return nil
+	}
+	for _, name := range slices.Sorted(maps.Keys(deps)) {
+		req, err := module.ParseRequirement(deps[name])
+		if err != nil {
+			return invalid("dependency %q: %v", name, err) // ParseManifest checked it already
+		}
+		versions, err := r.opts.Versions(ctx, name)
+		if err != nil {
+			return fmt.Errorf("look up dependency %s: %w", name, err)
+		}
+		if !slices.ContainsFunc(versions, req.Matches) {
+			return invalid("dependency %q: no version of it in this registry's index satisfies %q (has %d versions); publish it first or fix the requirement",
+				name, deps[name], len(versions))
 		}
 	}
 	return nil

@@ -723,3 +723,25 @@ func TestPublishBuildMetadataIsOneVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestPublishRefusesUnresolvableDependencies: a dependency that no
+// version in the served index satisfies is refused (400) naming it, and
+// nothing is stored; one the index can satisfy is taken.
+func TestPublishRefusesUnresolvableDependencies(t *testing.T) {
+	index := map[string][]string{"pub/util": {"1.0.0", "1.2.0"}}
+	e := newEnv(t, func(o *private.Options) {
+		o.Versions = func(_ context.Context, mod string) ([]string, error) { return index[mod], nil }
+	})
+	for _, tt := range []struct{ deps, says string }{
+		{`"deps": {"nonexist/zzz": "1.0.0"}`, `dependency "nonexist/zzz": no version`},
+		{`"deps": {"pub/util": "2.0.0"}`, `dependency "pub/util": no version of it in this registry's index satisfies "2.0.0"`},
+		{`"deps": {"pub/util": "1.0.0", "nonexist/zzz": "1.0.0"}`, `"nonexist/zzz"`},
+	} {
+		_, err := e.reg.Publish(context.Background(), bytes.NewReader(archive(t, manifestOf(libV1, tt.deps), "")))
+		if !errors.Is(err, private.ErrInvalid) || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("deps %s: %v, want ErrInvalid saying %q", tt.deps, err, tt.says)
+		}
+	}
+	e.expectEmpty(t)
+	e.publish(t, archive(t, manifestOf(libV1, `"deps": {"pub/util": "1.1.0"}`), ""))
+}
