@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 
+	"golang.org/x/sync/semaphore"
+
 	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
 )
@@ -37,14 +39,17 @@ type Index interface {
 // Catalog answers search and metadata queries. It is safe for concurrent
 // use.
 type Catalog struct {
-	idx Index
+	idx      Index
+	searches *semaphore.Weighted // bounds the searches running at once
 
 	mu    sync.Mutex // held while the table is (re)built
 	table *table
 }
 
 // New returns a catalog over idx.
-func New(idx Index) *Catalog { return &Catalog{idx: idx} }
+func New(idx Index) *Catalog {
+	return &Catalog{idx: idx, searches: semaphore.NewWeighted(maxSearches)}
+}
 
 // table is one row per module for the index at commit, sorted by name.
 type table struct {
@@ -152,23 +157,58 @@ const MaxSearchLimit = 1000
 // DefaultSearchLimit is the limit when the query gives none (as upstream).
 const DefaultSearchLimit = 20
 
+// Bounds on what one search may cost, whatever a client sends: its words
+// (after dropping repeats), each word's length, and the searches running
+// at once (others wait for a turn, or for their request to end).
+const (
+	maxSearchWords   = 8
+	maxSearchWordLen = 64
+	maxSearches      = 4
+)
+
+// searchWords are the distinct lower-cased words of kw, at most
+// maxSearchWords of them, each cut to maxSearchWordLen bytes.
+func searchWords(kw string) []string {
+	var words []string
+	for _, w := range strings.Fields(strings.ToLower(kw)) {
+		if len(w) > maxSearchWordLen {
+			w = strings.ToValidUTF8(w[:maxSearchWordLen], "")
+		}
+		if !slices.Contains(words, w) {
+			words = append(words, w)
+		}
+		if len(words) == maxSearchWords {
+			break
+		}
+	}
+	return words
+}
+
 // Search returns at most limit modules matching every word of kw
 // (case-insensitive) in the name, keywords or description, most relevant
 // first: a name equal to the word, then a name segment starting with it,
 // then the name containing it, then keywords, then the description. Ties
-// go by name. An empty kw lists modules by name.
+// go by name. An empty kw lists modules by name. Only the first
+// maxSearchWords distinct words count; ctx ending stops the search.
 func (c *Catalog) Search(ctx context.Context, kw string, limit int) ([]Summary, error) {
+	if err := c.searches.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	defer c.searches.Release(1)
 	t, err := c.current(ctx)
 	if err != nil {
 		return nil, err
 	}
-	words := strings.Fields(strings.ToLower(kw))
+	words := searchWords(kw)
 	type hit struct {
 		score int
 		r     *row
 	}
 	var hits []hit
 	for i := range t.rows {
+		if i%256 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		r := &t.rows[i]
 		total := 0
 		for _, w := range words {

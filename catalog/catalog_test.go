@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 
 // syncedIndex is an index mirror synced from a test upstream serving the
 // real snapshot, with a yanked newest version of moonbitlang/x.
-func syncedIndex(t *testing.T) (*indexsync.Mirror, *testupstream.Upstream) {
+func syncedIndex(t testing.TB) (*indexsync.Mirror, *testupstream.Upstream) {
 	t.Helper()
 	src, err := testupstream.DefaultIndexSource()
 	if err != nil {
@@ -295,5 +296,68 @@ func TestNotFoundOnlyWhenTheIndexIsCurrent(t *testing.T) {
 				t.Errorf("bad name: %v", err)
 			}
 		})
+	}
+}
+
+// TestSearchCostIsBounded: whatever a client sends, a search looks at a
+// few distinct, short words, stops when its request ends, and waits for a
+// turn when maxSearches are running.
+func TestSearchCostIsBounded(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	for _, tt := range []struct {
+		name, kw string
+		want     []string
+	}{
+		{"30 KB of one word", strings.Repeat("a ", 15000), []string{"a"}},
+		{"repeats in any case", "Json JSON json parser", []string{"json", "parser"}},
+		{"many distinct words", "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10", []string{"w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"}},
+		{"a very long word", long, []string{long[:maxSearchWordLen]}},
+		{"nothing", "  \t ", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := searchWords(tt.kw); !slices.Equal(got, tt.want) {
+				t.Errorf("searchWords = %q, want %q", got, tt.want)
+			}
+		})
+	}
+
+	m, _ := syncedIndex(t)
+	c := New(m)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := c.Search(ctx, "json", 5); !errors.Is(err, context.Canceled) {
+		t.Errorf("search of an ended request: %v, want context.Canceled", err)
+	}
+	// Every slot taken: a search waits, and gives up with its request.
+	if err := c.searches.Acquire(t.Context(), maxSearches); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel = context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { _, err := c.Search(ctx, "json", 5); done <- err }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("search waiting for a slot: %v, want context.Canceled", err)
+	}
+	c.searches.Release(maxSearches)
+	if got, err := c.Search(t.Context(), "json "+strings.Repeat("json ", 5000), 5); err != nil || len(got) == 0 {
+		t.Errorf("search of a repeated word: %v, %v", got, err)
+	}
+}
+
+// BenchmarkSearchHostile is the 30 KB query of one repeated word against
+// the real index.
+func BenchmarkSearchHostile(b *testing.B) {
+	m, _ := syncedIndex(b)
+	c := New(m)
+	kw := strings.Repeat("a ", 15000)
+	if _, err := c.Search(b.Context(), kw, 20); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := c.Search(b.Context(), kw, 20); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
