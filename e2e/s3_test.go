@@ -97,6 +97,9 @@ func TestS3StartupErrors(t *testing.T) {
 		{"missing bucket", map[string]string{"MOONBIT_REGISTRY_STORE_S3_BUCKET": "nope"}, []string{`bucket "nope"`, srv.Endpoint, "does not exist"}},
 		{"bad credentials", map[string]string{"AWS_SECRET_ACCESS_KEY": "wrong"}, []string{`bucket "registry"`, srv.Endpoint, "credentials"}},
 		{"size limit", map[string]string{"MOONBIT_REGISTRY_CACHE_MAX_SIZE": "1GiB"}, []string{"cache.max_size", "lifecycle"}},
+		// The EC2 metadata service stays off (StartS3 set
+		// AWS_EC2_METADATA_DISABLED): the search ends on this machine.
+		{"no credentials", map[string]string{"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""}, []string{"no AWS credentials", "AWS_ACCESS_KEY_ID", "AWS_PROFILE"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

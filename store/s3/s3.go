@@ -81,6 +81,22 @@ func (s *Store) track(op string, start time.Time, err error) {
 	}
 }
 
+// ErrNoCredentials: the AWS SDK found no credentials for the bucket.
+var ErrNoCredentials = errors.New("s3 store: no AWS credentials found")
+
+// credentialsTimeout bounds the SDK's search for credentials (the
+// metadata services it may ask answer within a second where they exist).
+const credentialsTimeout = 10 * time.Second
+
+// firstLine is s's first line, at most n bytes.
+func firstLine(s string, n int) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > n {
+		s = strings.ToValidUTF8(s[:n], "") + "..."
+	}
+	return s
+}
+
 // New connects to the bucket. Credentials come from the standard AWS
 // environment variables or the shared credentials file, never from the
 // registry's configuration. A bucket that does not exist, or credentials
@@ -102,6 +118,17 @@ func New(ctx context.Context, opts Options) (*Store, error) {
 	}
 	if cfg.Region == "" {
 		cfg.Region = "us-east-1"
+	}
+	// Without credentials every request would fail with the SDK's chain of
+	// every place it looked (the EC2 metadata service last): say up front
+	// what to set.
+	credCtx, cancel := context.WithTimeout(ctx, credentialsTimeout)
+	_, err = cfg.Credentials.Retrieve(credCtx)
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("%w: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE naming a profile "+
+			"of the shared credentials file (or run where an instance or container role provides them); the SDK said: %s",
+			ErrNoCredentials, firstLine(err.Error(), 200))
 	}
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) {
 		if opts.Endpoint != "" {

@@ -2,9 +2,11 @@ package s3
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -47,4 +49,31 @@ func newTestStore(t *testing.T, srv *testsupport.S3Server, prefix string) *Store
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestNewWithoutCredentials: with no credentials anywhere (and the EC2
+// metadata service off, as in every test), New fails at once saying what
+// to set, without contacting the endpoint.
+func TestNewWithoutCredentials(t *testing.T) {
+	none := filepath.Join(t.TempDir(), "none")
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+		"AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN"} {
+		t.Setenv(k, "")
+	}
+	t.Setenv("AWS_CONFIG_FILE", none)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", none)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	// Nothing listens here: an attempt to reach the bucket would say so.
+	_, err := New(t.Context(), Options{Endpoint: "http://127.0.0.1:1", Bucket: "b", Region: "us-east-1", PathStyle: true})
+	if !errors.Is(err, ErrNoCredentials) {
+		t.Fatalf("New = %v, want ErrNoCredentials", err)
+	}
+	for _, s := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not name %s", err, s)
+		}
+	}
+	if strings.Contains(err.Error(), "\n") || len(err.Error()) > 600 {
+		t.Errorf("error is not one short line: %q", err)
+	}
 }
