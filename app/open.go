@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,6 +76,9 @@ type Registry struct {
 	// Private publishes the team's own modules; nil without [private]
 	// owners.
 	Private *private.Registry
+	// Health is what the latest contact with upstream said: index syncs
+	// and tip checks, archive fetches, pass-through requests.
+	Health *upstream.Health
 }
 
 // Open opens the archive store, the index mirror (which may not have
@@ -83,6 +87,7 @@ type Registry struct {
 // no longer matches (cache.DropStale). Close ends it.
 func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	cacheLog := log.With().Str("component", "cache").Logger()
+	health := &upstream.Health{} // told by the index, the fetcher and the pass-through
 	maxBytes := int64(0)
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
@@ -172,6 +177,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		StaleAfter:     cfg.Index.StaleAfter.D(),
 		GitTimeout:     cfg.Index.GitTimeout.D(),
 		CheckInterval:  checkInterval(cfg, use),
+		OnUpstream:     health.Observe,
 		Fleet:          indexFleet,
 		Overlay:        overlay,
 		OnChange: func(ch indexsync.Changes) {
@@ -192,7 +198,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		if retries == 0 {
 			retries = -1 // the fetcher reads 0 as its default; the config means none
 		}
-		fetcher, err = newFetcher(cfg, retries, cacheLog)
+		fetcher, err = newFetcher(cfg, retries, health, cacheLog)
 		if err != nil {
 			index.Close()
 			return nil, err
@@ -226,14 +232,15 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		index.Close()
 		return nil, err
 	}
-	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases, Private: priv}, nil
+	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases, Private: priv, Health: health}, nil
 }
 
 // newFetcher fetches each archive from the source that serves its owner
 // ([[sources]]), every other one from upstream.
-func newFetcher(cfg config.Config, retries int, log zerolog.Logger) (cache.Fetcher, error) {
+func newFetcher(cfg config.Config, retries int, health *upstream.Health, log zerolog.Logger) (cache.Fetcher, error) {
 	fetcherFor := func(downloadURL, auth string) (*upstream.Fetcher, error) {
 		return upstream.NewFetcher(upstream.FetcherOptions{
+			Client:        &http.Client{Transport: health.Transport(nil)},
 			DownloadURL:   downloadURL,
 			UserAgent:     cfg.Upstream.UserAgent,
 			Timeout:       cfg.Upstream.Timeout.D(),

@@ -20,14 +20,14 @@ import (
 
 // openPassthrough builds the handler for symbols, assets and API calls over
 // the on-disk response cache.
-func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
+func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog, health *upstream.Health, log zerolog.Logger) (http.Handler, error) {
 	// archives is nil with a remote store: then nothing has a size limit.
 	log = log.With().Str("component", "passthrough").Logger()
 	var next http.RoundTripper // nil: the network
 	if cfg.Server.Offline {
 		next = upstream.OfflineTransport{}
 	} else {
-		next = upstream.Authorize(next, cfg.Upstream.Authorization, upstreamHosts(cfg)...)
+		next = health.Transport(upstream.Authorize(next, cfg.Upstream.Authorization, upstreamHosts(cfg)...))
 	}
 	responses, err := disk.NewResponseCache(cfg.Cache.HTTPDir, cfg.Server.Offline, log)
 	if err != nil {

@@ -43,7 +43,7 @@ func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) e
 		})
 	}
 	cat := catalog.New(r.Index)
-	passthrough, err := openPassthrough(cfg, r.Local, cat, log)
+	passthrough, err := openPassthrough(cfg, r.Local, cat, r.Health, log)
 	if err != nil {
 		return err
 	}

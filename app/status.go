@@ -105,13 +105,17 @@ func WriteStatus(w io.Writer, st web.Status, asJSON bool) error {
 		archives = fmt.Sprint(st.Store.Archives)
 	}
 	fmt.Fprintf(w, "index:    %s, last synced %s\n", commit, age)
+	ago := func(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" }
 	switch {
 	case st.Index.Offline:
 		fmt.Fprintf(w, "upstream: offline mode, never contacted\n")
-	case st.Index.LastError != "":
-		fmt.Fprintf(w, "upstream: the last sync failed: %s\n", st.Index.LastError)
-	case st.Uptime > 0 && st.Index.UpstreamOK:
-		fmt.Fprintf(w, "upstream: reachable at the last sync\n")
+	case !st.Local && !st.Index.UpstreamChecked.IsZero() && st.Index.UpstreamOK:
+		fmt.Fprintf(w, "upstream: reachable (last contact %s)\n", ago(st.Index.UpstreamChecked))
+	case !st.Local && !st.Index.UpstreamChecked.IsZero():
+		fmt.Fprintf(w, "upstream: not reachable (last contact %s): %s\n", ago(st.Index.UpstreamChecked), st.Index.UpstreamError)
+	}
+	if st.Index.LastError != "" {
+		fmt.Fprintf(w, "index:    the last sync failed: %s\n", st.Index.LastError)
 	}
 	limit := ""
 	if st.Store.MaxBytes > 0 {

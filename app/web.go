@@ -132,7 +132,9 @@ func indexStatus(r *Registry) web.IndexStatus {
 	if st.LastError != nil {
 		is.LastError = st.LastError.Error()
 	}
-	is.UpstreamOK = indexHealth(st).LastOK
+	// The latest contact tells: a sync, a tip check, a fetch or an API
+	// request, whichever was last.
+	is.UpstreamChecked, is.UpstreamOK, is.UpstreamError = r.Health.Last()
 	return is
 }
 

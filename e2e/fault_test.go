@@ -215,6 +215,53 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 	}
 }
 
+// TestFaultUpstreamHealthFollowsContact: the status (page and JSON)
+// follows upstream with the next contact, not the next sync: a failed
+// fetch makes it "not reachable" at once, with why, and a fetch that
+// works makes it reachable again.
+func TestFaultUpstreamHealthFollowsContact(t *testing.T) {
+	versions := []string{"0.4.6", "0.4.7", "0.4.8"}
+	var archives []testupstream.ModuleVersion
+	for _, v := range versions {
+		archives = append(archives, testupstream.ModuleVersion{Module: arcModX, Version: v})
+	}
+	up := testupstream.Start(t, testupstream.Options{Archives: archives})
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_UPSTREAM_RETRIES=0"}})
+	type status struct {
+		Index struct {
+			UpstreamOK      bool      `json:"upstream_ok"`
+			UpstreamError   string    `json:"upstream_error"`
+			UpstreamChecked time.Time `json:"upstream_checked"`
+		}
+	}
+	step := func(name, version string, wantStatus int, wantOK bool) {
+		t.Helper()
+		if res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, version), nil); res.status != wantStatus {
+			t.Fatalf("%s: archive %s: %d (%s), want %d", name, version, res.status, res.body, wantStatus)
+		}
+		var st status
+		if err := json.Unmarshal(arcFetch(t, http.MethodGet, reg.URL+"/-/status.json", nil).body, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Index.UpstreamOK != wantOK || (st.Index.UpstreamError == "") != wantOK || time.Since(st.Index.UpstreamChecked) > time.Minute {
+			t.Errorf("%s: status %+v, want upstream_ok %v", name, st.Index, wantOK)
+		}
+		page := string(arcFetch(t, http.MethodGet, reg.URL+"/", nil).body)
+		if want := map[bool]string{true: ">reachable<", false: ">not reachable<"}[wantOK]; !strings.Contains(page, want) {
+			t.Errorf("%s: the status page does not say %q", name, want)
+		}
+	}
+	step("upstream up", versions[0], http.StatusOK, true)
+	if err := up.Down(); err != nil {
+		t.Fatal(err)
+	}
+	step("upstream down", versions[1], http.StatusGatewayTimeout, false)
+	if err := up.Up(); err != nil {
+		t.Fatal(err)
+	}
+	step("upstream back", versions[2], http.StatusOK, true)
+}
+
 // TestFaultReadOnlyOffline: serve --offline on a data directory that is
 // read-only (a copy shipped on read-only media, a read-only volume) serves
 // what is there: ready, the index clones, cached archives download, a miss

@@ -92,7 +92,11 @@ func (m *Mirror) tipsMoved(ctx context.Context) bool {
 		repos = append(repos, repo{s.Name, s.URL, s.Header, DefaultBranch})
 	}
 	for _, r := range repos {
+		start := time.Now()
 		out, err := m.gitWith(ctx, m.opts.Dir, headerEnv(r.header), nil, "ls-remote", "--", r.url, "refs/heads/"+r.branch)
+		if r.name == "" && m.opts.OnUpstream != nil {
+			m.opts.OnUpstream(start, err)
+		}
 		if err != nil {
 			m.log.Debug().Err(err).Str("source", r.name).Msg("could not look at an index tip; answering from the mirror")
 			continue

@@ -50,6 +50,9 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		m.log.Info().Dur("duration_ms", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
 		return Changes{}, err
 	}
+	if m.opts.OnUpstream != nil {
+		m.opts.OnUpstream(start, err)
+	}
 	m.mu.Lock()
 	m.status.Syncs++
 	m.status.LastSync = now

@@ -51,7 +51,7 @@ type Status struct {
 
 // ServerOnlyKeys are the JSON keys of Status (and of its "index") that
 // only a running server knows; a local status leaves them out.
-var ServerOnlyKeys = []string{"uptime_seconds", "last_hour", "fetches_in_flight", "index.upstream_ok"}
+var ServerOnlyKeys = []string{"uptime_seconds", "last_hour", "fetches_in_flight", "index.upstream_ok", "index.upstream_error", "index.upstream_checked"}
 
 // IndexStatus describes the index mirror.
 type IndexStatus struct {
@@ -59,8 +59,12 @@ type IndexStatus struct {
 	AgeSeconds int64     `json:"age_seconds"` // since the last successful sync; -1: never
 	LastSync   time.Time `json:"last_sync"`
 	LastError  string    `json:"last_error,omitempty"`
-	// UpstreamOK: the last sync reached upstream.
-	UpstreamOK bool `json:"upstream_ok"`
+	// UpstreamOK: the latest contact with upstream (a sync, a fetch, an
+	// API request) got an answer; UpstreamError says why not, and
+	// UpstreamChecked is when that contact was.
+	UpstreamOK      bool      `json:"upstream_ok"`
+	UpstreamError   string    `json:"upstream_error,omitempty"`
+	UpstreamChecked time.Time `json:"upstream_checked"`
 	Offline    bool `json:"offline"`
 }
 
