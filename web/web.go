@@ -65,7 +65,7 @@ type IndexStatus struct {
 	UpstreamOK      bool      `json:"upstream_ok"`
 	UpstreamError   string    `json:"upstream_error,omitempty"`
 	UpstreamChecked time.Time `json:"upstream_checked"`
-	Offline    bool `json:"offline"`
+	Offline         bool      `json:"offline"`
 }
 
 // StoreStatus describes the archive store.
