@@ -250,11 +250,18 @@ func (m *Mirror) fetchFrom(ctx context.Context, dir, url, header, branch string,
 }
 
 // headerEnv passes an extra HTTP header to git as configuration.
+//
+// git sends http.extraHeader to wherever a redirect leads, its later
+// requests included: with a header, redirects are not followed, so the
+// credential reaches only the configured host (an index URL that
+// redirects must be configured as its final URL).
 func headerEnv(header string) []string {
 	if header == "" {
 		return nil
 	}
-	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=" + header}
+	return []string{"GIT_CONFIG_COUNT=2",
+		"GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=" + header,
+		"GIT_CONFIG_KEY_1=http.followRedirects", "GIT_CONFIG_VALUE_1=false"}
 }
 
 // fetchSources fetches each Source's branch into a repository of its own
