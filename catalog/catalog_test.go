@@ -361,3 +361,30 @@ func BenchmarkSearchHostile(b *testing.B) {
 		}
 	}
 }
+
+// namesIndex is an index of the given module names, each with one version.
+type namesIndex []string
+
+func (n namesIndex) Modules(context.Context) ([]string, error) { return n, nil }
+func (n namesIndex) Versions(_ context.Context, mod string) ([]indexsync.Version, error) {
+	return []indexsync.Version{{Module: mod, Version: "1.0.0", Raw: json.RawMessage(`{}`)}}, nil
+}
+func (namesIndex) Commit() string { return "c" }
+func (namesIndex) Ready() error   { return nil }
+
+// TestSearchNeverListsNamesMoonRefuses: moon refuses the whole answer if
+// one name holds whitespace, '@', ':', '\', control or bidi characters
+// (search.rs, is_safe_registry_module_name); such names in an index are
+// left out.
+func TestSearchNeverListsNamesMoonRefuses(t *testing.T) {
+	idx := namesIndex{"alice/ok", "alice/two words", "alice/at@1.0.0", "alice/co:lon", `alice/back\slash`,
+		"alice/new\nline", "alice/\u202eevil", "alice/\u2066iso", "alice/原来可以发中文包", "illusory0x0/🐫"}
+	got, err := New(idx).Search(t.Context(), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"alice/ok", "alice/原来可以发中文包", "illusory0x0/🐫"}
+	if !slices.Equal(names(got), want) {
+		t.Errorf("listed %q, want %q", names(got), want)
+	}
+}
