@@ -105,7 +105,7 @@ func (c *Catalog) current(ctx context.Context) (*table, error) {
 	t := &table{commit: commit, rows: make([]row, 0, len(mods))}
 	for _, m := range mods {
 		// moon refuses a whole search answer for one name with
-		// whitespace, '@', ':', '\\' or control or bidi characters (search.rs,
+		// whitespace, '@', ':', a backslash, control or bidi characters (search.rs,
 		// is_safe_registry_module_name); the grammar admits none of them.
 		if module.ValidateModule(m) != nil {
 			continue
