@@ -183,6 +183,42 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 	}
 }
 
+// TestArchiveCutResumed: upstream's body for a 10 MiB archive is cut at
+// 9 MiB; upstream honours Range, so the miss costs it the missing MiB
+// (about 10 MiB in all), not the whole archive again (19 MiB), and the
+// client gets the whole archive, verified.
+func TestArchiveCutResumed(t *testing.T) {
+	const version, size, cut = "0.4.6", 10 << 20, 9 << 20
+	up := testupstream.Start(t, testupstream.Options{
+		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
+		ArchiveSize: size,
+	})
+	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
+	path := arcUpstreamPath(arcModX, version)
+	up.TruncateAt(cut, testupstream.OnPrefix(path), testupstream.Times(1))
+	want := up.ArchiveBytes(arcModX, version)
+	before := up.BytesSent()
+	res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, version), nil)
+	if res.status != http.StatusOK || !bytes.Equal(res.body, want) {
+		t.Fatalf("miss: %d, %d bytes; want 200 and the whole archive", res.status, len(res.body))
+	}
+	sent := up.BytesSent() - before
+	t.Logf("upstream sent %.2f MiB for a %d MiB archive cut at %d MiB", float64(sent)/(1<<20), size>>20, cut>>20)
+	if sent > size+size/10 {
+		t.Errorf("upstream sent %d bytes; a resumed miss costs about %d", sent, size)
+	}
+	if n := up.Count(path); n != 2 {
+		t.Errorf("upstream saw %d requests for the archive, want 2 (the cut one and the rest)", n)
+	}
+	// Served again from the store: upstream is not asked.
+	if res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, version), nil); res.status != http.StatusOK || !bytes.Equal(res.body, want) {
+		t.Errorf("hit after the resumed miss: %d", res.status)
+	}
+	if n := up.Count(path); n != 2 {
+		t.Errorf("upstream saw %d requests after the hit, want 2", n)
+	}
+}
+
 // TestArchiveUpstreamFaults checks that an upstream sending wrong, cut or
 // no bytes never leaves a corrupt or partial archive behind, that transient
 // failures are retried and 404 is not.

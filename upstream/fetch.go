@@ -132,20 +132,24 @@ func (f *Fetcher) ArchiveURL(mv module.Version) string {
 // Fetch implements cache.Fetcher: it requests mv and hands each attempt's
 // body to sink, retrying transient failures (5xx, 408, 429, connection
 // errors, timeouts, bodies cut short) with exponential backoff or after
-// upstream's Retry-After. An error sink returns that did not come from
-// reading the body (a checksum mismatch, the store) ends the fetch as it
-// is. Errors wrap cache.ErrNotFound, cache.ErrUpstream or
-// cache.ErrUpstreamUnavailable otherwise.
+// upstream's Retry-After. A body cut short is resumed from where it broke
+// when upstream allows (see resumingBody); a resumed request counts as a
+// retry, so a fetch makes at most 1 + Retries requests. An error sink
+// returns that did not come from reading the body (a checksum mismatch,
+// the store) ends the fetch as it is. Errors wrap cache.ErrNotFound,
+// cache.ErrUpstream or cache.ErrUpstreamUnavailable otherwise.
 func (f *Fetcher) Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error {
 	u := f.ArchiveURL(mv)
+	retries := f.retries // left: attempts and resumes take from it
 	for attempt := 0; ; attempt++ {
-		wait, err := f.attemptOnce(ctx, mv, u, sink)
+		wait, err := f.attemptOnce(ctx, mv, u, &retries, sink)
 		if err == nil {
 			return nil
 		}
-		if wait < 0 || attempt >= f.retries || ctx.Err() != nil {
+		if wait < 0 || retries <= 0 || ctx.Err() != nil {
 			return err
 		}
+		retries--
 		if wait == 0 {
 			wait = f.backoffFor(attempt)
 		}
@@ -174,7 +178,7 @@ func (f *Fetcher) backoffFor(attempt int) time.Duration {
 // attemptOnce makes one upstream request. wait says what to do on error:
 // negative means do not retry, zero means retry after the usual backoff,
 // positive means retry after that long (upstream's Retry-After).
-func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, sink func(context.Context, io.Reader, int64) error) (wait time.Duration, err error) {
+func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, retries *int, sink func(context.Context, io.Reader, int64) error) (wait time.Duration, err error) {
 	actx, cancel := context.WithTimeout(ctx, f.attempt)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
@@ -206,7 +210,9 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 		return -1, fmt.Errorf("%w: archive %s: %d bytes is over the %d byte limit", cache.ErrUpstream, mv, resp.ContentLength, f.maxBytes)
 	}
 
-	body := &sourceReader{r: resp.Body, max: f.maxBytes}
+	rest := newResumingBody(actx, f, u, resp, retries) // a cut costs the rest, not the whole
+	defer rest.Close()
+	body := &sourceReader{r: rest, max: f.maxBytes}
 	err = sink(actx, body, resp.ContentLength)
 	switch {
 	case err == nil:

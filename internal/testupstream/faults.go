@@ -36,6 +36,7 @@ type fault struct {
 	status int
 	delay  time.Duration
 	prefix string // "" matches every path
+	cutAt  int64  // Truncate and ResetMidBody: body bytes sent; 0 is half
 	left   int    // requests still to affect; 0 means until cleared
 }
 
@@ -95,6 +96,12 @@ func (u *Upstream) ResetMidBody(opts ...FaultOption) {
 // only about half the body, then closes the connection normally.
 func (u *Upstream) Truncate(opts ...FaultOption) {
 	u.addFault(fault{kind: faultTruncate}, opts)
+}
+
+// TruncateAt is Truncate sending the first n bytes of the body (all of
+// it when the body is shorter).
+func (u *Upstream) TruncateAt(n int64, opts ...FaultOption) {
+	u.addFault(fault{kind: faultTruncate, cutAt: n}, opts)
 }
 
 // WrongBytes sends matching responses with the right headers and length
@@ -171,14 +178,14 @@ func (u *Upstream) serveFault(w http.ResponseWriter, r *http.Request, f fault, s
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
 		rec.finish()
-		u.cutResponse(w, rec, f.kind == faultReset, stop)
+		u.cutResponse(w, rec, f.kind == faultReset, f.cutAt, stop)
 	}
 }
 
 // cutResponse writes rec's status and headers, with its full Content-Length,
-// and half its body straight to the connection, then drops the connection:
-// with a reset (RST) or a plain close.
-func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool, stop <-chan struct{}) {
+// and cutAt bytes of its body (0: half) straight to the connection, then
+// drops the connection: with a reset (RST) or a plain close.
+func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool, cutAt int64, stop <-chan struct{}) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		http.Error(w, "testupstream: cannot hijack", http.StatusInternalServerError)
@@ -200,7 +207,11 @@ func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool,
 	fmt.Fprintf(bufw, "HTTP/1.1 %d %s\r\n", rec.status, http.StatusText(rec.status))
 	_ = h.Write(bufw)
 	_, _ = bufw.WriteString("\r\n")
-	_, _ = bufw.Write(body[:len(body)/2])
+	cut := int64(len(body) / 2)
+	if cutAt > 0 {
+		cut = min(cutAt, int64(len(body)))
+	}
+	_, _ = bufw.Write(body[:cut])
 	if err := bufw.Flush(); err != nil {
 		return
 	}

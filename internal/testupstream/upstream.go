@@ -115,6 +115,37 @@ type Upstream struct {
 	serveWG  sync.WaitGroup // Serve loops
 
 	logOff atomic.Bool // set once Close is done: Logf may be a finished test's
+
+	sent atomic.Int64 // bytes written to every connection, headers included
+}
+
+// BytesSent is how many bytes the upstream has written to its connections
+// so far (headers and bodies of every route): what clients cost it.
+func (u *Upstream) BytesSent() int64 { return u.sent.Load() }
+
+// countingListener counts what its connections write into sent.
+type countingListener struct {
+	net.Listener
+	sent *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{Conn: c, sent: l.sent}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	sent *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
 }
 
 // Start starts an upstream for a test or benchmark, fails it on error and
@@ -358,7 +389,7 @@ func (u *Upstream) serve(ln net.Listener) {
 	u.serveWG.Add(1)
 	go func() {
 		defer u.serveWG.Done()
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(countingListener{Listener: ln, sent: &u.sent}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			u.logf("serve: %v", err)
 		}
 	}()
