@@ -238,6 +238,12 @@ func TestClientSearchAndMetadata(t *testing.T) {
 	if body, err := c.get(ctx, reg.URL+"/api/v0/modules/moonbitlang/x"); err != nil || !strings.Contains(string(body), `"source":"testupstream"`) {
 		t.Errorf("online module metadata: %s %v", body, err)
 	}
+	// moon view passed through to upstream, latest and a version.
+	checkView(t, c, reg.URL+"/api/v0/manifest/moonbitlang/x", "moonbitlang/x", "0.4.40", "")
+	checkView(t, c, reg.URL+"/api/v0/manifest/moonbitlang/x@0.4.6", "moonbitlang/x", "0.4.6", "")
+	if body, err := c.get(ctx, reg.URL+"/api/v0/manifest/moonbitlang/x@0.4.6"); err != nil || !strings.Contains(string(body), `"source":"testupstream"`) {
+		t.Errorf("moon view online is not upstream's answer: %s %v", body, err)
+	}
 
 	if err := up.Down(); err != nil {
 		t.Fatal(err)
