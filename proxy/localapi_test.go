@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,8 +18,13 @@ import (
 // A thousand requests at once for an asset upstream does not have cost
 // upstream one request; after the TTL upstream is asked again. Requests for
 // an asset that exists are not held back by each other.
+// The TTL runs on a clock of the test's: no wall-clock race decides it.
 func TestPassthroughNotFoundRemembered(t *testing.T) {
-	f := newPTFixtureWith(t, func(o *PassthroughOptions) { o.NotFoundTTL = 300 * time.Millisecond })
+	const ttl = time.Minute
+	f := newPTFixtureWith(t, func(o *PassthroughOptions) { o.NotFoundTTL = ttl })
+	var clock atomic.Int64 // nanoseconds since the test began
+	start := time.Now()
+	f.pt.notFound.now = func() time.Time { return start.Add(time.Duration(clock.Load())) }
 	const path = "/assets/slow/missing.wasm"
 	statuses := parallelGets(t, f.srv.URL+path, 200)
 	for status, n := range statuses {
@@ -29,7 +35,11 @@ func TestPassthroughNotFoundRemembered(t *testing.T) {
 	if n := f.up.count(path); n != 1 {
 		t.Errorf("upstream asked %d times for a missing asset, want 1", n)
 	}
-	time.Sleep(400 * time.Millisecond) // the TTL runs out
+	clock.Store(int64(ttl - time.Nanosecond))
+	if resp, _ := do(t, http.MethodGet, f.srv.URL+path, nil); resp.StatusCode != http.StatusNotFound || f.up.count(path) != 1 {
+		t.Errorf("just before the TTL ends: %d, upstream asked %d times; want 404 from memory", resp.StatusCode, f.up.count(path))
+	}
+	clock.Store(int64(ttl)) // the TTL runs out
 	if resp, _ := do(t, http.MethodGet, f.srv.URL+path, nil); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("after the TTL: %d", resp.StatusCode)
 	}

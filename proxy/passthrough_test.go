@@ -119,6 +119,7 @@ type ptFixture struct {
 	up  *ptUpstream
 	srv *httptest.Server
 	log *logBuffer
+	pt  *passthrough // the handler under test
 }
 
 func newPTFixture(t *testing.T) *ptFixture { return newPTFixtureWith(t, nil) }
@@ -153,7 +154,7 @@ func newPTFixtureWith(t *testing.T, tweak func(*PassthroughOptions)) *ptFixture 
 	log := &logBuffer{}
 	srv := httptest.NewServer(New(Options{Passthrough: h, Logger: zerolog.New(log)}).Handler())
 	t.Cleanup(srv.Close)
-	return &ptFixture{up: up, srv: srv, log: log}
+	return &ptFixture{up: up, srv: srv, log: log, pt: h.(*passthrough)}
 }
 
 func TestPassthroughSymbolsRevalidationAndStale(t *testing.T) {
