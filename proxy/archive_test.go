@@ -341,7 +341,7 @@ func TestArchiveErrors(t *testing.T) {
 		// a status; a plain GET streams the miss and is cut short instead
 		// (TestArchiveStreamedMismatchAborts).
 		{name: "checksum mismatch", mv: chineseMV, wantStatus: 502, wantText: "checksum mismatch", hdr: map[string]string{"Range": "bytes=0-"}},
-		{name: "offline miss", offline: true, mv: nestedMV, wantStatus: 504, wantText: "archive moonbitlang/lex/runtime@0.1.0 is not cached and upstream is unreachable"},
+		{name: "offline miss", offline: true, mv: nestedMV, wantStatus: 504, wantText: "archive moonbitlang/lex/runtime@0.1.0 is not cached and this registry is offline by choice (serve --offline): add it with `moonbit-registry mirror moonbitlang/lex/runtime@0.1.0`"},
 		{name: "upstream down", down: true, mv: nestedMV, wantStatus: 504, wantText: "is not cached and upstream is unreachable"},
 		{name: "post", method: http.MethodPost, mv: nestedMV, wantStatus: 405},
 		{name: "delete", method: http.MethodDelete, mv: nestedMV, wantStatus: 405},
