@@ -8,7 +8,8 @@ import (
 
 // bashCompletion asks the binary itself for the words that can come next
 // (urfave/cli answers --generate-bash-completion with commands, or with a
-// command's flags).
+// command's flags). urfave/cli v2 ships such a script only as a file of its
+// own repository, not in the binary, hence this one.
 const bashCompletion = `# bash completion for moonbit-registry; load with:
 #   source <(moonbit-registry completion bash)
 _moonbit_registry_complete() {
