@@ -156,14 +156,11 @@ func archiveFor(ctx context.Context, path string, out io.Writer) (string, error)
 const remoteTimeout = 5 * time.Minute
 
 func publishRemote(ctx context.Context, target PublishTarget, body io.Reader) (private.Published, error) {
-	var ans struct {
-		Name, Version, Checksum string
-		Existed                 bool
-	}
+	var ans private.Published
 	if err := callRemote(ctx, target, "publish", "application/zip", body, &ans); err != nil {
 		return private.Published{}, err
 	}
-	return private.Published{Archive: module.Version{Module: ans.Name, Version: ans.Version}, Checksum: ans.Checksum, Existed: ans.Existed}, nil
+	return ans, nil
 }
 
 func markRemote(ctx context.Context, target PublishTarget, mv module.Version, m private.Mark) error {

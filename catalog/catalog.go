@@ -73,22 +73,6 @@ type Summary struct {
 	Keywords    []string `json:"keywords,omitempty"`
 }
 
-// lineInfo holds the descriptive fields of an index line.
-type lineInfo struct {
-	Description  string   `json:"description"`
-	Keywords     []string `json:"keywords"`
-	License      string   `json:"license"`
-	Repository   string   `json:"repository"`
-	CreatedAt    string   `json:"created_at"`
-	YankedReason string   `json:"yanked_reason"`
-}
-
-func info(v indexsync.Version) lineInfo {
-	var li lineInfo
-	_ = json.Unmarshal(v.Raw, &li) // a field of another type leaves it empty
-	return li
-}
-
 // current returns the table for the index as it is now, building it when
 // the index moved.
 func (c *Catalog) current(ctx context.Context) (*table, error) {
@@ -125,14 +109,13 @@ func (c *Catalog) current(ctx context.Context) (*table, error) {
 
 func newRow(name string, vs []indexsync.Version) row {
 	v := newest(vs)
-	li := info(v)
 	r := row{
-		summary:     Summary{Name: name, Version: v.Version, Description: li.Description, Keywords: li.Keywords},
+		summary:     Summary{Name: name, Version: v.Version, Description: v.Description, Keywords: v.Keywords},
 		name:        strings.ToLower(name),
-		description: strings.ToLower(li.Description),
+		description: strings.ToLower(v.Description),
 	}
 	r.leaf = r.name[strings.IndexByte(r.name, '/')+1:]
-	for _, k := range li.Keywords {
+	for _, k := range v.Keywords {
 		r.keywords = append(r.keywords, strings.ToLower(k))
 	}
 	return r
@@ -310,11 +293,10 @@ func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
 		return Module{}, err
 	}
 	latest := newest(vs)
-	li := info(latest)
 	m := Module{
 		Name: name, Version: latest.Version, LatestVersion: latest.Version,
-		Description: li.Description, Keywords: li.Keywords, License: li.License, Repository: li.Repository,
-		Yanked: latest.Yanked, YankedReason: reason(latest.Yanked, li.YankedReason), Deprecated: latest.Deprecated,
+		Description: latest.Description, Keywords: slices.Clone(latest.Keywords), License: latest.License, Repository: latest.Repository,
+		Yanked: latest.Yanked, YankedReason: reason(latest.Yanked, latest.YankedReason), Deprecated: latest.Deprecated,
 	}
 	if m.Keywords == nil {
 		m.Keywords = []string{}
@@ -322,10 +304,9 @@ func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
 	sorted := slices.Clone(vs)
 	slices.SortFunc(sorted, func(a, b indexsync.Version) int { return module.Compare(a.Version, b.Version) })
 	for _, v := range sorted {
-		vi := info(v)
 		m.Versions = append(m.Versions, ModuleVersion{
-			Version: v.Version, CreatedAt: vi.CreatedAt,
-			Yanked: v.Yanked, YankedReason: reason(v.Yanked, vi.YankedReason), Deprecated: v.Deprecated,
+			Version: v.Version, CreatedAt: v.CreatedAt,
+			Yanked: v.Yanked, YankedReason: reason(v.Yanked, v.YankedReason), Deprecated: v.Deprecated,
 			Checksum: v.Checksum, Deps: depsOf(v),
 		})
 	}
@@ -391,7 +372,7 @@ func releaseOf(v indexsync.Version) Release {
 	case v.Deprecated != "":
 		r.YankedReason = &v.Deprecated
 	case v.Yanked:
-		r.YankedReason = reason(true, info(v).YankedReason)
+		r.YankedReason = reason(true, v.YankedReason)
 	}
 	return r
 }

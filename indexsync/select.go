@@ -224,7 +224,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 		case opts.Latest:
 			v, passed, ok := latest(vs)
 			for _, p := range passed {
-				s.skip("", p.Module+"@"+p.Version, p.notice()) // nothing required it
+				s.skip("", p.Module+"@"+p.Version, notice(p)) // nothing required it
 			}
 			if ok {
 				out = append(out, v)
@@ -265,7 +265,7 @@ func latest(sorted []Version) (chosen Version, passed []Version, ok bool) {
 }
 
 // notice says why Latest passed over v.
-func (v Version) notice() string {
+func notice(v Version) string {
 	if v.Yanked {
 		return "yanked; --latest takes the newest version that is not"
 	}

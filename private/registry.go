@@ -110,12 +110,36 @@ func (r *Registry) reserved(owner string) string {
 	return ""
 }
 
-// Published is the outcome of a publish.
+// Published is the outcome of a publish. In JSON (the publish endpoint's
+// answer) it is {"name", "version", "checksum", "existed"}.
 type Published struct {
 	Archive  module.Version
 	Checksum string
 	// Existed: the same bytes were published before; nothing changed.
 	Existed bool
+}
+
+// publishedJSON is Published on the wire.
+type publishedJSON struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Checksum string `json:"checksum"`
+	Existed  bool   `json:"existed"`
+}
+
+// MarshalJSON writes the publish endpoint's answer.
+func (p Published) MarshalJSON() ([]byte, error) {
+	return json.Marshal(publishedJSON{Name: p.Archive.Module, Version: p.Archive.Version, Checksum: p.Checksum, Existed: p.Existed})
+}
+
+// UnmarshalJSON reads the publish endpoint's answer.
+func (p *Published) UnmarshalJSON(data []byte) error {
+	var j publishedJSON
+	if err := json.Unmarshal(data, &j); err != nil {
+		return err
+	}
+	*p = Published{Archive: module.Version{Module: j.Name, Version: j.Version}, Checksum: j.Checksum, Existed: j.Existed}
+	return nil
 }
 
 // pendingTimeout: a publish that claimed a version and did not finish in

@@ -90,15 +90,6 @@ func (a *publishAPI) authorized(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// publishAnswer is what a successful publish returns.
-type publishAnswer struct {
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Checksum string `json:"checksum"`
-	// Existed: the same archive was published before; nothing changed.
-	Existed bool `json:"existed"`
-}
-
 func (a *publishAPI) publish(w http.ResponseWriter, r *http.Request) {
 	p, err := a.pub.Publish(r.Context(), r.Body)
 	if err != nil {
@@ -110,7 +101,7 @@ func (a *publishAPI) publish(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusOK
 	}
 	a.log.Info().Str("module", p.Archive.Module).Str("version", p.Archive.Version).Str("checksum", p.Checksum).Bool("existed", p.Existed).Msg("private module published")
-	writeJSON(w, status, publishAnswer{Name: p.Archive.Module, Version: p.Archive.Version, Checksum: p.Checksum, Existed: p.Existed})
+	writeJSON(w, status, p)
 }
 
 // markRequest is the body of deprecate and yank.
