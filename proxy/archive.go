@@ -248,7 +248,7 @@ func (h *archiveHandler) redirect(w http.ResponseWriter, r *http.Request, mv mod
 
 // fail maps a cache error to a status and a message a person can act on.
 func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.Version, err error) {
-	status := archiveErrorStatus(err)
+	status := statusOf(err)
 	msg := err.Error()
 	switch {
 	case r.Context().Err() != nil:
@@ -279,34 +279,6 @@ func (h *archiveHandler) fail(w http.ResponseWriter, r *http.Request, mv module.
 		h.log.Warn().Err(err).Str("archive", mv.String()).Int("status", status).Msg("archive not served")
 	}
 	http.Error(w, msg, status)
-}
-
-// archiveErrorStatus is the HTTP mapping of the cache's error sentinels.
-func archiveErrorStatus(err error) int {
-	switch {
-	case errors.Is(err, module.ErrBadName):
-		return http.StatusBadRequest
-	case errors.Is(err, cache.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, store.ErrChecksumMismatch):
-		return http.StatusBadGateway
-	case errors.Is(err, cache.ErrUpstreamUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusGatewayTimeout
-	case errors.Is(err, store.ErrUnavailable):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, store.ErrWrite):
-		// Not 507: moon retries 503 and never 507, and a full disk can be
-		// freed while it retries.
-		return http.StatusServiceUnavailable
-	case errors.Is(err, module.ErrIndexUnavailable):
-		return http.StatusServiceUnavailable
-	case errors.Is(err, cache.ErrUpstream):
-		return http.StatusBadGateway
-	default:
-		// Our own failure (the store, a malformed index entry): not
-		// upstream's, and its text may name local paths.
-		return http.StatusInternalServerError
-	}
 }
 
 // serveStream answers from a store object that cannot seek: the whole body

@@ -26,6 +26,7 @@ import (
 	"moonbit-registry/cache"
 	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/module"
+	"moonbit-registry/private"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
@@ -414,7 +415,9 @@ func TestArchiveWithoutCache(t *testing.T) {
 	}
 }
 
-func TestArchiveErrorStatus(t *testing.T) {
+// TestStatusOf: the one table from errors to statuses, for archives,
+// the pass-through and publishing.
+func TestStatusOf(t *testing.T) {
 	mv := module.Version{Module: "a/b", Version: "1.0.0"}
 	tests := []struct {
 		err  error
@@ -429,10 +432,23 @@ func TestArchiveErrorStatus(t *testing.T) {
 		{fmt.Errorf("x: %w", cache.ErrUpstream), http.StatusBadGateway},
 		{fmt.Errorf("index lookup a/b@1.0.0: %w", fmt.Errorf("%w: not synced", module.ErrIndexUnavailable)), http.StatusServiceUnavailable},
 		{errors.New("open /srv/data/packages/a/b/1.0.0.zip: permission denied"), http.StatusInternalServerError},
+		{fmt.Errorf("x: %w", private.ErrInvalid), http.StatusBadRequest},
+		{fmt.Errorf("x: %w", private.ErrTooLarge), http.StatusRequestEntityTooLarge},
+		{fmt.Errorf("x: %w", private.ErrNotReserved), http.StatusForbidden},
+		{fmt.Errorf("x: %w", private.ErrReadOnly), http.StatusForbidden},
+		{fmt.Errorf("x: %w", private.ErrConflict), http.StatusConflict},
+		{fmt.Errorf("x: %w", private.ErrUnknown), http.StatusNotFound},
+		{fmt.Errorf("x: %w", private.ErrIndexPending), http.StatusServiceUnavailable},
+		{fmt.Errorf("x: %w", store.ErrUnavailable), http.StatusServiceUnavailable},
+		// The pass-through's upstream exchanges.
+		{upstreamFailure(&net.OpError{Op: "dial", Err: errors.New("connection refused")}), http.StatusGatewayTimeout},
+		{upstreamFailure(io.ErrUnexpectedEOF), http.StatusGatewayTimeout},
+		{upstreamFailure(fmt.Errorf("x: %w", context.DeadlineExceeded)), http.StatusGatewayTimeout},
+		{upstreamFailure(errors.New("stopped after 10 redirects")), http.StatusBadGateway},
 	}
 	for _, tt := range tests {
-		if got := archiveErrorStatus(tt.err); got != tt.want {
-			t.Errorf("archiveErrorStatus(%v) = %d, want %d", tt.err, got, tt.want)
+		if got := statusOf(tt.err); got != tt.want {
+			t.Errorf("statusOf(%v) = %d, want %d", tt.err, got, tt.want)
 		}
 	}
 }

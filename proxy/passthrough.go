@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -220,7 +219,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	outcome := tracker.Outcome(resp)
 	status := 0 // only upstream's own answer counts, not a stored one
 	if outcome == cache.OutcomeMiss {
-		status = statusOf(resp, err)
+		status = upstreamStatus(resp, err)
 	}
 	done(status)
 	// Upstream could not answer: the local index can, for what it knows.
@@ -300,8 +299,8 @@ func clientStatus(upstreamStatus int) int {
 	return http.StatusBadGateway
 }
 
-// statusOf is upstream's status, 0 for no answer.
-func statusOf(resp *http.Response, err error) int {
+// upstreamStatus is upstream's status, 0 for no answer.
+func upstreamStatus(resp *http.Response, err error) int {
 	if err != nil || resp == nil {
 		return 0
 	}
@@ -335,7 +334,7 @@ func (p *passthrough) failUpstream(w http.ResponseWriter, r *http.Request, targe
 		w.WriteHeader(statusClientClosed)
 		return
 	}
-	status := passthroughErrorStatus(err)
+	status := statusOf(upstreamFailure(err))
 	p.log.Warn().Err(err).Str("upstream", target).Int("status", status).Msg("pass-through failed and nothing cached")
 	// The cause names upstream's addresses: the log has it, clients get
 	// what they can act on.
@@ -447,13 +446,3 @@ func etagMatches(ifNoneMatch, etag string) bool {
 	return false
 }
 
-// passthroughErrorStatus: no answer at all from upstream (refused, reset,
-// timed out) is 504; anything else (bad redirect, malformed response) 502.
-func passthroughErrorStatus(err error) int {
-	var op *net.OpError
-	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &op) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, cache.ErrUpstreamUnavailable) {
-		return http.StatusGatewayTimeout
-	}
-	return http.StatusBadGateway
-}

@@ -61,7 +61,7 @@ func (p *passthrough) serveBody(w http.ResponseWriter, r *http.Request, target s
 		return
 	}
 	resp, err := p.direct.Do(req)
-	done(statusOf(resp, err))
+	done(upstreamStatus(resp, err))
 	if err == nil && resp.StatusCode >= 500 && stored != nil {
 		// Upstream trouble with a copy at hand: serve the copy.
 		resp.Body.Close()

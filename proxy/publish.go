@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -13,7 +12,6 @@ import (
 
 	"moonbit-registry/module"
 	"moonbit-registry/private"
-	"moonbit-registry/store"
 )
 
 // Publisher takes the team's own modules (a *private.Registry).
@@ -156,21 +154,7 @@ func (a *publishAPI) mark(w http.ResponseWriter, r *http.Request, build func(mar
 // failErr answers a refused or failed change with the status that tells
 // the client whether to change the request (4xx) or try again (503).
 func (a *publishAPI) failErr(w http.ResponseWriter, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, private.ErrInvalid), errors.Is(err, module.ErrBadName):
-		status = http.StatusBadRequest
-	case errors.Is(err, private.ErrTooLarge):
-		status = http.StatusRequestEntityTooLarge
-	case errors.Is(err, private.ErrNotReserved), errors.Is(err, private.ErrReadOnly):
-		status = http.StatusForbidden
-	case errors.Is(err, private.ErrConflict):
-		status = http.StatusConflict
-	case errors.Is(err, private.ErrUnknown):
-		status = http.StatusNotFound
-	case errors.Is(err, private.ErrIndexPending), errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrWrite):
-		status = http.StatusServiceUnavailable
-	}
+	status := statusOf(err)
 	msg := err.Error()
 	if status == http.StatusInternalServerError {
 		a.log.Error().Err(err).Msg("publish failed")
