@@ -445,4 +445,3 @@ func etagMatches(ifNoneMatch, etag string) bool {
 	}
 	return false
 }
-
