@@ -8,13 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"moonbit-registry/cache"
-	"moonbit-registry/fleet"
-	"moonbit-registry/indexsync"
-	"moonbit-registry/private"
-	"moonbit-registry/proxy"
-	"moonbit-registry/upstream"
 )
 
 // FileName is the configuration file's name inside the registry root.
@@ -188,8 +181,9 @@ type Mirror struct {
 }
 
 // Defaults returns the built-in configuration: local disk under the registry
-// root, the public mooncakes.io upstream. Where a package has a default of
-// its own, this is it, so each default is written once.
+// root, the public mooncakes.io upstream. This is the one table of the
+// product's defaults; app hands every value to the packages, whose own
+// fallbacks for a zero option TestDefaultsAgreeWithPackages keeps equal.
 func Defaults() Config {
 	return Config{
 		Server: Server{
@@ -198,35 +192,35 @@ func Defaults() Config {
 			ReadTimeout:       Duration(60 * time.Second),
 			WriteTimeout:      0,
 			IdleTimeout:       Duration(120 * time.Second),
-			ShutdownTimeout:   Duration(proxy.DefaultShutdownTimeout),
+			ShutdownTimeout:   Duration(30 * time.Second),
 			FirstSyncWait:     Duration(30 * time.Second),
 			AuthTokens:        []string{},
 			AuthUsers:         []string{},
 			PublishTokens:     []string{},
 		},
 		Upstream: Upstream{
-			IndexURL:    upstream.DefaultIndexURL,
-			DownloadURL: upstream.DefaultDownloadURL,
-			APIURL:      upstream.DefaultAPIURL,
-			UserAgent:   upstream.DefaultUserAgent,
-			Timeout:     Duration(upstream.DefaultTimeout),
-			Retries:     upstream.DefaultRetries,
+			IndexURL:    "https://mooncakes.io/git/index",
+			DownloadURL: "https://download.mooncakes.io",
+			APIURL:      "https://mooncakes.io",
+			UserAgent:   "mooncake/0.1.0 (moonbit-registry)",
+			Timeout:     Duration(time.Minute),
+			Retries:     3,
 		},
 		Index: Index{
 			Dir:           "data/index",
-			SyncInterval:  Duration(indexsync.DefaultInterval),
-			Branch:        indexsync.DefaultBranch,
-			GitTimeout:    Duration(indexsync.DefaultGitTimeout),
-			CheckInterval: Duration(indexsync.DefaultCheckInterval),
+			SyncInterval:  Duration(5 * time.Minute),
+			Branch:        "main",
+			GitTimeout:    Duration(2 * time.Minute),
+			CheckInterval: Duration(10 * time.Second),
 		},
 		Cache: Cache{
 			Dir:                  "data/packages",
 			HTTPDir:              "data/http-cache",
-			MaxConcurrentFetches: cache.DefaultMaxConcurrentFetches,
-			MaxPassthroughSize:   proxy.DefaultMaxBodyBytes,
-			NotFoundTTL:          Duration(proxy.DefaultNotFoundTTL),
+			MaxConcurrentFetches: 16,
+			MaxPassthroughSize:   1 << 30,
+			NotFoundTTL:          Duration(time.Minute),
 		},
-		Store: Store{Backend: BackendLocal, S3: S3{LeaseTTL: Duration(fleet.DefaultLeaseTTL)}},
+		Store: Store{Backend: BackendLocal, S3: S3{LeaseTTL: Duration(30 * time.Second)}},
 		Mirror: Mirror{
 			Packages:    []string{},
 			Concurrency: 8,
@@ -234,7 +228,7 @@ func Defaults() Config {
 		Private: Private{
 			Owners:         []string{},
 			Dir:            "data/private",
-			MaxArchiveSize: Size(private.DefaultMaxArchiveSize),
+			MaxArchiveSize: Size(32 << 20),
 		},
 	}
 }

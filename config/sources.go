@@ -6,9 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
-	"moonbit-registry/upstream"
 )
 
 // Source is one [[sources]] table: another registry (mooncakes.io,
@@ -61,7 +59,7 @@ func (c *Config) validateSources(src sources, env []string) error {
 	everythingElse := -1
 	for i := range c.Sources {
 		s := &c.Sources[i]
-		if err := indexsync.ValidateSourceName(s.Name); err != nil {
+		if err := module.ValidateSourceName(s.Name); err != nil {
 			return bad(i, "name", fmt.Sprintf("%q: %v", s.Name, err))
 		}
 		if names[s.Name] {
@@ -76,7 +74,7 @@ func (c *Config) validateSources(src sources, env []string) error {
 			key string
 			val *string
 		}{{"index_url", &s.IndexURL}, {"download_url", &s.DownloadURL}, {"api_url", &s.APIURL}} {
-			parsed, err := upstream.ParseBaseURL(*u.val)
+			parsed, err := module.ParseBaseURL(*u.val)
 			if err != nil {
 				return bad(i, u.key, err.Error())
 			}

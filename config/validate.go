@@ -8,9 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
-	"moonbit-registry/upstream"
 )
 
 // ErrInvalid marks every validation error, for errors.Is.
@@ -37,7 +35,7 @@ func (c *Config) validate(src sources) error {
 		src["server.base_url"] = "derived from server.listen"
 	} else {
 		// The client appends "/git/index" without stripping a slash.
-		u, err := upstream.ParseBaseURL(c.Server.BaseURL)
+		u, err := module.ParseBaseURL(c.Server.BaseURL)
 		if err != nil {
 			return bad("server.base_url", c.Server.BaseURL, err.Error())
 		}
@@ -51,7 +49,7 @@ func (c *Config) validate(src sources) error {
 		{"upstream.download_url", &c.Upstream.DownloadURL},
 		{"upstream.api_url", &c.Upstream.APIURL},
 	} {
-		parsed, err := upstream.ParseBaseURL(*u.val)
+		parsed, err := module.ParseBaseURL(*u.val)
 		if err != nil {
 			return bad(u.key, *u.val, err.Error())
 		}
@@ -95,7 +93,7 @@ func (c *Config) validate(src sources) error {
 			return bad(n.key, n.val, fmt.Sprintf("must be between %d and %d", n.min, n.max))
 		}
 	}
-	if err := indexsync.ValidateBranch(c.Index.Branch); err != nil {
+	if err := module.ValidateBranch(c.Index.Branch); err != nil {
 		return bad("index.branch", c.Index.Branch, err.Error())
 	}
 	for _, p := range []struct{ key, val string }{
@@ -160,7 +158,7 @@ func (c *Config) validateStore(bad func(key string, value any, why string) error
 		return bad("store.s3.bucket", s3.Bucket, "is required with store.backend = \"s3\" (the bucket must exist)")
 	}
 	if s3.Endpoint != "" {
-		u, err := upstream.ParseBaseURL(s3.Endpoint)
+		u, err := module.ParseBaseURL(s3.Endpoint)
 		if err != nil {
 			return bad("store.s3.endpoint", s3.Endpoint, err.Error())
 		}

@@ -104,7 +104,7 @@ func New(opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ValidateBranch(opts.Branch); err != nil {
+	if err := module.ValidateBranch(opts.Branch); err != nil {
 		return nil, fmt.Errorf("indexsync: branch %q: %w", opts.Branch, err)
 	}
 	if strings.HasPrefix(opts.UpstreamURL, "-") {
@@ -295,24 +295,6 @@ func (m *Mirror) removeStaleTempsIn(parent string) {
 			}
 		}
 	}
-}
-
-// ValidateBranch checks an upstream branch name: what git accepts as a
-// branch, restricted to letters, digits and ._/- (it reaches git's command
-// line and refspecs). The one rule the configuration and the mirror share.
-func ValidateBranch(b string) error {
-	ok := b != "" && len(b) <= 200 && !strings.HasPrefix(b, "-") && !strings.HasPrefix(b, "/") &&
-		!strings.HasSuffix(b, "/") && !strings.Contains(b, "..") && !strings.Contains(b, "//") &&
-		!strings.HasSuffix(b, ".lock")
-	for _, r := range b {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._/-", r)) {
-			ok = false
-		}
-	}
-	if !ok {
-		return errors.New("not a valid git branch name")
-	}
-	return nil
 }
 
 func (m *Mirror) revParse(ctx context.Context, dir, rev string) (string, error) {

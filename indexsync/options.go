@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"moonbit-registry/module"
 )
 
 // Defaults for the zero values of Options.
@@ -94,7 +96,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	names := map[string]bool{}
 	for _, s := range o.Sources {
-		if err := ValidateSourceName(s.Name); err != nil {
+		if err := module.ValidateSourceName(s.Name); err != nil {
 			return o, fmt.Errorf("indexsync: source name %q: %w", s.Name, err)
 		}
 		if names[s.Name] {
@@ -134,20 +136,4 @@ type Source struct {
 	Owners []string
 	// Header, if set, is sent with every request to it.
 	Header string
-}
-
-// ValidateSourceName checks a Source's name: letters, digits, '-' and
-// '_' (it becomes part of a ref name). The one rule the configuration and
-// the mirror share.
-func ValidateSourceName(name string) error {
-	ok := name != "" && len(name) <= 64
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			ok = false
-		}
-	}
-	if !ok {
-		return errors.New("want 1 to 64 letters, digits, '-' and '_'")
-	}
-	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/cache"
+	"moonbit-registry/module"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
 )
@@ -112,7 +113,7 @@ func NewPassthrough(opts PassthroughOptions) (http.Handler, error) {
 
 func parseBaseURL(s, def string) (*url.URL, error) {
 	s = cmp.Or(s, def)
-	u, err := upstream.ParseBaseURL(s)
+	u, err := module.ParseBaseURL(s)
 	if err != nil {
 		return nil, fmt.Errorf("passthrough: upstream URL %q: %w", s, err)
 	}

@@ -80,7 +80,7 @@ type Fetcher struct {
 // NewFetcher checks opts and builds a Fetcher.
 func NewFetcher(opts FetcherOptions) (*Fetcher, error) {
 	base := cmp.Or(opts.DownloadURL, DefaultDownloadURL)
-	u, err := ParseBaseURL(base)
+	u, err := module.ParseBaseURL(base)
 	if err != nil {
 		return nil, fmt.Errorf("download URL %q: %w", base, err)
 	}
