@@ -127,7 +127,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		index   *indexsync.Mirror
 	)
 	if len(cfg.Private.Owners) > 0 {
-		var records private.Records = disk.NewRecords(cfg.Private.Dir)
+		var records store.Records = disk.NewRecords(cfg.Private.Dir)
 		if shared, ok := archives.(*s3.Store); ok {
 			records = shared.Objects("private") // every replica sees every publish
 		}

@@ -29,28 +29,12 @@ import (
 	"moonbit-registry/store"
 )
 
-// Records are small documents under keys, written only with conditions:
-// the private index lines. The S3 store's Objects and the disk store's
-// Records both are one.
-type Records interface {
-	// Create writes key only if it does not exist; created is false if it
-	// does.
-	Create(ctx context.Context, key string, body []byte) (etag string, created bool, err error)
-	// Swap replaces key only if it still has etag; swapped is false when
-	// it changed or is gone.
-	Swap(ctx context.Context, key string, body []byte, etag string) (newETag string, swapped bool, err error)
-	// Read returns key's body, its ETag and age; found is false if absent.
-	Read(ctx context.Context, key string) (body []byte, etag string, age time.Duration, found bool, err error)
-	// List returns every key.
-	List(ctx context.Context) ([]string, error)
-}
-
 // Options configures a Registry.
 type Options struct {
 	// Owners are the reserved owners ([private] owners).
 	Owners []string
 	// Records keep the index lines; Store the archives.
-	Records Records
+	Records store.Records
 	Store   store.Store
 	// MaxArchiveSize caps an archive; 0 means DefaultMaxArchiveSize.
 	MaxArchiveSize int64

@@ -530,7 +530,7 @@ func TestPublishResumesAPendingRecordOfTheSameBytes(t *testing.T) {
 
 // hookRecords runs hook once, before the first Swap.
 type hookRecords struct {
-	private.Records
+	store.Records
 	hook func()
 }
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"moonbit-registry/private"
+	"moonbit-registry/store"
 	"moonbit-registry/store/recordstest"
 )
 
@@ -19,7 +19,7 @@ func newRecords(t *testing.T, dir string) *Records {
 }
 
 func TestRecordsCompliance(t *testing.T) {
-	recordstest.Run(t, func(t *testing.T) private.Records {
+	recordstest.Run(t, func(t *testing.T) store.Records {
 		return newRecords(t, filepath.Join(t.TempDir(), "records"))
 	})
 }

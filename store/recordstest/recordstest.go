@@ -1,4 +1,4 @@
-// Package recordstest is the behaviour every private.Records
+// Package recordstest is the behaviour every store.Records
 // implementation shares (the disk store's Records, the S3 store's
 // Objects), checked once: Run(t, newRecords). Only tests import it.
 package recordstest
@@ -12,15 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/private"
+	"moonbit-registry/store"
 )
 
 // Run checks the conditional-write contract on fresh, empty Records made
 // by newRecords (one per subtest).
-func Run(t *testing.T, newRecords func(t *testing.T) private.Records) {
+func Run(t *testing.T, newRecords func(t *testing.T) store.Records) {
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, r private.Records)
+		fn   func(t *testing.T, r store.Records)
 	}{
 		{"CreateOnlyIfAbsent", testCreateTwice},
 		{"CreateETagIsReadETag", testCreateETag},
@@ -55,7 +55,7 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func create(t *testing.T, r private.Records, key string, body []byte) string {
+func create(t *testing.T, r store.Records, key string, body []byte) string {
 	t.Helper()
 	etag, created, err := r.Create(ctx(t), key, body)
 	if err != nil || !created {
@@ -68,7 +68,7 @@ func create(t *testing.T, r private.Records, key string, body []byte) string {
 }
 
 // expect checks key holds body; it returns the ETag Read gives.
-func expect(t *testing.T, r private.Records, key string, body []byte) string {
+func expect(t *testing.T, r store.Records, key string, body []byte) string {
 	t.Helper()
 	got, etag, _, found, err := r.Read(ctx(t), key)
 	if err != nil || !found {
@@ -83,7 +83,7 @@ func expect(t *testing.T, r private.Records, key string, body []byte) string {
 	return etag
 }
 
-func testCreateTwice(t *testing.T, r private.Records) {
+func testCreateTwice(t *testing.T, r store.Records) {
 	first := []byte(`{"state":"pending","n":1}`)
 	etag := create(t, r, keyPlain, first)
 	for _, body := range [][]byte{[]byte(`{"state":"published","n":2}`), first} {
@@ -97,7 +97,7 @@ func testCreateTwice(t *testing.T, r private.Records) {
 	}
 }
 
-func testCreateETag(t *testing.T, r private.Records) {
+func testCreateETag(t *testing.T, r store.Records) {
 	for _, key := range []string{keyPlain, keyNested, keyBuild, keyEmoji} {
 		body := []byte(fmt.Sprintf(`{"key":%q}`, key))
 		etag := create(t, r, key, body)
@@ -107,7 +107,7 @@ func testCreateETag(t *testing.T, r private.Records) {
 	}
 }
 
-func testSwap(t *testing.T, r private.Records) {
+func testSwap(t *testing.T, r store.Records) {
 	for _, key := range []string{keyPlain, keyNested, keyEmoji} {
 		old := []byte(`{"state":"pending"}`)
 		etag := create(t, r, key, old)
@@ -135,7 +135,7 @@ func testSwap(t *testing.T, r private.Records) {
 	}
 }
 
-func testSwapStale(t *testing.T, r private.Records) {
+func testSwapStale(t *testing.T, r store.Records) {
 	first := []byte(`{"v":1}`)
 	etag1 := create(t, r, keyPlain, first)
 	second := []byte(`{"v":2}`)
@@ -154,7 +154,7 @@ func testSwapStale(t *testing.T, r private.Records) {
 	}
 }
 
-func testSwapMissing(t *testing.T, r private.Records) {
+func testSwapMissing(t *testing.T, r store.Records) {
 	// An ETag of a record that exists elsewhere, and one never given.
 	etag := create(t, r, keyPlain, []byte(`{"v":1}`))
 	for _, e := range []string{etag, `"d41d8cd98f00b204e9800998ecf8427e"`} {
@@ -172,7 +172,7 @@ func testSwapMissing(t *testing.T, r private.Records) {
 	}
 }
 
-func testReadMissing(t *testing.T, r private.Records) {
+func testReadMissing(t *testing.T, r store.Records) {
 	for _, key := range []string{keyPlain, keyNested} {
 		body, etag, _, found, err := r.Read(ctx(t), key)
 		if err != nil || found || body != nil || etag != "" {
@@ -186,7 +186,7 @@ func testReadMissing(t *testing.T, r private.Records) {
 	}
 }
 
-func testAge(t *testing.T, r private.Records) {
+func testAge(t *testing.T, r store.Records) {
 	create(t, r, keyPlain, []byte(`{}`))
 	_, _, age, found, err := r.Read(ctx(t), keyPlain)
 	if err != nil || !found {
@@ -199,7 +199,7 @@ func testAge(t *testing.T, r private.Records) {
 	}
 }
 
-func testList(t *testing.T, r private.Records) {
+func testList(t *testing.T, r store.Records) {
 	want := []string{keyPlain, keyNested, keyBuild, keyEmoji, "acme/a@1.0.0", "zz/top@2.0.0"}
 	for i, key := range want {
 		create(t, r, key, []byte(fmt.Sprintf(`{"n":%d}`, i)))
@@ -223,7 +223,7 @@ func testList(t *testing.T, r private.Records) {
 	}
 }
 
-func testListEmpty(t *testing.T, r private.Records) {
+func testListEmpty(t *testing.T, r store.Records) {
 	keys, err := r.List(ctx(t))
 	if err != nil || len(keys) != 0 {
 		t.Errorf("List of empty records = %q, %v; want none", keys, err)
@@ -232,13 +232,13 @@ func testListEmpty(t *testing.T, r private.Records) {
 
 const writers = 8
 
-func testConcurrentCreate(t *testing.T, r private.Records) {
+func testConcurrentCreate(t *testing.T, r store.Records) {
 	oneWins(t, r, "Create", func(c context.Context, body []byte) (string, bool, error) {
 		return r.Create(c, keyNested, body)
 	})
 }
 
-func testConcurrentSwap(t *testing.T, r private.Records) {
+func testConcurrentSwap(t *testing.T, r store.Records) {
 	etag := create(t, r, keyNested, []byte(`{"writer":"none"}`))
 	oneWins(t, r, "Swap", func(c context.Context, body []byte) (string, bool, error) {
 		return r.Swap(c, keyNested, body, etag)
@@ -248,7 +248,7 @@ func testConcurrentSwap(t *testing.T, r private.Records) {
 // oneWins runs write from several writers at once, each with its own
 // body, and checks that exactly one succeeded and its body and ETag are
 // what Read sees.
-func oneWins(t *testing.T, r private.Records, op string, write func(c context.Context, body []byte) (string, bool, error)) {
+func oneWins(t *testing.T, r store.Records, op string, write func(c context.Context, body []byte) (string, bool, error)) {
 	var (
 		wg      sync.WaitGroup
 		mu      sync.Mutex
@@ -286,7 +286,7 @@ func oneWins(t *testing.T, r private.Records, op string, write func(c context.Co
 // testLargeBody: a record of a few hundred KiB (a manifest may carry a
 // long description, and moon.mod.json may be up to 1 MiB) is either
 // refused when written or read back whole; never cut short silently.
-func testLargeBody(t *testing.T, r private.Records) {
+func testLargeBody(t *testing.T, r store.Records) {
 	body := bytes.Repeat([]byte("0123456789abcdef"), 200<<10/16)
 	body = append(append([]byte(`{"description":"`), body...), `"}`...)
 	_, created, err := r.Create(ctx(t), keyPlain, body)

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"moonbit-registry/internal/testsupport"
-	"moonbit-registry/private"
+	"moonbit-registry/store"
 	"moonbit-registry/store/recordstest"
 )
 
@@ -16,7 +16,7 @@ import (
 func TestRecordsCompliance(t *testing.T) {
 	srv := testsupport.StartS3(t, testBucket)
 	var n atomic.Int64
-	recordstest.Run(t, func(t *testing.T) private.Records {
+	recordstest.Run(t, func(t *testing.T) store.Records {
 		s := newTestStore(t, srv, fmt.Sprintf("r%d/", n.Add(1)))
 		return s.Objects("private")
 	})
