@@ -57,6 +57,10 @@ type Use struct {
 	Serve bool
 	// OnStoreRequest, if set, sees every request to a remote store.
 	OnStoreRequest func(op string, d time.Duration, err error)
+	// Store, if set, is the archive store instead of the configured one
+	// (in-process tests: store/mem). It is used as a store of its own:
+	// no size limit, no fleet.
+	Store store.Store
 }
 
 // Registry is the opened parts of a registry root.
@@ -92,14 +96,14 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
 	}
-	archives, local, err := openStore(cfg, maxBytes, use, cacheLog)
+	archives, local, shared, err := openStore(cfg, maxBytes, use, cacheLog)
 	if err != nil {
 		return nil, err
 	}
 	var coalescer cache.Coalescer // nil: this process only
 	var leases *fleet.Leases
 	var indexFleet indexsync.Fleet // nil: an index mirror on its own
-	if shared, ok := archives.(*s3.Store); ok {
+	if shared != nil {
 		// Replicas on one bucket serve one index that only moves forward.
 		objs := shared.Objects("index")
 		indexFleet = fleet.NewIndexTip(objs, objs)
@@ -128,7 +132,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	)
 	if len(cfg.Private.Owners) > 0 {
 		var records store.Records = disk.NewRecords(cfg.Private.Dir)
-		if shared, ok := archives.(*s3.Store); ok {
+		if shared != nil {
 			records = shared.Objects("private") // every replica sees every publish
 		}
 		priv = private.New(private.Options{
@@ -279,9 +283,13 @@ func privateArchive(cfg config.Config) func(module.Version) bool {
 // storeCheckTimeout bounds the start-up check of a remote store.
 const storeCheckTimeout = 30 * time.Second
 
-// openStore opens the archive store store.backend names; local is the same
-// store when it is the local disk, else nil.
-func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (archives store.Store, local *disk.Store, err error) {
+// openStore opens the archive store the configuration names: local is
+// it when it is the local disk store, shared when it is the bucket of a
+// fleet (store.backend = "s3"); use.Store replaces both.
+func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (archives store.Store, local *disk.Store, shared *s3.Store, err error) {
+	if use.Store != nil {
+		return use.Store, nil, nil, nil
+	}
 	if cfg.Store.Backend == config.BackendS3 {
 		ctx, cancel := context.WithTimeout(context.Background(), storeCheckTimeout)
 		defer cancel()
@@ -289,15 +297,15 @@ func openStore(cfg config.Config, maxBytes int64, use Use, log zerolog.Logger) (
 		s, err := s3.New(ctx, s3.Options{Endpoint: o.Endpoint, Bucket: o.Bucket, Prefix: o.Prefix, Region: o.Region,
 			PathStyle: o.PathStyle, Observe: use.OnStoreRequest})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		return s, nil, nil
+		return s, nil, s, nil
 	}
 	d, err := disk.New(disk.Options{Root: cfg.Cache.Dir, MaxBytes: maxBytes, ReadOnly: use.ReadOnly, Keep: privateArchive(cfg), Logger: log})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return d, d, nil
+	return d, d, nil, nil
 }
 
 // Close waits for any index sync the registry started, so no git outlives

@@ -13,23 +13,40 @@ import (
 	"moonbit-registry/config"
 	"moonbit-registry/indexsync"
 	"moonbit-registry/proxy"
+	"moonbit-registry/store"
 )
 
-// Serve runs the proxy until ctx ends: it syncs the index at start and
-// every index.sync_interval (unless offline) and serves clients, logging
-// one line per request to access. It returns after in-flight requests
-// have finished and any sync it started is over.
+// Serve runs the proxy on server.listen until ctx ends (see ServeOn).
 func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) error {
 	// A missing or mismatched key pair stops start-up, not the first
 	// client's handshake.
+	if _, err := cfg.Server.LoadTLS(); err != nil {
+		return UsageError{err}
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
+	}
+	return ServeOn(ctx, cfg, ln, nil, log, access)
+}
+
+// ServeOn runs the proxy on ln until ctx ends: it syncs the index at start
+// and every index.sync_interval (unless offline) and serves clients,
+// logging one line per request to access. archives, when not nil, is the
+// archive store instead of the configured one (in-process tests). It
+// returns after in-flight requests have finished and any sync it started
+// is over; it closes ln.
+func ServeOn(ctx context.Context, cfg config.Config, ln net.Listener, archives store.Store, log, access zerolog.Logger) error {
 	tlsConfig, err := cfg.Server.LoadTLS()
 	if err != nil {
+		ln.Close()
 		return UsageError{err}
 	}
 	metrics := proxy.NewMetrics()
 	offline := cfg.Server.Offline
-	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, Serve: true, OnFetch: metrics.ObserveFetch, OnStoreRequest: metrics.ObserveStore}, log)
+	r, err := Open(cfg, Use{Fetch: !offline, Evict: !offline, ReadOnly: offline, Serve: true, OnFetch: metrics.ObserveFetch, OnStoreRequest: metrics.ObserveStore, Store: archives}, log)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	// Close waits for any sync Run started, so no git outlives the process.
@@ -45,15 +62,13 @@ func Serve(ctx context.Context, cfg config.Config, log, access zerolog.Logger) e
 	cat := catalog.New(r.Index)
 	passthrough, err := openPassthrough(cfg, r.Local, cat, r.Health, log)
 	if err != nil {
+		ln.Close()
 		return err
 	}
 	pages, err := newWeb(ctx, r, cat, time.Now())
 	if err != nil {
+		ln.Close()
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.Server.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Server.Listen, err)
 	}
 	if tlsConfig != nil {
 		ln = tls.NewListener(ln, tlsConfig)
