@@ -40,11 +40,11 @@ func InspectArchive(r io.ReaderAt, size int64) (manifest.Module, map[string]stri
 	if err != nil {
 		return manifest.Module{}, nil, invalid("not a zip archive: %v", err)
 	}
-	if err := checkLayout(r, size, zr); err != nil {
-		return manifest.Module{}, nil, err
-	}
 	if len(zr.File) > maxEntries {
 		return manifest.Module{}, nil, invalid("%d entries; at most %d are taken", len(zr.File), maxEntries)
+	}
+	if err := checkLayout(r, size, zr); err != nil {
+		return manifest.Module{}, nil, err
 	}
 	var (
 		unpacked uint64
@@ -84,26 +84,8 @@ func InspectArchive(r io.ReaderAt, size int64) (manifest.Module, map[string]stri
 			atRoot[f.Name] = f
 		}
 	}
-	// A file is no directory ("moon.mod.json" and "moon.mod.json/x"), and
-	// the directories entries imply are spelled one way ("Src/a.mbt" and
-	// "src/b.mbt" are one directory on macOS and Windows).
-	dirs := map[string]string{} // folded -> as spelled
-	for key, name := range seen {
-		if strings.HasSuffix(name, "/") {
-			dirs[key] = strings.TrimSuffix(name, "/")
-		}
-	}
-	for _, name := range seen {
-		for dir := path.Dir(strings.TrimSuffix(name, "/")); dir != "."; dir = path.Dir(dir) {
-			key := strings.ToLower(dir)
-			if file, ok := files[key]; ok {
-				return manifest.Module{}, nil, invalid("entry %q is inside %q, which is a file", name, file)
-			}
-			if other, ok := dirs[key]; ok && other != dir {
-				return manifest.Module{}, nil, invalid("directories %q and %q differ only in case (one directory on macOS and Windows)", other, dir)
-			}
-			dirs[key] = dir
-		}
+	if err := checkDirs(seen, files); err != nil {
+		return manifest.Module{}, nil, err
 	}
 	// Read every entry: archive/zip checks each one's CRC and that it does
 	// not unpack to more than its header says, so a lying header or a
@@ -159,12 +141,66 @@ func ParseManifest(name string, data []byte) (manifest.Module, map[string]string
 	return m, deps, nil
 }
 
+// checkDirs checks the directories the entries make (seen: every entry
+// by its folded name; files: the files among them): a file is no
+// directory ("moon.mod.json" and "moon.mod.json/x"), and a directory is
+// spelled one way ("Src/a.mbt" and "src/b.mbt" are one directory on macOS
+// and Windows). Each directory is looked at once: a walk up from an entry
+// stops at the first directory already seen, whose own walk checked the
+// rest.
+func checkDirs(seen, files map[string]string) error {
+	dirs := map[string]string{} // folded -> as spelled
+	for folded, name := range seen {
+		name = strings.TrimSuffix(name, "/")
+		dir, key := name, folded // an explicit directory entry starts at itself
+		if !strings.HasSuffix(seen[folded], "/") {
+			dir, key = parent(name), parent(folded)
+		}
+		for dir != "" {
+			if file, ok := files[key]; ok && file != seen[folded] {
+				return invalid("entry %q is inside %q, which is a file", name, file)
+			}
+			if other, ok := dirs[key]; ok {
+				if other != dir {
+					return invalid("directories %q and %q differ only in case (one directory on macOS and Windows)", other, dir)
+				}
+				break
+			}
+			dirs[key] = dir
+			dir, key = parent(dir), parent(key)
+		}
+	}
+	return nil
+}
+
+// parent is the directory part of a slash-separated path, "" at the top.
+// Case folding keeps every '/' where it was, counted from the end, so the
+// parent of a folded name is the folded parent.
+func parent(p string) string {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return ""
+	}
+	return p[:i]
+}
+
+// Bounds on an entry's name: longer or deeper paths are no source tree,
+// and checking their directories costs in proportion.
+const (
+	maxEntryNameLen = 512
+	maxEntryDepth   = 32
+)
+
 // checkEntryName refuses names that unpack outside the target directory or
 // mean different things on different systems.
 func checkEntryName(name string) error {
 	switch {
 	case name == "" || strings.ContainsRune(name, 0):
 		return invalid("an entry has an empty or NUL-bearing name")
+	case len(name) > maxEntryNameLen:
+		return invalid("entry %.60q... has a name of %d bytes; at most %d are taken", name, len(name), maxEntryNameLen)
+	case strings.Count(strings.TrimSuffix(name, "/"), "/") >= maxEntryDepth:
+		return invalid("entry %.60q... is nested deeper than %d directories", name, maxEntryDepth)
 	case !utf8.ValidString(name):
 		// Overlong forms such as \xc0\xae ('.') would pass the checks
 		// below and be read otherwise by a lenient unzip.

@@ -248,6 +248,34 @@ func TestInspectArchiveRefuses(t *testing.T) {
 			first := zipOf(t, file("../../evil.sh", "rm -rf ~"))
 			return append(first, zipOf(t, manifest, file("src/a.mbt", "x"))...)
 		}, []string{`local header names "../../evil.sh"`}},
+		{"a second end record after the first", func(t *testing.T) []byte {
+			b := zipOf(t, manifest)
+			return append(b, b[len(b)-22:]...)
+		}, []string{"directory does not end where its end record starts"}},
+		{"a second name in a Unicode Path extra field", func(t *testing.T) []byte {
+			var buf bytes.Buffer
+			w := zip.NewWriter(&buf)
+			for _, h := range []*zip.FileHeader{
+				{Name: "moon.mod.json", Method: zip.Store},
+				{Name: "src/a.mbt", Method: zip.Store, Extra: []byte{0x75, 0x70, 9, 0, 1, 0, 0, 0, 0, '.', '.', '/', 'x'}},
+			} {
+				fw, err := w.CreateHeader(h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fw.Write([]byte(goodManifest))
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return buf.Bytes()
+		}, []string{`"src/a.mbt"`, "second name"}},
+		{"a name too deep", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file(strings.Repeat("a/", 40)+"x.mbt", "x"))
+		}, []string{"deeper than 32"}},
+		{"a name too long", func(t *testing.T) []byte {
+			return zipOf(t, manifest, file("src/"+strings.Repeat("x", 600)+".mbt", "x"))
+		}, []string{"at most 512"}},
 		{"data after the zip", func(t *testing.T) []byte {
 			return append(zipOf(t, manifest), "trailing bytes"...)
 		}, []string{"does not end the file"}},

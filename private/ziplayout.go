@@ -13,11 +13,19 @@ import (
 // (PKWARE APPNOTE 4.3).
 const (
 	sigLocal      = 0x04034b50
+	sigCentral    = 0x02014b50
 	sigDescriptor = 0x08074b50
 	sigEnd        = 0x06054b50
 	localSize     = 30
+	centralSize   = 46
 	endSize       = 22
 	flagDescribed = 0x8 // sizes and CRC follow the data
+
+	// Extra fields that carry another name for an entry (Info-ZIP's
+	// Unicode Path and Unicode Comment): some unzips take that name
+	// instead of the one checked.
+	extraUnicodePath    = 0x7075
+	extraUnicodeComment = 0x6375
 )
 
 // checkLayout accepts only a zip whose every byte is accounted for by the
@@ -56,7 +64,56 @@ func checkLayout(r io.ReaderAt, size int64, zr *zip.Reader) error {
 	if int64(end.dirOffset)+int64(end.dirSize) != size-endSize-int64(end.commentLen) {
 		return invalid("the zip's directory does not end where its end record starts")
 	}
+	return checkCentral(r, end, zr)
+}
+
+// checkCentral reads the central directory record by record: they must
+// fill it exactly, in archive/zip's order, with the names it read, and
+// carry no second name for an entry.
+func checkCentral(r io.ReaderAt, end endRecord, zr *zip.Reader) error {
+	dir := make([]byte, end.dirSize)
+	if _, err := r.ReadAt(dir, int64(end.dirOffset)); err != nil {
+		return invalid("the zip's directory cannot be read: %v", err)
+	}
+	le := binary.LittleEndian
+	at := 0
+	for _, f := range zr.File {
+		if len(dir)-at < centralSize || le.Uint32(dir[at:]) != sigCentral {
+			return invalid("the zip's directory does not hold entry %q where it should", f.Name)
+		}
+		n, m, k := int(le.Uint16(dir[at+28:])), int(le.Uint16(dir[at+30:])), int(le.Uint16(dir[at+32:]))
+		if len(dir)-at < centralSize+n+m+k || string(dir[at+centralSize:at+centralSize+n]) != f.Name {
+			return invalid("the zip's directory does not hold entry %q where it should", f.Name)
+		}
+		if hasExtra(dir[at+centralSize+n:at+centralSize+n+m], extraUnicodePath, extraUnicodeComment) {
+			return invalid("entry %q carries a second name (a Unicode Path extra field); unzips disagree on which counts", f.Name)
+		}
+		at += centralSize + n + m + k
+	}
+	if at != len(dir) {
+		return invalid("the zip's directory has %d bytes after its last entry", len(dir)-at)
+	}
 	return nil
+}
+
+// hasExtra reports whether extra fields hold one of ids (or cannot be
+// read, which counts as holding anything).
+func hasExtra(extra []byte, ids ...uint16) bool {
+	le := binary.LittleEndian
+	for len(extra) > 0 {
+		if len(extra) < 4 {
+			return true
+		}
+		id, size := le.Uint16(extra), int(le.Uint16(extra[2:]))
+		if len(extra) < 4+size {
+			return true
+		}
+		if slices.Contains(ids, id) {
+			return true
+		}
+		extra = extra[4+size:]
+	}
+	return false
 }
 
 type endRecord struct {
@@ -65,8 +122,9 @@ type endRecord struct {
 	commentLen         uint16
 }
 
-// readEnd reads the end-of-central-directory record, which must end the
-// file exactly (its comment included).
+// readEnd reads the end-of-central-directory record archive/zip reads (the
+// last signature in the file), which must end the file exactly, its
+// comment included.
 func readEnd(r io.ReaderAt, size int64) (endRecord, error) {
 	tail := min(size, endSize+0xFFFF)
 	buf := make([]byte, tail)
@@ -83,8 +141,11 @@ func readEnd(r io.ReaderAt, size int64) (endRecord, error) {
 			dirOffset:  binary.LittleEndian.Uint32(buf[i+16:]),
 			commentLen: binary.LittleEndian.Uint16(buf[i+20:]),
 		}
+		if i+endSize+int(e.commentLen) > len(buf) {
+			continue // a signature inside a comment or data, as archive/zip reads it
+		}
 		if i+endSize+int(e.commentLen) != len(buf) {
-			continue // a signature inside a comment or data
+			return endRecord{}, invalid("the zip's end record does not end the file (data after the archive is not taken)")
 		}
 		if e.entries == 0xFFFF || e.dirSize == 0xFFFFFFFF || e.dirOffset == 0xFFFFFFFF {
 			return endRecord{}, invalid("zip64 archives are not taken (an archive is at most %d MiB)", DefaultMaxArchiveSize>>20)
@@ -107,9 +168,16 @@ func checkLocal(r io.ReaderAt, at int64, f *zip.File) (int64, error) {
 	}
 	flags, method := le.Uint16(h[6:]), le.Uint16(h[8:])
 	nameLen, extraLen := int64(le.Uint16(h[26:])), int64(le.Uint16(h[28:]))
-	name := make([]byte, nameLen)
-	if _, err := r.ReadAt(name, at+localSize); err != nil {
+	nameExtra := make([]byte, nameLen+extraLen)
+	if _, err := r.ReadAt(nameExtra, at+localSize); err != nil {
 		return 0, invalid("entry %q: its local header cannot be read: %v", f.Name, err)
+	}
+	name, extra := nameExtra[:nameLen], nameExtra[nameLen:]
+	if le.Uint32(h[18:]) == 0xFFFFFFFF || le.Uint32(h[22:]) == 0xFFFFFFFF {
+		return 0, invalid("entry %q is stored as zip64; zip64 archives are not taken (an archive is at most %d MiB)", f.Name, DefaultMaxArchiveSize>>20)
+	}
+	if hasExtra(extra, extraUnicodePath, extraUnicodeComment) {
+		return 0, invalid("entry %q carries a second name (a Unicode Path extra field); unzips disagree on which counts", f.Name)
 	}
 	data, err := f.DataOffset()
 	if err != nil {
