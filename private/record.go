@@ -36,8 +36,8 @@ func recordKey(mv module.Version) string {
 	return mv.Module + "@" + core
 }
 
-// keyOf reports whether key is the record key of mv: recordKey's, or the
+// isKeyOf reports whether key is the record key of mv: recordKey's, or the
 // whole version, as records kept it before build metadata was folded.
-func keyOf(key string, mv module.Version) bool {
+func isKeyOf(key string, mv module.Version) bool {
 	return key == recordKey(mv) || key == mv.String()
 }

@@ -156,7 +156,7 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 		return Published{}, fmt.Errorf("%w: %s; the reserved owner is spelled %s (names that differ only in case are one on macOS and Windows)",
 			ErrNotReserved, mv.Module, owner)
 	}
-	if err := r.checkNameCase(ctx, mv.Module); err != nil {
+	if err := r.checkNames(ctx, mv); err != nil {
 		return Published{}, err
 	}
 	if err := r.checkResolvable(ctx, deps); err != nil {
@@ -193,18 +193,27 @@ func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, erro
 	return pub, r.afterChange(ctx, mv)
 }
 
-// checkNameCase refuses a module whose name differs only in case from a
-// published one's: clients on macOS and Windows would keep both in one
-// directory.
-func (r *Registry) checkNameCase(ctx context.Context, name string) error {
+// checkNames refuses a module whose name differs only in case from a
+// published one's (clients on macOS and Windows would keep both in one
+// directory), and a version whose record, kept before build metadata was
+// folded, holds a sibling (1.0.0 beside an old 1.0.0+x).
+func (r *Registry) checkNames(ctx context.Context, mv module.Version) error {
 	keys, err := r.opts.Records.List(ctx)
 	if err != nil {
 		return fmt.Errorf("list private modules: %w", err)
 	}
 	for _, key := range keys {
-		other, _, _ := strings.Cut(key, "@")
-		if other != name && strings.EqualFold(other, name) {
-			return fmt.Errorf("%w: %s differs only in case from the published %s (one name on macOS and Windows)", ErrConflict, name, other)
+		other, err := module.ParseVersion(key)
+		if err != nil {
+			continue
+		}
+		switch {
+		case other.Module != mv.Module && strings.EqualFold(other.Module, mv.Module):
+			return fmt.Errorf("%w: %s differs only in case from the published %s (one name on macOS and Windows)", ErrConflict, mv.Module, other.Module)
+		case other.Module == mv.Module && strings.Contains(other.Version, "+") && other.Version != mv.Version && recordKey(other) == recordKey(mv):
+			// Only old keys keep build metadata; a new key's record says
+			// its version (claim checks it).
+			return fmt.Errorf("%w: %s is already published as %s; versions that differ only in build metadata are one version", ErrConflict, mv, other.Version)
 		}
 	}
 	return nil
@@ -336,7 +345,10 @@ func (r *Registry) claim(ctx context.Context, mv module.Version, sum string) (re
 	if err != nil {
 		return record{}, "", err
 	}
-	key := recordKey(mv)
+	key, err := r.storedKey(ctx, mv)
+	if err != nil {
+		return record{}, "", err
+	}
 	for range 3 {
 		etag, created, err := r.opts.Records.Create(ctx, key, pending)
 		if err != nil {
@@ -382,7 +394,11 @@ func (r *Registry) swap(ctx context.Context, mv module.Version, rec record, etag
 	if err != nil {
 		return err
 	}
-	_, swapped, err := r.opts.Records.Swap(ctx, recordKey(mv), body, etag)
+	key, err := r.storedKey(ctx, mv)
+	if err != nil {
+		return err
+	}
+	_, swapped, err := r.opts.Records.Swap(ctx, key, body, etag)
 	if err != nil {
 		return err
 	}
@@ -401,10 +417,32 @@ func (r *Registry) swap(ctx context.Context, mv module.Version, rec record, etag
 	return fmt.Errorf("%w: the record of %s changed during the publish", ErrConflict, mv)
 }
 
+// storedKey is the key mv's record is kept under: recordKey's, or for a
+// version with build metadata published before versions were claimed
+// without it, the whole version (one more Read, for such versions only).
+func (r *Registry) storedKey(ctx context.Context, mv module.Version) (string, error) {
+	key := recordKey(mv)
+	if key == mv.String() {
+		return key, nil
+	}
+	_, _, _, found, err := r.opts.Records.Read(ctx, mv.String())
+	if err != nil {
+		return "", err
+	}
+	if found {
+		return mv.String(), nil
+	}
+	return key, nil
+}
+
 // readRecord reads mv's record; found is false when there is none. A record
 // that does not parse is an error: it is ours, so it is damaged.
 func (r *Registry) readRecord(ctx context.Context, mv module.Version) (rec record, etag string, age time.Duration, found bool, err error) {
-	body, etag, age, found, err := r.opts.Records.Read(ctx, recordKey(mv))
+	key, err := r.storedKey(ctx, mv)
+	if err != nil {
+		return record{}, "", 0, false, err
+	}
+	body, etag, age, found, err := r.opts.Records.Read(ctx, key)
 	if err != nil || !found {
 		return record{}, "", 0, found, err
 	}
@@ -478,7 +516,11 @@ func (r *Registry) SetMarks(ctx context.Context, mv module.Version, m Mark) erro
 		if err != nil {
 			return err
 		}
-		_, swapped, err := r.opts.Records.Swap(ctx, recordKey(mv), next, etag)
+		key, err := r.storedKey(ctx, mv)
+		if err != nil {
+			return err
+		}
+		_, swapped, err := r.opts.Records.Swap(ctx, key, next, etag)
 		if err != nil {
 			return err
 		}
@@ -561,7 +603,7 @@ func (r *Registry) published(ctx context.Context) ([]record, error) {
 		}
 		var rec record
 		if !found || json.Unmarshal(body, &rec) != nil || rec.State != statePublished ||
-			!keyOf(key, module.Version{Module: rec.Line.Name, Version: rec.Line.Version}) {
+			!isKeyOf(key, module.Version{Module: rec.Line.Name, Version: rec.Line.Version}) {
 			continue
 		}
 		out = append(out, rec)

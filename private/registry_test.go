@@ -745,3 +745,49 @@ func TestPublishRefusesUnresolvableDependencies(t *testing.T) {
 	e.expectEmpty(t)
 	e.publish(t, archive(t, manifestOf(libV1, `"deps": {"pub/util": "1.1.0"}`), ""))
 }
+
+// TestRecordsKeptUnderTheWholeVersion: a version with build metadata
+// published before versions were claimed without it has its record under
+// the whole version. It stays listed, can be deprecated, is published
+// again by its own bytes, and still holds its siblings off.
+func TestRecordsKeptUnderTheWholeVersion(t *testing.T) {
+	e := newEnv(t, nil)
+	old := module.Version{Module: "acme/lib", Version: "1.0.0+x"}
+	b := archive(t, manifestOf(old, ""), "old")
+	e.publish(t, b)
+	// Move the record to the key the older code used.
+	ctx := context.Background()
+	body, _, _, found, err := e.recs.Read(ctx, "acme/lib@1.0.0")
+	if err != nil || !found {
+		t.Fatalf("record under acme/lib@1.0.0: %v %v", found, err)
+	}
+	if _, created, err := e.recs.Create(ctx, old.String(), body); err != nil || !created {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(e.recDir, "acme", "lib@1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := e.recs.List(ctx); !slices.Equal(keys, []string{old.String()}) {
+		t.Fatalf("records = %q", keys)
+	}
+
+	if l := e.lines(t, "acme/lib"); len(l) != 1 || l[0]["version"] != old.Version {
+		t.Fatalf("lines = %v", l)
+	}
+	if pub, err := e.reg.Publish(ctx, bytes.NewReader(b)); err != nil || !pub.Existed {
+		t.Errorf("the same bytes again = %+v, %v; want Existed", pub, err)
+	}
+	reason := "use 2.0.0"
+	if err := e.reg.SetMarks(ctx, old, private.Mark{Deprecated: &reason}); err != nil {
+		t.Errorf("deprecate %s: %v", old, err)
+	}
+	for _, v := range []string{"1.0.0", "1.0.0+y"} {
+		mv := module.Version{Module: "acme/lib", Version: v}
+		if _, err := e.reg.Publish(ctx, bytes.NewReader(archive(t, manifestOf(mv, ""), v))); !errors.Is(err, private.ErrConflict) {
+			t.Errorf("publish %s beside the old %s: %v, want ErrConflict", v, old, err)
+		}
+	}
+	if l := e.lines(t, "acme/lib"); len(l) != 1 || l[0]["version"] != old.Version || l[0]["deprecated"] != reason {
+		t.Errorf("lines = %v", l)
+	}
+}
