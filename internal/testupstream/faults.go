@@ -3,7 +3,6 @@ package testupstream
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -227,7 +226,7 @@ func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool,
 	case <-t.C:
 	case <-stop:
 	}
-	if tc, ok := conn.(*net.TCPConn); ok {
+	if tc, ok := conn.(interface{ SetLinger(int) error }); ok {
 		_ = tc.SetLinger(0) // close sends RST instead of FIN
 	}
 }

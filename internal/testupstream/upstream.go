@@ -148,6 +148,15 @@ func (c countingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// SetLinger reaches the TCP connection beneath, so ResetMidBody still
+// resets (RST) rather than closes.
+func (c countingConn) SetLinger(sec int) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetLinger(sec)
+	}
+	return nil
+}
+
 // Start starts an upstream for a test or benchmark, fails it on error and
 // closes the upstream in t.Cleanup.
 func Start(t testing.TB, opts Options) *Upstream {
