@@ -242,9 +242,10 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 // newFetcher fetches each archive from the source that serves its owner
 // ([[sources]]), every other one from upstream.
 func newFetcher(cfg config.Config, retries int, health *upstream.Health, log zerolog.Logger) (cache.Fetcher, error) {
-	fetcherFor := func(downloadURL, auth string) (*upstream.Fetcher, error) {
+	// Upstream's health is upstream's: [[sources]] are other registries.
+	fetcherFor := func(downloadURL, auth string, rt http.RoundTripper) (*upstream.Fetcher, error) {
 		return upstream.NewFetcher(upstream.FetcherOptions{
-			Client:        &http.Client{Transport: health.Transport(nil)},
+			Client:        &http.Client{Transport: rt},
 			DownloadURL:   downloadURL,
 			UserAgent:     cfg.Upstream.UserAgent,
 			Timeout:       cfg.Upstream.Timeout.D(),
@@ -253,7 +254,7 @@ func newFetcher(cfg config.Config, retries int, health *upstream.Health, log zer
 			Logger:        log,
 		})
 	}
-	def, err := fetcherFor(cfg.Upstream.DownloadURL, cfg.Upstream.Authorization)
+	def, err := fetcherFor(cfg.Upstream.DownloadURL, cfg.Upstream.Authorization, health.Transport(nil))
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +263,7 @@ func newFetcher(cfg config.Config, retries int, health *upstream.Health, log zer
 	}
 	router := upstream.Router{Default: def, ByOwner: map[string]*upstream.Fetcher{}}
 	for _, s := range cfg.Sources {
-		f, err := fetcherFor(s.DownloadURL, s.Authorization)
+		f, err := fetcherFor(s.DownloadURL, s.Authorization, upstream.NewTransport())
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", s.Name, err)
 		}

@@ -3,6 +3,7 @@ package indexsync
 import (
 	"bytes"
 	"context"
+	"errors"
 	"time"
 )
 
@@ -94,7 +95,7 @@ func (m *Mirror) tipsMoved(ctx context.Context) bool {
 	for _, r := range repos {
 		start := time.Now()
 		out, err := m.gitWith(ctx, m.opts.Dir, headerEnv(r.header), nil, "ls-remote", "--", r.url, "refs/heads/"+r.branch)
-		if r.name == "" && m.opts.OnUpstream != nil {
+		if r.name == "" && m.opts.OnUpstream != nil && !errors.Is(ctx.Err(), context.Canceled) {
 			m.opts.OnUpstream(start, err)
 		}
 		if err != nil {

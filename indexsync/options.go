@@ -62,8 +62,9 @@ type Options struct {
 	// It runs in the sync and should be quick.
 	OnChange func(Changes)
 	// OnUpstream, if set, is told of every contact with the upstream
-	// index, syncs and tip checks alike: when it began and its error (nil
-	// when upstream answered). It should be quick.
+	// index (its fetches and tip checks; not [Options.Sources]): when it
+	// began and its error (nil when upstream answered). It should be
+	// quick.
 	OnUpstream func(at time.Time, err error)
 	// Fleet, if set, makes this mirror one of several replicas serving the
 	// same index (see Fleet); nil is a mirror on its own.

@@ -50,9 +50,6 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		m.log.Info().Dur("duration_ms", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
 		return Changes{}, err
 	}
-	if m.opts.OnUpstream != nil {
-		m.opts.OnUpstream(start, err)
-	}
 	m.mu.Lock()
 	m.status.Syncs++
 	m.status.LastSync = now
@@ -234,7 +231,12 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 // created, so nothing extra is advertised to clients) and returns the
 // fetched commit.
 func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string, error) {
-	return m.fetchFrom(ctx, dir, m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch, extra...)
+	start := time.Now()
+	c, err := m.fetchFrom(ctx, dir, m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch, extra...)
+	if m.opts.OnUpstream != nil && !errors.Is(ctx.Err(), context.Canceled) {
+		m.opts.OnUpstream(start, err)
+	}
+	return c, err
 }
 
 // fetchFrom fetches branch of the repository at url into FETCH_HEAD,

@@ -2,6 +2,9 @@ package upstream
 
 import (
 	"cmp"
+	"context"
+	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -34,17 +37,18 @@ func (h *Health) Observe(now time.Time, err error) {
 }
 
 // Last is the latest contact: when, whether upstream answered, and why
-// not. A zero at means no contact yet.
+// not. Before any contact at is zero and ok false: nothing is known.
 func (h *Health) Last() (at time.Time, ok bool, reason string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.at, h.reason == "", h.reason
+	return h.at, !h.at.IsZero() && h.reason == "", h.reason
 }
 
 // Transport wraps next (nil: NewTransport()) so that every round trip is
 // observed: a response below 500 is an upstream that answers; a
-// connection error, a timeout or a 5xx is one that does not. Requests
-// whose caller left are not counted either way.
+// connection error, a timeout (the caller's deadline included), a 5xx or
+// a body that breaks off is one that does not. Requests whose caller left
+// (cancelled) are not counted either way.
 func (h *Health) Transport(next http.RoundTripper) http.RoundTripper {
 	if next == nil {
 		next = NewTransport()
@@ -61,15 +65,31 @@ func (t healthTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	start := time.Now()
 	resp, err := t.next.RoundTrip(req)
 	switch {
-	case req.Context().Err() != nil:
+	case errors.Is(req.Context().Err(), context.Canceled):
 	case err != nil:
 		t.h.Observe(start, err)
 	case resp.StatusCode >= 500:
 		t.h.Observe(start, &statusError{resp.Status})
 	default:
 		t.h.Observe(start, nil)
+		resp.Body = &healthBody{ReadCloser: resp.Body, h: t.h, req: req}
 	}
 	return resp, err
+}
+
+// healthBody records a body that breaks off as a failed contact.
+type healthBody struct {
+	io.ReadCloser
+	h   *Health
+	req *http.Request
+}
+
+func (b *healthBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(b.req.Context().Err(), context.Canceled) {
+		b.h.Observe(time.Now(), err)
+	}
+	return n, err
 }
 
 type statusError struct{ status string }

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -33,8 +34,8 @@ func TestHealthFollowsEveryContact(t *testing.T) {
 			t.Errorf("%s: at %v ok %v reason %q, want ok %v", step, at, ok, reason, wantOK)
 		}
 	}
-	if at, _, _ := h.Last(); !at.IsZero() {
-		t.Fatal("health before any contact has a time")
+	if at, ok, _ := h.Last(); !at.IsZero() || ok {
+		t.Fatal("health before any contact has a time, or says upstream answered")
 	}
 	for _, tt := range []struct {
 		status int
@@ -52,7 +53,33 @@ func TestHealthFollowsEveryContact(t *testing.T) {
 	get(ctx)
 	check("a request whose caller left", true)
 
+	status = http.StatusOK
+	get(t.Context())
+	check("answered again", true)
+	deadline, cancel := context.WithTimeout(t.Context(), time.Nanosecond)
+	defer cancel()
+	<-deadline.Done()
+	get(deadline)
+	check("the caller's deadline ran out", false)
+
 	srv.Close()
 	get(t.Context())
 	check("connection refused", false)
+
+	// A body that breaks off after the headers.
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "100")
+		w.Write([]byte("short"))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	defer cut.Close()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, cut.URL, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check("a body cut short", false)
 }
