@@ -30,20 +30,30 @@ type resumingBody struct {
 }
 
 // newResumingBody wraps resp's body; it resumes only when resp says the
-// archive's length and carries a validator, and upstream does not refuse
-// ranges.
+// archive's length, that upstream takes byte ranges (Accept-Ranges:
+// bytes; asking one that does not would cost a retry for nothing) and
+// carries a strong validator.
 func newResumingBody(ctx context.Context, f *Fetcher, url string, resp *http.Response, retries *int) io.ReadCloser {
-	validator := resp.Header.Get("ETag")
-	if strings.HasPrefix(validator, "W/") {
-		validator = "" // a weak ETag may not guard a range (RFC 9110 13.1.5)
-	}
-	if validator == "" {
-		validator = resp.Header.Get("Last-Modified")
-	}
-	if validator == "" || resp.ContentLength <= 0 || strings.EqualFold(resp.Header.Get("Accept-Ranges"), "none") {
+	validator := strongValidator(resp.Header)
+	if validator == "" || resp.ContentLength <= 0 || !strings.EqualFold(strings.TrimSpace(resp.Header.Get("Accept-Ranges")), "bytes") {
 		return resp.Body
 	}
 	return &resumingBody{f: f, ctx: ctx, url: url, body: resp.Body, validator: validator, total: resp.ContentLength, retries: retries}
+}
+
+// strongValidator is what may guard a range (RFC 9110 13.1.5): a strong
+// ETag, else a Last-Modified at least a second before the response's Date
+// (an archive changed within that second would share it); "" for none.
+func strongValidator(h http.Header) string {
+	if etag := h.Get("ETag"); etag != "" && !strings.HasPrefix(etag, "W/") {
+		return etag
+	}
+	lm, err1 := http.ParseTime(h.Get("Last-Modified"))
+	date, err2 := http.ParseTime(h.Get("Date"))
+	if err1 != nil || err2 != nil || date.Sub(lm) < time.Second {
+		return ""
+	}
+	return h.Get("Last-Modified")
 }
 
 func (b *resumingBody) Read(p []byte) (int, error) {

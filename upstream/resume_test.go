@@ -18,9 +18,11 @@ import (
 
 // cutConfig is how a cutServer behaves.
 type cutConfig struct {
-	ranges       bool
+	ranges       bool // honours Range
+	advertises   bool // says Accept-Ranges: bytes
 	etag         string
 	lastModified bool
+	recent       bool // the Last-Modified is the response's Date
 	changes      bool
 }
 
@@ -50,9 +52,16 @@ func (s *cutServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if etag != "" {
 		w.Header().Set("ETag", etag)
 	}
+	if s.advertises {
+		w.Header().Set("Accept-Ranges", "bytes")
+	}
 	var modified time.Time
 	if s.lastModified {
 		modified = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		if s.recent {
+			modified = time.Now().UTC().Truncate(time.Second)
+			w.Header().Set("Date", modified.Format(http.TimeFormat))
+		}
 		if s.changes && !first {
 			modified = modified.Add(time.Hour)
 		}
@@ -105,12 +114,14 @@ func TestFetchResumesACutBody(t *testing.T) {
 		wantSinks    int // sink calls: 1 when resumed, 2 when started over
 		wantSentMax  int // body bytes upstream sent, at most
 	}{
-		{"ETag, ranges honoured: resumed", cutConfig{ranges: true, etag: `"v1"`}, 2, 1, len(data) + 1024},
-		{"Last-Modified, ranges honoured: resumed", cutConfig{ranges: true, lastModified: true}, 2, 1, len(data) + 1024},
-		{"ranges ignored: started over", cutConfig{ranges: false, etag: `"v1"`}, 3, 2, 3 * len(data)},
-		{"archive changed: If-Range sends it whole, started over", cutConfig{ranges: true, etag: `"v1"`, changes: true}, 3, 2, 3 * len(data)},
-		{"weak ETag: started over", cutConfig{ranges: true, etag: `W/"v1"`}, 2, 2, 2 * len(data)},
-		{"no validator: started over", cutConfig{ranges: true}, 2, 2, 2 * len(data)},
+		{"ETag, ranges honoured: resumed", cutConfig{ranges: true, advertises: true, etag: `"v1"`}, 2, 1, len(data) + 1024},
+		{"Last-Modified, ranges honoured: resumed", cutConfig{ranges: true, advertises: true, lastModified: true}, 2, 1, len(data) + 1024},
+		{"ranges advertised but ignored: started over", cutConfig{advertises: true, etag: `"v1"`}, 3, 2, 3 * len(data)},
+		{"archive changed: If-Range sends it whole, started over", cutConfig{ranges: true, advertises: true, etag: `"v1"`, changes: true}, 3, 2, 3 * len(data)},
+		{"no Accept-Ranges: started over without asking", cutConfig{ranges: true, etag: `"v1"`}, 2, 2, 2 * len(data)},
+		{"weak ETag: started over", cutConfig{ranges: true, advertises: true, etag: `W/"v1"`}, 2, 2, 2 * len(data)},
+		{"Last-Modified as recent as the Date (weak): started over", cutConfig{ranges: true, advertises: true, lastModified: true, recent: true}, 2, 2, 2 * len(data)},
+		{"no validator: started over", cutConfig{ranges: true, advertises: true}, 2, 2, 2 * len(data)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := &cutServer{cutConfig: tt.cfg, data: data, cut: cut}
