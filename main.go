@@ -5,8 +5,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -107,8 +109,13 @@ func setupLogTo(c *cli.Context, flags []config.Override, w io.Writer) (config.Co
 	}
 	// A mistyped --dir must not read as an empty registry, nor have data/
 	// created in it: only init makes a registry root.
-	if fi, err := os.Stat(c.String("dir")); err != nil || !fi.IsDir() {
-		return config.Config{}, log, fmt.Errorf("registry root %s does not exist or is not a directory (moonbit-registry init %s creates one)", c.String("dir"), shellQuote(c.String("dir")))
+	switch fi, err := os.Stat(c.String("dir")); {
+	case errors.Is(err, fs.ErrNotExist):
+		return config.Config{}, log, fmt.Errorf("registry root %s does not exist (moonbit-registry init %s creates one)", c.String("dir"), shellQuote(c.String("dir")))
+	case err != nil:
+		return config.Config{}, log, fmt.Errorf("registry root: %w", err)
+	case !fi.IsDir():
+		return config.Config{}, log, fmt.Errorf("registry root %s is not a directory", c.String("dir"))
 	}
 	cfg, err := config.Load(config.LoadOptions{
 		Root:  c.String("dir"),

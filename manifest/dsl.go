@@ -44,9 +44,10 @@ func (e *SyntaxError) Error() string { return fmt.Sprintf("%s:%s: %s", e.File, e
 func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
 
 // maxDSLSize bounds what the reader takes: a manifest is a few hundred
-// bytes, and nesting and entries are bounded by it.
+// bytes (an index line built from one is at most 31 KiB), and the tokens
+// and values held while reading grow with it.
 const (
-	maxDSLSize  = 1 << 20
+	maxDSLSize  = 64 << 10
 	maxDSLDepth = 64
 )
 

@@ -534,7 +534,7 @@ var dslErrors = []dslError{
 		"nested deeper than 64 levels", 2, 77},
 	{"objects nested too deep", "name = \"a/b\"\noptions(x: " + strings.Repeat(`{"k":`, 100) + "1" + strings.Repeat("}", 100) + ")",
 		"nested deeper than 64 levels", 2, 332},
-	{"larger than 1 MiB", "name = \"a/b\"\n" + strings.Repeat(" ", 1<<20), "larger than 1024 KiB", 1, 1},
+	{"larger than 64 KiB", "name = \"a/b\"\n" + strings.Repeat(" ", 64<<10), "larger than 64 KiB", 1, 1},
 }
 
 func TestParseDSLErrors(t *testing.T) {

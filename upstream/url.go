@@ -10,4 +10,3 @@ const (
 	// agent, and it should start with "mooncake/" like the client's.
 	DefaultUserAgent = "mooncake/0.1.0 (moonbit-registry)"
 )
-
