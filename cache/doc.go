@@ -3,6 +3,7 @@
 // (concurrent misses share the fetch through a Coalescer), verified against
 // the index checksum while it streams into the store (store.PutVerified),
 // and served from then on. The proxy, the mirror command and verify all go
-// through it. It neither speaks HTTP nor writes files itself: the Store, the
-// Fetcher and the Index it is given do.
+// through it. It does not speak HTTP; archives are written by the Store it
+// is given, and the only files it writes itself are the unlinked spool
+// files that streamed misses are read from while they arrive (SpoolDir).
 package cache

@@ -104,8 +104,8 @@ func (d *download) attempt(body io.Reader, size int64, sum string) io.Reader {
 }
 
 // prepare creates the file while the fetch asks upstream, so that the
-// first byte does not wait for it too: creating a file took 0.6 to 2 ms
-// on this disk, as long as upstream took to answer.
+// first byte does not wait for it too: creating a file can take as long
+// as upstream takes to answer.
 func (d *download) prepare() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

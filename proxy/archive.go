@@ -161,8 +161,8 @@ func (h *archiveHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 //
 // Corking the headers into the body's first TCP segment (TCP_CORK around
 // the answer, as nginx's tcp_nopush) was measured and left out: its two
-// setsockopt calls cost more than the segment they save (bench/run.sh hit,
-// 60 against 49 µs of server CPU per 100 KiB hit).
+// setsockopt calls cost more server CPU than the segment they save
+// (bench/run.sh hit; the figures are in docs/benchmarks.md).
 func (h *archiveHandler) serveWhole(w http.ResponseWriter, info store.Info, body io.Reader, ranges bool) {
 	hdr := w.Header()
 	// As ServeContent: no date for a zero or Unix-epoch time.

@@ -55,8 +55,9 @@ func PutVerified(ctx context.Context, s Store, mv module.Version, r io.Reader, m
 
 // copyHashing copies r to w and returns the SHA-256 of what it copied.
 // A large archive is hashed on a second goroutine while the next chunk is
-// read and written, over two buffers taken in turn: on a 10 MiB miss the
-// hash (8 ms here) then runs beside the copy instead of after each chunk.
+// read and written, over two buffers taken in turn: on a large miss the
+// hash then runs beside the copy instead of after each chunk
+// (docs/benchmarks.md has the figures).
 // Small ones, nearly all of them, are hashed in line: a goroutine and two
 // channels per archive cost more than the overlap saves.
 func copyHashing(w io.Writer, r io.Reader, size int64) (n int64, sum []byte, err error) {
