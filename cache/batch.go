@@ -38,13 +38,6 @@ type BatchResult struct {
 	Failed   []BatchEvent
 }
 
-// batcher is a store that can make many commits durable at once (the disk
-// store: one fsync per directory instead of per archive); see
-// disk.Store.Batch.
-type batcher interface {
-	Batch(ctx context.Context) (context.Context, func() error)
-}
-
 // EnsureAll makes sure the store holds every archive in mvs, running at
 // most concurrency Ensure calls at once and carrying on past failures. It is
 // the mirror command's loop; each archive goes through the same
@@ -60,7 +53,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 	res := BatchResult{Selected: len(mvs)}
 	evictionsBefore := c.Stats().Evictions
 	flush := func() error { return nil }
-	if b, ok := c.store.(batcher); ok {
+	if b, ok := c.store.(store.Batcher); ok {
 		ctx, flush = b.Batch(ctx)
 	}
 	outcomes := make(map[module.Version]BatchEvent, len(mvs)) // successes
@@ -146,7 +139,7 @@ func (c *Cache) EnsureAll(ctx context.Context, mvs []module.Version, concurrency
 }
 
 func (c *Cache) size(ctx context.Context, mv module.Version) (int64, error) {
-	if st, ok := c.store.(Statter); ok {
+	if st, ok := c.store.(store.Statter); ok {
 		info, err := st.Stat(ctx, mv)
 		if err != nil {
 			return 0, fmt.Errorf("stat %s: %w", mv, err)

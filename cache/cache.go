@@ -124,17 +124,9 @@ type counters struct {
 	hits, fetches, failures, bytes, coalesced, inflight atomic.Int64
 }
 
-// Optional capabilities of stores and fetchers, used when present.
-type (
-	// holder: a store that may evict keeps a held archive (see Get).
-	holder interface {
-		Hold(mv module.Version) (release func())
-	}
-	// usageReporter: a store that knows its size.
-	usageReporter interface{ Usage() store.Usage }
-	// attemptCounter: a fetcher that counts its requests.
-	attemptCounter interface{ Attempts() int64 }
-)
+// attemptCounter is a fetcher that counts its requests, used when present
+// (the store's optional capabilities are listed in package store).
+type attemptCounter interface{ Attempts() int64 }
 
 // Cache is the one fetch-verify-store pipeline for package archives, used
 // by the proxy on a miss and by the mirror command.
@@ -204,7 +196,7 @@ func (c *Cache) Stats() Stats {
 	if f, ok := c.fetcher.(attemptCounter); ok {
 		s.UpstreamRequests = f.Attempts()
 	}
-	if u, ok := c.store.(usageReporter); ok {
+	if u, ok := c.store.(store.UsageReporter); ok {
 		use := u.Usage()
 		s.Evictions, s.StoreBytes, s.StoreFiles = use.Evictions, use.Bytes, use.Files
 	}
@@ -215,7 +207,7 @@ func (c *Cache) Stats() Stats {
 // until the caller returns, so that an archive a fetch has just committed
 // is not evicted before the waiter opens it. The Object holds its own.
 func (c *Cache) hold(mv module.Version) (release func()) {
-	if h, ok := c.store.(holder); ok {
+	if h, ok := c.store.(store.Holder); ok {
 		return h.Hold(mv)
 	}
 	return func() {}
@@ -338,12 +330,6 @@ func (c *Cache) current(ctx context.Context, mv module.Version, stored string, r
 	return false
 }
 
-// Statter is a store that can describe an archive without opening it (the
-// S3 store: a HEAD instead of a GET).
-type Statter interface {
-	Stat(ctx context.Context, mv module.Version) (store.Info, error)
-}
-
 // Ensure makes sure the store holds the archive, fetching it if needed,
 // without opening it: the mirror command's entry point.
 func (c *Cache) Ensure(ctx context.Context, mv module.Version) (Outcome, error) {
@@ -362,16 +348,10 @@ func (c *Cache) Ensure(ctx context.Context, mv module.Version) (Outcome, error) 
 	return OutcomeMiss, c.fetch(ctx, mv)
 }
 
-// Presigner is a store whose archives clients can download themselves
-// from a signed URL (the S3 store).
-type Presigner interface {
-	PresignGet(ctx context.Context, mv module.Version) (string, error)
-}
-
 // Location makes sure the store holds mv, as Ensure, and returns a signed
 // URL clients can download it from; "" when the store cannot give one.
 func (c *Cache) Location(ctx context.Context, mv module.Version) (string, Outcome, error) {
-	p, ok := c.store.(Presigner)
+	p, ok := c.store.(store.Presigner)
 	if !ok {
 		return "", "", nil
 	}
@@ -395,7 +375,7 @@ func (c *Cache) Checksum(ctx context.Context, mv module.Version) (string, bool, 
 // has reports whether the store holds mv, current with the index (see
 // openCurrent).
 func (c *Cache) has(ctx context.Context, mv module.Version) (bool, error) {
-	if st, ok := c.store.(Statter); ok {
+	if st, ok := c.store.(store.Statter); ok {
 		info, err := st.Stat(ctx, mv)
 		if errors.Is(err, store.ErrNotExist) {
 			return false, nil

@@ -186,7 +186,7 @@ func (s *Store) describe(mv module.Version, fi fs.FileInfo, readSum func() (stri
 	return info
 }
 
-// Stat describes mv's archive without opening it (cache.Statter): one
+// Stat describes mv's archive without opening it (store.Statter): one
 // stat, and the checksum from memory or its attribute. A mirror run asks
 // this of every archive it selects, before and after fetching it.
 func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error) {

@@ -558,7 +558,7 @@ func (s *Store) PresignGet(ctx context.Context, mv module.Version) (string, erro
 	return req.URL, nil
 }
 
-// Stat describes mv's archive with one HEAD (cache.Statter); a missing
+// Stat describes mv's archive with one HEAD (store.Statter); a missing
 // one is ErrNotExist.
 func (s *Store) Stat(ctx context.Context, mv module.Version) (store.Info, error) {
 	if err := mv.Validate(); err != nil {

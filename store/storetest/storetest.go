@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Harness) {
 		{"WalkCompleteSkipsStrays", testWalk},
 		{"CancelMidWrite", testCancelMidWrite},
 		{"Ping", testPing},
+		{"Capabilities", testCapabilities},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
@@ -111,18 +112,12 @@ func expect(t *testing.T, s store.Store, mv module.Version, b []byte) {
 	if err != nil || !bytes.Equal(got, b) {
 		t.Errorf("Open(%s): read %d bytes, %v; want the %d stored", mv, len(got), err, len(b))
 	}
-	if st, ok := s.(statter); ok {
+	if st, ok := s.(store.Statter); ok {
 		si, err := st.Stat(ctx(t), mv)
 		if err != nil || si.Size != info.Size || si.SHA256 != info.SHA256 || !si.ModTime.Equal(info.ModTime) {
 			t.Errorf("Stat(%s) = %+v, %v; want what Open says, %+v", mv, si, err, info)
 		}
 	}
-}
-
-// statter is a store that can describe an archive without opening it
-// (what cache.Statter asks); it must agree with Open.
-type statter interface {
-	Stat(ctx context.Context, mv module.Version) (store.Info, error)
 }
 
 func expectMissing(t *testing.T, s store.Store, mv module.Version) {
@@ -135,7 +130,7 @@ func expectMissing(t *testing.T, s store.Store, mv module.Version) {
 	if !errors.Is(err, store.ErrNotExist) {
 		t.Fatalf("Open(%s) = %v, want ErrNotExist", mv, err)
 	}
-	if st, ok := s.(statter); ok {
+	if st, ok := s.(store.Statter); ok {
 		if _, err := st.Stat(ctx(t), mv); !errors.Is(err, store.ErrNotExist) {
 			t.Fatalf("Stat(%s) = %v, want ErrNotExist", mv, err)
 		}
@@ -446,5 +441,47 @@ func testCancelMidWrite(t *testing.T, h Harness) {
 func testPing(t *testing.T, h Harness) {
 	if err := h.Store.Ping(ctx(t)); err != nil {
 		t.Errorf("Ping of a fresh store: %v", err)
+	}
+}
+
+// testCapabilities checks the optional capabilities a backend has (see
+// store's list; Statter is checked with every lookup above).
+func testCapabilities(t *testing.T, h Harness) {
+	s := h.Store
+	if b, ok := s.(store.Batcher); ok {
+		bctx, finish := b.Batch(ctx(t))
+		body := Body(plain)
+		if _, err := store.PutVerified(bctx, s, plain, bytes.NewReader(body), store.Meta{SHA256: Sum(body), Size: int64(len(body))}); err != nil {
+			t.Fatalf("PutVerified in a batch: %v", err)
+		}
+		if err := finish(); err != nil {
+			t.Errorf("finishing a batch: %v", err)
+		}
+		expect(t, s, plain, body)
+	}
+	if u, ok := s.(store.UsageReporter); ok {
+		before := u.Usage()
+		body := Body(chines)
+		put(t, s, chines, body)
+		// A store counts its size only where it needs to (the disk
+		// store with a size limit); one that counts counts right.
+		if after := u.Usage(); after != (store.Usage{}) && (after.Files != before.Files+1 || after.Bytes < before.Bytes+int64(len(body))) {
+			t.Errorf("Usage after one more archive of %d bytes: %+v, before %+v", len(body), after, before)
+		}
+	}
+	if hd, ok := s.(store.Holder); ok {
+		release := hd.Hold(camel)
+		body := Body(camel)
+		put(t, s, camel, body)
+		expect(t, s, camel, body)
+		release()
+		release() // a second release does nothing
+	}
+	if p, ok := s.(store.Presigner); ok {
+		body := Body(camel)
+		put(t, s, camel, body)
+		if u, err := p.PresignGet(ctx(t), camel); err != nil || u == "" {
+			t.Errorf("PresignGet(%s) = %q, %v", camel, u, err)
+		}
 	}
 }
