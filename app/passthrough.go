@@ -14,6 +14,7 @@ import (
 	"moonbit-registry/config"
 	"moonbit-registry/internal/human"
 	"moonbit-registry/proxy"
+	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/upstream"
 )
@@ -39,10 +40,11 @@ func openPassthrough(cfg config.Config, archives *disk.Store, cat proxy.Catalog,
 	// Bodies that can be large (symbols.zip, assets) stream through files
 	// of their own; without them (a filesystem without extended
 	// attributes) they are passed on, not kept.
-	bodies, err := openBodies(cfg, archives, log)
-	if err != nil {
+	var bodies store.Bodies // nil: nothing kept (never a nil *disk.Bodies in it)
+	if b, err := openBodies(cfg, archives, log); err != nil {
 		log.Warn().Err(err).Msg("symbols.zip and assets are passed through without being kept")
-		bodies = nil
+	} else {
+		bodies = b
 	}
 	return newPassthrough(cfg, bodies, next, upstream.NewCachingTransport(responses, next), cat, log)
 }
@@ -60,7 +62,7 @@ func openBodies(cfg config.Config, archives *disk.Store, log zerolog.Logger) (*d
 	return bodies, nil
 }
 
-func newPassthrough(cfg config.Config, bodies *disk.Bodies, direct, api http.RoundTripper, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
+func newPassthrough(cfg config.Config, bodies store.Bodies, direct, api http.RoundTripper, cat proxy.Catalog, log zerolog.Logger) (http.Handler, error) {
 	notFoundTTL := cfg.Cache.NotFoundTTL.D()
 	if notFoundTTL == 0 {
 		notFoundTTL = -1 // the config's 0 is "never"; the option's is "default"

@@ -17,7 +17,7 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/module"
-	"moonbit-registry/store/disk"
+	"moonbit-registry/store"
 	"moonbit-registry/upstream"
 )
 
@@ -41,7 +41,7 @@ type PassthroughOptions struct {
 	// Bodies keeps the bodies of /symbols.zip and /assets/ (which can be
 	// large) on disk; they never go through Transport. Nil: they stream
 	// through without being kept.
-	Bodies *disk.Bodies
+	Bodies store.Bodies
 	// Direct carries the upstream requests for Bodies (no HTTP cache in
 	// between); nil means upstream.NewTransport().
 	Direct http.RoundTripper
@@ -125,7 +125,7 @@ type passthrough struct {
 	api       *url.URL
 	client    *http.Client // API answers, through the HTTP cache
 	direct    *http.Client // bodies kept in bodies
-	bodies    *disk.Bodies
+	bodies    store.Bodies
 	maxBody   int64
 	userAgent string
 	timeout   time.Duration

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"moonbit-registry/cache"
-	"moonbit-registry/store/disk"
+	"moonbit-registry/store"
 	"moonbit-registry/upstream"
 )
 
@@ -94,13 +93,13 @@ func (p *passthrough) serveBody(w http.ResponseWriter, r *http.Request, target s
 }
 
 // openBody is the stored copy for target, or nil.
-func (p *passthrough) openBody(target string) (*os.File, disk.BodyMeta) {
+func (p *passthrough) openBody(target string) (io.ReadSeekCloser, store.BodyMeta) {
 	if p.bodies == nil {
-		return nil, disk.BodyMeta{}
+		return nil, store.BodyMeta{}
 	}
 	f, meta, err := p.bodies.Open(target)
 	if err != nil {
-		return nil, disk.BodyMeta{}
+		return nil, store.BodyMeta{}
 	}
 	if meta.Header == nil {
 		meta.Header = map[string][]string{}
@@ -111,7 +110,7 @@ func (p *passthrough) openBody(target string) (*os.File, disk.BodyMeta) {
 // sendStored answers from a stored body: Range, HEAD and the client's
 // If-None-Match (against the stored ETag) by http.ServeContent, the body
 // with sendfile.
-func (p *passthrough) sendStored(w http.ResponseWriter, r *http.Request, f *os.File, meta disk.BodyMeta) {
+func (p *passthrough) sendStored(w http.ResponseWriter, r *http.Request, f io.ReadSeeker, meta store.BodyMeta) {
 	keepHeaders(w.Header(), http.Header(meta.Header))
 	// Zero modtime: Last-Modified is upstream's, stored with the rest.
 	http.ServeContent(w, r, "", time.Time{}, f)
@@ -126,7 +125,7 @@ func (p *passthrough) streamBody(w http.ResponseWriter, r *http.Request, target 
 	if resp.ContentLength >= 0 {
 		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 	}
-	var keep *disk.BodyWriter
+	var keep store.BodyWriter
 	if p.bodies != nil && storable(resp) && resp.ContentLength <= p.maxBody {
 		var err error
 		if keep, err = p.bodies.Create(); err != nil {
@@ -194,7 +193,7 @@ func (p *passthrough) streamBody(w http.ResponseWriter, r *http.Request, target 
 	if keep == nil || (resp.ContentLength >= 0 && n != resp.ContentLength) {
 		return
 	}
-	meta := disk.BodyMeta{Header: map[string][]string{}, Stored: time.Now()}
+	meta := store.BodyMeta{Header: map[string][]string{}, Stored: time.Now()}
 	keepHeaders(http.Header(meta.Header), resp.Header)
 	if err := keep.Commit(target, meta); err != nil {
 		p.log.Warn().Err(err).Str("upstream", target).Msg("pass-through: storing the body failed")
@@ -224,7 +223,7 @@ func storable(resp *http.Response) bool {
 // upstream (RFC 9111 section 4.2, without heuristics): within s-maxage or
 // max-age of when it was stored or revalidated, or before Expires; never
 // with no-cache.
-func fresh(meta disk.BodyMeta, now time.Time) bool {
+func fresh(meta store.BodyMeta, now time.Time) bool {
 	h := http.Header(meta.Header)
 	cc := strings.ToLower(strings.Join(h.Values("Cache-Control"), ","))
 	if upstream.HasDirective(cc, "no-cache") || upstream.HasDirective(cc, "no-store") {

@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
+
+	"moonbit-registry/store"
 )
 
 // metaAttr holds a stored body's response metadata (BodyMeta as JSON): set
@@ -30,15 +32,6 @@ const maxMetaSize = 2 << 10
 type Bodies struct {
 	dir, tmp  string
 	usedSpace // what is kept, for a size limit shared with the archives; read-only flag and log
-}
-
-// BodyMeta is what is kept with a body.
-type BodyMeta struct {
-	// Header holds the end-to-end response headers worth replaying
-	// (Content-Type, ETag, Last-Modified, Cache-Control, Expires, ...).
-	Header map[string][]string `json:"header"`
-	// Stored is when the body was stored or last revalidated.
-	Stored time.Time `json:"stored"`
 }
 
 // NewBodies opens (creating if needed) a body store in dir, removing what
@@ -77,33 +70,33 @@ func (b *Bodies) path(key string) string { return hashedPath(b.dir, key) }
 
 // Open returns the stored body for key and its metadata; a missing one is
 // an error wrapping fs.ErrNotExist. The caller closes the file.
-func (b *Bodies) Open(key string) (*os.File, BodyMeta, error) {
+func (b *Bodies) Open(key string) (io.ReadSeekCloser, store.BodyMeta, error) {
 	p := b.path(key)
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, BodyMeta{}, err
+		return nil, store.BodyMeta{}, err
 	}
 	b.used(p)
 	meta, err := readMeta(f)
 	if err != nil {
 		f.Close()
-		return nil, BodyMeta{}, fmt.Errorf("%w: stored body without usable metadata: %v", fs.ErrNotExist, err)
+		return nil, store.BodyMeta{}, fmt.Errorf("%w: stored body without usable metadata: %v", fs.ErrNotExist, err)
 	}
 	return f, meta, nil
 }
 
-func readMeta(f *os.File) (BodyMeta, error) {
+func readMeta(f *os.File) (store.BodyMeta, error) {
 	buf := make([]byte, maxMetaSize)
 	n, err := unix.Fgetxattr(int(f.Fd()), metaAttr, buf)
 	if err != nil {
-		return BodyMeta{}, err
+		return store.BodyMeta{}, err
 	}
-	var m BodyMeta
+	var m store.BodyMeta
 	err = json.Unmarshal(buf[:n], &m)
 	return m, err
 }
 
-func writeMeta(f *os.File, m BodyMeta) error {
+func writeMeta(f *os.File, m store.BodyMeta) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -116,7 +109,7 @@ func writeMeta(f *os.File, m BodyMeta) error {
 
 // Revalidated records new metadata for a stored body (after upstream
 // answered 304): the same bytes, fresh again.
-func (b *Bodies) Revalidated(key string, m BodyMeta) error {
+func (b *Bodies) Revalidated(key string, m store.BodyMeta) error {
 	if b.readOnly {
 		return nil
 	}
@@ -129,7 +122,7 @@ func (b *Bodies) Revalidated(key string, m BodyMeta) error {
 }
 
 // Create starts writing a body; nothing is visible before Commit.
-func (b *Bodies) Create() (*BodyWriter, error) {
+func (b *Bodies) Create() (store.BodyWriter, error) {
 	if b.readOnly {
 		return nil, errors.New("body store is open read-only")
 	}
@@ -157,7 +150,7 @@ func (w *BodyWriter) Write(p []byte) (int, error) {
 // Commit publishes the body under key with its metadata, replacing what
 // was there. It is not fsynced: a body torn by a crash is an upstream
 // response fetched again, never an archive.
-func (w *BodyWriter) Commit(key string, m BodyMeta) error {
+func (w *BodyWriter) Commit(key string, m store.BodyMeta) error {
 	if w.done {
 		return errors.New("body writer already finished")
 	}

@@ -209,7 +209,7 @@ func TestEvictSharedSpaceFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 		w.Write(storetest.Body(evictMV(1)))
-		if err := w.Commit(key, BodyMeta{}); err != nil {
+		if err := w.Commit(key, store.BodyMeta{}); err != nil {
 			t.Fatal(err)
 		}
 	}
