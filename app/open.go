@@ -128,7 +128,6 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	var (
 		priv    *private.Registry
 		overlay indexsync.Overlay // nil: upstream's index as it is
-		index   *indexsync.Mirror
 	)
 	if len(cfg.Private.Owners) > 0 {
 		var records store.Records = disk.NewRecords(cfg.Private.Dir)
@@ -141,21 +140,6 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 			Store:          archives,
 			MaxArchiveSize: int64(cfg.Private.MaxArchiveSize),
 			ReadOnly:       use.ReadOnly,
-			Versions: func(ctx context.Context, mod string) ([]string, error) {
-				vs, err := index.Versions(ctx, mod)
-				if errors.Is(err, indexsync.ErrModuleNotFound) {
-					return nil, nil
-				}
-				out := make([]string, len(vs))
-				for i, v := range vs {
-					out[i] = v.Version
-				}
-				return out, err
-			},
-			AfterChange: func(ctx context.Context) error {
-				_, err := index.Recompose(ctx)
-				return err
-			},
 		})
 		overlay = priv
 	}
@@ -171,7 +155,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if cfg.Upstream.Authorization != "" {
 		upstreamHeader = "Authorization: " + cfg.Upstream.Authorization
 	}
-	index, err = indexsync.New(indexsync.Options{
+	index, err := indexsync.New(indexsync.Options{
 		Dir:            cfg.Index.Dir,
 		UpstreamURL:    cfg.Upstream.IndexURL,
 		UpstreamHeader: upstreamHeader,
@@ -195,6 +179,9 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if priv != nil {
+		priv.UseIndex(servedIndex{index}) // the index reads priv's files: wired once both exist
 	}
 	var fetcher cache.Fetcher // nil: cached archives only
 	if use.Fetch {
@@ -283,6 +270,26 @@ func privateArchive(cfg config.Config) func(module.Version) bool {
 
 // storeCheckTimeout bounds the start-up check of a remote store.
 const storeCheckTimeout = 30 * time.Second
+
+// servedIndex is the index mirror as private modules see it.
+type servedIndex struct{ m *indexsync.Mirror }
+
+func (s servedIndex) Versions(ctx context.Context, mod string) ([]string, error) {
+	vs, err := s.m.Versions(ctx, mod)
+	if errors.Is(err, indexsync.ErrModuleNotFound) {
+		return nil, nil
+	}
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Version
+	}
+	return out, err
+}
+
+func (s servedIndex) Recompose(ctx context.Context) error {
+	_, err := s.m.Recompose(ctx)
+	return err
+}
 
 // openStore opens the archive store the configuration names: local is
 // it when it is the local disk store, shared when it is the bucket of a

@@ -43,14 +43,6 @@ type Options struct {
 	TempDir string
 	// Now is the clock (tests); nil is time.Now.
 	Now func() time.Time
-	// Versions lists a module's versions in the index this registry
-	// serves (none, with a nil error, for a module it lacks). A publish
-	// whose dependency no listed version satisfies is refused: clients
-	// could not resolve it. Nil checks nothing.
-	Versions func(ctx context.Context, mod string) ([]string, error)
-	// AfterChange, if set, runs after every publish, deprecation or yank
-	// (the served index is recomposed there).
-	AfterChange func(ctx context.Context) error
 	// ReadOnly refuses every change (a registry serving offline from a
 	// read-only copy).
 	ReadOnly bool
@@ -59,8 +51,25 @@ type Options struct {
 // Registry publishes, deprecates and yanks private modules and lists them
 // for the served index.
 type Registry struct {
-	opts Options
+	opts  Options
+	index Index // nil until UseIndex
 }
+
+// Index is the index the registry's modules are served in.
+type Index interface {
+	// Versions lists a module's versions in it (none, with a nil error,
+	// for a module it lacks). A publish whose dependency no listed version
+	// satisfies is refused: clients could not resolve it.
+	Versions(ctx context.Context, mod string) ([]string, error)
+	// Recompose rebuilds it after a publish, deprecation or yank.
+	Recompose(ctx context.Context) error
+}
+
+// UseIndex names the index the registry's modules are served in. The
+// index reads the registry's files (an indexsync.Overlay) and so is made
+// after it; this closes the loop, once, before the registry is used.
+// Without it nothing is checked against an index or rebuilt.
+func (r *Registry) UseIndex(idx Index) { r.index = idx }
 
 // New returns a Registry.
 func New(opts Options) *Registry {
@@ -131,7 +140,7 @@ func (p *Published) UnmarshalJSON(data []byte) error {
 const pendingTimeout = 10 * time.Minute
 
 // Publish checks the archive body (a zip from `moon package`), stores it,
-// records its index line and runs Options.AfterChange. The same bytes
+// records its index line and rebuilds the index (see UseIndex). The same bytes
 // again succeed with Existed; other bytes for a published version are
 // ErrConflict. Nothing is stored when the archive is refused.
 func (r *Registry) Publish(ctx context.Context, body io.Reader) (Published, error) {
@@ -222,7 +231,7 @@ func (r *Registry) checkNames(ctx context.Context, mv module.Version) error {
 // checkResolvable refuses dependencies (name -> requirement) that no
 // version in the served index satisfies.
 func (r *Registry) checkResolvable(ctx context.Context, deps map[string]string) error {
-	if r.opts.Versions == nil {
+	if r.index == nil {
 		return nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(deps)) {
@@ -230,7 +239,7 @@ func (r *Registry) checkResolvable(ctx context.Context, deps map[string]string) 
 		if err != nil {
 			return invalid("dependency %q: %v", name, err) // ParseManifest checked it already
 		}
-		versions, err := r.opts.Versions(ctx, name)
+		versions, err := r.index.Versions(ctx, name)
 		if err != nil {
 			return fmt.Errorf("look up dependency %s: %w", name, err)
 		}
@@ -242,17 +251,17 @@ func (r *Registry) checkResolvable(ctx context.Context, deps map[string]string) 
 	return nil
 }
 
-// afterChange runs Options.AfterChange; its failure leaves the change
+// afterChange rebuilds the served index; its failure leaves the change
 // stored (the next index sync serves it) and says so.
 func (r *Registry) afterChange(ctx context.Context, mv module.Version) error {
-	if r.opts.AfterChange == nil {
+	if r.index == nil {
 		return nil
 	}
 	// The change is stored: finish the index even if the caller leaves
 	// (a killed rebuild would leave lookups waiting for the next sync).
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), afterChangeTimeout)
 	defer cancel()
-	if err := r.opts.AfterChange(ctx); err != nil {
+	if err := r.index.Recompose(ctx); err != nil {
 		return fmt.Errorf("%w: %s is stored, but the served index is not updated yet (the next index sync does it; publishing again is safe): %w",
 			ErrIndexPending, mv, err)
 	}

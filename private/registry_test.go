@@ -728,10 +728,9 @@ func TestPublishBuildMetadataIsOneVersion(t *testing.T) {
 // version in the served index satisfies is refused (400) naming it, and
 // nothing is stored; one the index can satisfy is taken.
 func TestPublishRefusesUnresolvableDependencies(t *testing.T) {
-	index := map[string][]string{"pub/util": {"1.0.0", "1.2.0"}}
-	e := newEnv(t, func(o *private.Options) {
-		o.Versions = func(_ context.Context, mod string) ([]string, error) { return index[mod], nil }
-	})
+	idx := &mapIndex{"pub/util": {"1.0.0", "1.2.0"}}
+	e := newEnv(t, nil)
+	e.reg.UseIndex(idx)
 	for _, tt := range []struct{ deps, says string }{
 		{`"deps": {"nonexist/zzz": "1.0.0"}`, `dependency "nonexist/zzz": no version`},
 		{`"deps": {"pub/util": "2.0.0"}`, `dependency "pub/util": no version of it in this registry's index satisfies "2.0.0"`},
@@ -791,3 +790,9 @@ func TestRecordsKeptUnderTheWholeVersion(t *testing.T) {
 		t.Errorf("lines = %v", l)
 	}
 }
+
+// mapIndex is a served index of the given module versions.
+type mapIndex map[string][]string
+
+func (m *mapIndex) Versions(_ context.Context, mod string) ([]string, error) { return (*m)[mod], nil }
+func (m *mapIndex) Recompose(context.Context) error                          { return nil }
