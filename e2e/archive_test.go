@@ -39,6 +39,7 @@ const (
 // from the cache with upstream down. The plain-slash URL form must return
 // the same bytes.
 func TestArchiveMoonClientPasses(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	modules := []string{arcModX, arcModTempfile, arcModPlus, arcModChinese, arcModCamel}
 	var sel []testupstream.ModuleVersion
@@ -188,6 +189,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 // (about 10 MiB in all), not the whole archive again (19 MiB), and the
 // client gets the whole archive, verified.
 func TestArchiveCutResumed(t *testing.T) {
+	t.Parallel()
 	const version, size, cut = "0.4.6", 10 << 20, 9 << 20
 	up := testupstream.Start(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
@@ -223,6 +225,7 @@ func TestArchiveCutResumed(t *testing.T) {
 // no bytes never leaves a corrupt or partial archive behind, that transient
 // failures are retried and 404 is not.
 func TestArchiveUpstreamFaults(t *testing.T) {
+	t.Parallel()
 	// moonbitlang/x@0.4.20 is in the index but upstream has no zip for it.
 	served := []string{"0.4.2", "0.4.3", "0.4.4", "0.4.5", "0.4.6", "0.4.7"}
 	var sel []testupstream.ModuleVersion
@@ -318,6 +321,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 // TestArchiveRejectsHostilePaths sends paths no index entry could produce,
 // byte for byte as written: 400, nothing asked of upstream, nothing written.
 func TestArchiveRejectsHostilePaths(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	up.ResetCounts()
@@ -383,6 +387,7 @@ func TestArchiveRejectsHostilePaths(t *testing.T) {
 // --offline: cached archives are served, a miss is 504 without any request
 // upstream. Last, with upstream down (not offline), a miss is 504 too.
 func TestArchiveOffline(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
@@ -467,6 +472,7 @@ func TestArchiveOffline(t *testing.T) {
 // upstream on every later request, answered 304 to a client holding the
 // current ETag, and served from the stored copy while upstream is down.
 func TestSymbolsRevalidated(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	want, etag := up.Symbols(), up.SymbolsETag()
@@ -520,6 +526,7 @@ func TestSymbolsRevalidated(t *testing.T) {
 // TestArchiveHitHTTPSemantics checks the headers and conditional and range
 // handling of an archive served from the cache.
 func TestArchiveHitHTTPSemantics(t *testing.T) {
+	t.Parallel()
 	const version = "0.4.6"
 	up := testupstream.Start(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},

@@ -75,6 +75,7 @@ func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // every route but /healthz answers 401; with right ones git clones the
 // index and archives download.
 func TestAuthThroughProxy(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const token, password = "e2e-token-5b1d", "e2e pass: wörd"
 	tokenDigest := authCLI(t, token+"\n", "hash-token")
@@ -239,6 +240,7 @@ func downloadAll(ctx context.Context, t *testing.T, c *moonClient) {
 // defaults to https://; plain HTTP and clients not trusting the
 // certificate are refused.
 func TestTLSServe(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	root := t.TempDir()
 	certFile := filepath.Join(root, "cert.pem")
@@ -303,6 +305,7 @@ func TestTLSServe(t *testing.T) {
 // TestTLSMissingFilesStopStartup: serve refuses to start when a key pair
 // file is missing, naming the key.
 func TestTLSMissingFilesStopStartup(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	conf := "[server]\ncert_file = \"tls/cert.pem\"\nkey_file = \"tls/key.pem\"\n"
 	if err := os.WriteFile(filepath.Join(root, "registry.toml"), []byte(conf), 0o644); err != nil {

@@ -18,6 +18,7 @@ const e2eStamp = "v9.8.7-e2e"
 // release build is shows the stamp in --version. (What an unstamped build
 // shows is app's TestVersionOf.)
 func TestReleaseVersionStamp(t *testing.T) {
+	t.Parallel()
 	if os.Getenv("MOONBIT_REGISTRY_E2E_BINARY") != "" {
 		t.Skip("MOONBIT_REGISTRY_E2E_BINARY: a binary built elsewhere, stamped or not")
 	}
@@ -28,6 +29,7 @@ func TestReleaseVersionStamp(t *testing.T) {
 }
 
 func TestUnknownCommandSuggests(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct{ typed, want string }{
 		{"sevre", `did you mean "serve"?`},
 		{"mirorr", `did you mean "mirror"?`},
@@ -47,6 +49,7 @@ func TestUnknownCommandSuggests(t *testing.T) {
 // TestStatusCommand: status --json from a running server and from the
 // registry root tell the same index commit and archive count.
 func TestStatusCommand(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	for _, v := range up.Versions(cliModule) {
@@ -97,6 +100,7 @@ func TestStatusCommand(t *testing.T) {
 // TestBashCompletion loads `completion bash` into bash and completes a
 // command and a flag, as a shell would.
 func TestBashCompletion(t *testing.T) {
+	t.Parallel()
 	script := `source <("$BIN" completion bash)
 COMP_WORDS=("$BIN" mir); COMP_CWORD=1; _moonbit_registry_complete; echo "${COMPREPLY[@]}"
 COMP_WORDS=("$BIN" mirror --st); COMP_CWORD=2; _moonbit_registry_complete; echo "${COMPREPLY[@]}"`
@@ -111,6 +115,7 @@ COMP_WORDS=("$BIN" mirror --st); COMP_CWORD=2; _moonbit_registry_complete; echo 
 // TestGlobalFlagsAfterTheCommand: --dir (and the other global flags) work
 // after the command too.
 func TestGlobalFlagsAfterTheCommand(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	cmd := exec.Command(registryBin, "init", root)
 	cmd.Env = append(cmd.Environ(), noRaceExitSleep)

@@ -52,6 +52,7 @@ esac
 // symbols and search only through the registry; --reset restores exactly
 // what was there.
 func TestClientConfigForms(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	base := reg.URL
@@ -162,6 +163,7 @@ func TestClientConfigForms(t *testing.T) {
 // upstream down; a missing asset asked for again and again costs upstream
 // one request.
 func TestClientDownloadBase(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	wasm := []byte("\x00asm\x01\x00\x00\x00 prebuilt")
@@ -223,6 +225,7 @@ func TestClientDownloadBase(t *testing.T) {
 // search is answered from the local index in the same JSON shape, in order
 // of relevance, and metadata from a kept copy or else from the index.
 func TestClientSearchAndMetadata(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
@@ -369,6 +372,7 @@ func checkView(t *testing.T, c *moonClient, url, wantModule, wantVersion, wantRe
 // therefore answers in that set, so a client rides out a short outage; 404
 // is kept for what does not exist.
 func TestClientRetryStatuses(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	// No retries of our own: each client attempt is one upstream request.

@@ -20,6 +20,7 @@ import (
 // was ever visible at the archive's path and that the next request fetches
 // it cleanly.
 func TestArchiveCrashMidDownload(t *testing.T) {
+	t.Parallel()
 	const size = 1 << 20
 	up := testupstream.Start(t, testupstream.Options{
 		Archives: []testupstream.ModuleVersion{

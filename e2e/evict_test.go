@@ -30,6 +30,7 @@ func evictRoomFor(n int) int { return n*evictArchiveSize + evictArchiveSize/2 }
 // logged, an evicted archive downloads again correctly, and a restart with a
 // smaller limit learns what is stored and shrinks it.
 func TestEvictMaxSizeThroughBinary(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const module = "moonbitlang/x"

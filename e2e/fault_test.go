@@ -139,6 +139,7 @@ func TestFaultUpstreamHang(t *testing.T) {
 // lacks is 503 (unknown right now), sync failures are logged, /healthz and
 // /readyz stay 200 and nothing is written to the store.
 func TestFaultUpstreamDownThroughout(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
@@ -220,6 +221,7 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 // fetch makes it "not reachable" at once, with why, and a fetch that
 // works makes it reachable again.
 func TestFaultUpstreamHealthFollowsContact(t *testing.T) {
+	t.Parallel()
 	versions := []string{"0.4.6", "0.4.7", "0.4.8"}
 	var archives []testupstream.ModuleVersion
 	for _, v := range versions {

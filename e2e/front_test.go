@@ -18,6 +18,7 @@ import (
 // with upstream down, stored archives are still served and a miss is the
 // registry's 504.
 func TestNginxFront(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})

@@ -15,12 +15,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
+
+// e2eParallel is how many tests marked parallel run at once by default.
+const e2eParallel = 4
 
 // registryBin is the binary under test, built once by TestMain (or the one
 // MOONBIT_REGISTRY_E2E_BINARY names).
@@ -32,6 +36,13 @@ func TestMain(m *testing.M) {
 
 func runTests(m *testing.M) int {
 	flag.Parse()
+	// The tests that run in parallel mostly wait for processes, git and the
+	// network: more of them than cores at once, unless -parallel says.
+	parallelSet := false
+	flag.Visit(func(f *flag.Flag) { parallelSet = parallelSet || f.Name == "test.parallel" })
+	if !parallelSet {
+		flag.Set("test.parallel", strconv.Itoa(e2eParallel))
+	}
 	if testing.Short() {
 		// The fast tier: every test here runs the built binary.
 		fmt.Println("e2e: the end-to-end suite does not run with -short")

@@ -19,6 +19,7 @@ import (
 // version at once, so a client that pulled it must be able to download
 // it. The server had read (and cached) the module's index before.
 func TestIndexSyncCommandThenDownload(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const module, version = "illusory0x0/🐫", "99.0.0"
@@ -53,6 +54,7 @@ func TestIndexSyncCommandThenDownload(t *testing.T) {
 // for a version already cached, the cached bytes are dropped rather than
 // served as an immutable hit the client would reject.
 func TestChangedChecksumDropsCachedArchive(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const module = "moonbitlang/lex/runtime"
@@ -95,6 +97,7 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 // exited with (git's 128 for an unreachable upstream), usage errors 2, and
 // an error names its cause once, not its own prefix twice.
 func TestCommandExitCodes(t *testing.T) {
+	t.Parallel()
 	synced := t.TempDir()
 	up := testupstream.Start(t, testupstream.Options{})
 	if _, stderr, code := runRegistry(t, synced, up.URL(), "sync"); code != 0 {

@@ -261,6 +261,7 @@ func idxHasVersion(c *moonClient, module, version string) bool {
 // command under each git wire protocol: every file must arrive and be
 // byte-identical to upstream's, odd names included.
 func TestIndexClone(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -349,6 +350,7 @@ func TestIndexClone(t *testing.T) {
 // path traversal and receive-pack give no content; writing methods are
 // not allowed.
 func TestIndexReadOnly(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -478,6 +480,7 @@ func TestIndexReadOnly(t *testing.T) {
 // TestIndexPeriodicSync: a running server's own periodic sync picks up a
 // newly published version, and a client's pull then fast-forwards to it.
 func TestIndexPeriodicSync(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -524,6 +527,7 @@ func TestIndexPeriodicSync(t *testing.T) {
 // client pulls after every sync; another, shallow-cloned before both,
 // pulls only at the end and must still fast-forward over the two syncs.
 func TestIndexSyncCommand(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -596,6 +600,7 @@ func TestIndexSyncCommand(t *testing.T) {
 // what the mirror last synced, the failing sync is logged and the server
 // stays healthy.
 func TestIndexUpstreamDown(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -652,6 +657,7 @@ func TestIndexUpstreamDown(t *testing.T) {
 // mirror follows it loudly, and fresh clones get the new history. The
 // one-shot sync says so on stdout too.
 func TestIndexRewriteHistory(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -710,6 +716,7 @@ func TestIndexRewriteHistory(t *testing.T) {
 // is still running waits for it (server.first_sync_wait) instead of
 // getting a 503, and gets the whole index.
 func TestCloneRightAfterStart(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
@@ -731,6 +738,7 @@ func TestCloneRightAfterStart(t *testing.T) {
 // upstream reaches a client's next pull through the registry within the
 // interval, however long sync_interval is (an hour here).
 func TestIndexFreshOnRequest(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_CHECK_INTERVAL=2s"}})

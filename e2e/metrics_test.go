@@ -15,6 +15,7 @@ import (
 // After known traffic, /metrics of the real binary counts exactly that
 // traffic.
 func TestMetricsMatchTraffic(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	const module = "moonbitlang/lex/runtime"
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})

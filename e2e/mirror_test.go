@@ -168,6 +168,7 @@ func mirSorted(s []string) []string {
 // version of that module, a yanked one too (moon's resolver can still
 // select it), once, and nothing else; a second run fetches nothing.
 func TestMirrorStrictModule(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
@@ -218,6 +219,7 @@ func TestMirrorStrictModule(t *testing.T) {
 // then serves it with upstream down to a moon-like client that resolves a
 // project depending on that module.
 func TestMirrorClosureServedOffline(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := mirChainUpstream(t)
 	root := t.TempDir()
@@ -269,6 +271,7 @@ func TestMirrorClosureServedOffline(t *testing.T) {
 // other (moon's resolver can select it); --latest passes over it and says
 // so; --no-symbols leaves symbols.zip alone.
 func TestMirrorDeprecatedAndLatest(t *testing.T) {
+	t.Parallel()
 	// mizchi/git@0.2.0 carries "deprecated" in the real snapshot.
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("mizchi/git")}})
 	root := t.TempDir()
@@ -303,6 +306,7 @@ func TestMirrorDeprecatedAndLatest(t *testing.T) {
 // TestMirrorFromProject: --from mirrors exactly what a moon.mod.json needs;
 // its path dependency is reported as skipped.
 func TestMirrorFromProject(t *testing.T) {
+	t.Parallel()
 	up := mirChainUpstream(t)
 	project := filepath.Join(t.TempDir(), "moon.mod.json")
 	mod := `{
@@ -340,6 +344,7 @@ func TestMirrorFromProject(t *testing.T) {
 
 // TestMirrorFromConfig: without patterns, mirror takes [mirror] packages.
 func TestMirrorFromConfig(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/lex/runtime"),
 	}})
@@ -360,6 +365,7 @@ func TestMirrorFromConfig(t *testing.T) {
 
 // TestMirrorDryRun lists without fetching, and tells cached from missing.
 func TestMirrorDryRun(t *testing.T) {
+	t.Parallel()
 	up := mirChainUpstream(t)
 	root := t.TempDir()
 	stdout, stderr, code := runRegistry(t, root, up.URL(), "mirror", "--dry-run", "AdUhTkJm/wasmtools")
@@ -415,6 +421,7 @@ func mirListed(stdout string) []string {
 // TestMirrorResumesAfterKill kills a mirror half-way; the next run fetches
 // only what is missing and leaves a store verify finds clean.
 func TestMirrorResumesAfterKill(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 	}})
@@ -489,6 +496,7 @@ func TestMirrorResumesAfterKill(t *testing.T) {
 // changed, --purge removes it, and the next request through a server
 // fetches the right bytes again.
 func TestVerifyCorruptArchive(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	up := mirChainUpstream(t)
 	root := t.TempDir()
@@ -565,6 +573,7 @@ func TestVerifyCorruptArchive(t *testing.T) {
 // archive upstream does not have makes mirror exit non-zero, after fetching
 // everything it can.
 func TestMirrorIncompleteExitsNonZero(t *testing.T) {
+	t.Parallel()
 	// ryota0624/moonbit_otel@0.0.1 needs moonbitlang/async ^0.15.0 and
 	// moonbitlang/protobuf ^0.1.1 (fine) and opentelemetry_proto_mbt
 	// {"version": "0.1.0", "path": ...}: only 0.0.x was ever published.
@@ -623,6 +632,7 @@ func TestMirrorIncompleteExitsNonZero(t *testing.T) {
 // TestMirrorRefusesBadInvocations: patterns that match nothing, bad
 // patterns and missing input fail before anything is fetched.
 func TestMirrorRefusesBadInvocations(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 	}})
@@ -677,6 +687,7 @@ func TestMirrorRefusesBadInvocations(t *testing.T) {
 // update --reset leaves $MOON_HOME/config.json exactly as it was; a
 // malformed config.json is never replaced without --force.
 func TestUpdateWriteConfigThenReset(t *testing.T) {
+	t.Parallel()
 	const base1, base2 = "http://127.0.0.1:9001", "http://127.0.0.1:9002"
 	tests := []struct {
 		name    string

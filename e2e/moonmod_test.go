@@ -51,6 +51,7 @@ description = ""
 // mirror --from its moon.mod, or a moon.work over it and another project,
 // pre-warms what a client fetches.
 func TestModuleFromTodaysTemplate(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// A small index: one older release the build lists must pass over.

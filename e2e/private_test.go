@@ -86,6 +86,7 @@ func servedCommit(t *testing.T, c *moonClient, ctx context.Context) string {
 }
 
 func TestPrivateModules(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	// A small index: one real module (never fetched here), then what the
@@ -372,6 +373,7 @@ func requestsTo(r *registry, prefix string) int {
 // itself serving the private owner "corp", behind a token) for "corp".
 // Each owner's index lines and archives come from its own source.
 func TestTwoSources(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})

@@ -14,6 +14,7 @@ import (
 )
 
 func TestServeWithoutConfigAnswersHealthz(t *testing.T) {
+	t.Parallel()
 	r := startRegistry(t, registryOptions{NoWaitReady: true})
 	resp, err := http.Get(r.URL + "/healthz")
 	if err != nil {
@@ -34,6 +35,7 @@ func TestServeWithoutConfigAnswersHealthz(t *testing.T) {
 }
 
 func TestServeRefusesBadConfig(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "registry.toml"), []byte("[server]\nlisten = \"nowhere\"\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -45,6 +47,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 }
 
 func TestInitTwice(t *testing.T) {
+	t.Parallel()
 	root := t.TempDir()
 	if _, stderr, code := runRegistry(t, root, "", "init"); code != 0 {
 		t.Fatalf("init: exit %d: %s", code, stderr)
@@ -71,6 +74,7 @@ func TestInitTwice(t *testing.T) {
 // With server.drain_delay, a shutdown signal first turns /readyz to 503
 // while requests are still served, then the process exits cleanly.
 func TestServeDrainDelayReportsNotReady(t *testing.T) {
+	t.Parallel()
 	r := startRegistry(t, registryOptions{NoWaitReady: true, Env: []string{"MOONBIT_REGISTRY_SERVER_DRAIN_DELAY=3s"}})
 	client := &http.Client{Timeout: 5 * time.Second}
 	get := func(path string) (int, string, error) {
@@ -109,6 +113,7 @@ func TestServeDrainDelayReportsNotReady(t *testing.T) {
 // second), and a SIGTERM still writes every line out: 50 requests answered
 // just before the signal are all in the log once the process has exited.
 func TestAccessLogKeptOnSIGTERM(t *testing.T) {
+	t.Parallel()
 	reg := startRegistry(t, registryOptions{NoWaitReady: true})
 	for i := range 50 {
 		resp, err := http.Get(fmt.Sprintf("%s/healthz?n=%d", reg.URL, i))

@@ -10,6 +10,7 @@ import (
 // TestMoonClientThroughProxy is the whole path in one: clone the index
 // through the proxy and download a module's archives, checked against it.
 func TestMoonClientThroughProxy(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/lex/runtime"),

@@ -18,6 +18,7 @@ import (
 // written between its redraws at the default level, and the summary comes
 // at the end.
 func TestMirrorOnATerminal(t *testing.T) {
+	t.Parallel()
 	script, err := exec.LookPath("script")
 	if err != nil {
 		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
@@ -55,6 +56,7 @@ func runMirrorInTerminal(t *testing.T, script, upstreamURL string) string {
 // TestMirrorOnATerminalWarnings: an error during the run is written above
 // the bar as a whole line of its own, and the bar goes on below it.
 func TestMirrorOnATerminalWarnings(t *testing.T) {
+	t.Parallel()
 	script, err := exec.LookPath("script")
 	if err != nil {
 		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())

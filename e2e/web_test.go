@@ -87,6 +87,7 @@ func artifactDir(t *testing.T) string {
 // and what is cached; on a phone-wide window nothing overflows. Screenshots
 // are kept as artifacts.
 func TestWebPages(t *testing.T) {
+	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: "mizchi/git", Version: "0.1.2"}}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	// One archive cached, so the module page has something to show.
