@@ -373,7 +373,6 @@ func requestsTo(r *registry, prefix string) int {
 // itself serving the private owner "corp", behind a token) for "corp".
 // Each owner's index lines and archives come from its own source.
 func TestTwoSources(t *testing.T) {
-	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
