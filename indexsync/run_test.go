@@ -189,8 +189,17 @@ func TestReadyReportsFailingSyncs(t *testing.T) {
 			t.Errorf("Ready right after one failure = %v, want nil (not stale yet)", err)
 		}
 	}
-	waitFor(t, 20*time.Second, "the mirror to be stale", func() bool { return errors.Is(m.Ready(), ErrStale) })
-	msg := m.Ready().Error()
+	// "next try in" is said between attempts, not while one runs: wait for
+	// such a moment rather than race the retry loop for it.
+	var msg string
+	waitFor(t, 20*time.Second, "the mirror to be stale between two attempts", func() bool {
+		err := m.Ready()
+		if !errors.Is(err, ErrStale) || !strings.Contains(err.Error(), "next try in") {
+			return false
+		}
+		msg = err.Error()
+		return true
+	})
 	for _, want := range []string{"index sync failing for", "attempts)", "next try in"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("stale message %q does not say %q", msg, want)
