@@ -40,6 +40,13 @@ type SyntaxError struct {
 
 func (e *SyntaxError) Error() string { return fmt.Sprintf("%s:%s: %s", e.File, e.Pos, e.Msg) }
 
+// failIn makes the errors of a file's meaning: a SyntaxError at a place.
+func failIn(file string) func(p Pos, format string, args ...any) error {
+	return func(p Pos, format string, args ...any) error {
+		return &SyntaxError{File: file, Pos: p, Msg: fmt.Sprintf(format, args...)}
+	}
+}
+
 // Is makes a SyntaxError match ErrInvalid.
 func (e *SyntaxError) Is(target error) bool { return target == ErrInvalid }
 

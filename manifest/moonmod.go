@@ -3,7 +3,6 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,9 +29,7 @@ func ParseDSL(data []byte) (Module, error) {
 	if err != nil {
 		return Module{}, err
 	}
-	fail := func(p Pos, format string, args ...any) error {
-		return error(&SyntaxError{File: DSLFile, Pos: p, Msg: fmt.Sprintf(format, args...)})
-	}
+	fail := failIn(DSLFile)
 	top := newObject()
 	var rules []statement
 	for _, st := range sts {
@@ -227,9 +224,7 @@ func ParseWork(data []byte) (Work, error) {
 	if err != nil {
 		return Work{}, err
 	}
-	fail := func(p Pos, format string, args ...any) error {
-		return error(&SyntaxError{File: WorkFile, Pos: p, Msg: fmt.Sprintf(format, args...)})
-	}
+	fail := failIn(WorkFile)
 	var w Work
 	seen := map[string]Pos{}
 	for _, st := range sts {
