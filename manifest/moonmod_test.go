@@ -617,7 +617,7 @@ func TestMemberDirs(t *testing.T) {
 	}{
 		{"none", []string{}, nil},
 		{"relative joined and cleaned", []string{"./app", "lib/", ".", "x/../y"}, []string{"/ws", "/ws/app", "/ws/lib", "/ws/y"}},
-		{"outside the workspace", []string{"../shared/mod"}, []string{"/shared/mod"}},
+		{"outside the workspace", []string{"../other/mod"}, []string{"/other/mod"}},
 		{"absolute kept", []string{"/opt/mods/x", "/opt/mods//y/"}, []string{"/opt/mods/x", "/opt/mods/y"}},
 		{"repeats removed", []string{"app", "./app", "app/", "/ws/app"}, []string{"/ws/app"}},
 		{"sorted", []string{"zeta", "alpha", "/abs", "beta"}, []string{"/abs", "/ws/alpha", "/ws/beta", "/ws/zeta"}},
