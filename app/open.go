@@ -276,7 +276,7 @@ type servedIndex struct{ m *indexsync.Mirror }
 
 func (s servedIndex) Versions(ctx context.Context, mod string) ([]string, error) {
 	vs, err := s.m.Versions(ctx, mod)
-	if errors.Is(err, indexsync.ErrModuleNotFound) {
+	if errors.Is(err, module.ErrModuleNotFound) {
 		return nil, nil
 	}
 	out := make([]string, len(vs))

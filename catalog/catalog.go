@@ -95,7 +95,7 @@ func (c *Catalog) current(ctx context.Context) (*table, error) {
 			continue
 		}
 		vs, err := c.idx.Versions(ctx, m)
-		if errors.Is(err, indexsync.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
+		if errors.Is(err, module.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
 			continue
 		}
 		if err != nil {
@@ -457,7 +457,7 @@ func (c *Catalog) versions(ctx context.Context, name string) ([]indexsync.Versio
 		return nil, err
 	}
 	vs, err := c.idx.Versions(ctx, name)
-	if errors.Is(err, indexsync.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
+	if errors.Is(err, module.ErrModuleNotFound) || (err == nil && len(vs) == 0) {
 		return nil, c.notFound(name)
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"moonbit-registry/module"
 	"moonbit-registry/internal/testsupport"
 )
 
@@ -264,7 +265,7 @@ func TestComposedFromSources(t *testing.T) {
 	has := func(mod, version string) bool {
 		t.Helper()
 		_, ok, err := m.Lookup(ctx, mod, version)
-		if err != nil && !errors.Is(err, ErrModuleNotFound) {
+		if err != nil && !errors.Is(err, module.ErrModuleNotFound) {
 			t.Fatal(err)
 		}
 		return ok

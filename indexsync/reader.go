@@ -13,10 +13,6 @@ import (
 	"moonbit-registry/module"
 )
 
-// ErrModuleNotFound is returned by Versions for a module the index does not
-// have.
-var ErrModuleNotFound = errors.New("module not in index")
-
 // maxIndexFile bounds how much of one .index file is read; the largest real
 // one is far below this.
 const maxIndexFile = 16 << 20
@@ -84,7 +80,7 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 		// ENOTDIR (a file where a directory of the path would be) means
 		// the module is not there either.
 		if errors.Is(err, fs.ErrNotExist) || isNotDir(err) {
-			return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, mod)
+			return nil, fmt.Errorf("%w: %s", module.ErrModuleNotFound, mod)
 		}
 		return nil, fmt.Errorf("read index of %s: %w", mod, err)
 	}
@@ -94,7 +90,7 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 		return nil, fmt.Errorf("read index of %s: %w", mod, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%w: %s", ErrModuleNotFound, mod)
+		return nil, fmt.Errorf("%w: %s", module.ErrModuleNotFound, mod)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxIndexFile+1))
 	if err != nil {
@@ -127,7 +123,7 @@ func (m *Mirror) lookup(ctx context.Context, mod, version string, recent bool) (
 	if verr := module.ValidateVersion(version); verr != nil {
 		return Version{}, false, verr
 	}
-	if err != nil && !errors.Is(err, ErrModuleNotFound) {
+	if err != nil && !errors.Is(err, module.ErrModuleNotFound) {
 		return Version{}, false, err
 	}
 	return Version{}, false, nil

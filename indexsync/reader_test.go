@@ -104,7 +104,7 @@ func TestLookupUnknown(t *testing.T) {
 			t.Errorf("Checksum(%s, %s) = %q, %v, %v; want not found", tt.module, tt.version, sum, ok, err)
 		}
 	}
-	if _, err := m.Versions(ctx, "alice/nope"); !errors.Is(err, ErrModuleNotFound) {
+	if _, err := m.Versions(ctx, "alice/nope"); !errors.Is(err, module.ErrModuleNotFound) {
 		t.Errorf("Versions of unknown module: %v", err)
 	}
 }

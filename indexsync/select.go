@@ -207,7 +207,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 	var out []Version
 	for _, m := range modules {
 		vs, err := s.versionsOf(m)
-		if errors.Is(err, ErrModuleNotFound) {
+		if errors.Is(err, module.ErrModuleNotFound) {
 			continue // reported below as matching nothing
 		}
 		if err != nil {
@@ -310,7 +310,7 @@ func (s *selector) require(from, mod, req string) error {
 		return nil
 	}
 	vs, err := s.versionsOf(mod)
-	if err != nil && !errors.Is(err, ErrModuleNotFound) {
+	if err != nil && !errors.Is(err, module.ErrModuleNotFound) {
 		return err
 	}
 	if len(vs) == 0 {

@@ -28,6 +28,10 @@ var ErrBadName = errors.New("invalid module name or version")
 // pipeline and the server test for it, whichever index they are given.
 var ErrIndexUnavailable = errors.New("package index unavailable")
 
+// ErrModuleNotFound reports a module the index does not list. Index
+// implementations wrap it; the catalog, resolution and publishing test for it.
+var ErrModuleNotFound = errors.New("module not in index")
+
 // Version names one published archive: module "owner/rest" (rest may
 // contain "/") at one semver version.
 type Version struct {
