@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"moonbit-registry/module"
 	"moonbit-registry/internal/testsupport"
+	"moonbit-registry/module"
 )
 
 // memOverlay is an Overlay held in memory.
