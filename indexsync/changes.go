@@ -39,7 +39,7 @@ func (c Changes) Empty() bool { return c.From == c.To && !c.Initial }
 
 // changedFiles lists the paths that differ between two commits.
 func (m *Mirror) changedFiles(ctx context.Context, from, to string) ([]string, error) {
-	out, err := m.git(ctx, m.opts.Dir, nil, "diff", "--name-only", "--no-renames", "-z", from, to, "--")
+	out, err := m.git.Run(ctx, m.opts.Dir, nil, "diff", "--name-only", "--no-renames", "-z", from, to, "--")
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +84,7 @@ func (m *Mirror) describe(ctx context.Context, c *Changes, names []string) error
 	if len(mods) == 0 {
 		return nil
 	}
-	out, err := m.git(ctx, m.opts.Dir, req.Bytes(), "cat-file", "--batch")
+	out, err := m.git.Run(ctx, m.opts.Dir, req.Bytes(), "cat-file", "--batch")
 	if err != nil {
 		return err
 	}

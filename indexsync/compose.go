@@ -83,10 +83,10 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 		newer := f != "" && f != r
 		if newer && r != "" {
 			pdir := m.partDir(dir, name)
-			if m.hasCommit(ctx, pdir, r) {
+			if m.git.HasCommit(ctx, pdir, r) {
 				// Moved on or rewritten, unless behind what base was built
 				// from (another replica's fetch).
-				behind, err := m.isAncestorIn(ctx, pdir, f, r)
+				behind, err := m.git.IsAncestor(ctx, pdir, f, r)
 				if err != nil {
 					return "", err
 				}
@@ -144,7 +144,7 @@ func (m *Mirror) partNames() []string {
 // its commits carry the same author, but they are reachable from
 // upstreamRef, and ours never are.
 func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
-	out, err := m.git(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
+	out, err := m.git.Run(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
 	if err != nil {
 		return nil, err
 	}
@@ -171,11 +171,11 @@ func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
 // fromUpstream reports whether commit c is upstream's (reachable from the
 // last upstream commit fetched).
 func (m *Mirror) fromUpstream(ctx context.Context, dir, c string) bool {
-	up, err := m.revParse(ctx, dir, upstreamRef)
+	up, err := m.git.Commit(ctx, dir, upstreamRef)
 	if err != nil {
 		return false
 	}
-	ok, err := m.isAncestorIn(ctx, dir, c, up)
+	ok, err := m.git.IsAncestor(ctx, dir, c, up)
 	return err == nil && ok
 }
 
@@ -251,7 +251,7 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
 	if base != "" {
-		if bt, err := m.treeOf(ctx, dir, base); err != nil {
+		if bt, err := m.git.Tree(ctx, dir, base); err != nil {
 			return "", err
 		} else if bt == tree {
 			return base, nil
@@ -261,7 +261,7 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 	msg := fmt.Sprintf("Index composed by moonbit-registry (%d private module file(s))\n\nupstream %s\n", len(files), used[""])
 	for _, name := range m.partNames() {
 		if c := src[name]; c != "" {
-			out, err := m.git(ctx, m.holder(dir, name, c, base), nil, "show", "-s", "--format=%ct", c)
+			out, err := m.git.Run(ctx, m.holder(dir, name, c, base), nil, "show", "-s", "--format=%ct", c)
 			if err != nil {
 				return "", err
 			}
@@ -284,7 +284,7 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 	if base != "" {
 		args = append(args, "-p", base)
 	}
-	out, err := m.gitWith(ctx, dir, env, nil, args...)
+	out, err := m.git.RunEnv(ctx, dir, env, nil, args...)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
@@ -304,7 +304,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	os.Remove(idx.Name()) // read-tree writes it anew
 	defer os.Remove(idx.Name())
 	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
-	if _, err := m.gitWith(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
+	if _, err := m.git.RunEnv(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
 		return "", err
 	}
 	// Upstream's files of owners served from elsewhere go, in every case:
@@ -322,7 +322,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		for _, o := range hidden {
 			args = append(args, ":(literal,icase)"+module.OwnerIndexDir(o))
 		}
-		if _, err := m.gitWith(ctx, dir, env, nil, args...); err != nil {
+		if _, err := m.git.RunEnv(ctx, dir, env, nil, args...); err != nil {
 			return "", err
 		}
 	}
@@ -340,7 +340,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		for _, o := range s.Owners {
 			args = append(args, module.OwnerIndexDir(o))
 		}
-		out, err := m.git(ctx, from, nil, args...)
+		out, err := m.git.Run(ctx, from, nil, args...)
 		if err != nil {
 			return "", err
 		}
@@ -359,11 +359,11 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		fmt.Fprintf(&info, "100644 blob %s\t%s\n", b.id, b.path)
 	}
 	if info.Len() > 0 {
-		if _, err := m.gitWith(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
+		if _, err := m.git.RunEnv(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
 			return "", err
 		}
 	}
-	out, err := m.gitWith(ctx, dir, env, nil, "write-tree")
+	out, err := m.git.RunEnv(ctx, dir, env, nil, "write-tree")
 	if err != nil {
 		return "", err
 	}
@@ -396,7 +396,7 @@ func (m *Mirror) writeBlobs(ctx context.Context, dir string, files map[string][]
 		}
 		list.WriteString(f + "\n")
 	}
-	ids, err := m.git(ctx, dir, list.Bytes(), "hash-object", "-w", "--no-filters", "--stdin-paths")
+	ids, err := m.git.Run(ctx, dir, list.Bytes(), "hash-object", "-w", "--no-filters", "--stdin-paths")
 	if err != nil {
 		return nil, err
 	}
@@ -424,7 +424,7 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 	if ids.Len() == 0 {
 		return nil
 	}
-	out, err := m.git(ctx, to, ids.Bytes(), "cat-file", "--batch-check=%(objectname) %(objecttype)")
+	out, err := m.git.Run(ctx, to, ids.Bytes(), "cat-file", "--batch-check=%(objectname) %(objecttype)")
 	if err != nil {
 		return err
 	}
@@ -437,17 +437,14 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 	if missing.Len() == 0 {
 		return nil
 	}
-	pack, err := m.git(ctx, from, missing.Bytes(), "pack-objects", "--quiet", "--stdout")
+	pack, err := m.git.Run(ctx, from, missing.Bytes(), "pack-objects", "--quiet", "--stdout")
 	if err != nil {
 		return err
 	}
-	_, err = m.git(ctx, to, pack, "index-pack", "--stdin", "--fsck-objects")
+	_, err = m.git.Run(ctx, to, pack, "index-pack", "--stdin", "--fsck-objects")
 	return err
 }
 
-func (m *Mirror) treeOf(ctx context.Context, dir, c string) (string, error) {
-	return m.objectID(ctx, dir, c, "tree")
-}
 
 // Recompose rebuilds the served index from the upstream commit it was
 // last built from and the overlay as it is now, without asking upstream:

@@ -68,7 +68,7 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
 				return settle(""), err
 			}
-		} else if c, err := m.revParse(ctx, dir, "refs/heads/"+localBranch); err == nil {
+		} else if c, err := m.git.Commit(ctx, dir, "refs/heads/"+localBranch); err == nil {
 			base = c // the first tip: build on what this replica served
 		}
 		next, err := m.target(ctx, dir, fetched, base)
@@ -79,12 +79,12 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 			return settle(tip), nil
 		}
 		if tip != "" {
-			if back, err := m.isAncestorIn(ctx, dir, next, tip); err != nil {
+			if back, err := m.git.IsAncestor(ctx, dir, next, tip); err != nil {
 				return settle(""), err
 			} else if back {
 				return settle(tip), nil // this replica saw upstream before the one that moved the tip
 			}
-			if fwd, err := m.isAncestorIn(ctx, dir, tip, next); err != nil {
+			if fwd, err := m.git.IsAncestor(ctx, dir, tip, next); err != nil {
 				return settle(""), err
 			} else if !fwd {
 				m.log.Error().Str("tip", tip).Str("upstream", next).
@@ -121,7 +121,7 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 // putBundle stores a bundle of commit (all its history, under bundleRef)
 // for the replicas that cannot reach upstream.
 func (m *Mirror) putBundle(ctx context.Context, dir, commit string) error {
-	if _, err := m.git(ctx, dir, nil, "update-ref", bundleRef, commit); err != nil {
+	if _, err := m.git.Run(ctx, dir, nil, "update-ref", bundleRef, commit); err != nil {
 		return err
 	}
 	tmp, done, err := m.bundleFile()
@@ -130,7 +130,7 @@ func (m *Mirror) putBundle(ctx context.Context, dir, commit string) error {
 	}
 	defer done()
 	// Into an existing file: git bundle create writes it anew.
-	if _, err := m.git(ctx, dir, nil, "bundle", "create", "--quiet", tmp, bundleRef); err != nil {
+	if _, err := m.git.Run(ctx, dir, nil, "bundle", "create", "--quiet", tmp, bundleRef); err != nil {
 		return err
 	}
 	return m.opts.Fleet.PutBundle(ctx, commit, tmp)
@@ -156,7 +156,7 @@ func (m *Mirror) dropBundle(ctx context.Context, commit string) {
 // haveOrBundle makes sure the repository at dir holds commit, fetching it
 // from the bundle another replica stored when it does not.
 func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
-	if m.hasCommit(ctx, dir, commit) {
+	if m.git.HasCommit(ctx, dir, commit) {
 		return nil
 	}
 	tmp, done, err := m.bundleFile()
@@ -171,19 +171,15 @@ func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
 	if !found {
 		return fmt.Errorf("the fleet's index is at %s, which upstream did not give this replica and no replica has stored a bundle of yet", commit)
 	}
-	if _, err := m.git(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp, bundleRef); err != nil {
+	if _, err := m.git.Run(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp, bundleRef); err != nil {
 		return fmt.Errorf("fetch from the fleet's bundle: %w", err)
 	}
-	if !m.hasCommit(ctx, dir, commit) {
+	if !m.git.HasCommit(ctx, dir, commit) {
 		return fmt.Errorf("the fleet's bundle does not hold %s", commit)
 	}
 	return nil
 }
 
-func (m *Mirror) hasCommit(ctx context.Context, dir, commit string) bool {
-	_, err := m.revParse(ctx, dir, commit)
-	return err == nil
-}
 
 // CatchUp brings the mirror to the fleet's tip when another replica moved
 // it, before a client is answered: from upstream, or from the bundle that
@@ -216,7 +212,7 @@ func (m *Mirror) CatchUp(ctx context.Context) error {
 	if cur == tip {
 		return nil
 	}
-	if ok, err := m.isAncestor(ctx, tip, cur); err == nil && ok {
+	if ok, err := m.git.IsAncestor(ctx, m.opts.Dir, tip, cur); err == nil && ok {
 		return nil // the tip moved on and this replica with it
 	}
 	err = fmt.Errorf("the index mirror (%s) is behind the fleet's tip %s", cur, tip)

@@ -94,7 +94,7 @@ func (m *Mirror) tipsMoved(ctx context.Context) bool {
 	}
 	for _, r := range repos {
 		start := time.Now()
-		out, err := m.gitWith(ctx, m.opts.Dir, headerEnv(r.header), nil, "ls-remote", "--", r.url, "refs/heads/"+r.branch)
+		out, err := m.git.RunEnv(ctx, m.opts.Dir, headerEnv(r.header), nil, "ls-remote", "--", r.url, "refs/heads/"+r.branch)
 		if r.name == "" && m.opts.OnUpstream != nil && !errors.Is(ctx.Err(), context.Canceled) {
 			m.opts.OnUpstream(start, err)
 		}
@@ -130,6 +130,6 @@ func (m *Mirror) noteUpstream(ctx context.Context, dir, c string) error {
 	if !m.composing() {
 		return nil
 	}
-	_, err := m.git(ctx, dir, nil, "update-ref", upstreamRef, c)
+	_, err := m.git.Run(ctx, dir, nil, "update-ref", upstreamRef, c)
 	return err
 }

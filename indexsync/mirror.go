@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"moonbit-registry/gitrepo"
 	"moonbit-registry/module"
 
 	"github.com/rs/zerolog"
@@ -27,7 +28,7 @@ var ErrNotReady = fmt.Errorf("%w: the index mirror has not finished its first sy
 type Mirror struct {
 	opts    Options
 	log     zerolog.Logger
-	gitPath string
+	git     *gitrepo.Runner
 
 	flightMu sync.Mutex
 	current  *flight // the sync running now, shared by concurrent Syncs
@@ -110,18 +111,21 @@ func New(opts Options) (*Mirror, error) {
 	if strings.HasPrefix(opts.UpstreamURL, "-") {
 		return nil, fmt.Errorf("indexsync: upstream URL %q must not start with '-'", opts.UpstreamURL)
 	}
-	gitPath, err := exec.LookPath("git")
-	if err != nil {
-		return nil, fmt.Errorf("indexsync: git is required: %w", err)
-	}
 	m := &Mirror{
 		opts:    opts,
 		log:     opts.Logger.With().Str("component", "indexsync").Logger(),
-		gitPath: gitPath,
 		cache:   newLRU(cacheMaxEntries, cacheMaxBytes),
 		served:  make(chan struct{}),
 	}
 	m.refs.epoch = time.Now()
+	m.git, err = newGit(opts, func(args []string) {
+		if m.onGit != nil {
+			m.onGit(args)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("indexsync: %w", err)
+	}
 	if err := m.checkDir(); err != nil {
 		return nil, err
 	}
@@ -129,7 +133,7 @@ func New(opts Options) (*Mirror, error) {
 	if m.hasRepo() {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.GitTimeout)
 		defer cancel()
-		commit, err := m.revParse(ctx, opts.Dir, "refs/heads/"+localBranch)
+		commit, err := m.git.Commit(ctx, opts.Dir, "refs/heads/"+localBranch)
 		if err != nil {
 			// Not fatal: the next Sync repairs or reports it.
 			m.log.Warn().Err(err).Str("dir", opts.Dir).Msg("existing index mirror has no usable main branch")
@@ -205,7 +209,7 @@ func ReadCommit(dir string) (string, error) {
 		return "", nil
 	}
 	cmd := exec.Command("git", "-C", dir, "rev-parse", "--verify", "--quiet", "refs/heads/"+localBranch+"^{commit}")
-	cmd.Env = gitEnv()
+	cmd.Env = gitrepo.Env()
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("read the index mirror's commit in %s: %w", dir, err)
@@ -297,15 +301,4 @@ func (m *Mirror) removeStaleTempsIn(parent string) {
 	}
 }
 
-func (m *Mirror) revParse(ctx context.Context, dir, rev string) (string, error) {
-	return m.objectID(ctx, dir, rev, "commit")
-}
 
-// objectID is the id of the object of kind ("commit", "tree") rev names.
-func (m *Mirror) objectID(ctx context.Context, dir, rev, kind string) (string, error) {
-	out, err := m.git(ctx, dir, nil, "rev-parse", "--verify", "--quiet", rev+"^{"+kind+"}")
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(out)), nil
-}

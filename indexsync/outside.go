@@ -89,7 +89,7 @@ func isCommitID(s string) bool {
 // holding the sync lock, builds on. Building on a commit this process
 // remembers instead would fork from what the other process served.
 func (m *Mirror) mainOnDisk(ctx context.Context) string {
-	c, err := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch)
+	c, err := m.git.Commit(ctx, m.opts.Dir, "refs/heads/"+localBranch)
 	if err != nil || c == m.Commit() {
 		return m.Commit()
 	}

@@ -33,7 +33,7 @@ func (m *Mirror) clearStaleLocks() {
 // file emptied by a power loss, a broken ref): what a failed update is
 // checked for before the mirror is rebuilt.
 func (m *Mirror) corrupt(ctx context.Context) bool {
-	_, err := m.git(ctx, m.opts.Dir, nil, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
+	_, err := m.git.Run(ctx, m.opts.Dir, nil, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
 	return err != nil && ctx.Err() == nil
 }
 
@@ -134,13 +134,13 @@ func (m *Mirror) checkTree(ctx context.Context) {
 		return
 	}
 	defer unlock()
-	out, err := m.git(ctx, m.opts.Dir, nil, "status", "--porcelain", "--untracked-files=no")
+	out, err := m.git.Run(ctx, m.opts.Dir, nil, "status", "--porcelain", "--untracked-files=no")
 	if err == nil && len(out) == 0 {
 		return
 	}
 	m.log.Warn().Err(err).Str("dir", m.opts.Dir).Msg("index work tree differs from main (an interrupted checkout?); checking it out again")
 	m.clearStaleLocks()
-	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
+	if _, err := m.git.Run(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
 		m.log.Error().Err(err).Msg("index work tree cannot be restored now; lookups wait for the next sync")
 		m.treeIncomplete.Store(true)
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"moonbit-registry/gitrepo"
 )
 
 // What a crash or a power loss leaves in the mirror never stops it for
@@ -99,12 +101,12 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 	}
 	// git that fails every checkout after cutting alice/foo.index short.
 	failing := filepath.Join(t.TempDir(), "git")
-	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo '{\"name\": \"alice/foo\", \"ver' > user/alice/foo.index; echo 'No space left on device' >&2; exit 128; fi; done\nexec " + m.gitPath + " \"$@\"\n"
+	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo '{\"name\": \"alice/foo\", \"ver' > user/alice/foo.index; echo 'No space left on device' >&2; exit 128; fi; done\nexec " + realGit(t) + " \"$@\"\n"
 	if err := os.WriteFile(failing, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	real := m.gitPath
-	m.gitPath = failing
+	real := m.git
+	m.git = gitAt(t, failing)
 	if err := up.AddVersion(ctx, "alice/foo", "5.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +123,7 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 		t.Errorf("lookup in a process started on the cut tree: %+v, %v, %v", v, ok, err)
 	}
 
-	m.gitPath = real
+	m.git = real
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatalf("sync after the disk has room again: %v", err)
 	}
@@ -145,17 +147,17 @@ func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := t.TempDir()
-	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo 'No space left on device' >&2; exit 128; fi; done\nexec " + m.gitPath + " \"$@\"\n"
+	script := "#!/bin/sh\nfor a in \"$@\"; do if [ \"$a\" = checkout ]; then echo 'No space left on device' >&2; exit 128; fi; done\nexec " + realGit(t) + " \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	real := m.gitPath
+	real := gitAt(t, realGit(t))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = m.Dir() })
 	if _, _, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
 		t.Fatalf("lookup on a cut tree that could not be restored = %v, want ErrTreeIncomplete", err)
 	}
-	m2.gitPath = real // room on the disk again
+	m2.git = real // room on the disk again
 	if _, err := m2.Sync(ctx); err != nil {
 		t.Fatalf("sync with upstream unchanged: %v", err)
 	}
@@ -210,4 +212,22 @@ func TestSyncRepairsDamagedMirrorOnMountPoint(t *testing.T) {
 			t.Errorf("left in the mirror: %s", e.Name())
 		}
 	}
+}
+
+// realGit is the path of the git on PATH.
+func realGit(t *testing.T) string {
+	p, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// gitAt is a git runner for the mirror that runs the program at path.
+func gitAt(t *testing.T, path string) *gitrepo.Runner {
+	r, err := gitrepo.New(gitrepo.Options{Path: path, Timeout: time.Minute, DefaultBranch: localBranch, LockFiles: lockFiles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"time"
 )
@@ -129,7 +128,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 	if err != nil {
 		return "", "", err
 	}
-	if _, err := m.git(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+	if _, err := m.git.Run(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
 		return tmp, "", err
 	}
 	if err := m.configure(ctx, tmp); err != nil {
@@ -160,7 +159,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 	if target, err = m.settle(ctx, tmp, fetched, ""); err != nil {
 		return tmp, "", err
 	}
-	if _, err := m.git(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, target); err != nil {
+	if _, err := m.git.Run(ctx, tmp, nil, "checkout", "--quiet", "--force", "-B", localBranch, target); err != nil {
 		return tmp, "", err
 	}
 	return tmp, target, nil
@@ -214,16 +213,16 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// served.
 		{"uploadpack.allowReachableSHA1InWant", "true"},
 	} {
-		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+		if _, err := m.git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
 	// The ref a fleet's bundle is made from and the upstream commit a
 	// composed index was built from are not for clients.
-	if _, err := m.git(ctx, dir, nil, "config", "--replace-all", "uploadpack.hideRefs", "refs/fleet/"); err != nil {
+	if _, err := m.git.Run(ctx, dir, nil, "config", "--replace-all", "uploadpack.hideRefs", "refs/fleet/"); err != nil {
 		return err
 	}
-	_, err := m.git(ctx, dir, nil, "config", "--add", "uploadpack.hideRefs", "refs/upstream/")
+	_, err := m.git.Run(ctx, dir, nil, "config", "--add", "uploadpack.hideRefs", "refs/upstream/")
 	return err
 }
 
@@ -245,10 +244,10 @@ func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string
 func (m *Mirror) fetchFrom(ctx context.Context, dir, url, header, branch string, extra ...string) (string, error) {
 	args := append([]string{"fetch", "--quiet", "--no-tags", "--no-recurse-submodules"}, extra...)
 	args = append(args, "--", url, "refs/heads/"+branch)
-	if _, err := m.gitWith(ctx, dir, headerEnv(header), nil, args...); err != nil {
+	if _, err := m.git.RunEnv(ctx, dir, headerEnv(header), nil, args...); err != nil {
 		return "", err
 	}
-	return m.revParse(ctx, dir, "FETCH_HEAD")
+	return m.git.Commit(ctx, dir, "FETCH_HEAD")
 }
 
 // headerEnv passes an extra HTTP header to git as configuration.
@@ -286,7 +285,7 @@ func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 			c, err = m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
 		}
 		if err == nil {
-			_, err = m.git(ctx, dir, nil, "update-ref", "refs/heads/"+localBranch, c)
+			_, err = m.git.Run(ctx, dir, nil, "update-ref", "refs/heads/"+localBranch, c)
 		}
 		if err != nil {
 			m.log.Warn().Err(err).Str("source", src.Name).Msg("index source unreachable; its owners are served as they were")
@@ -314,11 +313,11 @@ func (m *Mirror) sourceRepo(ctx context.Context, name string) (dir string, creat
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", false, err
 	}
-	if _, err := m.git(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+	if _, err := m.git.Run(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
 		return "", false, err
 	}
 	for _, kv := range [][2]string{{"gc.autoDetach", "false"}, {"core.fsync", "objects,derived-metadata,reference"}} {
-		if _, err := m.git(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+		if _, err := m.git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return "", false, err
 		}
 	}
@@ -397,7 +396,7 @@ func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) 
 	}
 	rewritten := false
 	if old != "" {
-		ff, err := m.isAncestor(ctx, old, next)
+		ff, err := m.git.IsAncestor(ctx, m.opts.Dir, old, next)
 		if err != nil || !ff {
 			rewritten = true
 			m.log.Error().Err(err).Str("from", old).Str("to", next).
@@ -429,14 +428,14 @@ func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) 
 func (m *Mirror) moveMain(ctx context.Context, commit string, changed []string, clearAll bool) error {
 	m.tree.Lock()
 	defer m.tree.Unlock()
-	if _, err := m.git(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
+	if _, err := m.git.Run(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
 		// The checkout may have rewritten part of the tree (a full disk
 		// cuts a file short): lookups refuse the tree until a checkout
 		// succeeds, cached parses cannot be trusted, and main tells where
 		// we are. Clients are unaffected: git serves objects, not files.
 		m.treeIncomplete.Store(true)
 		m.cache.clear()
-		if c, rerr := m.revParse(ctx, m.opts.Dir, "refs/heads/"+localBranch); rerr == nil {
+		if c, rerr := m.git.Commit(ctx, m.opts.Dir, "refs/heads/"+localBranch); rerr == nil {
 			m.setCommit(c)
 		}
 		return err
@@ -464,20 +463,3 @@ func (m *Mirror) setCommit(c string) {
 	}
 }
 
-// isAncestor reports whether old is an ancestor of next (a fast-forward).
-func (m *Mirror) isAncestor(ctx context.Context, old, next string) (bool, error) {
-	return m.isAncestorIn(ctx, m.opts.Dir, old, next)
-}
-
-// isAncestorIn is isAncestor in the repository at dir.
-func (m *Mirror) isAncestorIn(ctx context.Context, dir, old, next string) (bool, error) {
-	_, err := m.git(ctx, dir, nil, "merge-base", "--is-ancestor", old, next)
-	if err == nil {
-		return true, nil
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 1 {
-		return false, nil
-	}
-	return false, err
-}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package indexsync
+package gitrepo
 
 import "os/exec"
 
