@@ -445,7 +445,6 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 	return err
 }
 
-
 // Recompose rebuilds the served index from the upstream commit it was
 // last built from and the overlay as it is now, without asking upstream:
 // what a publish calls so its module is served at once, upstream down or

@@ -180,7 +180,6 @@ func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
 	return nil
 }
 
-
 // CatchUp brings the mirror to the fleet's tip when another replica moved
 // it, before a client is answered: from upstream, or from the bundle that
 // replica stored. Without a Fleet it does nothing. An error means this

@@ -26,9 +26,9 @@ var ErrNotReady = fmt.Errorf("%w: the index mirror has not finished its first sy
 // Mirror is a local git mirror of the index. All methods are safe for
 // concurrent use.
 type Mirror struct {
-	opts    Options
-	log     zerolog.Logger
-	git     *gitrepo.Runner
+	opts Options
+	log  zerolog.Logger
+	git  *gitrepo.Runner
 
 	flightMu sync.Mutex
 	current  *flight // the sync running now, shared by concurrent Syncs
@@ -112,10 +112,10 @@ func New(opts Options) (*Mirror, error) {
 		return nil, fmt.Errorf("indexsync: upstream URL %q must not start with '-'", opts.UpstreamURL)
 	}
 	m := &Mirror{
-		opts:    opts,
-		log:     opts.Logger.With().Str("component", "indexsync").Logger(),
-		cache:   newLRU(cacheMaxEntries, cacheMaxBytes),
-		served:  make(chan struct{}),
+		opts:   opts,
+		log:    opts.Logger.With().Str("component", "indexsync").Logger(),
+		cache:  newLRU(cacheMaxEntries, cacheMaxBytes),
+		served: make(chan struct{}),
 	}
 	m.refs.epoch = time.Now()
 	m.git, err = newGit(opts, func(args []string) {
@@ -300,5 +300,3 @@ func (m *Mirror) removeStaleTempsIn(parent string) {
 		}
 	}
 }
-
-

@@ -462,4 +462,3 @@ func (m *Mirror) setCommit(c string) {
 		m.haveCommit()
 	}
 }
-
