@@ -72,7 +72,7 @@ type Registry struct {
 	// Local is Store when it is the local disk store, else nil; the
 	// pass-through's kept bodies share its size limit.
 	Local    *disk.Store
-	Index    *indexsync.Mirror
+	Index    Index
 	Archives *cache.Cache
 	// Leases coordinate fetches with the other replicas on the bucket;
 	// nil with the local store.
@@ -83,6 +83,13 @@ type Registry struct {
 	// Health is what the latest contact with upstream said: index syncs
 	// and tip checks, archive fetches, pass-through requests.
 	Health *upstream.Health
+}
+
+// Index is the index mirror with its lookups: what the other parts read
+// (the archive pipeline, the catalog, resolution, publishing).
+type Index struct {
+	*indexsync.Mirror
+	*indexsync.Lookups
 }
 
 // Open opens the archive store, the index mirror (which may not have
@@ -155,7 +162,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if cfg.Upstream.Authorization != "" {
 		upstreamHeader = "Authorization: " + cfg.Upstream.Authorization
 	}
-	index, err := indexsync.New(indexsync.Options{
+	mirror, err := indexsync.New(indexsync.Options{
 		Dir:            cfg.Index.Dir,
 		UpstreamURL:    cfg.Upstream.IndexURL,
 		UpstreamHeader: upstreamHeader,
@@ -180,6 +187,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	index := Index{mirror, mirror.Lookups()}
 	if priv != nil {
 		priv.UseIndex(servedIndex{index}) // the index reads priv's files: wired once both exist
 	}
@@ -272,7 +280,7 @@ func privateArchive(cfg config.Config) func(module.Version) bool {
 const storeCheckTimeout = 30 * time.Second
 
 // servedIndex is the index mirror as private modules see it.
-type servedIndex struct{ m *indexsync.Mirror }
+type servedIndex struct{ m Index }
 
 func (s servedIndex) Versions(ctx context.Context, mod string) ([]string, error) {
 	vs, err := s.m.Versions(ctx, mod)

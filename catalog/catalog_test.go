@@ -21,7 +21,7 @@ import (
 
 // syncedIndex is an index mirror synced from a test upstream serving the
 // real snapshot, with a yanked newest version of moonbitlang/x.
-func syncedIndex(t testing.TB) (*indexsync.Mirror, *testupstream.Upstream) {
+func syncedIndex(t testing.TB) (mirrorIndex, *testupstream.Upstream) {
 	t.Helper()
 	src, err := testupstream.DefaultIndexSource()
 	if err != nil {
@@ -45,7 +45,13 @@ func syncedIndex(t testing.TB) (*indexsync.Mirror, *testupstream.Upstream) {
 	if _, err := m.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	return m, up
+	return mirrorIndex{m, m.Lookups()}, up
+}
+
+// mirrorIndex is an index mirror with its lookups, as app wires them.
+type mirrorIndex struct {
+	*indexsync.Mirror
+	*indexsync.Lookups
 }
 
 func names(ss []Summary) []string {
@@ -266,7 +272,7 @@ func deref(s *string) string {
 }
 
 // staleIndex is an index whose sync has been failing too long.
-type staleIndex struct{ *indexsync.Mirror }
+type staleIndex struct{ mirrorIndex }
 
 func (staleIndex) Ready() error { return fmt.Errorf("%w: syncs failing", module.ErrIndexUnavailable) }
 

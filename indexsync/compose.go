@@ -458,7 +458,7 @@ func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
 		return Changes{}, err
 	}
 	defer unlock()
-	if !m.hasRepo() {
+	if !hasRepo(m.opts.Dir) {
 		return Changes{}, ErrNotReady
 	}
 	old := m.mainOnDisk(ctx)

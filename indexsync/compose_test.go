@@ -79,17 +79,17 @@ func TestComposedIndex(t *testing.T) {
 		t.Fatalf("main is upstream's commit %s; want a composed one", head)
 	}
 	// The served tree: upstream's acme/lib replaced by the private one.
-	v, ok, err := m.Lookup(ctx, "acme/lib", "1.0.0")
+	v, ok, err := m.Lookups().Lookup(ctx, "acme/lib", "1.0.0")
 	if err != nil || !ok || v.Checksum != sum("f") {
 		t.Fatalf("private acme/lib@1.0.0: %+v %v %v", v, ok, err)
 	}
-	if _, ok, err := m.Lookup(ctx, "acme/lib", "9.9.9"); ok || err != nil {
+	if _, ok, err := m.Lookups().Lookup(ctx, "acme/lib", "9.9.9"); ok || err != nil {
 		t.Fatalf("upstream's acme/lib@9.9.9 is served (ok=%v, err=%v)", ok, err)
 	}
-	if _, ok, err := m.Lookup(ctx, "ACME/core", "9.9.9"); ok || err != nil {
+	if _, ok, err := m.Lookups().Lookup(ctx, "ACME/core", "9.9.9"); ok || err != nil {
 		t.Fatalf("upstream's ACME/core@9.9.9 is served beside the reserved acme (ok=%v, err=%v)", ok, err)
 	}
-	if _, ok, _ := m.Lookup(ctx, "alice/foo", "0.2.0"); !ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "0.2.0"); !ok {
 		t.Fatal("upstream's alice/foo@0.2.0 is missing from the served index")
 	}
 	if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
@@ -136,7 +136,7 @@ func TestComposedIndex(t *testing.T) {
 			}
 		}
 	}
-	if _, ok, _ := m.Lookup(ctx, "acme/lib", "9.9.10"); ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "acme/lib", "9.9.10"); ok {
 		t.Fatal("upstream's acme/lib@9.9.10 is served")
 	}
 
@@ -152,7 +152,7 @@ func TestComposedIndex(t *testing.T) {
 		t.Errorf("Recompose added %v", got)
 	}
 	pull("private publish")
-	if _, ok, _ := m.Lookup(ctx, "alice/foo", "1.1.0"); !ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "1.1.0"); !ok {
 		t.Fatal("a recompose lost upstream's newest version")
 	}
 	// Nothing changed: the same commit.
@@ -224,14 +224,14 @@ func TestComposedOverComposed(t *testing.T) {
 		if _, err := team.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if _, ok, _ := team.Lookup(ctx, "alice/foo", v); !ok {
+		if _, ok, _ := team.Lookups().Lookup(ctx, "alice/foo", v); !ok {
 			t.Fatalf("round %d: the team registry did not follow central to alice/foo@%s", i, v)
 		}
-		if _, ok, _ := team.Lookup(ctx, "corp/lib", "1.0.0"); !ok {
+		if _, ok, _ := team.Lookups().Lookup(ctx, "corp/lib", "1.0.0"); !ok {
 			t.Fatalf("round %d: central's private module is missing", i)
 		}
 	}
-	if _, ok, _ := team.Lookup(ctx, "acme/app", "0.1.0"); !ok {
+	if _, ok, _ := team.Lookups().Lookup(ctx, "acme/app", "0.1.0"); !ok {
 		t.Fatal("the team's own module is missing")
 	}
 }
@@ -264,7 +264,7 @@ func TestComposedFromSources(t *testing.T) {
 	}
 	has := func(mod, version string) bool {
 		t.Helper()
-		_, ok, err := m.Lookup(ctx, mod, version)
+		_, ok, err := m.Lookups().Lookup(ctx, mod, version)
 		if err != nil && !errors.Is(err, module.ErrModuleNotFound) {
 			t.Fatal(err)
 		}
@@ -283,7 +283,7 @@ func TestComposedFromSources(t *testing.T) {
 			t.Errorf("%s@%s served: %v, want %v", c.mod, c.version, got, c.want)
 		}
 	}
-	if v, _, _ := m.Lookup(ctx, "corp/lib", "1.0.0"); v.Checksum != central.Checksum("corp/lib", "1.0.0") {
+	if v, _, _ := m.Lookups().Lookup(ctx, "corp/lib", "1.0.0"); v.Checksum != central.Checksum("corp/lib", "1.0.0") {
 		t.Errorf("corp/lib checksum %s, central's is %s", v.Checksum, central.Checksum("corp/lib", "1.0.0"))
 	}
 

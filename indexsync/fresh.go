@@ -25,10 +25,10 @@ const checkTimeout = 5 * time.Second
 func (m *Mirror) Freshen(ctx context.Context) {
 	// What this request is served next is main on disk: lookups must know
 	// it too, also when another process moved it (see refWatch).
-	m.tree.RLock()
-	m.noticeOutsideSyncNow()
-	m.tree.RUnlock()
-	if m.opts.CheckInterval <= 0 || !m.hasRepo() {
+	m.files.tree.RLock()
+	m.files.noticeOutsideSyncNow()
+	m.files.tree.RUnlock()
+	if m.opts.CheckInterval <= 0 || !hasRepo(m.opts.Dir) {
 		return
 	}
 	if time.Since(m.lastLook()) < m.opts.CheckInterval {

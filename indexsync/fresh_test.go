@@ -39,7 +39,7 @@ func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
 	if n := looks.Load(); n != 1 {
 		t.Errorf("50 requests looked at upstream %d times, want 1", n)
 	}
-	if _, ok, _ := m.Lookup(ctx, "fresh/module", "0.1.0"); !ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "fresh/module", "0.1.0"); !ok {
 		t.Errorf("the version published upstream is not in the mirror after the look (at %s, was %s)", m.Commit(), before)
 	}
 }

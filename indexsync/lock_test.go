@@ -76,12 +76,12 @@ func TestFreshenAdoptsAnotherProcessesSync(t *testing.T) {
 
 // lookup and recentChecksum ask m whether alice/foo@0.7.0 is in the index.
 func lookup(ctx context.Context, m *Mirror) (bool, error) {
-	_, ok, err := m.Lookup(ctx, "alice/foo", "0.7.0")
+	_, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "0.7.0")
 	return ok, err
 }
 
 func recentChecksum(ctx context.Context, m *Mirror) (bool, error) {
-	_, ok, err := m.RecentChecksum(ctx, "alice/foo", "0.7.0")
+	_, ok, err := m.Lookups().RecentChecksum(ctx, "alice/foo", "0.7.0")
 	return ok, err
 }
 

@@ -37,26 +37,14 @@ type Mirror struct {
 	// settings; only the running flight touches it.
 	configured bool
 
-	// tree guards the work tree: Sync holds it exclusively only while it
-	// moves main and checks files out; readers hold it shared while they
-	// read a file, so they never see a half-written .index file.
-	tree sync.RWMutex
-
-	cache *lru
-	refs  refWatch // main as last seen on disk, see noticeOutsideSync
+	// files are the checked-out index files as lookups read them; a sync
+	// holds files.tree exclusively while it moves main.
+	files *Lookups
 
 	refreshMu sync.Mutex  // serialises RequestRefresh's window check
 	running   atomic.Bool // Run is syncing periodically
-	// treeIncomplete is set while the work tree may hold files a failed
-	// checkout left half-written.
-	treeIncomplete atomic.Bool
 
-	// served is closed once the mirror has a commit to serve.
-	served     chan struct{}
-	servedOnce sync.Once
-
-	mu     sync.Mutex // guards status
-	status Status
+	state *state
 
 	looking sync.Mutex // held by the one Freshen looking at upstream
 	// memo skips rebuilding a composed tree from the same inputs.
@@ -111,13 +99,14 @@ func New(opts Options) (*Mirror, error) {
 	if strings.HasPrefix(opts.UpstreamURL, "-") {
 		return nil, fmt.Errorf("indexsync: upstream URL %q must not start with '-'", opts.UpstreamURL)
 	}
+	log := opts.Logger.With().Str("component", "indexsync").Logger()
+	st := newState()
 	m := &Mirror{
-		opts:   opts,
-		log:    opts.Logger.With().Str("component", "indexsync").Logger(),
-		cache:  newLRU(cacheMaxEntries, cacheMaxBytes),
-		served: make(chan struct{}),
+		opts:  opts,
+		log:   log,
+		state: st,
+		files: newLookups(opts.Dir, st, log),
 	}
-	m.refs.epoch = time.Now()
 	m.git, err = newGit(opts, func(args []string) {
 		if m.onGit != nil {
 			m.onGit(args)
@@ -130,7 +119,7 @@ func New(opts Options) (*Mirror, error) {
 		return nil, err
 	}
 	m.removeStaleTemps()
-	if m.hasRepo() {
+	if hasRepo(m.opts.Dir) {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.GitTimeout)
 		defer cancel()
 		commit, err := m.git.Commit(ctx, opts.Dir, "refs/heads/"+localBranch)
@@ -138,13 +127,15 @@ func New(opts Options) (*Mirror, error) {
 			// Not fatal: the next Sync repairs or reports it.
 			m.log.Warn().Err(err).Str("dir", opts.Dir).Msg("existing index mirror has no usable main branch")
 		} else {
-			m.status.Commit = commit
-			m.haveCommit()
+			m.state.setCommit(commit)
 			m.checkTree(ctx)
 		}
 	}
 	return m, nil
 }
+
+// Lookups answers questions about the index from the mirror's work tree.
+func (m *Mirror) Lookups() *Lookups { return m.files }
 
 // Repository is the work tree to serve (proxy.Index): Dir.
 func (m *Mirror) Repository() string { return m.opts.Dir }
@@ -178,15 +169,8 @@ func (m *Mirror) Ready() error {
 // is done, or a mirror was there from before), or with ctx's error: what a
 // client that clones right after start waits for instead of a 503.
 func (m *Mirror) WaitReady(ctx context.Context) error {
-	select {
-	case <-m.served:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return m.state.waitServed(ctx)
 }
-
-func (m *Mirror) haveCommit() { m.servedOnce.Do(func() { close(m.served) }) }
 
 // ErrStale: the mirror's syncs have failed for longer than StaleAfter.
 var ErrStale = fmt.Errorf("%w: index mirror stale", module.ErrIndexUnavailable)
@@ -222,22 +206,18 @@ func (m *Mirror) Dir() string { return m.opts.Dir }
 
 // Status reports the last sync outcome and the current commit.
 func (m *Mirror) Status() Status {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.status
+	return m.state.get()
 }
 
 // Commit is the commit main points to; "" before the first sync.
 func (m *Mirror) Commit() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.status.Commit
+	return m.state.commit()
 }
 
-// hasRepo reports whether Dir holds a git repository. A first clone is
+// hasRepo reports whether dir holds a git repository. A first clone is
 // renamed into place only once complete, so .git existing means usable.
-func (m *Mirror) hasRepo() bool {
-	fi, err := os.Stat(filepath.Join(m.opts.Dir, ".git"))
+func hasRepo(dir string) bool {
+	fi, err := os.Stat(filepath.Join(dir, ".git"))
 	return err == nil && fi.IsDir()
 }
 
@@ -251,7 +231,7 @@ func (m *Mirror) checkDir() error {
 	if err != nil {
 		return fmt.Errorf("indexsync: %w", err)
 	}
-	if m.hasRepo() {
+	if hasRepo(m.opts.Dir) {
 		return nil
 	}
 	for _, e := range entries {
@@ -278,7 +258,7 @@ const staleTempAge = time.Hour
 // touched.
 func (m *Mirror) removeStaleTemps() {
 	m.removeStaleTempsIn(filepath.Dir(m.opts.Dir))
-	if !m.hasRepo() {
+	if !hasRepo(m.opts.Dir) {
 		m.removeStaleTempsIn(m.opts.Dir)
 	}
 }

@@ -32,43 +32,43 @@ const refCheckInterval = time.Second
 
 // noticeOutsideSync is noticeOutsideSyncNow at most once per
 // refCheckInterval.
-func (m *Mirror) noticeOutsideSync() bool {
-	if int64(time.Since(m.refs.epoch)) < m.refs.next.Load() {
+func (l *Lookups) noticeOutsideSync() bool {
+	if int64(time.Since(l.refs.epoch)) < l.refs.next.Load() {
 		return false
 	}
-	return m.noticeOutsideSyncNow()
+	return l.noticeOutsideSyncNow()
 }
 
 // noticeOutsideSyncNow drops the lookup cache and adopts main's commit if
 // main on disk is not the commit this process last knew; it reports
-// whether it did. Callers hold m.tree (shared), so no sync of this process
+// whether it did. Callers hold l.tree (shared), so no sync of this process
 // moves main meanwhile.
-func (m *Mirror) noticeOutsideSyncNow() bool {
-	now := time.Since(m.refs.epoch)
-	m.refs.mu.Lock()
-	defer m.refs.mu.Unlock()
-	m.refs.next.Store(int64(now + refCheckInterval))
-	p := filepath.Join(m.opts.Dir, ".git", "refs", "heads", localBranch)
+func (l *Lookups) noticeOutsideSyncNow() bool {
+	now := time.Since(l.refs.epoch)
+	l.refs.mu.Lock()
+	defer l.refs.mu.Unlock()
+	l.refs.next.Store(int64(now + refCheckInterval))
+	p := filepath.Join(l.dir, ".git", "refs", "heads", localBranch)
 	fi, err := os.Stat(p)
 	if err != nil {
 		return false // packed or missing: the next sync of our own sorts it out
 	}
-	if old := m.refs.last; old != nil && os.SameFile(old, fi) && old.ModTime().Equal(fi.ModTime()) && old.Size() == fi.Size() {
+	if old := l.refs.last; old != nil && os.SameFile(old, fi) && old.ModTime().Equal(fi.ModTime()) && old.Size() == fi.Size() {
 		return false
 	}
 	data, err := os.ReadFile(p)
 	if err != nil {
 		return false
 	}
-	m.refs.last = fi
+	l.refs.last = fi
 	commit := strings.TrimSpace(string(data))
-	if !isCommitID(commit) || commit == m.Commit() {
+	if !isCommitID(commit) || commit == l.state.commit() {
 		return false
 	}
-	m.log.Info().Str("from", m.Commit()).Str("to", commit).
+	l.log.Info().Str("from", l.state.commit()).Str("to", commit).
 		Msg("index mirror was moved by another process; dropping cached lookups")
-	m.cache.clear()
-	m.setCommit(commit)
+	l.cache.clear()
+	l.state.setCommit(commit)
 	return true
 }
 
@@ -93,10 +93,10 @@ func (m *Mirror) mainOnDisk(ctx context.Context) string {
 	if err != nil || c == m.Commit() {
 		return m.Commit()
 	}
-	m.tree.Lock()
+	m.files.tree.Lock()
 	m.log.Info().Str("from", m.Commit()).Str("to", c).Msg("index mirror was moved by another process; building on its commit")
-	m.cache.clear()
-	m.setCommit(c)
-	m.tree.Unlock()
+	m.files.cache.clear()
+	m.state.setCommit(c)
+	m.files.tree.Unlock()
 	return c
 }

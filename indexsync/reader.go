@@ -9,9 +9,40 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"moonbit-registry/module"
+
+	"github.com/rs/zerolog"
 )
+
+// Lookups reads modules and versions from the mirror's checked-out .index
+// files, with parses kept in an LRU. It notices when another process moved
+// main (see refWatch). All methods are safe for concurrent use.
+type Lookups struct {
+	dir   string
+	log   zerolog.Logger
+	state *state
+
+	// tree guards the work tree: a sync holds it exclusively only while it
+	// moves main and checks files out; readers hold it shared while they
+	// read a file, so they never see a half-written .index file.
+	tree sync.RWMutex
+	// incomplete is set while the work tree may hold files a failed
+	// checkout left half-written.
+	incomplete atomic.Bool
+
+	cache *lru
+	refs  refWatch // main as last seen on disk, see noticeOutsideSync
+}
+
+func newLookups(dir string, st *state, log zerolog.Logger) *Lookups {
+	l := &Lookups{dir: dir, log: log, state: st, cache: newLRU(cacheMaxEntries, cacheMaxBytes)}
+	l.refs.epoch = time.Now()
+	return l
+}
 
 // maxIndexFile bounds how much of one .index file is read; the largest real
 // one is far below this.
@@ -25,52 +56,52 @@ var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after 
 // appearance in its .index file; a later line for the same version
 // replaces the earlier one in place. The slice is shared with the cache:
 // callers must not modify it or the Versions in it.
-func (m *Mirror) Versions(ctx context.Context, mod string) ([]Version, error) {
-	return m.versions(ctx, mod, false)
+func (l *Lookups) Versions(ctx context.Context, mod string) ([]Version, error) {
+	return l.versions(ctx, mod, false)
 }
 
 // versions is Versions; recent looks for another process's sync at most
 // once per refCheckInterval (see refWatch) instead of every time.
-func (m *Mirror) versions(ctx context.Context, mod string, recent bool) ([]Version, error) {
+func (l *Lookups) versions(ctx context.Context, mod string, recent bool) ([]Version, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m.tree.RLock()
-	defer m.tree.RUnlock()
+	l.tree.RLock()
+	defer l.tree.RUnlock()
 	if recent {
-		m.noticeOutsideSync()
+		l.noticeOutsideSync()
 	} else {
-		m.noticeOutsideSyncNow()
+		l.noticeOutsideSyncNow()
 	}
 	// Only names that passed the check below are cached, so a cached
 	// module needs no check (a hit's name was checked by the handler).
-	if vs, ok := m.cache.get(mod); ok {
+	if vs, ok := l.cache.get(mod); ok {
 		return vs, nil
 	}
 	if err := module.ValidateModule(mod); err != nil {
 		return nil, err
 	}
-	gen := m.cache.generation()
-	if !m.hasRepo() {
+	gen := l.cache.generation()
+	if !hasRepo(l.dir) {
 		return nil, ErrNotReady
 	}
-	if m.treeIncomplete.Load() {
+	if l.incomplete.Load() {
 		return nil, ErrTreeIncomplete
 	}
-	data, err := m.readIndexFile(mod)
+	data, err := l.readIndexFile(mod)
 	if err != nil {
 		return nil, err
 	}
-	vs := parseIndex(mod, data, m.log)
-	m.cache.put(mod, vs, int64(len(data)), gen)
+	vs := parseIndex(mod, data, l.log)
+	l.cache.put(mod, vs, int64(len(data)), gen)
 	return vs, nil
 }
 
 // readIndexFile reads user/<module>.index through an os.Root at Dir, so
 // neither the (already validated) name nor a symlink in the tree can reach
 // a file outside the mirror.
-func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
-	root, err := os.OpenRoot(m.opts.Dir)
+func (l *Lookups) readIndexFile(mod string) ([]byte, error) {
+	root, err := os.OpenRoot(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("open index mirror: %w", err)
 	}
@@ -105,13 +136,13 @@ func (m *Mirror) readIndexFile(mod string) ([]byte, error) {
 // Lookup returns one version of a module. ok is false when the module or
 // the version is not in the index; err is for real failures (and for names
 // the grammar rejects, wrapping module.ErrBadName).
-func (m *Mirror) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
-	return m.lookup(ctx, mod, version, false)
+func (l *Lookups) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
+	return l.lookup(ctx, mod, version, false)
 }
 
 // lookup is Lookup; recent as for versions.
-func (m *Mirror) lookup(ctx context.Context, mod, version string, recent bool) (Version, bool, error) {
-	vs, err := m.versions(ctx, mod, recent)
+func (l *Lookups) lookup(ctx context.Context, mod, version string, recent bool) (Version, bool, error) {
+	vs, err := l.versions(ctx, mod, recent)
 	if err == nil {
 		for _, v := range vs {
 			if v.Version == version {
@@ -132,8 +163,8 @@ func (m *Mirror) lookup(ctx context.Context, mod, version string, recent bool) (
 // Checksum returns the published SHA-256 (lowercase hex) of a version's
 // archive. ok is false for an unknown module or version. A checksum that is
 // not 64 lowercase hex digits is an error: no archive could match it.
-func (m *Mirror) Checksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
-	return m.checksum(ctx, mod, version, false)
+func (l *Lookups) Checksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
+	return l.checksum(ctx, mod, version, false)
 }
 
 // RecentChecksum is Checksum as of at most refCheckInterval ago when
@@ -141,12 +172,12 @@ func (m *Mirror) Checksum(ctx context.Context, mod, version string) (sum string,
 // checks its stored checksum against, where looking at the ref file every
 // time cost a tenth of the hit. A client that pulled the index through the
 // git endpoint since then made it look (Freshen).
-func (m *Mirror) RecentChecksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
-	return m.checksum(ctx, mod, version, true)
+func (l *Lookups) RecentChecksum(ctx context.Context, mod, version string) (sum string, ok bool, err error) {
+	return l.checksum(ctx, mod, version, true)
 }
 
-func (m *Mirror) checksum(ctx context.Context, mod, version string, recent bool) (string, bool, error) {
-	v, ok, err := m.lookup(ctx, mod, version, recent)
+func (l *Lookups) checksum(ctx context.Context, mod, version string, recent bool) (string, bool, error) {
+	v, ok, err := l.lookup(ctx, mod, version, recent)
 	if err != nil || !ok {
 		return "", false, err
 	}
@@ -159,13 +190,13 @@ func (m *Mirror) checksum(ctx context.Context, mod, version string, recent bool)
 // Modules lists every module in the index, sorted. Files whose
 // names do not pass the module grammar are skipped; symlinks are not
 // followed.
-func (m *Mirror) Modules(ctx context.Context) ([]string, error) {
-	m.tree.RLock()
-	defer m.tree.RUnlock()
-	if !m.hasRepo() {
+func (l *Lookups) Modules(ctx context.Context) ([]string, error) {
+	l.tree.RLock()
+	defer l.tree.RUnlock()
+	if !hasRepo(l.dir) {
 		return nil, ErrNotReady
 	}
-	root, err := os.OpenRoot(m.opts.Dir)
+	root, err := os.OpenRoot(l.dir)
 	if err != nil {
 		return nil, fmt.Errorf("open index mirror: %w", err)
 	}

@@ -20,7 +20,7 @@ func TestReadRealIndex(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mods, err := m.Modules(ctx)
+	mods, err := m.Lookups().Modules(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,13 +29,13 @@ func TestReadRealIndex(t *testing.T) {
 	}
 	total := 0
 	for _, mod := range mods {
-		vs, err := m.Versions(ctx, mod)
+		vs, err := m.Lookups().Versions(ctx, mod)
 		if err != nil {
 			t.Fatalf("Versions(%q): %v", mod, err)
 		}
 		total += len(vs)
 		for _, v := range vs {
-			if _, ok, err := m.Checksum(ctx, mod, v.Version); !ok || err != nil {
+			if _, ok, err := m.Lookups().Checksum(ctx, mod, v.Version); !ok || err != nil {
 				t.Fatalf("Checksum(%s@%s) = %v, %v", mod, v.Version, ok, err)
 			}
 		}
@@ -55,7 +55,7 @@ func TestReadRealIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.module, func(t *testing.T) {
-			vs, err := m.Versions(ctx, tt.module)
+			vs, err := m.Lookups().Versions(ctx, tt.module)
 			if err != nil || len(vs) == 0 {
 				t.Fatalf("Versions = %d, %v", len(vs), err)
 			}
@@ -67,11 +67,11 @@ func TestReadRealIndex(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			v, ok, err := m.Lookup(ctx, tt.module, version)
+			v, ok, err := m.Lookups().Lookup(ctx, tt.module, version)
 			if err != nil || !ok || v.Module != tt.module || !strings.Contains(string(data), string(v.Raw)) {
 				t.Fatalf("Lookup = %+v, %v, %v", v, ok, err)
 			}
-			sum, ok, err := m.Checksum(ctx, tt.module, version)
+			sum, ok, err := m.Lookups().Checksum(ctx, tt.module, version)
 			if err != nil || !ok || !strings.Contains(string(v.Raw), sum) {
 				t.Fatalf("Checksum = %q, %v, %v", sum, ok, err)
 			}
@@ -99,12 +99,12 @@ func TestLookupUnknown(t *testing.T) {
 		{"bob/lib", "0.1.0"},          // a directory, not a module
 	}
 	for _, tt := range tests {
-		sum, ok, err := m.Checksum(ctx, tt.module, tt.version)
+		sum, ok, err := m.Lookups().Checksum(ctx, tt.module, tt.version)
 		if ok || err != nil || sum != "" {
 			t.Errorf("Checksum(%s, %s) = %q, %v, %v; want not found", tt.module, tt.version, sum, ok, err)
 		}
 	}
-	if _, err := m.Versions(ctx, "alice/nope"); !errors.Is(err, module.ErrModuleNotFound) {
+	if _, err := m.Lookups().Versions(ctx, "alice/nope"); !errors.Is(err, module.ErrModuleNotFound) {
 		t.Errorf("Versions of unknown module: %v", err)
 	}
 }
@@ -119,7 +119,7 @@ func TestChecksumMalformed(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := m.Checksum(ctx, "alice/foo", "0.7.0"); ok || err == nil {
+	if _, ok, err := m.Lookups().Checksum(ctx, "alice/foo", "0.7.0"); ok || err == nil {
 		t.Fatalf("malformed checksum: ok=%v err=%v", ok, err)
 	}
 }
@@ -158,12 +158,12 @@ func TestHostileNames(t *testing.T) {
 		{"alice", "0.1.0"},
 	}
 	for _, tt := range tests {
-		sum, ok, err := m.Checksum(ctx, tt.module, tt.version)
+		sum, ok, err := m.Lookups().Checksum(ctx, tt.module, tt.version)
 		if ok || sum != "" || !errors.Is(err, module.ErrBadName) {
 			t.Errorf("Checksum(%q, %q) = %q, %v, %v; want ErrBadName", tt.module, tt.version, sum, ok, err)
 		}
 		if tt.version == "0.1.0" {
-			if _, err := m.Versions(ctx, tt.module); !errors.Is(err, module.ErrBadName) {
+			if _, err := m.Lookups().Versions(ctx, tt.module); !errors.Is(err, module.ErrBadName) {
 				t.Errorf("Versions(%q) = %v; want ErrBadName", tt.module, err)
 			}
 		}
@@ -208,11 +208,11 @@ func TestSymlinksStayInside(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mod := range []string{"evil/link", "evil2/x"} {
-		if _, ok, err := m.Lookup(ctx, mod, "6.6.6"); ok {
+		if _, ok, err := m.Lookups().Lookup(ctx, mod, "6.6.6"); ok {
 			t.Errorf("Lookup(%s) read a file outside the mirror (err %v)", mod, err)
 		}
 	}
-	mods, err := m.Modules(ctx)
+	mods, err := m.Lookups().Modules(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,14 +228,14 @@ func TestSymlinksStayInside(t *testing.T) {
 	if err := os.Symlink(filepath.Join(secretDir, "x.index"), link); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := m.Lookup(ctx, "evil/planted", "6.6.6"); ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "evil/planted", "6.6.6"); ok {
 		t.Error("Lookup followed a planted symlink outside the mirror")
 	}
 	dirLink := filepath.Join(m.Dir(), "user", "planteddir")
 	if err := os.Symlink(secretDir, dirLink); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, _ := m.Lookup(ctx, "planteddir/x", "6.6.6"); ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "planteddir/x", "6.6.6"); ok {
 		t.Error("Lookup followed a planted directory symlink outside the mirror")
 	}
 }
@@ -248,7 +248,7 @@ func TestCacheInvalidatedOnlyForChangedModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mod := range []string{"alice/foo", "illusory0x0/🐫"} {
-		if _, err := m.Versions(ctx, mod); err != nil {
+		if _, err := m.Lookups().Versions(ctx, mod); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -258,10 +258,10 @@ func TestCacheInvalidatedOnlyForChangedModules(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := m.cache.get("alice/foo"); ok {
+	if _, ok := m.files.cache.get("alice/foo"); ok {
 		t.Error("changed module still cached")
 	}
-	if _, ok := m.cache.get("illusory0x0/🐫"); !ok {
+	if _, ok := m.files.cache.get("illusory0x0/🐫"); !ok {
 		t.Error("unchanged module dropped from cache")
 	}
 }
@@ -270,19 +270,19 @@ func TestModulesCancelled(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
-	if _, err := m.Modules(ctx); !errors.Is(err, ErrNotReady) {
+	if _, err := m.Lookups().Modules(ctx); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("Modules before sync: %v", err)
 	}
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	mods, err := m.Modules(ctx)
+	mods, err := m.Lookups().Modules(ctx)
 	if err != nil || strings.Join(mods, " ") != "alice/foo bob/lib/nested illusory0x0/🐫" {
 		t.Fatalf("Modules = %q, %v", mods, err)
 	}
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := m.Modules(cancelled); !errors.Is(err, context.Canceled) {
+	if _, err := m.Lookups().Modules(cancelled); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Modules with cancelled ctx: %v", err)
 	}
 }

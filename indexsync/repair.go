@@ -59,7 +59,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 		return Changes{}, fmt.Errorf("rebuilding the damaged mirror (after %v): %w", cause, err)
 	}
 	trash := tmp + ".damaged"
-	m.tree.Lock()
+	m.files.tree.Lock()
 	if mount {
 		err = m.swapContents(tmp, trash)
 	} else if err = os.Rename(m.opts.Dir, trash); err == nil {
@@ -68,11 +68,11 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 		}
 	}
 	if err == nil {
-		m.setCommit(commit)
-		m.cache.clear()
-		m.treeIncomplete.Store(false)
+		m.state.setCommit(commit)
+		m.files.cache.clear()
+		m.files.incomplete.Store(false)
 	}
-	m.tree.Unlock()
+	m.files.tree.Unlock()
 	if err != nil {
 		return Changes{}, fmt.Errorf("swapping in the rebuilt mirror: %w", err)
 	}
@@ -142,6 +142,6 @@ func (m *Mirror) checkTree(ctx context.Context) {
 	m.clearStaleLocks()
 	if _, err := m.git.Run(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
 		m.log.Error().Err(err).Msg("index work tree cannot be restored now; lookups wait for the next sync")
-		m.treeIncomplete.Store(true)
+		m.files.incomplete.Store(true)
 	}
 }

@@ -61,7 +61,7 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 				t.Fatalf("sync after the damage: %v", err)
 			}
 			t.Logf("repaired and synced in %v", time.Since(start))
-			if _, ok, err := m.Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
+			if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
 				t.Errorf("new version after the repair: %v, %v", ok, err)
 			}
 			head, _ := up.Head(ctx)
@@ -75,7 +75,7 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 			if _, err := m.Sync(ctx); err != nil {
 				t.Fatalf("the sync after: %v", err)
 			}
-			if _, ok, _ := m.Lookup(ctx, "alice/foo", "3.1.0"); !ok {
+			if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "3.1.0"); !ok {
 				t.Error("the sync after the repair did not bring the next version")
 			}
 			entries, _ := os.ReadDir(filepath.Dir(m.Dir()))
@@ -113,13 +113,13 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 	if _, err := m.Sync(ctx); err == nil {
 		t.Fatal("sync with a failing checkout succeeded")
 	}
-	if _, _, err := m.Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
+	if _, _, err := m.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
 		t.Errorf("lookup after a failed checkout = %v, want ErrTreeIncomplete", err)
 	}
 
 	// A new process on this tree restores it before answering.
 	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = m.Dir() })
-	if v, ok, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
+	if v, ok, err := m2.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
 		t.Errorf("lookup in a process started on the cut tree: %+v, %v, %v", v, ok, err)
 	}
 
@@ -127,7 +127,7 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatalf("sync after the disk has room again: %v", err)
 	}
-	if _, ok, err := m.Lookup(ctx, "alice/foo", "5.0.0"); err != nil || !ok {
+	if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "5.0.0"); err != nil || !ok {
 		t.Errorf("lookup after a good sync: %v, %v", ok, err)
 	}
 }
@@ -154,14 +154,14 @@ func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
 	real := gitAt(t, realGit(t))
 	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
 	m2 := newTestMirror(t, up.IndexURL(), func(o *Options) { o.Dir = m.Dir() })
-	if _, _, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
+	if _, _, err := m2.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
 		t.Fatalf("lookup on a cut tree that could not be restored = %v, want ErrTreeIncomplete", err)
 	}
 	m2.git = real // room on the disk again
 	if _, err := m2.Sync(ctx); err != nil {
 		t.Fatalf("sync with upstream unchanged: %v", err)
 	}
-	if v, ok, err := m2.Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
+	if v, ok, err := m2.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); err != nil || !ok || v.Checksum != sum("a") {
 		t.Errorf("lookup after the sync: %+v, %v, %v", v, ok, err)
 	}
 }
@@ -203,7 +203,7 @@ func TestSyncRepairsDamagedMirrorOnMountPoint(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatalf("sync after the damage: %v", err)
 	}
-	if _, ok, err := m.Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
+	if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
 		t.Errorf("new version after the repair: %v, %v", ok, err)
 	}
 	entries, _ := os.ReadDir(dir)

@@ -28,9 +28,7 @@ func (m *Mirror) Run(ctx context.Context) {
 			// Sync already logged the cause.
 			wait = backoff
 			backoff = min(2*backoff, m.opts.Interval)
-			m.mu.Lock()
-			m.status.NextTry = time.Now().Add(wait)
-			m.mu.Unlock()
+			m.state.retryAt(time.Now().Add(wait))
 			m.log.Warn().Dur("retry_in_ms", wait).Msg("index sync will be retried")
 		} else {
 			backoff = min(firstRetry, m.opts.Interval)

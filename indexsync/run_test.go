@@ -43,7 +43,7 @@ func TestRunSyncsPeriodicallyAndSurvivesErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "new version", func() bool {
-		_, ok, _ := m.Lookup(ctx, "alice/foo", "2.0.0")
+		_, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "2.0.0")
 		return ok
 	})
 	stop()
@@ -109,7 +109,7 @@ func TestRequestRefreshRateLimit(t *testing.T) {
 	if n := count.get("fetch"); n != 1 {
 		t.Fatalf("fetches inside the window = %d, want 1", n)
 	}
-	if _, ok, _ := m.Lookup(ctx, "alice/foo", "3.0.0"); ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "3.0.0"); ok {
 		t.Fatal("version visible without a sync")
 	}
 
@@ -146,7 +146,7 @@ func TestRequestRefreshRateLimit(t *testing.T) {
 	if n := count.get("fetch") - before; n != 1 {
 		t.Errorf("fetches for 8 concurrent refreshes = %d, want 1", n)
 	}
-	if _, ok, _ := m.Lookup(ctx, "alice/foo", "3.0.0"); !ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "3.0.0"); !ok {
 		t.Error("version not visible after refresh")
 	}
 }

@@ -279,7 +279,7 @@ func TestSelectRealIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sel, err := Select(ctx, m, tt.patterns, tt.opts)
+			sel, err := Select(ctx, m.Lookups(), tt.patterns, tt.opts)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
@@ -368,7 +368,7 @@ func TestSelectRealIndex(t *testing.T) {
 				reqs = append(reqs, manifest.Require{From: "moon.mod.json", Module: name, Dep: d})
 			}
 			slices.SortFunc(reqs, func(a, b manifest.Require) int { return strings.Compare(a.Module, b.Module) })
-			sel, err := SelectDeps(ctx, m, reqs)
+			sel, err := SelectDeps(ctx, m.Lookups(), reqs)
 			if err != nil {
 				t.Fatalf("SelectDeps: %v", err)
 			}

@@ -27,7 +27,7 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 	)
 	unlock, err := m.lockSync(ctx)
 	if err == nil {
-		if m.hasRepo() {
+		if hasRepo(m.opts.Dir) {
 			m.clearStaleLocks()
 			c, err = m.update(ctx)
 			if err != nil && ctx.Err() == nil && m.corrupt(ctx) {
@@ -49,22 +49,7 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		m.log.Info().Dur("duration_ms", now.Sub(start)).Msg("index sync cancelled: nobody waits for it")
 		return Changes{}, err
 	}
-	m.mu.Lock()
-	m.status.Syncs++
-	m.status.LastSync = now
-	m.status.LastError = err
-	m.status.NextTry = time.Time{}
-	if err != nil {
-		m.status.Failures++
-		if m.status.Streak == 0 {
-			m.status.FailingSince = now
-		}
-		m.status.Streak++
-	} else {
-		m.status.LastSuccess = now
-		m.status.Streak, m.status.FailingSince = 0, time.Time{}
-	}
-	m.mu.Unlock()
+	m.state.recordSync(now, err)
 	if err != nil {
 		m.log.Error().Err(err).Dur("duration_ms", now.Sub(start)).Msg("index sync failed; keeping the last good mirror")
 		return Changes{}, err
@@ -101,19 +86,19 @@ func (m *Mirror) cloneFirst(ctx context.Context) (Changes, error) {
 	if err != nil {
 		return Changes{}, err
 	}
-	m.tree.Lock()
+	m.files.tree.Lock()
 	if inside {
 		err = moveContents(tmp, m.opts.Dir)
 	} else {
 		err = os.Rename(tmp, m.opts.Dir)
 	}
 	if err != nil {
-		m.tree.Unlock()
+		m.files.tree.Unlock()
 		return Changes{}, fmt.Errorf("move new mirror into place: %w", err)
 	}
-	m.setCommit(commit)
-	m.cache.clear()
-	m.tree.Unlock()
+	m.state.setCommit(commit)
+	m.files.cache.clear()
+	m.files.tree.Unlock()
 	return Changes{To: commit, Initial: true}, nil
 }
 
@@ -387,7 +372,7 @@ func isShallow(dir string) bool {
 // moveTo moves main from old to next and says what changed.
 func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) {
 	if next == old {
-		if m.treeIncomplete.Load() {
+		if m.files.incomplete.Load() {
 			// Upstream has not moved, but the tree a failed checkout left
 			// must be checked out again all the same.
 			return Changes{From: old, To: next}, m.moveMain(ctx, next, nil, true)
@@ -426,39 +411,30 @@ func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) 
 // moveMain checks main out at commit while readers are held off, and drops
 // cached parses of the modules whose files changed (or all of them).
 func (m *Mirror) moveMain(ctx context.Context, commit string, changed []string, clearAll bool) error {
-	m.tree.Lock()
-	defer m.tree.Unlock()
+	m.files.tree.Lock()
+	defer m.files.tree.Unlock()
 	if _, err := m.git.Run(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", "-B", localBranch, commit); err != nil {
 		// The checkout may have rewritten part of the tree (a full disk
 		// cuts a file short): lookups refuse the tree until a checkout
 		// succeeds, cached parses cannot be trusted, and main tells where
 		// we are. Clients are unaffected: git serves objects, not files.
-		m.treeIncomplete.Store(true)
-		m.cache.clear()
+		m.files.incomplete.Store(true)
+		m.files.cache.clear()
 		if c, rerr := m.git.Commit(ctx, m.opts.Dir, "refs/heads/"+localBranch); rerr == nil {
-			m.setCommit(c)
+			m.state.setCommit(c)
 		}
 		return err
 	}
-	m.treeIncomplete.Store(false)
-	m.setCommit(commit)
+	m.files.incomplete.Store(false)
+	m.state.setCommit(commit)
 	if clearAll {
-		m.cache.clear()
+		m.files.cache.clear()
 		return nil
 	}
 	for _, name := range changed {
 		if mod, ok := moduleFromPath(name); ok {
-			m.cache.remove(mod)
+			m.files.cache.remove(mod)
 		}
 	}
 	return nil
-}
-
-func (m *Mirror) setCommit(c string) {
-	m.mu.Lock()
-	m.status.Commit = c
-	m.mu.Unlock()
-	if c != "" {
-		m.haveCommit()
-	}
 }

@@ -27,7 +27,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
 
-	if _, err := m.Versions(ctx, "alice/foo"); !errors.Is(err, ErrNotReady) {
+	if _, err := m.Lookups().Versions(ctx, "alice/foo"); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("before first sync: err = %v, want ErrNotReady", err)
 	}
 	c, err := m.Sync(ctx)
@@ -55,7 +55,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
 		t.Errorf("work tree not clean: %s", got)
 	}
-	vs, err := m.Versions(ctx, "alice/foo")
+	vs, err := m.Lookups().Versions(ctx, "alice/foo")
 	if err != nil || strings.Join(versionsOf(vs), " ") != "alice/foo@0.1.0 alice/foo@0.2.0" {
 		t.Fatalf("Versions = %v, %v", versionsOf(vs), err)
 	}
@@ -97,11 +97,11 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 		t.Errorf("Removed = %v", versionsOf(c.Removed))
 	}
 	// Lookups see the new state: the cache of alice/foo was dropped.
-	v, ok, err := m.Lookup(ctx, "alice/foo", "0.3.0")
+	v, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "0.3.0")
 	if err != nil || !ok || v.Checksum != up.Checksum("alice/foo", "0.3.0") || v.Deps["bob/lib/nested"].Version != "0.1.0" {
 		t.Fatalf("Lookup new version = %+v, %v, %v", v, ok, err)
 	}
-	v, ok, err = m.Lookup(ctx, "bob/lib/nested", "0.1.0")
+	v, ok, err = m.Lookups().Lookup(ctx, "bob/lib/nested", "0.1.0")
 	if err != nil || !ok || !v.Yanked {
 		t.Fatalf("Lookup yanked version = %+v, %v, %v", v, ok, err)
 	}
@@ -155,7 +155,7 @@ func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
 		if st.Commit != before.Commit || st.LastError == nil || st.LastSuccess != before.LastSuccess || st.Failures != 1 {
 			t.Errorf("status after failure = %+v (before %+v)", st, before)
 		}
-		if _, ok, err := m.Lookup(ctx, "alice/foo", "0.2.0"); !ok || err != nil {
+		if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "0.2.0"); !ok || err != nil {
 			t.Errorf("lookup after failed sync: %v, %v", ok, err)
 		}
 		if got := testsupport.Git(t, m.Dir(), "status", "--porcelain"); got != "" {
@@ -205,7 +205,7 @@ func TestSyncFollowsRewrittenHistory(t *testing.T) {
 	if got := versionsOf(c.Added); len(got) != 1 || got[0] != "alice/foo@0.4.0" {
 		t.Errorf("Added = %v", got)
 	}
-	if _, ok, _ := m.Lookup(ctx, "alice/foo", "0.4.0"); !ok {
+	if _, ok, _ := m.Lookups().Lookup(ctx, "alice/foo", "0.4.0"); !ok {
 		t.Error("new version not visible after rewrite")
 	}
 	if got := testsupport.Git(t, m.Dir(), "rev-parse", "refs/heads/main"); got != head {
@@ -355,7 +355,7 @@ func TestNewAdoptsExistingMirror(t *testing.T) {
 	if again.Status().Commit != m.Status().Commit {
 		t.Fatalf("reopened mirror commit %q, want %q", again.Status().Commit, m.Status().Commit)
 	}
-	if _, ok, err := again.Lookup(ctx, "alice/foo", "0.1.0"); !ok || err != nil {
+	if _, ok, err := again.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); !ok || err != nil {
 		t.Fatalf("lookup in reopened mirror: %v %v", ok, err)
 	}
 	c, err := again.Sync(ctx)
@@ -395,7 +395,7 @@ func TestFirstSyncIntoEmptyDir(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok, err := m.Lookup(ctx, "alice/foo", "0.1.0"); !ok || err != nil {
+	if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); !ok || err != nil {
 		t.Fatalf("lookup: %v %v", ok, err)
 	}
 }
