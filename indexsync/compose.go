@@ -16,7 +16,10 @@ import (
 	"sync"
 	"time"
 
+	"moonbit-registry/gitrepo"
 	"moonbit-registry/module"
+
+	"github.com/rs/zerolog"
 )
 
 // Overlay is what the served index adds to upstream's (the private
@@ -49,19 +52,31 @@ const (
 	upstreamRef = "refs/upstream/main"
 )
 
+// composer builds the served index's commits from upstream's files, the
+// sources' and the overlay's (see compose), in the mirror at root or a
+// clone being made beside it. It remembers its last composition.
+type composer struct {
+	root    string // the mirror's Dir: sources' repositories are beside it
+	git     *gitrepo.Runner
+	log     zerolog.Logger
+	overlay Overlay
+	sources []Source
+	memo    composeMemo
+}
+
 // heads are the commits a sync fetched: upstream's under "", each
 // Source's under its name; a source that was not reached is absent.
 type heads map[string]string
 
-// composing reports whether main is built here rather than upstream's own.
-func (m *Mirror) composing() bool { return m.opts.Overlay != nil || len(m.opts.Sources) > 0 }
+// active reports whether main is built here rather than upstream's own.
+func (cp *composer) active() bool { return cp.overlay != nil || len(cp.sources) > 0 }
 
 // target is the commit main should move to, given what the sync fetched
 // and the commit served now (base; "" for none). Without an Overlay or
 // Sources that is upstream's commit itself (or base when upstream was not
 // reached).
-func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base string) (string, error) {
-	if !m.composing() {
+func (cp *composer) target(ctx context.Context, dir string, fetched heads, base string) (string, error) {
+	if !cp.active() {
 		if fetched[""] == "" {
 			return base, nil
 		}
@@ -70,7 +85,7 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 	recorded := heads{}
 	if base != "" {
 		var err error
-		if recorded, err = m.builtFrom(ctx, dir, base); err != nil {
+		if recorded, err = cp.builtFrom(ctx, dir, base); err != nil {
 			return "", err
 		}
 	}
@@ -78,15 +93,15 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 	// to name for it (used): what was fetched when it moved on, else what
 	// base was built from, whose files base holds.
 	src, used := heads{}, heads{}
-	for _, name := range m.partNames() {
+	for _, name := range cp.partNames() {
 		f, r := fetched[name], recorded[name]
 		newer := f != "" && f != r
 		if newer && r != "" {
-			pdir := m.partDir(dir, name)
-			if m.git.HasCommit(ctx, pdir, r) {
+			pdir := cp.partDir(dir, name)
+			if cp.git.HasCommit(ctx, pdir, r) {
 				// Moved on or rewritten, unless behind what base was built
 				// from (another replica's fetch).
-				behind, err := m.git.IsAncestor(ctx, pdir, f, r)
+				behind, err := cp.git.IsAncestor(ctx, pdir, f, r)
 				if err != nil {
 					return "", err
 				}
@@ -108,31 +123,31 @@ func (m *Mirror) target(ctx context.Context, dir string, fetched heads, base str
 	if src[""] == "" {
 		return base, nil // nothing of upstream's yet
 	}
-	return m.compose(ctx, dir, src, used, base)
+	return cp.compose(ctx, dir, src, used, base)
 }
 
 // partDir is the repository that holds a part's fetched commits: the
 // mirror at dir for upstream, the source's own for a source.
-func (m *Mirror) partDir(dir, name string) string {
+func (cp *composer) partDir(dir, name string) string {
 	if name == "" {
 		return dir
 	}
-	return m.sourceDir(name)
+	return sourceDir(cp.root, name)
 }
 
 // holder is the repository that holds commit c of a part: the mirror at
 // dir when c is base (whose tree has the part's files), else the part's.
-func (m *Mirror) holder(dir, name, c, base string) string {
+func (cp *composer) holder(dir, name, c, base string) string {
 	if c == base {
 		return dir
 	}
-	return m.partDir(dir, name)
+	return cp.partDir(dir, name)
 }
 
 // partNames are upstream ("") and the sources, in the order composed.
-func (m *Mirror) partNames() []string {
+func (cp *composer) partNames() []string {
 	names := []string{""}
-	for _, s := range m.opts.Sources {
+	for _, s := range cp.sources {
 		names = append(names, s.Name)
 	}
 	return names
@@ -143,13 +158,13 @@ func (m *Mirror) partNames() []string {
 // Upstream may be another moonbit-registry that composes its own index:
 // its commits carry the same author, but they are reachable from
 // upstreamRef, and ours never are.
-func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
-	out, err := m.git.Run(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
+func (cp *composer) builtFrom(ctx context.Context, dir, c string) (heads, error) {
+	out, err := cp.git.Run(ctx, dir, nil, "show", "-s", "--format=%ae%n%B", c)
 	if err != nil {
 		return nil, err
 	}
 	email, msg, _ := strings.Cut(string(out), "\n")
-	if email != composeEmail || m.fromUpstream(ctx, dir, c) {
+	if email != composeEmail || cp.fromUpstream(ctx, dir, c) {
 		return heads{"": c}, nil
 	}
 	h := heads{}
@@ -170,12 +185,12 @@ func (m *Mirror) builtFrom(ctx context.Context, dir, c string) (heads, error) {
 
 // fromUpstream reports whether commit c is upstream's (reachable from the
 // last upstream commit fetched).
-func (m *Mirror) fromUpstream(ctx context.Context, dir, c string) bool {
-	up, err := m.git.Commit(ctx, dir, upstreamRef)
+func (cp *composer) fromUpstream(ctx context.Context, dir, c string) bool {
+	up, err := cp.git.Commit(ctx, dir, upstreamRef)
 	if err != nil {
 		return false
 	}
-	ok, err := m.git.IsAncestor(ctx, dir, c, up)
+	ok, err := cp.git.IsAncestor(ctx, dir, c, up)
 	return err == nil && ok
 }
 
@@ -186,26 +201,26 @@ func (m *Mirror) fromUpstream(ctx context.Context, dir, c string) bool {
 // returns base when the tree would not change. It never returns upstream's
 // own commit, even when nothing is added or hidden: served commits that
 // are all ours are what tells them from upstream's (see builtFrom).
-func (m *Mirror) compose(ctx context.Context, dir string, src, used heads, base string) (string, error) {
+func (cp *composer) compose(ctx context.Context, dir string, src, used heads, base string) (string, error) {
 	var (
 		files   map[string][]byte
 		changed time.Time
 		err     error
 	)
-	if m.opts.Overlay != nil {
-		if files, changed, err = m.opts.Overlay.Files(ctx); err != nil {
+	if cp.overlay != nil {
+		if files, changed, err = cp.overlay.Files(ctx); err != nil {
 			return "", fmt.Errorf("compose the index: %w", err)
 		}
 	}
 	// The same inputs give the same commit: an idle sync need not build
 	// the tree again.
 	key := composeKey(dir, src, used, base, files, changed)
-	if c, ok := m.memo.get(key); ok {
+	if c, ok := cp.memo.get(key); ok {
 		return c, nil
 	}
-	c, err := m.composeCommit(ctx, dir, src, used, base, files, changed)
+	c, err := cp.composeCommit(ctx, dir, src, used, base, files, changed)
 	if err == nil {
-		m.memo.set(key, c)
+		cp.memo.set(key, c)
 	}
 	return c, err
 }
@@ -245,13 +260,13 @@ func (c *composeMemo) set(key, commit string) {
 }
 
 // composeCommit is compose without the memo.
-func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads, base string, files map[string][]byte, changed time.Time) (string, error) {
-	tree, err := m.composeTree(ctx, dir, src, base, files)
+func (cp *composer) composeCommit(ctx context.Context, dir string, src, used heads, base string, files map[string][]byte, changed time.Time) (string, error) {
+	tree, err := cp.composeTree(ctx, dir, src, base, files)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
 	if base != "" {
-		if bt, err := m.git.Tree(ctx, dir, base); err != nil {
+		if bt, err := cp.git.Tree(ctx, dir, base); err != nil {
 			return "", err
 		} else if bt == tree {
 			return base, nil
@@ -259,9 +274,9 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 	}
 	when := changed.Unix()
 	msg := fmt.Sprintf("Index composed by moonbit-registry (%d private module file(s))\n\nupstream %s\n", len(files), used[""])
-	for _, name := range m.partNames() {
+	for _, name := range cp.partNames() {
 		if c := src[name]; c != "" {
-			out, err := m.git.Run(ctx, m.holder(dir, name, c, base), nil, "show", "-s", "--format=%ct", c)
+			out, err := cp.git.Run(ctx, cp.holder(dir, name, c, base), nil, "show", "-s", "--format=%ct", c)
 			if err != nil {
 				return "", err
 			}
@@ -284,18 +299,18 @@ func (m *Mirror) composeCommit(ctx context.Context, dir string, src, used heads,
 	if base != "" {
 		args = append(args, "-p", base)
 	}
-	out, err := m.git.RunEnv(ctx, dir, env, nil, args...)
+	out, err := cp.git.RunEnv(ctx, dir, env, nil, args...)
 	if err != nil {
 		return "", fmt.Errorf("compose the index: %w", err)
 	}
 	c := strings.TrimSpace(string(out))
-	m.log.Info().Str("commit", c).Str("upstream", used[""]).Int("private_files", len(files)).Msg("composed the served index")
+	cp.log.Info().Str("commit", c).Str("upstream", used[""]).Int("private_files", len(files)).Msg("composed the served index")
 	return c, nil
 }
 
 // composeTree writes the composed tree's objects and returns its id, in a
 // throwaway git index so the mirror's own is never touched.
-func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base string, files map[string][]byte) (string, error) {
+func (cp *composer) composeTree(ctx context.Context, dir string, src heads, base string, files map[string][]byte) (string, error) {
 	idx, err := os.CreateTemp(filepath.Join(dir, ".git"), "compose-index-*")
 	if err != nil {
 		return "", err
@@ -304,17 +319,17 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	os.Remove(idx.Name()) // read-tree writes it anew
 	defer os.Remove(idx.Name())
 	env := []string{"GIT_INDEX_FILE=" + idx.Name()}
-	if _, err := m.git.RunEnv(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
+	if _, err := cp.git.RunEnv(ctx, dir, env, nil, "read-tree", src[""]+"^{tree}"); err != nil {
 		return "", err
 	}
 	// Upstream's files of owners served from elsewhere go, in every case:
 	// on macOS and Windows clients "user/ACME" and "user/acme" are one
 	// directory.
 	var hidden []string
-	if m.opts.Overlay != nil {
-		hidden = append(hidden, m.opts.Overlay.Owners()...)
+	if cp.overlay != nil {
+		hidden = append(hidden, cp.overlay.Owners()...)
 	}
-	for _, s := range m.opts.Sources {
+	for _, s := range cp.sources {
 		hidden = append(hidden, s.Owners...)
 	}
 	if len(hidden) > 0 {
@@ -322,7 +337,7 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		for _, o := range hidden {
 			args = append(args, ":(literal,icase)"+module.OwnerIndexDir(o))
 		}
-		if _, err := m.git.RunEnv(ctx, dir, env, nil, args...); err != nil {
+		if _, err := cp.git.RunEnv(ctx, dir, env, nil, args...); err != nil {
 			return "", err
 		}
 	}
@@ -330,28 +345,28 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 	// base (already here), or from the source's repository, whose blobs
 	// are copied in.
 	var info bytes.Buffer
-	for _, s := range m.opts.Sources {
+	for _, s := range cp.sources {
 		c := src[s.Name]
 		if c == "" {
 			continue
 		}
-		from := m.holder(dir, s.Name, c, base)
+		from := cp.holder(dir, s.Name, c, base)
 		args := []string{"ls-tree", "-r", "--full-tree", c, "--"}
 		for _, o := range s.Owners {
 			args = append(args, module.OwnerIndexDir(o))
 		}
-		out, err := m.git.Run(ctx, from, nil, args...)
+		out, err := cp.git.Run(ctx, from, nil, args...)
 		if err != nil {
 			return "", err
 		}
 		if from != dir {
-			if err := m.copyBlobs(ctx, from, dir, out); err != nil {
+			if err := cp.copyBlobs(ctx, from, dir, out); err != nil {
 				return "", fmt.Errorf("source %s: %w", s.Name, err)
 			}
 		}
 		info.Write(out)
 	}
-	blobs, err := m.writeBlobs(ctx, dir, files)
+	blobs, err := cp.writeBlobs(ctx, dir, files)
 	if err != nil {
 		return "", err
 	}
@@ -359,11 +374,11 @@ func (m *Mirror) composeTree(ctx context.Context, dir string, src heads, base st
 		fmt.Fprintf(&info, "100644 blob %s\t%s\n", b.id, b.path)
 	}
 	if info.Len() > 0 {
-		if _, err := m.git.RunEnv(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
+		if _, err := cp.git.RunEnv(ctx, dir, env, info.Bytes(), "update-index", "--add", "--index-info"); err != nil {
 			return "", err
 		}
 	}
-	out, err := m.git.RunEnv(ctx, dir, env, nil, "write-tree")
+	out, err := cp.git.RunEnv(ctx, dir, env, nil, "write-tree")
 	if err != nil {
 		return "", err
 	}
@@ -374,7 +389,7 @@ type blob struct{ path, id string }
 
 // writeBlobs writes files as blobs with one git run (files in a temporary
 // directory, their paths on git's input), in path order.
-func (m *Mirror) writeBlobs(ctx context.Context, dir string, files map[string][]byte) ([]blob, error) {
+func (cp *composer) writeBlobs(ctx context.Context, dir string, files map[string][]byte) ([]blob, error) {
 	if len(files) == 0 {
 		return nil, nil
 	}
@@ -396,7 +411,7 @@ func (m *Mirror) writeBlobs(ctx context.Context, dir string, files map[string][]
 		}
 		list.WriteString(f + "\n")
 	}
-	ids, err := m.git.Run(ctx, dir, list.Bytes(), "hash-object", "-w", "--no-filters", "--stdin-paths")
+	ids, err := cp.git.Run(ctx, dir, list.Bytes(), "hash-object", "-w", "--no-filters", "--stdin-paths")
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +427,7 @@ func (m *Mirror) writeBlobs(ctx context.Context, dir string, files map[string][]
 
 // copyBlobs copies the blobs an ls-tree listing names from the repository
 // at from into the one at to, those it lacks, as one pack.
-func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte) error {
+func (cp *composer) copyBlobs(ctx context.Context, from, to string, listing []byte) error {
 	var ids bytes.Buffer
 	for _, line := range strings.Split(string(listing), "\n") {
 		// <mode> SP <type> SP <id> TAB <path>
@@ -424,7 +439,7 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 	if ids.Len() == 0 {
 		return nil
 	}
-	out, err := m.git.Run(ctx, to, ids.Bytes(), "cat-file", "--batch-check=%(objectname) %(objecttype)")
+	out, err := cp.git.Run(ctx, to, ids.Bytes(), "cat-file", "--batch-check=%(objectname) %(objecttype)")
 	if err != nil {
 		return err
 	}
@@ -437,11 +452,11 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 	if missing.Len() == 0 {
 		return nil
 	}
-	pack, err := m.git.Run(ctx, from, missing.Bytes(), "pack-objects", "--quiet", "--stdout")
+	pack, err := cp.git.Run(ctx, from, missing.Bytes(), "pack-objects", "--quiet", "--stdout")
 	if err != nil {
 		return err
 	}
-	_, err = m.git.Run(ctx, to, pack, "index-pack", "--stdin", "--fsck-objects")
+	_, err = cp.git.Run(ctx, to, pack, "index-pack", "--stdin", "--fsck-objects")
 	return err
 }
 
@@ -450,7 +465,7 @@ func (m *Mirror) copyBlobs(ctx context.Context, from, to string, listing []byte)
 // what a publish calls so its module is served at once, upstream down or
 // not. In a fleet it moves the fleet's tip too.
 func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
-	if !m.composing() {
+	if !m.comp.active() {
 		return Changes{}, nil
 	}
 	unlock, err := m.lockSync(ctx)

@@ -71,7 +71,7 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 		} else if c, err := m.git.Commit(ctx, dir, "refs/heads/"+localBranch); err == nil {
 			base = c // the first tip: build on what this replica served
 		}
-		next, err := m.target(ctx, dir, fetched, base)
+		next, err := m.comp.target(ctx, dir, fetched, base)
 		if err != nil {
 			return settle(""), err
 		}

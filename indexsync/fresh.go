@@ -127,7 +127,7 @@ func (m *Mirror) lastFetched(name string) string {
 // from.
 func (m *Mirror) noteUpstream(ctx context.Context, dir, c string) error {
 	m.noteFetched("", c)
-	if !m.composing() {
+	if !m.comp.active() {
 		return nil
 	}
 	_, err := m.git.Run(ctx, dir, nil, "update-ref", upstreamRef, c)

@@ -47,8 +47,8 @@ type Mirror struct {
 	state *state
 
 	looking sync.Mutex // held by the one Freshen looking at upstream
-	// memo skips rebuilding a composed tree from the same inputs.
-	memo composeMemo
+	// comp builds main when the index is composed (Overlay, Sources).
+	comp *composer
 
 	// fetchedTips: upstream's ("") and each Source's commit as the last
 	// fetch gave it (strings).
@@ -115,6 +115,7 @@ func New(opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("indexsync: %w", err)
 	}
+	m.comp = &composer{root: opts.Dir, git: m.git, log: log, overlay: opts.Overlay, sources: opts.Sources}
 	if err := m.checkDir(); err != nil {
 		return nil, err
 	}

@@ -157,7 +157,7 @@ func (m *Mirror) settle(ctx context.Context, dir string, fetched heads, base str
 	if m.opts.Fleet != nil {
 		return m.agree(ctx, dir, fetched)
 	}
-	return m.target(ctx, dir, fetched, base)
+	return m.comp.target(ctx, dir, fetched, base)
 }
 
 // moveContents renames every entry of src into dst, .git last: a reader
@@ -284,14 +284,14 @@ func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 // sourceDir is where a Source's index is fetched to: a repository of its
 // own, never served, so none of its commits is reachable from what
 // clients may fetch (its other owners' files stay out of reach).
-func (m *Mirror) sourceDir(name string) string {
-	return filepath.Join(filepath.Dir(m.opts.Dir), "."+filepath.Base(m.opts.Dir)+".sources", name)
+func sourceDir(mirrorDir, name string) string {
+	return filepath.Join(filepath.Dir(mirrorDir), "."+filepath.Base(mirrorDir)+".sources", name)
 }
 
 // sourceRepo returns the source's repository, and whether it was created
 // now.
 func (m *Mirror) sourceRepo(ctx context.Context, name string) (dir string, created bool, err error) {
-	dir = m.sourceDir(name)
+	dir = sourceDir(m.opts.Dir, name)
 	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
 		return dir, false, nil
 	}
@@ -329,7 +329,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		extra = []string{"--unshallow"}
 	}
 	next, fetchErr := m.fetch(ctx, m.opts.Dir, extra...)
-	if m.opts.Fleet == nil && fetchErr != nil && !m.composing() {
+	if m.opts.Fleet == nil && fetchErr != nil && !m.comp.active() {
 		return Changes{}, fetchErr
 	}
 	fetched := heads{}
