@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"moonbit-registry/gitrepo"
+
+	"github.com/rs/zerolog"
 )
 
 // Fleet is the index state replicas that share a store agree on (a
@@ -31,6 +36,20 @@ type Fleet interface {
 	Bundle(ctx context.Context, commit, dst string) (found bool, err error)
 }
 
+// agreement settles with the other replicas of a fleet the commit main
+// moves to (agree), passing the history along as bundles in the store, and
+// remembers the last catch-up to a tip that failed (see Mirror.CatchUp).
+type agreement struct {
+	fleet Fleet
+	root  string // the mirror's Dir: bundle files are made beside it
+	git   *gitrepo.Runner
+	comp  *composer
+	log   zerolog.Logger
+
+	catchUpMu     sync.Mutex
+	catchUpFailed catchUpFailure
+}
+
 // maxTipRaces bounds how often a sync retries when other replicas keep
 // moving the tip under it.
 const maxTipRaces = 5
@@ -46,12 +65,12 @@ const bundleRef = "refs/fleet/tip"
 // tip yet), the tip if it already holds as much. A tip this repository does not have comes
 // from the bundle another replica stored. Upstream history that was
 // rewritten is followed, as a single mirror does.
-func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, error) {
-	f := m.opts.Fleet
+func (a *agreement) agree(ctx context.Context, dir string, fetched heads) (string, error) {
+	f := a.fleet
 	bundled := "" // the commit whose bundle this sync stored: dropped unless it becomes the tip
 	settle := func(target string) string {
 		if bundled != "" && target != bundled {
-			m.dropBundle(ctx, bundled)
+			a.dropBundle(ctx, bundled)
 		}
 		return target
 	}
@@ -65,13 +84,13 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 		}
 		base := tip
 		if tip != "" {
-			if err := m.haveOrBundle(ctx, dir, tip); err != nil {
+			if err := a.haveOrBundle(ctx, dir, tip); err != nil {
 				return settle(""), err
 			}
-		} else if c, err := m.git.Commit(ctx, dir, "refs/heads/"+localBranch); err == nil {
+		} else if c, err := a.git.Commit(ctx, dir, "refs/heads/"+localBranch); err == nil {
 			base = c // the first tip: build on what this replica served
 		}
-		next, err := m.comp.target(ctx, dir, fetched, base)
+		next, err := a.comp.target(ctx, dir, fetched, base)
 		if err != nil {
 			return settle(""), err
 		}
@@ -79,15 +98,15 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 			return settle(tip), nil
 		}
 		if tip != "" {
-			if back, err := m.git.IsAncestor(ctx, dir, next, tip); err != nil {
+			if back, err := a.git.IsAncestor(ctx, dir, next, tip); err != nil {
 				return settle(""), err
 			} else if back {
 				return settle(tip), nil // this replica saw upstream before the one that moved the tip
 			}
-			if fwd, err := m.git.IsAncestor(ctx, dir, tip, next); err != nil {
+			if fwd, err := a.git.IsAncestor(ctx, dir, tip, next); err != nil {
 				return settle(""), err
 			} else if !fwd {
-				m.log.Error().Str("tip", tip).Str("upstream", next).
+				a.log.Error().Str("tip", tip).Str("upstream", next).
 					Msg("UPSTREAM INDEX HISTORY WAS REWRITTEN: moving the fleet's tip to it; clients will have to re-clone")
 			}
 		}
@@ -95,11 +114,11 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 		// finds its bundle.
 		if bundled != next {
 			if bundled != "" {
-				m.dropBundle(ctx, bundled)
+				a.dropBundle(ctx, bundled)
 				bundled = ""
 			}
-			if err := m.putBundle(ctx, dir, next); err != nil {
-				m.log.Warn().Err(err).Str("commit", next).Msg("cannot store the index bundle for the fleet; replicas without upstream wait for the next one")
+			if err := a.putBundle(ctx, dir, next); err != nil {
+				a.log.Warn().Err(err).Str("commit", next).Msg("cannot store the index bundle for the fleet; replicas without upstream wait for the next one")
 			} else {
 				bundled = next
 			}
@@ -110,7 +129,7 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 		}
 		if ok {
 			if tip != "" {
-				m.dropBundle(ctx, tip)
+				a.dropBundle(ctx, tip)
 			}
 			return settle(next), nil
 		}
@@ -120,26 +139,26 @@ func (m *Mirror) agree(ctx context.Context, dir string, fetched heads) (string, 
 
 // putBundle stores a bundle of commit (all its history, under bundleRef)
 // for the replicas that cannot reach upstream.
-func (m *Mirror) putBundle(ctx context.Context, dir, commit string) error {
-	if _, err := m.git.Run(ctx, dir, nil, "update-ref", bundleRef, commit); err != nil {
+func (a *agreement) putBundle(ctx context.Context, dir, commit string) error {
+	if _, err := a.git.Run(ctx, dir, nil, "update-ref", bundleRef, commit); err != nil {
 		return err
 	}
-	tmp, done, err := m.bundleFile()
+	tmp, done, err := a.bundleFile()
 	if err != nil {
 		return err
 	}
 	defer done()
 	// Into an existing file: git bundle create writes it anew.
-	if _, err := m.git.Run(ctx, dir, nil, "bundle", "create", "--quiet", tmp, bundleRef); err != nil {
+	if _, err := a.git.Run(ctx, dir, nil, "bundle", "create", "--quiet", tmp, bundleRef); err != nil {
 		return err
 	}
-	return m.opts.Fleet.PutBundle(ctx, commit, tmp)
+	return a.fleet.PutBundle(ctx, commit, tmp)
 }
 
 // bundleFile is an empty temporary file beside the mirror for a bundle;
 // done removes it.
-func (m *Mirror) bundleFile() (path string, done func(), err error) {
-	f, err := os.CreateTemp(filepath.Dir(m.opts.Dir), m.tempPrefix()+"bundle-*")
+func (a *agreement) bundleFile() (path string, done func(), err error) {
+	f, err := os.CreateTemp(filepath.Dir(a.root), tempPrefix(a.root)+"bundle-*")
 	if err != nil {
 		return "", nil, fmt.Errorf("bundle: %w", err)
 	}
@@ -147,37 +166,63 @@ func (m *Mirror) bundleFile() (path string, done func(), err error) {
 	return f.Name(), func() { os.Remove(f.Name()) }, nil
 }
 
-func (m *Mirror) dropBundle(ctx context.Context, commit string) {
-	if err := m.opts.Fleet.DropBundle(ctx, commit); err != nil {
-		m.log.Warn().Err(err).Str("commit", commit).Msg("cannot remove an index bundle that is no longer the fleet's")
+func (a *agreement) dropBundle(ctx context.Context, commit string) {
+	if err := a.fleet.DropBundle(ctx, commit); err != nil {
+		a.log.Warn().Err(err).Str("commit", commit).Msg("cannot remove an index bundle that is no longer the fleet's")
 	}
 }
 
 // haveOrBundle makes sure the repository at dir holds commit, fetching it
 // from the bundle another replica stored when it does not.
-func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
-	if m.git.HasCommit(ctx, dir, commit) {
+func (a *agreement) haveOrBundle(ctx context.Context, dir, commit string) error {
+	if a.git.HasCommit(ctx, dir, commit) {
 		return nil
 	}
-	tmp, done, err := m.bundleFile()
+	tmp, done, err := a.bundleFile()
 	if err != nil {
 		return err
 	}
 	defer done()
-	found, err := m.opts.Fleet.Bundle(ctx, commit, tmp)
+	found, err := a.fleet.Bundle(ctx, commit, tmp)
 	if err != nil {
 		return fmt.Errorf("fetch the fleet's index bundle: %w", err)
 	}
 	if !found {
 		return fmt.Errorf("the fleet's index is at %s, which upstream did not give this replica and no replica has stored a bundle of yet", commit)
 	}
-	if _, err := m.git.Run(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp, bundleRef); err != nil {
+	if _, err := a.git.Run(ctx, dir, nil, "fetch", "--quiet", "--no-tags", tmp, bundleRef); err != nil {
 		return fmt.Errorf("fetch from the fleet's bundle: %w", err)
 	}
-	if !m.git.HasCommit(ctx, dir, commit) {
+	if !a.git.HasCommit(ctx, dir, commit) {
 		return fmt.Errorf("the fleet's bundle does not hold %s", commit)
 	}
 	return nil
+}
+
+// catchUpRetry is how long a failed catch-up to a tip is not tried again.
+const catchUpRetry = 2 * time.Second
+
+func (a *agreement) recentCatchUpFailure(tip string) error {
+	a.catchUpMu.Lock()
+	defer a.catchUpMu.Unlock()
+	f := a.catchUpFailed
+	if f.tip == tip && time.Since(f.at) < catchUpRetry {
+		return f.err
+	}
+	return nil
+}
+
+func (a *agreement) noteCatchUpFailure(tip string, err error) {
+	a.catchUpMu.Lock()
+	a.catchUpFailed = catchUpFailure{tip: tip, at: time.Now(), err: err}
+	a.catchUpMu.Unlock()
+}
+
+// catchUpFailure is the last catch-up that did not reach its tip.
+type catchUpFailure struct {
+	tip string
+	at  time.Time
+	err error
 }
 
 // CatchUp brings the mirror to the fleet's tip when another replica moved
@@ -188,17 +233,17 @@ func (m *Mirror) haveOrBundle(ctx context.Context, dir, commit string) error {
 // after a failed one, callers are answered at once for a moment instead
 // of each starting another.
 func (m *Mirror) CatchUp(ctx context.Context) error {
-	if m.opts.Fleet == nil {
+	if m.fleet == nil {
 		return nil
 	}
-	tip, _, err := m.opts.Fleet.Tip(ctx)
+	tip, _, err := m.fleet.fleet.Tip(ctx)
 	if err != nil {
 		return fmt.Errorf("read the fleet's index tip: %w", err)
 	}
 	if tip == "" || tip == m.Commit() {
 		return nil
 	}
-	if err := m.recentCatchUpFailure(tip); err != nil {
+	if err := m.fleet.recentCatchUpFailure(tip); err != nil {
 		return err
 	}
 	var syncErr error
@@ -218,32 +263,6 @@ func (m *Mirror) CatchUp(ctx context.Context) error {
 	if syncErr != nil {
 		err = fmt.Errorf("%w: %w", err, syncErr)
 	}
-	m.noteCatchUpFailure(tip, err)
+	m.fleet.noteCatchUpFailure(tip, err)
 	return err
-}
-
-// catchUpRetry is how long a failed catch-up to a tip is not tried again.
-const catchUpRetry = 2 * time.Second
-
-func (m *Mirror) recentCatchUpFailure(tip string) error {
-	m.catchUpMu.Lock()
-	defer m.catchUpMu.Unlock()
-	f := m.catchUpFailed
-	if f.tip == tip && time.Since(f.at) < catchUpRetry {
-		return f.err
-	}
-	return nil
-}
-
-func (m *Mirror) noteCatchUpFailure(tip string, err error) {
-	m.catchUpMu.Lock()
-	m.catchUpFailed = catchUpFailure{tip: tip, at: time.Now(), err: err}
-	m.catchUpMu.Unlock()
-}
-
-// catchUpFailure is the last catch-up that did not reach its tip.
-type catchUpFailure struct {
-	tip string
-	at  time.Time
-	err error
 }

@@ -55,8 +55,8 @@ type Mirror struct {
 	fetchedTips sync.Map
 	lookedAt    atomic.Int64 // when Freshen last looked (UnixNano)
 
-	catchUpMu     sync.Mutex
-	catchUpFailed catchUpFailure // see CatchUp
+	// fleet agrees on main with the other replicas; nil on its own.
+	fleet *agreement
 
 	// onGit, when set (tests only), sees the arguments of every git run.
 	onGit func(args []string)
@@ -116,10 +116,13 @@ func New(opts Options) (*Mirror, error) {
 		return nil, fmt.Errorf("indexsync: %w", err)
 	}
 	m.comp = &composer{root: opts.Dir, git: m.git, log: log, overlay: opts.Overlay, sources: opts.Sources}
-	if err := m.checkDir(); err != nil {
+	if opts.Fleet != nil {
+		m.fleet = &agreement{fleet: opts.Fleet, root: opts.Dir, git: m.git, comp: m.comp, log: log}
+	}
+	if err := checkDir(opts.Dir); err != nil {
 		return nil, err
 	}
-	m.removeStaleTemps()
+	removeStaleTemps(opts.Dir, log)
 	if hasRepo(m.opts.Dir) {
 		ctx, cancel := context.WithTimeout(context.Background(), opts.GitTimeout)
 		defer cancel()
@@ -224,29 +227,30 @@ func hasRepo(dir string) bool {
 
 // checkDir refuses to adopt a Dir that holds something other than a
 // repository: the mirror never deletes or overwrites files it did not make.
-func (m *Mirror) checkDir() error {
-	entries, err := os.ReadDir(m.opts.Dir)
+func checkDir(dir string) error {
+	entries, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("indexsync: %w", err)
 	}
-	if hasRepo(m.opts.Dir) {
+	if hasRepo(dir) {
 		return nil
 	}
 	for _, e := range entries {
 		// A first clone's leftovers are ours to replace.
-		if !strings.HasPrefix(e.Name(), m.tempPrefix()) {
-			return fmt.Errorf("indexsync: %s exists, is not empty and is not a git repository; refusing to use it", m.opts.Dir)
+		if !strings.HasPrefix(e.Name(), tempPrefix(dir)) {
+			return fmt.Errorf("indexsync: %s exists, is not empty and is not a git repository; refusing to use it", dir)
 		}
 	}
 	return nil
 }
 
-// tempPrefix names the directories a first clone is built in.
-func (m *Mirror) tempPrefix() string {
-	return "." + filepath.Base(m.opts.Dir) + ".clone-"
+// tempPrefix names the directories a first clone of the mirror at dir is
+// built in.
+func tempPrefix(dir string) string {
+	return "." + filepath.Base(dir) + ".clone-"
 }
 
 // staleTempAge is how old a leftover clone directory must be before New
@@ -257,26 +261,26 @@ const staleTempAge = time.Hour
 // removeStaleTemps deletes clone directories left by a process that died
 // mid-clone, beside Dir or inside it. Only names made by tempPrefix are
 // touched.
-func (m *Mirror) removeStaleTemps() {
-	m.removeStaleTempsIn(filepath.Dir(m.opts.Dir))
-	if !hasRepo(m.opts.Dir) {
-		m.removeStaleTempsIn(m.opts.Dir)
+func removeStaleTemps(dir string, log zerolog.Logger) {
+	removeStaleTempsIn(filepath.Dir(dir), tempPrefix(dir), log)
+	if !hasRepo(dir) {
+		removeStaleTempsIn(dir, tempPrefix(dir), log)
 	}
 }
 
-func (m *Mirror) removeStaleTempsIn(parent string) {
+func removeStaleTempsIn(parent, prefix string, log zerolog.Logger) {
 	entries, err := os.ReadDir(parent)
 	if err != nil {
 		return
 	}
 	for _, e := range entries {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), m.tempPrefix()) {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), prefix) {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTempAge {
 			p := filepath.Join(parent, e.Name())
 			if err := os.RemoveAll(p); err != nil {
-				m.log.Warn().Err(err).Str("dir", p).Msg("cannot remove stale clone directory")
+				log.Warn().Err(err).Str("dir", p).Msg("cannot remove stale clone directory")
 			}
 		}
 	}

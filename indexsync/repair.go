@@ -103,7 +103,7 @@ func (m *Mirror) swapContents(fresh, trash string) error {
 	}
 	for _, e := range entries {
 		p := filepath.Join(m.opts.Dir, e.Name())
-		if p == fresh || p == trash || strings.HasPrefix(e.Name(), m.tempPrefix()) {
+		if p == fresh || p == trash || strings.HasPrefix(e.Name(), tempPrefix(m.opts.Dir)) {
 			continue
 		}
 		if err := os.Rename(p, filepath.Join(trash, e.Name())); err != nil {

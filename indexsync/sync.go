@@ -109,7 +109,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return "", "", err
 	}
-	tmp, err = os.MkdirTemp(parent, m.tempPrefix())
+	tmp, err = os.MkdirTemp(parent, tempPrefix(m.opts.Dir))
 	if err != nil {
 		return "", "", err
 	}
@@ -123,7 +123,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 	// after it. In a fleet, full: a client may come with any commit
 	// another replica served.
 	var depth []string
-	if m.opts.Fleet == nil {
+	if m.fleet == nil {
 		depth = []string{"--depth=1"}
 	}
 	commit, err := m.fetch(ctx, tmp, depth...)
@@ -136,7 +136,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 		m.fetchSources(ctx, fetched)
 	}
 	switch {
-	case err != nil && m.opts.Fleet == nil:
+	case err != nil && m.fleet == nil:
 		return tmp, "", err
 	case err != nil:
 		m.log.Warn().Err(err).Msg("upstream unreachable; starting from the fleet's index")
@@ -154,8 +154,8 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 // commit served now (base): the fleet's agreement in a fleet (see agree),
 // else target's.
 func (m *Mirror) settle(ctx context.Context, dir string, fetched heads, base string) (string, error) {
-	if m.opts.Fleet != nil {
-		return m.agree(ctx, dir, fetched)
+	if m.fleet != nil {
+		return m.fleet.agree(ctx, dir, fetched)
 	}
 	return m.comp.target(ctx, dir, fetched, base)
 }
@@ -262,9 +262,9 @@ func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 		if err == nil {
 			var extra []string
 			switch {
-			case m.opts.Fleet == nil && created:
+			case m.fleet == nil && created:
 				extra = []string{"--depth=1"}
-			case m.opts.Fleet != nil && isShallow(dir):
+			case m.fleet != nil && isShallow(dir):
 				extra = []string{"--unshallow"}
 			}
 			c, err = m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
@@ -324,12 +324,12 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 		m.configured = true
 	}
 	var extra []string
-	if m.opts.Fleet != nil && isShallow(m.opts.Dir) {
+	if m.fleet != nil && isShallow(m.opts.Dir) {
 		// A mirror from before the fleet: full history from now on.
 		extra = []string{"--unshallow"}
 	}
 	next, fetchErr := m.fetch(ctx, m.opts.Dir, extra...)
-	if m.opts.Fleet == nil && fetchErr != nil && !m.comp.active() {
+	if m.fleet == nil && fetchErr != nil && !m.comp.active() {
 		return Changes{}, fetchErr
 	}
 	fetched := heads{}
@@ -342,7 +342,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	m.fetchSources(ctx, fetched)
 	next, err := m.settle(ctx, m.opts.Dir, fetched, old)
 	if err != nil {
-		if fetchErr != nil && m.opts.Fleet != nil {
+		if fetchErr != nil && m.fleet != nil {
 			return Changes{}, fmt.Errorf("%w; and the fleet's index: %w", fetchErr, err)
 		}
 		return Changes{}, errors.Join(fetchErr, err)
@@ -350,7 +350,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	c, err := m.moveTo(ctx, old, next)
 	switch {
 	case err != nil || fetchErr == nil:
-	case m.opts.Fleet != nil:
+	case m.fleet != nil:
 		// At the fleet's tip, but upstream did not answer: the sync failed
 		// all the same (a version missing from the index is not known not
 		// to exist, and a long outage makes the mirror stale).
