@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"moonbit-registry/gitrepo"
 	"moonbit-registry/module"
 
 	"github.com/rs/zerolog"
@@ -37,9 +38,10 @@ type Changes struct {
 // Empty reports whether the sync changed nothing.
 func (c Changes) Empty() bool { return c.From == c.To && !c.Initial }
 
-// changedFiles lists the paths that differ between two commits.
-func (m *Mirror) changedFiles(ctx context.Context, from, to string) ([]string, error) {
-	out, err := m.git.Run(ctx, m.opts.Dir, nil, "diff", "--name-only", "--no-renames", "-z", from, to, "--")
+// changedFiles lists the paths that differ between two commits of the
+// repository at dir.
+func changedFiles(ctx context.Context, git *gitrepo.Runner, dir, from, to string) ([]string, error) {
+	out, err := git.Run(ctx, dir, nil, "diff", "--name-only", "--no-renames", "-z", from, to, "--")
 	if err != nil {
 		return nil, err
 	}
@@ -67,8 +69,9 @@ func moduleFromPath(p string) (string, bool) {
 }
 
 // describe fills c.Modules and the version lists by parsing both sides of
-// every changed .index file, read with one git cat-file run.
-func (m *Mirror) describe(ctx context.Context, c *Changes, names []string) error {
+// every changed .index file of the repository at dir, read with one git
+// cat-file run; log hears of the new side's malformed lines.
+func describe(ctx context.Context, git *gitrepo.Runner, dir string, c *Changes, names []string, log zerolog.Logger) error {
 	var mods []string
 	var req bytes.Buffer
 	for _, n := range names {
@@ -84,7 +87,7 @@ func (m *Mirror) describe(ctx context.Context, c *Changes, names []string) error
 	if len(mods) == 0 {
 		return nil
 	}
-	out, err := m.git.Run(ctx, m.opts.Dir, req.Bytes(), "cat-file", "--batch")
+	out, err := git.Run(ctx, dir, req.Bytes(), "cat-file", "--batch")
 	if err != nil {
 		return err
 	}
@@ -115,7 +118,7 @@ func (m *Mirror) describe(ctx context.Context, c *Changes, names []string) error
 	for _, p := range pairs {
 		// Only the new side's malformed lines are news worth a warning.
 		oldV := parseIndex(p.mod, p.old, zerolog.Nop())
-		newV := parseIndex(p.mod, p.new, m.log)
+		newV := parseIndex(p.mod, p.new, log)
 		before := make(map[string]Version, len(oldV))
 		for _, v := range oldV {
 			before[v.Version] = v

@@ -468,7 +468,7 @@ func (m *Mirror) Recompose(ctx context.Context) (Changes, error) {
 	if !m.comp.active() {
 		return Changes{}, nil
 	}
-	unlock, err := m.lockSync(ctx)
+	unlock, err := lockSync(ctx, m.opts.Dir, m.log)
 	if err != nil {
 		return Changes{}, err
 	}

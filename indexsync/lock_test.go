@@ -24,7 +24,7 @@ func TestSyncWaitsForAnotherSyncer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	unlock, err := first.lockSync(ctx)
+	unlock, err := lockSync(ctx, first.Dir(), first.log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,30 +10,34 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"moonbit-registry/gitrepo"
+
+	"github.com/rs/zerolog"
 )
 
 // clearStaleLocks removes the lock files (lockFiles) a git killed
 // mid-write (a crash, a power loss) leaves in the mirror; while they exist
 // every later git run that needs them fails. It runs with the cross-process sync lock
 // held, so no git of this program (in any process) is using the mirror.
-func (m *Mirror) clearStaleLocks() {
+func clearStaleLocks(dir string, log zerolog.Logger) {
 	for _, name := range lockFiles {
-		p := filepath.Join(m.opts.Dir, ".git", filepath.FromSlash(name))
+		p := filepath.Join(dir, ".git", filepath.FromSlash(name))
 		err := os.Remove(p)
 		switch {
 		case err == nil:
-			m.log.Warn().Str("file", p).Msg("removed a stale git lock left by an interrupted git run")
+			log.Warn().Str("file", p).Msg("removed a stale git lock left by an interrupted git run")
 		case !errors.Is(err, fs.ErrNotExist):
-			m.log.Warn().Err(err).Str("file", p).Msg("cannot remove a stale git lock")
+			log.Warn().Err(err).Str("file", p).Msg("cannot remove a stale git lock")
 		}
 	}
 }
 
-// corrupt reports whether the mirror's repository is damaged (an object
+// corrupt reports whether the repository at dir is damaged (an object
 // file emptied by a power loss, a broken ref): what a failed update is
 // checked for before the mirror is rebuilt.
-func (m *Mirror) corrupt(ctx context.Context) bool {
-	_, err := m.git.Run(ctx, m.opts.Dir, nil, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
+func corrupt(ctx context.Context, git *gitrepo.Runner, dir string) bool {
+	_, err := git.Run(ctx, dir, nil, "fsck", "--connectivity-only", "--no-dangling", "--no-progress")
 	return err != nil && ctx.Err() == nil
 }
 
@@ -61,7 +65,7 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	trash := tmp + ".damaged"
 	m.files.tree.Lock()
 	if mount {
-		err = m.swapContents(tmp, trash)
+		err = swapContents(m.opts.Dir, tmp, trash)
 	} else if err = os.Rename(m.opts.Dir, trash); err == nil {
 		if err = os.Rename(tmp, m.opts.Dir); err != nil {
 			os.Rename(trash, m.opts.Dir) // put the old one back
@@ -87,30 +91,30 @@ func (m *Mirror) rebuild(ctx context.Context, cause error) (Changes, error) {
 	return Changes{From: old, To: commit, Rewritten: old != commit}, nil
 }
 
-// swapContents moves Dir's entries (but fresh, the new mirror inside it)
+// swapContents moves dir's entries (but fresh, the new mirror inside it)
 // into trash, .git first, so the old repository is gone before its work
-// tree goes, then fresh's entries into Dir, .git last.
-func (m *Mirror) swapContents(fresh, trash string) error {
+// tree goes, then fresh's entries into dir, .git last.
+func swapContents(dir, fresh, trash string) error {
 	if err := os.Mkdir(trash, 0o755); err != nil {
 		return err
 	}
-	if err := os.Rename(filepath.Join(m.opts.Dir, ".git"), filepath.Join(trash, ".git")); err != nil {
+	if err := os.Rename(filepath.Join(dir, ".git"), filepath.Join(trash, ".git")); err != nil {
 		return err
 	}
-	entries, err := os.ReadDir(m.opts.Dir)
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		p := filepath.Join(m.opts.Dir, e.Name())
-		if p == fresh || p == trash || strings.HasPrefix(e.Name(), tempPrefix(m.opts.Dir)) {
+		p := filepath.Join(dir, e.Name())
+		if p == fresh || p == trash || strings.HasPrefix(e.Name(), tempPrefix(dir)) {
 			continue
 		}
 		if err := os.Rename(p, filepath.Join(trash, e.Name())); err != nil {
 			return err
 		}
 	}
-	return moveContents(fresh, m.opts.Dir)
+	return moveContents(fresh, dir)
 }
 
 // isMountPoint reports whether dir is on another device than its parent.
@@ -128,7 +132,7 @@ func isMountPoint(dir string) bool {
 // too, lookups wait for the next successful sync (ErrTreeIncomplete).
 func (m *Mirror) checkTree(ctx context.Context) {
 	// Another process's sync may be checking out right now: wait for it.
-	unlock, err := m.lockSync(ctx)
+	unlock, err := lockSync(ctx, m.opts.Dir, m.log)
 	if err != nil {
 		m.log.Warn().Err(err).Msg("cannot check the index work tree now")
 		return
@@ -139,7 +143,7 @@ func (m *Mirror) checkTree(ctx context.Context) {
 		return
 	}
 	m.log.Warn().Err(err).Str("dir", m.opts.Dir).Msg("index work tree differs from main (an interrupted checkout?); checking it out again")
-	m.clearStaleLocks()
+	clearStaleLocks(m.opts.Dir, m.log)
 	if _, err := m.git.Run(ctx, m.opts.Dir, nil, "checkout", "--quiet", "--force", localBranch); err != nil {
 		m.log.Error().Err(err).Msg("index work tree cannot be restored now; lookups wait for the next sync")
 		m.files.incomplete.Store(true)

@@ -80,7 +80,7 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 			}
 			entries, _ := os.ReadDir(filepath.Dir(m.Dir()))
 			for _, e := range entries {
-				if e.Name() != filepath.Base(m.Dir()) && e.Name() != filepath.Base(m.lockPath()) {
+				if e.Name() != filepath.Base(m.Dir()) && e.Name() != filepath.Base(lockPath(m.Dir())) {
 					t.Errorf("left beside the mirror: %s", e.Name())
 				}
 			}

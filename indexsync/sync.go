@@ -25,12 +25,12 @@ func (m *Mirror) syncOnce(ctx context.Context) (Changes, error) {
 		c   Changes
 		err error
 	)
-	unlock, err := m.lockSync(ctx)
+	unlock, err := lockSync(ctx, m.opts.Dir, m.log)
 	if err == nil {
 		if hasRepo(m.opts.Dir) {
-			m.clearStaleLocks()
+			clearStaleLocks(m.opts.Dir, m.log)
 			c, err = m.update(ctx)
-			if err != nil && ctx.Err() == nil && m.corrupt(ctx) {
+			if err != nil && ctx.Err() == nil && corrupt(ctx, m.git, m.opts.Dir) {
 				c, err = m.rebuild(ctx, err)
 			}
 		} else {
@@ -391,7 +391,7 @@ func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) 
 	var names []string
 	if old != "" {
 		var err error
-		names, err = m.changedFiles(ctx, old, next)
+		names, err = changedFiles(ctx, m.git, m.opts.Dir, old, next)
 		if err != nil {
 			m.log.Warn().Err(err).Msg("cannot list changed index files; dropping the whole lookup cache")
 		}
@@ -401,7 +401,7 @@ func (m *Mirror) moveTo(ctx context.Context, old, next string) (Changes, error) 
 	}
 	c := Changes{From: old, To: next, Rewritten: rewritten, Initial: old == ""}
 	if old != "" && names != nil {
-		if err := m.describe(ctx, &c, names); err != nil {
+		if err := describe(ctx, m.git, m.opts.Dir, &c, names, m.log); err != nil {
 			m.log.Warn().Err(err).Msg("cannot describe index changes")
 		}
 	}

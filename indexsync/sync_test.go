@@ -406,7 +406,7 @@ func besideMirror(m *Mirror) []string {
 	entries, _ := os.ReadDir(filepath.Dir(m.Dir()))
 	var names []string
 	for _, e := range entries {
-		if filepath.Join(filepath.Dir(m.Dir()), e.Name()) != m.lockPath() {
+		if filepath.Join(filepath.Dir(m.Dir()), e.Name()) != lockPath(m.Dir()) {
 			names = append(names, e.Name())
 		}
 	}
