@@ -121,17 +121,41 @@ func TrackOutcome(ctx context.Context) (context.Context, *OutcomeTracker) {
 	return context.WithValue(ctx, trackerKey{}, t), t
 }
 
-// Outcome classifies resp: OutcomeHit if it came from the stored copy
-// (fresh, or revalidated with a 304), OutcomeStale if the stored copy was
-// served because upstream failed, OutcomeMiss if it came from upstream.
-func (t *OutcomeTracker) Outcome(resp *http.Response) cache.Outcome {
+// Served says how a CachingTransport answered a request.
+type Served int
+
+const (
+	// ServedUpstream: upstream's own answer (nothing was stored, or the
+	// stored copy was replaced); also the answer to a failed request.
+	ServedUpstream Served = iota
+	// ServedStored: the stored copy, fresh or revalidated with a 304.
+	ServedStored
+	// ServedStale: the stored copy, served because upstream failed.
+	ServedStale
+)
+
+// String names s for logs and test failures.
+func (s Served) String() string {
+	switch s {
+	case ServedUpstream:
+		return "upstream"
+	case ServedStored:
+		return "stored"
+	case ServedStale:
+		return "stale"
+	}
+	return "Served(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Outcome classifies resp (nil when the request failed).
+func (t *OutcomeTracker) Outcome(resp *http.Response) Served {
 	if resp == nil || resp.Header.Get(httpcache.XFromCache) == "" {
-		return cache.OutcomeMiss
+		return ServedUpstream
 	}
 	if t.upstreamFailed.Load() {
-		return cache.OutcomeStale
+		return ServedStale
 	}
-	return cache.OutcomeHit
+	return ServedStored
 }
 
 // probingTransport sits between httpcache and upstream: it strips the
