@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"moonbit-registry/cache"
-
 	"github.com/gregjones/httpcache"
 )
 
@@ -230,9 +228,9 @@ func withoutDirective(cc, name string) string {
 }
 
 // OfflineTransport is an upstream that is never contacted: every request
-// fails with ErrUpstreamUnavailable. Under a CachingTransport it makes
-// offline mode serve what is stored (as on any upstream error) and nothing
-// else.
+// fails with ErrUnavailable and ErrOffline. Under a CachingTransport it
+// makes offline mode serve what is stored (as on any upstream error) and
+// nothing else.
 type OfflineTransport struct{}
 
 // RoundTrip implements http.RoundTripper.
@@ -240,7 +238,7 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	return nil, fmt.Errorf("%w: %w", cache.ErrUpstreamUnavailable, cache.ErrOffline)
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrOffline)
 }
 
 // Authorize returns a transport that sends value as the Authorization

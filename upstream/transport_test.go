@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"moonbit-registry/cache"
 	"moonbit-registry/store/disk"
 
 	"github.com/rs/zerolog"
@@ -215,8 +214,8 @@ func TestOfflineTransportServesOnlyWhatIsStored(t *testing.T) {
 	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != ServedStale {
 		t.Errorf("stored: %q %d %s %v, want the stored copy", body, code, outcome, err)
 	}
-	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, cache.ErrUpstreamUnavailable) {
-		t.Errorf("not stored: err = %v, want ErrUpstreamUnavailable", err)
+	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrOffline) {
+		t.Errorf("not stored: err = %v, want ErrUnavailable and ErrOffline", err)
 	}
 	if up.requests.Load() != before {
 		t.Errorf("offline transport reached upstream (%d -> %d requests)", before, up.requests.Load())
