@@ -33,7 +33,10 @@ type Fetcher interface {
 	// Fetch requests mv and hands the body to sink (size -1 when not
 	// announced), once per attempt: a sink error that did not come from
 	// reading the body ends the fetch with that error. Other failures wrap
-	// ErrNotFound, ErrUpstream or ErrUpstreamUnavailable.
+	// upstream.ErrNotFound, upstream.ErrBadAnswer (ErrUpstream) or
+	// upstream.ErrUnavailable (ErrUpstreamUnavailable); a fake may wrap
+	// ErrNotFound or ErrUpstreamNotFound instead. The pipeline adds
+	// ErrUpstreamNotFound to an error wrapping upstream.ErrNotFound.
 	Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error
 }
 
@@ -458,6 +461,7 @@ func (c *Cache) fetchShared(ctx context.Context, mv module.Version) error {
 		n, err = store.PutVerified(ctx, c.store, mv, body, store.Meta{SHA256: sum, Size: size})
 		return err
 	})
+	err = fetchError(err)
 	if used != nil {
 		used.finish(err)
 		c.retire(mv, used)

@@ -127,6 +127,14 @@ func TestGetFailures(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tt.wantErr)
 			}
+			if tt.wantErr == cache.ErrNotFound {
+				// upstream's own not-found, under every name, reading as it
+				// always has.
+				if !errors.Is(err, cache.ErrUpstreamNotFound) || !errors.Is(err, upstream.ErrNotFound) ||
+					!strings.Contains(err.Error(), "archive not found: upstream has no such archive: "+mv.String()) {
+					t.Errorf("err = %v, want ErrUpstreamNotFound and upstream.ErrNotFound", err)
+				}
+			}
 			if n := env.up.requests.Load(); n != tt.requests {
 				t.Errorf("upstream requests = %d, want %d", n, tt.requests)
 			}

@@ -217,9 +217,9 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, err := p.client.Do(req)
-	outcome := tracker.Outcome(resp)
+	served := tracker.Outcome(resp)
 	status := 0 // only upstream's own answer counts, not a stored one
-	if outcome == cache.OutcomeMiss {
+	if served == upstream.ServedUpstream {
 		status = upstreamStatus(resp, err)
 	}
 	done(status)
@@ -239,7 +239,7 @@ func (p *passthrough) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
-	noteCache(r, string(outcome))
+	noteCache(r, string(passOutcome(served)))
 
 	hdr := w.Header()
 	copyEndToEndHeaders(hdr, resp.Header)
@@ -325,6 +325,18 @@ func (p *passthrough) answerAskFailed(w http.ResponseWriter, r *http.Request, er
 	default: // the upstream timeout ran out while waiting
 		http.Error(w, fmt.Sprintf("upstream did not answer for %s in time; try again later", r.URL.Path), http.StatusGatewayTimeout)
 	}
+}
+
+// passOutcome is the cache outcome the access log and the metrics give an
+// answer of the caching transport.
+func passOutcome(s upstream.Served) cache.Outcome {
+	switch s {
+	case upstream.ServedStored:
+		return cache.OutcomeHit
+	case upstream.ServedStale:
+		return cache.OutcomeStale
+	}
+	return cache.OutcomeMiss
 }
 
 // failUpstream answers a request upstream did not answer and that has no

@@ -3,5 +3,7 @@
 // backoff, Retry-After, a size cap), the caching transport for pass-through
 // responses (symbols, assets, API), the defaults for upstream URLs and the
 // one check every upstream URL goes through. It never writes files itself;
-// bodies go to whatever sink or response cache it is given.
+// bodies go to whatever sink or response cache it is given. It imports
+// nothing of the pipeline: its errors (errors.go) are its own, and package
+// cache refers to them.
 package upstream

@@ -16,7 +16,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"moonbit-registry/cache"
 	"moonbit-registry/module"
 )
 
@@ -63,7 +62,8 @@ type FetcherOptions struct {
 	Logger        zerolog.Logger
 }
 
-// Fetcher downloads archives over HTTP; it implements cache.Fetcher.
+// Fetcher downloads archives over HTTP; it is the Fetcher package cache
+// uses for misses.
 type Fetcher struct {
 	base      *url.URL
 	userAgent string
@@ -129,15 +129,14 @@ func (f *Fetcher) ArchiveURL(mv module.Version) string {
 	return f.base.String() + "/user/" + strings.Join(segs, "/")
 }
 
-// Fetch implements cache.Fetcher: it requests mv and hands each attempt's
-// body to sink, retrying transient failures (5xx, 408, 429, connection
-// errors, timeouts, bodies cut short) with exponential backoff or after
-// upstream's Retry-After. A body cut short is resumed from where it broke
-// when upstream allows (see resumingBody); a resumed request counts as a
-// retry, so a fetch makes at most 1 + Retries requests. An error sink
-// returns that did not come from reading the body (a checksum mismatch,
-// the store) ends the fetch as it is. Errors wrap cache.ErrNotFound,
-// cache.ErrUpstream or cache.ErrUpstreamUnavailable otherwise.
+// Fetch requests mv and hands each attempt's body to sink, retrying
+// transient failures (5xx, 408, 429, connection errors, timeouts, bodies
+// cut short) with exponential backoff or after upstream's Retry-After. A
+// body cut short is resumed from where it broke when upstream allows (see
+// resumingBody); a resumed request counts as a retry, so a fetch makes at
+// most 1 + Retries requests. An error sink returns that did not come from
+// reading the body (a checksum mismatch, the store) ends the fetch as it
+// is. Errors wrap ErrNotFound, ErrBadAnswer or ErrUnavailable otherwise.
 func (f *Fetcher) Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error {
 	u := f.ArchiveURL(mv)
 	retries := f.retries // left: attempts and resumes take from it
@@ -183,7 +182,7 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodGet, u, nil)
 	if err != nil {
-		return -1, fmt.Errorf("%w: archive %s: %w", cache.ErrUpstream, mv, err)
+		return -1, fmt.Errorf("%w: archive %s: %w", ErrBadAnswer, mv, err)
 	}
 	req.Header.Set("User-Agent", f.userAgent)
 	if f.auth != "" {
@@ -192,22 +191,22 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 	f.requests.Add(1)
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("%w: archive %s: %w", cache.ErrUpstreamUnavailable, mv, err)
+		return 0, fmt.Errorf("%w: archive %s: %w", ErrUnavailable, mv, err)
 	}
 	defer resp.Body.Close()
 
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
 	case code == http.StatusNotFound || code == http.StatusGone:
-		return -1, fmt.Errorf("%w: %s (HTTP %d)", cache.ErrUpstreamNotFound, mv, code)
+		return -1, fmt.Errorf("%w: %s (HTTP %d)", ErrNotFound, mv, code)
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
 		drain(resp.Body)
-		return retryAfter(resp.Header), fmt.Errorf("%w: archive %s: upstream answered %s", cache.ErrUpstream, mv, resp.Status)
+		return retryAfter(resp.Header), fmt.Errorf("%w: archive %s: upstream answered %s", ErrBadAnswer, mv, resp.Status)
 	default:
-		return -1, fmt.Errorf("%w: archive %s: upstream answered %s", cache.ErrUpstream, mv, resp.Status)
+		return -1, fmt.Errorf("%w: archive %s: upstream answered %s", ErrBadAnswer, mv, resp.Status)
 	}
 	if resp.ContentLength > f.maxBytes {
-		return -1, fmt.Errorf("%w: archive %s: %d bytes is over the %d byte limit", cache.ErrUpstream, mv, resp.ContentLength, f.maxBytes)
+		return -1, fmt.Errorf("%w: archive %s: %d bytes is over the %d byte limit", ErrBadAnswer, mv, resp.ContentLength, f.maxBytes)
 	}
 
 	rest := newResumingBody(actx, f, u, resp, retries) // a cut costs the rest, not the whole
@@ -220,17 +219,17 @@ func (f *Fetcher) attemptOnce(ctx context.Context, mv module.Version, u string, 
 	case body.err == nil && actx.Err() != nil:
 		// The attempt's deadline ended the copy before the body reader saw
 		// it: upstream was too slow, not our disk.
-		return 0, fmt.Errorf("%w: archive %s: body: %w", cache.ErrUpstreamUnavailable, mv, context.Cause(actx))
+		return 0, fmt.Errorf("%w: archive %s: body: %w", ErrUnavailable, mv, context.Cause(actx))
 	case body.err == nil:
 		// The sink's own verdict (checksum mismatch, store failure):
 		// the same URL would send the same bytes.
 		return -1, err
 	case errors.Is(body.err, errTooLarge):
-		return -1, fmt.Errorf("%w: archive %s: %w", cache.ErrUpstream, mv, body.err)
+		return -1, fmt.Errorf("%w: archive %s: %w", ErrBadAnswer, mv, body.err)
 	case errors.Is(body.err, context.DeadlineExceeded) || isTimeout(body.err):
-		return 0, fmt.Errorf("%w: archive %s: body: %w", cache.ErrUpstreamUnavailable, mv, body.err)
+		return 0, fmt.Errorf("%w: archive %s: body: %w", ErrUnavailable, mv, body.err)
 	default: // reset or truncated mid-body
-		return 0, fmt.Errorf("%w: archive %s: body cut short: %w", cache.ErrUpstream, mv, body.err)
+		return 0, fmt.Errorf("%w: archive %s: body cut short: %w", ErrBadAnswer, mv, body.err)
 	}
 }
 
@@ -281,13 +280,13 @@ func drain(r io.Reader) {
 
 // Router fetches each archive from the source that serves its owner
 // (ByOwner), others from Default: archives come from where their index
-// line came from. It implements cache.Fetcher.
+// line came from. Like Fetcher, it is a Fetcher for package cache.
 type Router struct {
 	ByOwner map[string]*Fetcher
 	Default *Fetcher
 }
 
-// Fetch implements cache.Fetcher.
+// Fetch fetches mv from its owner's source, as Fetcher.Fetch does.
 func (r Router) Fetch(ctx context.Context, mv module.Version, sink func(ctx context.Context, body io.Reader, size int64) error) error {
 	if f, ok := r.ByOwner[module.Owner(mv.Module)]; ok {
 		return f.Fetch(ctx, mv, sink)

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"moonbit-registry/cache"
-
 	"github.com/gregjones/httpcache"
 )
 
@@ -121,17 +119,41 @@ func TrackOutcome(ctx context.Context) (context.Context, *OutcomeTracker) {
 	return context.WithValue(ctx, trackerKey{}, t), t
 }
 
-// Outcome classifies resp: OutcomeHit if it came from the stored copy
-// (fresh, or revalidated with a 304), OutcomeStale if the stored copy was
-// served because upstream failed, OutcomeMiss if it came from upstream.
-func (t *OutcomeTracker) Outcome(resp *http.Response) cache.Outcome {
+// Served says how a CachingTransport answered a request.
+type Served int
+
+const (
+	// ServedUpstream: upstream's own answer (nothing was stored, or the
+	// stored copy was replaced); also the answer to a failed request.
+	ServedUpstream Served = iota
+	// ServedStored: the stored copy, fresh or revalidated with a 304.
+	ServedStored
+	// ServedStale: the stored copy, served because upstream failed.
+	ServedStale
+)
+
+// String names s for logs and test failures.
+func (s Served) String() string {
+	switch s {
+	case ServedUpstream:
+		return "upstream"
+	case ServedStored:
+		return "stored"
+	case ServedStale:
+		return "stale"
+	}
+	return "Served(" + strconv.Itoa(int(s)) + ")"
+}
+
+// Outcome classifies resp (nil when the request failed).
+func (t *OutcomeTracker) Outcome(resp *http.Response) Served {
 	if resp == nil || resp.Header.Get(httpcache.XFromCache) == "" {
-		return cache.OutcomeMiss
+		return ServedUpstream
 	}
 	if t.upstreamFailed.Load() {
-		return cache.OutcomeStale
+		return ServedStale
 	}
-	return cache.OutcomeHit
+	return ServedStored
 }
 
 // probingTransport sits between httpcache and upstream: it strips the
@@ -206,9 +228,9 @@ func withoutDirective(cc, name string) string {
 }
 
 // OfflineTransport is an upstream that is never contacted: every request
-// fails with ErrUpstreamUnavailable. Under a CachingTransport it makes
-// offline mode serve what is stored (as on any upstream error) and nothing
-// else.
+// fails with ErrUnavailable and ErrOffline. Under a CachingTransport it
+// makes offline mode serve what is stored (as on any upstream error) and
+// nothing else.
 type OfflineTransport struct{}
 
 // RoundTrip implements http.RoundTripper.
@@ -216,7 +238,7 @@ func (OfflineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		req.Body.Close()
 	}
-	return nil, fmt.Errorf("%w: %w", cache.ErrUpstreamUnavailable, cache.ErrOffline)
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrOffline)
 }
 
 // Authorize returns a transport that sends value as the Authorization

@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"moonbit-registry/cache"
 	"moonbit-registry/store/disk"
 
 	"github.com/rs/zerolog"
@@ -72,7 +71,7 @@ func (u *symbolsUpstream) set(f func(u *symbolsUpstream)) {
 	f(u)
 }
 
-func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, cache.Outcome, error) {
+func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, Served, error) {
 	t.Helper()
 	ctx, tracker := TrackOutcome(context.Background())
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -81,7 +80,7 @@ func fetchThrough(t *testing.T, rt http.RoundTripper, url string) (string, int, 
 	}
 	resp, err := (&http.Client{Transport: rt}).Do(req)
 	if err != nil {
-		return "", 0, cache.OutcomeMiss, err
+		return "", 0, ServedUpstream, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -115,13 +114,13 @@ func TestCachingTransportRevalidatesAndServesStale(t *testing.T) {
 		name        string
 		before      func()
 		wantBody    string
-		wantOutcome cache.Outcome
+		wantOutcome Served
 	}{
-		{"first request fills the cache", nil, "symbols version 1", cache.OutcomeMiss},
-		{"revalidated with 304", nil, "symbols version 1", cache.OutcomeHit},
-		{"new version replaces the stored one", func() { up.set(func(u *symbolsUpstream) { u.version = 2 }) }, "symbols version 2", cache.OutcomeMiss},
-		{"upstream 5xx serves stored copy", func() { up.set(func(u *symbolsUpstream) { u.status = 503 }) }, "symbols version 2", cache.OutcomeStale},
-		{"upstream down serves stored copy", func() { up.srv.Close() }, "symbols version 2", cache.OutcomeStale},
+		{"first request fills the cache", nil, "symbols version 1", ServedUpstream},
+		{"revalidated with 304", nil, "symbols version 1", ServedStored},
+		{"new version replaces the stored one", func() { up.set(func(u *symbolsUpstream) { u.version = 2 }) }, "symbols version 2", ServedUpstream},
+		{"upstream 5xx serves stored copy", func() { up.set(func(u *symbolsUpstream) { u.status = 503 }) }, "symbols version 2", ServedStale},
+		{"upstream down serves stored copy", func() { up.srv.Close() }, "symbols version 2", ServedStale},
 	}
 	for _, s := range steps {
 		if s.before != nil {
@@ -147,7 +146,7 @@ func TestCachingTransportFreshHitSkipsUpstream(t *testing.T) {
 	up := newSymbolsUpstream(t, "max-age=3600")
 	rt, _ := newCachingTransport(t)
 	url := up.srv.URL + "/symbols.zip"
-	for i, want := range []cache.Outcome{cache.OutcomeMiss, cache.OutcomeHit, cache.OutcomeHit} {
+	for i, want := range []Served{ServedUpstream, ServedStored, ServedStored} {
 		if _, _, got, err := fetchThrough(t, rt, url); err != nil || got != want {
 			t.Errorf("request %d: %s, %v; want %s", i, got, err, want)
 		}
@@ -167,7 +166,7 @@ func TestCachingTransportDoesNotStoreErrors(t *testing.T) {
 			rt, dir := newCachingTransport(t)
 			url := up.srv.URL + "/symbols.zip"
 
-			if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != status || outcome != cache.OutcomeMiss {
+			if _, code, outcome, err := fetchThrough(t, rt, url); err != nil || code != status || outcome != ServedUpstream {
 				t.Fatalf("got %d %s %v, want the %d passed on", code, outcome, err, status)
 			}
 			up.srv.Close()
@@ -212,11 +211,11 @@ func TestOfflineTransportServesOnlyWhatIsStored(t *testing.T) {
 	offline := NewCachingTransport(responseCache(t, dir), OfflineTransport{})
 	before := up.requests.Load()
 	body, code, outcome, err := fetchThrough(t, offline, up.srv.URL+"/symbols.zip")
-	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != cache.OutcomeStale {
+	if err != nil || code != http.StatusOK || body != "symbols version 1" || outcome != ServedStale {
 		t.Errorf("stored: %q %d %s %v, want the stored copy", body, code, outcome, err)
 	}
-	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, cache.ErrUpstreamUnavailable) {
-		t.Errorf("not stored: err = %v, want ErrUpstreamUnavailable", err)
+	if _, _, _, err := fetchThrough(t, offline, up.srv.URL+"/api/v0/never-stored"); !errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrOffline) {
+		t.Errorf("not stored: err = %v, want ErrUnavailable and ErrOffline", err)
 	}
 	if up.requests.Load() != before {
 		t.Errorf("offline transport reached upstream (%d -> %d requests)", before, up.requests.Load())
