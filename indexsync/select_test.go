@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"moonbit-registry/manifest"
+	"moonbit-registry/resolve"
 )
 
 // xVersions are the versions of moonbitlang/x in the index snapshot, in
@@ -39,7 +40,7 @@ func expand(module, versions string) []string {
 
 // skippedOf renders skipped dependencies as "from -> module" plus
 // " (unresolved)" when the registry cannot satisfy them.
-func skippedOf(ss []Skipped) []string {
+func skippedOf(ss []resolve.Skipped) []string {
 	var out []string
 	for _, s := range ss {
 		line := s.From + " -> " + s.Module
@@ -61,9 +62,9 @@ func modulesOf(vs []Version) []string {
 	return out
 }
 
-// TestSelectRealIndex runs Select and SelectDeps against a mirror synced
-// from the real index snapshot, plus three published lines: a yank of
-// moonbitlang/x@0.4.40 and two modules with dependencies the registry
+// TestSelectRealIndex runs resolve.Select and resolve.SelectDeps against a
+// mirror synced from the real index snapshot, plus three published lines: a
+// yank of moonbitlang/x@0.4.40 and two modules with dependencies the registry
 // cannot or can only partly satisfy. Expected closures were worked out from
 // the .index files: each requirement takes the lowest published version
 // that satisfies it as a Cargo caret requirement.
@@ -113,7 +114,7 @@ func TestSelectRealIndex(t *testing.T) {
 	tests := []struct {
 		name     string
 		patterns []string
-		opts     SelectOptions
+		opts     resolve.SelectOptions
 		want     []string // exact, in order; nil when only wantN is checked
 		wantN    int
 		wantMods []string // with wantN: the modules, in order
@@ -123,112 +124,112 @@ func TestSelectRealIndex(t *testing.T) {
 		{
 			name:     "module takes every version, yanked too (the resolver can select it)",
 			patterns: []string{"moonbitlang/x"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     allX,
 		},
 		{
 			name:     "module takes a deprecated version",
 			patterns: []string{"mizchi/git"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"mizchi/git@0.1.1", "mizchi/git@0.1.2", "mizchi/git@0.2.0"},
 		},
 		{
 			name:     "latest passes over a deprecated newest version and says so",
 			patterns: []string{"mizchi/git"},
-			opts:     SelectOptions{Strict: true, Latest: true},
+			opts:     resolve.SelectOptions{Strict: true, Latest: true},
 			want:     []string{"mizchi/git@0.1.2"},
 			skipped:  []string{" -> mizchi/git@0.2.0"},
 		},
 		{
 			name:     "exact version",
 			patterns: []string{"moonbitlang/x@0.4.6"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/x@0.4.6"},
 		},
 		{
 			name:     "yanked version named exactly",
 			patterns: []string{"moonbitlang/x@0.4.40"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/x@0.4.40"},
 		},
 		{
 			name:     "patterns overlap without duplicates",
 			patterns: []string{"moonbitlang/lex/runtime@0.1.1", "moonbitlang/lex/runtime"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/lex/runtime@0.1.0", "moonbitlang/lex/runtime@0.1.1"},
 		},
 		{
 			name:     "owner wildcard includes nested modules",
 			patterns: []string{"moonbitlang/*"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			wantN:    519, // every line, the yanked one too
 			wantMods: moonbitlangModules,
 		},
 		{
 			name:     "nested wildcard",
 			patterns: []string{"moonbitlang/lex/*"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/lex/runtime@0.1.0", "moonbitlang/lex/runtime@0.1.1"},
 		},
 		{
 			name:     "star refused without All",
 			patterns: []string{"*"},
-			wantErr:  ErrBadPattern,
+			wantErr:  resolve.ErrBadPattern,
 		},
 		{
 			name:     "star with All",
 			patterns: []string{"*"},
-			opts:     SelectOptions{Strict: true, All: true},
+			opts:     resolve.SelectOptions{Strict: true, All: true},
 			wantN:    6548 + 2, // the snapshot plus the two new modules
 		},
 		{
 			name:     "latest skips a yanked newest version and orders by semver",
 			patterns: []string{"moonbitlang/x", "AdUhTkJm/bitviewer"},
-			opts:     SelectOptions{Strict: true, Latest: true},
+			opts:     resolve.SelectOptions{Strict: true, Latest: true},
 			want:     []string{"AdUhTkJm/bitviewer@0.1.10", "moonbitlang/x@0.4.38"},
 			skipped:  []string{" -> moonbitlang/x@0.4.40"},
 		},
 		{
 			name:     "a version latest passed over but a dependency needs is taken, not reported",
 			patterns: []string{"moonbitlang/x", "selecttest/needsyanked"},
-			opts:     SelectOptions{Latest: true},
+			opts:     resolve.SelectOptions{Latest: true},
 			want:     []string{"moonbitlang/x@0.4.38", "moonbitlang/x@0.4.40", "selecttest/needsyanked@0.1.0"},
 		},
 		{
 			name:     "latest prefers a release over a newer prerelease",
 			patterns: []string{"peter-jerry-ye/advent_of_code"},
-			opts:     SelectOptions{Strict: true, Latest: true},
+			opts:     resolve.SelectOptions{Strict: true, Latest: true},
 			want:     []string{"peter-jerry-ye/advent_of_code@0.3.0"},
 		},
 		{
 			name:     "latest of a module with only prereleases",
 			patterns: []string{"tiye/preact"},
-			opts:     SelectOptions{Strict: true, Latest: true},
+			opts:     resolve.SelectOptions{Strict: true, Latest: true},
 			want:     []string{"tiye/preact@0.0.1-a3"},
 		},
 		{
 			name:     "latest follows dependencies unless strict",
 			patterns: []string{"AdUhTkJm/u8str"},
-			opts:     SelectOptions{Latest: true},
+			opts:     resolve.SelectOptions{Latest: true},
 			want:     []string{"AdUhTkJm/bitviewer@0.1.8", "AdUhTkJm/u8str@0.1.5"},
 		},
-		{name: "unknown module", patterns: []string{"nobody/nothing"}, wantErr: ErrNoMatch},
-		{name: "unknown owner wildcard", patterns: []string{"nobody/*"}, wantErr: ErrNoMatch},
-		{name: "unknown version", patterns: []string{"moonbitlang/x@9.9.9"}, wantErr: ErrNoMatch},
-		{name: "one pattern of several matches nothing", patterns: []string{"moonbitlang/x", "nobody/nothing"}, wantErr: ErrNoMatch},
-		{name: "empty", patterns: []string{""}, wantErr: ErrBadPattern},
-		{name: "owner only", patterns: []string{"moonbitlang"}, wantErr: ErrBadPattern},
-		{name: "empty version", patterns: []string{"moonbitlang/x@"}, wantErr: ErrBadPattern},
-		{name: "invalid version", patterns: []string{"moonbitlang/x@latest"}, wantErr: ErrBadPattern},
-		{name: "version on a wildcard", patterns: []string{"moonbitlang/*@0.1.0"}, wantErr: ErrBadPattern},
-		{name: "version on star", patterns: []string{"*@0.1.0"}, opts: SelectOptions{All: true}, wantErr: ErrBadPattern},
-		{name: "wildcard owner", patterns: []string{"*/x"}, wantErr: ErrBadPattern},
-		{name: "traversal", patterns: []string{"../moonbitlang/x"}, wantErr: ErrBadPattern},
-		{name: "absolute", patterns: []string{"/moonbitlang/x"}, wantErr: ErrBadPattern},
+		{name: "unknown module", patterns: []string{"nobody/nothing"}, wantErr: resolve.ErrNoMatch},
+		{name: "unknown owner wildcard", patterns: []string{"nobody/*"}, wantErr: resolve.ErrNoMatch},
+		{name: "unknown version", patterns: []string{"moonbitlang/x@9.9.9"}, wantErr: resolve.ErrNoMatch},
+		{name: "one pattern of several matches nothing", patterns: []string{"moonbitlang/x", "nobody/nothing"}, wantErr: resolve.ErrNoMatch},
+		{name: "empty", patterns: []string{""}, wantErr: resolve.ErrBadPattern},
+		{name: "owner only", patterns: []string{"moonbitlang"}, wantErr: resolve.ErrBadPattern},
+		{name: "empty version", patterns: []string{"moonbitlang/x@"}, wantErr: resolve.ErrBadPattern},
+		{name: "invalid version", patterns: []string{"moonbitlang/x@latest"}, wantErr: resolve.ErrBadPattern},
+		{name: "version on a wildcard", patterns: []string{"moonbitlang/*@0.1.0"}, wantErr: resolve.ErrBadPattern},
+		{name: "version on star", patterns: []string{"*@0.1.0"}, opts: resolve.SelectOptions{All: true}, wantErr: resolve.ErrBadPattern},
+		{name: "wildcard owner", patterns: []string{"*/x"}, wantErr: resolve.ErrBadPattern},
+		{name: "traversal", patterns: []string{"../moonbitlang/x"}, wantErr: resolve.ErrBadPattern},
+		{name: "absolute", patterns: []string{"/moonbitlang/x"}, wantErr: resolve.ErrBadPattern},
 		{
 			name:     "strict takes no dependencies",
 			patterns: []string{"AdUhTkJm/wasmtools"},
-			opts:     SelectOptions{Strict: true},
+			opts:     resolve.SelectOptions{Strict: true},
 			want:     []string{"AdUhTkJm/wasmtools@0.1.0"},
 		},
 		{
@@ -279,10 +280,10 @@ func TestSelectRealIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sel, err := Select(ctx, m, tt.patterns, tt.opts)
+			sel, err := resolve.Select(ctx, m, tt.patterns, tt.opts)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
+					t.Fatalf("resolve.Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
 				}
 				// The message names the offending pattern.
 				bad := tt.patterns[len(tt.patterns)-1]
@@ -292,7 +293,7 @@ func TestSelectRealIndex(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("Select(%q): %v", tt.patterns, err)
+				t.Fatalf("resolve.Select(%q): %v", tt.patterns, err)
 			}
 			got := versionsOf(sel.Versions)
 			if tt.want != nil && !slices.Equal(got, tt.want) {
@@ -368,9 +369,9 @@ func TestSelectRealIndex(t *testing.T) {
 				reqs = append(reqs, manifest.Require{From: "moon.mod.json", Module: name, Dep: d})
 			}
 			slices.SortFunc(reqs, func(a, b manifest.Require) int { return strings.Compare(a.Module, b.Module) })
-			sel, err := SelectDeps(ctx, m, reqs)
+			sel, err := resolve.SelectDeps(ctx, m, reqs)
 			if err != nil {
-				t.Fatalf("SelectDeps: %v", err)
+				t.Fatalf("resolve.SelectDeps: %v", err)
 			}
 			if got := versionsOf(sel.Versions); !slices.Equal(got, tt.want) {
 				t.Errorf("versions:\n got %q\nwant %q", got, tt.want)
