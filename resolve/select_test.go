@@ -1,4 +1,4 @@
-package indexsync
+package resolve
 
 import (
 	"errors"
@@ -8,8 +8,10 @@ import (
 	"testing"
 
 	"moonbit-registry/manifest"
-	"moonbit-registry/resolve"
 )
+
+// fakeSum is a well-formed checksum for the test's own index lines.
+const fakeSum = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
 
 // xVersions are the versions of moonbitlang/x in the index snapshot, in
 // semver order (0.4.39 was never published).
@@ -40,7 +42,7 @@ func expand(module, versions string) []string {
 
 // skippedOf renders skipped dependencies as "from -> module" plus
 // " (unresolved)" when the registry cannot satisfy them.
-func skippedOf(ss []resolve.Skipped) []string {
+func skippedOf(ss []Skipped) []string {
 	var out []string
 	for _, s := range ss {
 		line := s.From + " -> " + s.Module
@@ -52,7 +54,17 @@ func skippedOf(ss []resolve.Skipped) []string {
 	return out
 }
 
-func modulesOf(vs []Version) []string {
+// archivesOf renders versions as module@version.
+func archivesOf(vs []manifest.Entry) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Module+"@"+v.Version)
+	}
+	return out
+}
+
+// modulesOf lists the modules of versions sorted by module, once each.
+func modulesOf(vs []manifest.Entry) []string {
 	var out []string
 	for _, v := range vs {
 		if len(out) == 0 || out[len(out)-1] != v.Module {
@@ -62,37 +74,26 @@ func modulesOf(vs []Version) []string {
 	return out
 }
 
-// TestSelectRealIndex runs resolve.Select and resolve.SelectDeps against a
-// mirror synced from the real index snapshot, plus three published lines: a
-// yank of moonbitlang/x@0.4.40 and two modules with dependencies the registry
-// cannot or can only partly satisfy. Expected closures were worked out from
-// the .index files: each requirement takes the lowest published version
-// that satisfies it as a Cargo caret requirement.
+// TestSelectRealIndex runs Select and SelectDeps against the real index
+// snapshot plus three lines of its own: a yank of moonbitlang/x@0.4.40 and
+// two modules with dependencies the registry cannot or can only partly
+// satisfy. Expected closures were worked out from the .index files: each
+// requirement takes the lowest published version that satisfies it as a
+// Cargo caret requirement.
 func TestSelectRealIndex(t *testing.T) {
-	ctx := ctxT(t)
-	up := startUpstream(t, realIndex(t))
+	ctx := t.Context()
+	cat := snapshotCatalog(t)
 	// A later line for a version overrides the earlier one: this yanks 0.4.40.
-	yank := `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "` + sum("f") + `", "yanked": true}`
-	if err := up.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
-		t.Fatal(err)
-	}
-	if err := up.AddVersion(ctx, "selecttest/broken", "0.1.0", map[string]string{
-		"nobody/missing":     "0.1.0",   // no such module
-		"AdUhTkJm/bitviewer": "0.2.0",   // only 0.1.x published
-		"moonbitlang/x":      ">=0.4.0", // moon supports caret requirements only
-		"AdUhTkJm/u8str":     "0.1.5",   // fine: followed
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cat.addLine(t, "moonbitlang/x", `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "`+fakeSum+`", "yanked": true}`)
+	cat.addLine(t, "selecttest/broken", `{"name": "selecttest/broken", "version": "0.1.0", "deps": {`+
+		`"nobody/missing": "0.1.0", `+ // no such module
+		`"AdUhTkJm/bitviewer": "0.2.0", `+ // only 0.1.x published
+		`"moonbitlang/x": ">=0.4.0", `+ // moon supports caret requirements only
+		`"AdUhTkJm/u8str": "0.1.5"`+ // fine: followed
+		`}, "checksum": "`+fakeSum+`"}`)
 	// moon reads no yanked marker, so a requirement only a yanked version
 	// satisfies still resolves to it: the mirror must hold it.
-	if err := up.AddVersion(ctx, "selecttest/needsyanked", "0.1.0", map[string]string{"moonbitlang/x": "0.4.40"}); err != nil {
-		t.Fatal(err)
-	}
-	m := newTestMirror(t, up.IndexURL(), nil)
-	if _, err := m.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cat.addLine(t, "selecttest/needsyanked", `{"name": "selecttest/needsyanked", "version": "0.1.0", "deps": {"moonbitlang/x": "0.4.40"}, "checksum": "`+fakeSum+`"}`)
 
 	allX := expand("moonbitlang/x", xVersions)
 	// AdUhTkJm/wasmtools@0.1.0 needs u8str ^0.1.5, bitviewer ^0.1.10 and
@@ -114,7 +115,7 @@ func TestSelectRealIndex(t *testing.T) {
 	tests := []struct {
 		name     string
 		patterns []string
-		opts     resolve.SelectOptions
+		opts     SelectOptions
 		want     []string // exact, in order; nil when only wantN is checked
 		wantN    int
 		wantMods []string // with wantN: the modules, in order
@@ -124,112 +125,112 @@ func TestSelectRealIndex(t *testing.T) {
 		{
 			name:     "module takes every version, yanked too (the resolver can select it)",
 			patterns: []string{"moonbitlang/x"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     allX,
 		},
 		{
 			name:     "module takes a deprecated version",
 			patterns: []string{"mizchi/git"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"mizchi/git@0.1.1", "mizchi/git@0.1.2", "mizchi/git@0.2.0"},
 		},
 		{
 			name:     "latest passes over a deprecated newest version and says so",
 			patterns: []string{"mizchi/git"},
-			opts:     resolve.SelectOptions{Strict: true, Latest: true},
+			opts:     SelectOptions{Strict: true, Latest: true},
 			want:     []string{"mizchi/git@0.1.2"},
 			skipped:  []string{" -> mizchi/git@0.2.0"},
 		},
 		{
 			name:     "exact version",
 			patterns: []string{"moonbitlang/x@0.4.6"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/x@0.4.6"},
 		},
 		{
 			name:     "yanked version named exactly",
 			patterns: []string{"moonbitlang/x@0.4.40"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/x@0.4.40"},
 		},
 		{
 			name:     "patterns overlap without duplicates",
 			patterns: []string{"moonbitlang/lex/runtime@0.1.1", "moonbitlang/lex/runtime"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/lex/runtime@0.1.0", "moonbitlang/lex/runtime@0.1.1"},
 		},
 		{
 			name:     "owner wildcard includes nested modules",
 			patterns: []string{"moonbitlang/*"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			wantN:    519, // every line, the yanked one too
 			wantMods: moonbitlangModules,
 		},
 		{
 			name:     "nested wildcard",
 			patterns: []string{"moonbitlang/lex/*"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"moonbitlang/lex/runtime@0.1.0", "moonbitlang/lex/runtime@0.1.1"},
 		},
 		{
 			name:     "star refused without All",
 			patterns: []string{"*"},
-			wantErr:  resolve.ErrBadPattern,
+			wantErr:  ErrBadPattern,
 		},
 		{
 			name:     "star with All",
 			patterns: []string{"*"},
-			opts:     resolve.SelectOptions{Strict: true, All: true},
+			opts:     SelectOptions{Strict: true, All: true},
 			wantN:    6548 + 2, // the snapshot plus the two new modules
 		},
 		{
 			name:     "latest skips a yanked newest version and orders by semver",
 			patterns: []string{"moonbitlang/x", "AdUhTkJm/bitviewer"},
-			opts:     resolve.SelectOptions{Strict: true, Latest: true},
+			opts:     SelectOptions{Strict: true, Latest: true},
 			want:     []string{"AdUhTkJm/bitviewer@0.1.10", "moonbitlang/x@0.4.38"},
 			skipped:  []string{" -> moonbitlang/x@0.4.40"},
 		},
 		{
 			name:     "a version latest passed over but a dependency needs is taken, not reported",
 			patterns: []string{"moonbitlang/x", "selecttest/needsyanked"},
-			opts:     resolve.SelectOptions{Latest: true},
+			opts:     SelectOptions{Latest: true},
 			want:     []string{"moonbitlang/x@0.4.38", "moonbitlang/x@0.4.40", "selecttest/needsyanked@0.1.0"},
 		},
 		{
 			name:     "latest prefers a release over a newer prerelease",
 			patterns: []string{"peter-jerry-ye/advent_of_code"},
-			opts:     resolve.SelectOptions{Strict: true, Latest: true},
+			opts:     SelectOptions{Strict: true, Latest: true},
 			want:     []string{"peter-jerry-ye/advent_of_code@0.3.0"},
 		},
 		{
 			name:     "latest of a module with only prereleases",
 			patterns: []string{"tiye/preact"},
-			opts:     resolve.SelectOptions{Strict: true, Latest: true},
+			opts:     SelectOptions{Strict: true, Latest: true},
 			want:     []string{"tiye/preact@0.0.1-a3"},
 		},
 		{
 			name:     "latest follows dependencies unless strict",
 			patterns: []string{"AdUhTkJm/u8str"},
-			opts:     resolve.SelectOptions{Latest: true},
+			opts:     SelectOptions{Latest: true},
 			want:     []string{"AdUhTkJm/bitviewer@0.1.8", "AdUhTkJm/u8str@0.1.5"},
 		},
-		{name: "unknown module", patterns: []string{"nobody/nothing"}, wantErr: resolve.ErrNoMatch},
-		{name: "unknown owner wildcard", patterns: []string{"nobody/*"}, wantErr: resolve.ErrNoMatch},
-		{name: "unknown version", patterns: []string{"moonbitlang/x@9.9.9"}, wantErr: resolve.ErrNoMatch},
-		{name: "one pattern of several matches nothing", patterns: []string{"moonbitlang/x", "nobody/nothing"}, wantErr: resolve.ErrNoMatch},
-		{name: "empty", patterns: []string{""}, wantErr: resolve.ErrBadPattern},
-		{name: "owner only", patterns: []string{"moonbitlang"}, wantErr: resolve.ErrBadPattern},
-		{name: "empty version", patterns: []string{"moonbitlang/x@"}, wantErr: resolve.ErrBadPattern},
-		{name: "invalid version", patterns: []string{"moonbitlang/x@latest"}, wantErr: resolve.ErrBadPattern},
-		{name: "version on a wildcard", patterns: []string{"moonbitlang/*@0.1.0"}, wantErr: resolve.ErrBadPattern},
-		{name: "version on star", patterns: []string{"*@0.1.0"}, opts: resolve.SelectOptions{All: true}, wantErr: resolve.ErrBadPattern},
-		{name: "wildcard owner", patterns: []string{"*/x"}, wantErr: resolve.ErrBadPattern},
-		{name: "traversal", patterns: []string{"../moonbitlang/x"}, wantErr: resolve.ErrBadPattern},
-		{name: "absolute", patterns: []string{"/moonbitlang/x"}, wantErr: resolve.ErrBadPattern},
+		{name: "unknown module", patterns: []string{"nobody/nothing"}, wantErr: ErrNoMatch},
+		{name: "unknown owner wildcard", patterns: []string{"nobody/*"}, wantErr: ErrNoMatch},
+		{name: "unknown version", patterns: []string{"moonbitlang/x@9.9.9"}, wantErr: ErrNoMatch},
+		{name: "one pattern of several matches nothing", patterns: []string{"moonbitlang/x", "nobody/nothing"}, wantErr: ErrNoMatch},
+		{name: "empty", patterns: []string{""}, wantErr: ErrBadPattern},
+		{name: "owner only", patterns: []string{"moonbitlang"}, wantErr: ErrBadPattern},
+		{name: "empty version", patterns: []string{"moonbitlang/x@"}, wantErr: ErrBadPattern},
+		{name: "invalid version", patterns: []string{"moonbitlang/x@latest"}, wantErr: ErrBadPattern},
+		{name: "version on a wildcard", patterns: []string{"moonbitlang/*@0.1.0"}, wantErr: ErrBadPattern},
+		{name: "version on star", patterns: []string{"*@0.1.0"}, opts: SelectOptions{All: true}, wantErr: ErrBadPattern},
+		{name: "wildcard owner", patterns: []string{"*/x"}, wantErr: ErrBadPattern},
+		{name: "traversal", patterns: []string{"../moonbitlang/x"}, wantErr: ErrBadPattern},
+		{name: "absolute", patterns: []string{"/moonbitlang/x"}, wantErr: ErrBadPattern},
 		{
 			name:     "strict takes no dependencies",
 			patterns: []string{"AdUhTkJm/wasmtools"},
-			opts:     resolve.SelectOptions{Strict: true},
+			opts:     SelectOptions{Strict: true},
 			want:     []string{"AdUhTkJm/wasmtools@0.1.0"},
 		},
 		{
@@ -280,10 +281,10 @@ func TestSelectRealIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sel, err := resolve.Select(ctx, m, tt.patterns, tt.opts)
+			sel, err := Select(ctx, cat, tt.patterns, tt.opts)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("resolve.Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
+					t.Fatalf("Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
 				}
 				// The message names the offending pattern.
 				bad := tt.patterns[len(tt.patterns)-1]
@@ -293,9 +294,9 @@ func TestSelectRealIndex(t *testing.T) {
 				return
 			}
 			if err != nil {
-				t.Fatalf("resolve.Select(%q): %v", tt.patterns, err)
+				t.Fatalf("Select(%q): %v", tt.patterns, err)
 			}
-			got := versionsOf(sel.Versions)
+			got := archivesOf(sel.Versions)
 			if tt.want != nil && !slices.Equal(got, tt.want) {
 				t.Errorf("versions:\n got %q\nwant %q", got, tt.want)
 			}
@@ -316,13 +317,13 @@ func TestSelectRealIndex(t *testing.T) {
 
 	depTests := []struct {
 		name    string
-		deps    map[string]Dep
+		deps    map[string]manifest.Dep
 		want    []string
 		skipped []string
 	}{
 		{
 			name: "lowest satisfying version of each direct dependency and their closure",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"AdUhTkJm/u8str": {Version: "0.1.4"},
 				"moonbitlang/x":  {Version: "^0.4.30"},
 			},
@@ -330,17 +331,17 @@ func TestSelectRealIndex(t *testing.T) {
 		},
 		{
 			name: "partial requirement",
-			deps: map[string]Dep{"AdUhTkJm/bitviewer": {Version: "0.1"}},
+			deps: map[string]manifest.Dep{"AdUhTkJm/bitviewer": {Version: "0.1"}},
 			want: []string{"AdUhTkJm/bitviewer@0.1.0"},
 		},
 		{
 			name: "the chain",
-			deps: map[string]Dep{"AdUhTkJm/wasmtools": {Version: "0.1.0"}},
+			deps: map[string]manifest.Dep{"AdUhTkJm/wasmtools": {Version: "0.1.0"}},
 			want: wasmtools,
 		},
 		{
 			name: "path and git dependencies are the project's own",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"me/local":                {Path: "../local"},
 				"me/remote":               {Git: "https://example.invalid/me/remote.git", Branch: "main"},
 				"moonbitlang/lex/runtime": {Version: "0.1.1"},
@@ -350,7 +351,7 @@ func TestSelectRealIndex(t *testing.T) {
 		},
 		{
 			name: "unresolvable direct dependencies",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"nobody/missing":          {Version: "1.0.0"},
 				"moonbitlang/x":           {Version: "1.0.0"},
 				"moonbitlang/lex/runtime": {Version: "~0.1.0"},
@@ -369,11 +370,11 @@ func TestSelectRealIndex(t *testing.T) {
 				reqs = append(reqs, manifest.Require{From: "moon.mod.json", Module: name, Dep: d})
 			}
 			slices.SortFunc(reqs, func(a, b manifest.Require) int { return strings.Compare(a.Module, b.Module) })
-			sel, err := resolve.SelectDeps(ctx, m, reqs)
+			sel, err := SelectDeps(ctx, cat, reqs)
 			if err != nil {
-				t.Fatalf("resolve.SelectDeps: %v", err)
+				t.Fatalf("SelectDeps: %v", err)
 			}
-			if got := versionsOf(sel.Versions); !slices.Equal(got, tt.want) {
+			if got := archivesOf(sel.Versions); !slices.Equal(got, tt.want) {
 				t.Errorf("versions:\n got %q\nwant %q", got, tt.want)
 			}
 			if got := skippedOf(sel.Skipped); !slices.Equal(got, tt.skipped) {
