@@ -13,8 +13,8 @@ import (
 	"moonbit-registry/app"
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
-	"moonbit-registry/indexsync"
 	"moonbit-registry/internal/human"
+	"moonbit-registry/resolve"
 )
 
 func mirrorCommand() *cli.Command {
@@ -65,7 +65,7 @@ func mirrorCommand() *cli.Command {
 			return app.Mirror(c.Context, cfg, log, app.MirrorRequest{
 				Patterns:  patterns,
 				From:      c.String("from"),
-				Select:    indexsync.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
+				Select:    resolve.SelectOptions{Strict: c.Bool("strict"), Latest: c.Bool("latest"), All: c.Bool("all")},
 				Offline:   c.Bool("offline"),
 				DryRun:    c.Bool("dry-run"),
 				NoSymbols: c.Bool("no-symbols"),

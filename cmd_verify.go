@@ -4,7 +4,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"moonbit-registry/app"
-	"moonbit-registry/indexsync"
+	"moonbit-registry/resolve"
 )
 
 func verifyCommand() *cli.Command {
@@ -33,7 +33,7 @@ func verifyCommand() *cli.Command {
 			}
 			return app.Verify(c.Context, cfg, log, app.VerifyRequest{
 				Patterns: patterns,
-				Select:   indexsync.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")},
+				Select:   resolve.SelectOptions{Strict: c.Bool("strict"), All: c.Bool("all")},
 				Purge:    c.Bool("purge"),
 			}, c.App.Writer)
 		},

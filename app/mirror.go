@@ -11,16 +11,16 @@ import (
 
 	"moonbit-registry/cache"
 	"moonbit-registry/config"
-	"moonbit-registry/indexsync"
 	"moonbit-registry/internal/human"
 	"moonbit-registry/manifest"
+	"moonbit-registry/resolve"
 )
 
 // MirrorRequest is what `mirror` was asked to fetch.
 type MirrorRequest struct {
 	Patterns []string // none: --from, or else [mirror] packages
 	From     string   // a moon.mod, moon.mod.json or moon.work (or its directory) whose dependencies to mirror
-	Select   indexsync.SelectOptions
+	Select   resolve.SelectOptions
 	Offline  bool // use the local index mirror as it is
 	DryRun   bool // report, fetch nothing
 	// NoSymbols leaves symbols.zip out (it is fetched by default, so that
@@ -70,9 +70,9 @@ func Mirror(ctx context.Context, cfg config.Config, log zerolog.Logger, req Mirr
 	if err := r.syncFirst(ctx, req.Offline); err != nil {
 		return err
 	}
-	var sel indexsync.Selection
+	var sel resolve.Selection
 	if req.From != "" {
-		if sel, err = indexsync.SelectDeps(ctx, r.Index, project); err != nil {
+		if sel, err = resolve.SelectDeps(ctx, r.Index, project); err != nil {
 			return err
 		}
 	} else if sel, err = r.selectPatterns(ctx, patterns, req.Select); err != nil {
@@ -83,7 +83,7 @@ func Mirror(ctx context.Context, cfg config.Config, log zerolog.Logger, req Mirr
 
 // mirrorSelection fetches sel (and symbols.zip unless asked not to) and
 // reports; see Mirror.
-func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection, req MirrorRequest, out io.Writer) error {
+func (r *Registry) mirrorSelection(ctx context.Context, sel resolve.Selection, req MirrorRequest, out io.Writer) error {
 	reportSkipped(out, sel.Skipped)
 	mvs := sel.Archives()
 	if req.DryRun {
@@ -128,16 +128,16 @@ func (r *Registry) mirrorSelection(ctx context.Context, sel indexsync.Selection,
 // reportSkipped writes one line per reason for the dependencies (and
 // --latest versions) that were deliberately not taken: the modules, each
 // once, with what required them.
-func reportSkipped(out io.Writer, skipped []indexsync.Skipped) {
-	for _, g := range groupSkipped(skipped, false, func(s indexsync.Skipped) string { return s.Reason }) {
+func reportSkipped(out io.Writer, skipped []resolve.Skipped) {
+	for _, g := range groupSkipped(skipped, false, func(s resolve.Skipped) string { return s.Reason }) {
 		fmt.Fprintf(out, "skipped (%s): %s\n", g.key, strings.Join(g.items, ", "))
 	}
 }
 
 // reportUnresolved names every dependency the registry cannot satisfy once,
 // with its reasons and what required it, and returns how many there are.
-func reportUnresolved(out io.Writer, skipped []indexsync.Skipped) int {
-	groups := groupSkipped(skipped, true, func(s indexsync.Skipped) string { return s.Module })
+func reportUnresolved(out io.Writer, skipped []resolve.Skipped) int {
+	groups := groupSkipped(skipped, true, func(s resolve.Skipped) string { return s.Module })
 	if len(groups) > 0 {
 		fmt.Fprintf(out, "%d unresolved dependencies (a project that needs them cannot build from this mirror):\n", len(groups))
 	}
@@ -155,7 +155,7 @@ type skipGroup struct {
 
 // groupSkipped groups the skipped entries (unresolved ones or the others)
 // by key, in order of first appearance.
-func groupSkipped(skipped []indexsync.Skipped, unresolved bool, key func(indexsync.Skipped) string) []skipGroup {
+func groupSkipped(skipped []resolve.Skipped, unresolved bool, key func(resolve.Skipped) string) []skipGroup {
 	type acc struct {
 		modules []string            // in order of first appearance
 		from    map[string][]string // module -> requirers

@@ -23,6 +23,7 @@ import (
 	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
 	"moonbit-registry/private"
+	"moonbit-registry/resolve"
 	"moonbit-registry/store"
 	"moonbit-registry/store/disk"
 	"moonbit-registry/store/s3"
@@ -342,9 +343,9 @@ func (r *Registry) syncFirst(ctx context.Context, offline bool) error {
 
 // selectPatterns resolves mirror/verify patterns; a pattern that is
 // malformed or matches nothing is a usage error.
-func (r *Registry) selectPatterns(ctx context.Context, patterns []string, opts indexsync.SelectOptions) (indexsync.Selection, error) {
-	sel, err := indexsync.Select(ctx, r.Index, patterns, opts)
-	if errors.Is(err, indexsync.ErrBadPattern) || errors.Is(err, indexsync.ErrNoMatch) {
+func (r *Registry) selectPatterns(ctx context.Context, patterns []string, opts resolve.SelectOptions) (resolve.Selection, error) {
+	sel, err := resolve.Select(ctx, r.Index, patterns, opts)
+	if errors.Is(err, resolve.ErrBadPattern) || errors.Is(err, resolve.ErrNoMatch) {
 		return sel, UsageError{err}
 	}
 	return sel, err

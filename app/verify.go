@@ -8,8 +8,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"moonbit-registry/config"
-	"moonbit-registry/indexsync"
 	"moonbit-registry/module"
+	"moonbit-registry/resolve"
 )
 
 // VerifyRequest is what `verify` was asked to check.
@@ -17,7 +17,7 @@ type VerifyRequest struct {
 	// Patterns select what must be there (dependencies included unless
 	// Select.Strict); none checks every stored archive.
 	Patterns []string
-	Select   indexsync.SelectOptions
+	Select   resolve.SelectOptions
 	Purge    bool // delete mismatched, orphaned and unreadable archives
 }
 

@@ -12,9 +12,6 @@ import (
 // (the index model's Entry).
 type Version = manifest.Entry
 
-// Dep is one dependency, as the index model reads it.
-type Dep = manifest.Dep
-
 // parseIndex parses a module's .index file. Versions come oldest first in
 // order of first appearance (the file is append-only, oldest first); a later
 // line for the same version replaces the earlier one in place. Lines that

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"moonbit-registry/manifest"
 )
 
 func TestParseIndex(t *testing.T) {
@@ -13,7 +15,7 @@ func TestParseIndex(t *testing.T) {
 		checksum   string
 		yanked     bool
 		deprecated string
-		deps       map[string]Dep
+		deps       map[string]manifest.Dep
 	}
 	tests := []struct {
 		name string
@@ -55,7 +57,7 @@ null
 			[]want{{version: "1.0.0-beta.1+build.5"}}},
 		{"deps in every form",
 			`{"version": "1.0.0", "deps": {"a/b": "0.1.0", "c/d": {"version": "0.2.0"}, "e/f": {"path": "src/x"}, "g/h": {"git": "https://example.invalid/r.git", "branch": "dev", "version": "1.2.3"}, "i/j": {"path": "p", "version": "0.3.0", "extra": true}}}`,
-			[]want{{version: "1.0.0", deps: map[string]Dep{
+			[]want{{version: "1.0.0", deps: map[string]manifest.Dep{
 				"a/b": {Version: "0.1.0"},
 				"c/d": {Version: "0.2.0"},
 				"e/f": {Path: "src/x"},

@@ -1,4 +1,4 @@
-package indexsync
+package resolve
 
 import (
 	"errors"
@@ -9,6 +9,9 @@ import (
 
 	"moonbit-registry/manifest"
 )
+
+// fakeSum is a well-formed checksum for the test's own index lines.
+const fakeSum = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff"
 
 // xVersions are the versions of moonbitlang/x in the index snapshot, in
 // semver order (0.4.39 was never published).
@@ -51,7 +54,17 @@ func skippedOf(ss []Skipped) []string {
 	return out
 }
 
-func modulesOf(vs []Version) []string {
+// archivesOf renders versions as module@version.
+func archivesOf(vs []manifest.Entry) []string {
+	var out []string
+	for _, v := range vs {
+		out = append(out, v.Module+"@"+v.Version)
+	}
+	return out
+}
+
+// modulesOf lists the modules of versions sorted by module, once each.
+func modulesOf(vs []manifest.Entry) []string {
 	var out []string
 	for _, v := range vs {
 		if len(out) == 0 || out[len(out)-1] != v.Module {
@@ -61,37 +74,26 @@ func modulesOf(vs []Version) []string {
 	return out
 }
 
-// TestSelectRealIndex runs Select and SelectDeps against a mirror synced
-// from the real index snapshot, plus three published lines: a yank of
-// moonbitlang/x@0.4.40 and two modules with dependencies the registry
-// cannot or can only partly satisfy. Expected closures were worked out from
-// the .index files: each requirement takes the lowest published version
-// that satisfies it as a Cargo caret requirement.
+// TestSelectRealIndex runs Select and SelectDeps against the real index
+// snapshot plus three lines of its own: a yank of moonbitlang/x@0.4.40 and
+// two modules with dependencies the registry cannot or can only partly
+// satisfy. Expected closures were worked out from the .index files: each
+// requirement takes the lowest published version that satisfies it as a
+// Cargo caret requirement.
 func TestSelectRealIndex(t *testing.T) {
-	ctx := ctxT(t)
-	up := startUpstream(t, realIndex(t))
+	ctx := t.Context()
+	cat := snapshotCatalog(t)
 	// A later line for a version overrides the earlier one: this yanks 0.4.40.
-	yank := `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "` + sum("f") + `", "yanked": true}`
-	if err := up.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
-		t.Fatal(err)
-	}
-	if err := up.AddVersion(ctx, "selecttest/broken", "0.1.0", map[string]string{
-		"nobody/missing":     "0.1.0",   // no such module
-		"AdUhTkJm/bitviewer": "0.2.0",   // only 0.1.x published
-		"moonbitlang/x":      ">=0.4.0", // moon supports caret requirements only
-		"AdUhTkJm/u8str":     "0.1.5",   // fine: followed
-	}); err != nil {
-		t.Fatal(err)
-	}
+	cat.addLine(t, "moonbitlang/x", `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "`+fakeSum+`", "yanked": true}`)
+	cat.addLine(t, "selecttest/broken", `{"name": "selecttest/broken", "version": "0.1.0", "deps": {`+
+		`"nobody/missing": "0.1.0", `+ // no such module
+		`"AdUhTkJm/bitviewer": "0.2.0", `+ // only 0.1.x published
+		`"moonbitlang/x": ">=0.4.0", `+ // moon supports caret requirements only
+		`"AdUhTkJm/u8str": "0.1.5"`+ // fine: followed
+		`}, "checksum": "`+fakeSum+`"}`)
 	// moon reads no yanked marker, so a requirement only a yanked version
 	// satisfies still resolves to it: the mirror must hold it.
-	if err := up.AddVersion(ctx, "selecttest/needsyanked", "0.1.0", map[string]string{"moonbitlang/x": "0.4.40"}); err != nil {
-		t.Fatal(err)
-	}
-	m := newTestMirror(t, up.IndexURL(), nil)
-	if _, err := m.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	cat.addLine(t, "selecttest/needsyanked", `{"name": "selecttest/needsyanked", "version": "0.1.0", "deps": {"moonbitlang/x": "0.4.40"}, "checksum": "`+fakeSum+`"}`)
 
 	allX := expand("moonbitlang/x", xVersions)
 	// AdUhTkJm/wasmtools@0.1.0 needs u8str ^0.1.5, bitviewer ^0.1.10 and
@@ -279,7 +281,7 @@ func TestSelectRealIndex(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sel, err := Select(ctx, m.Lookups(), tt.patterns, tt.opts)
+			sel, err := Select(ctx, cat, tt.patterns, tt.opts)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Select(%q) error = %v, want %v", tt.patterns, err, tt.wantErr)
@@ -294,7 +296,7 @@ func TestSelectRealIndex(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Select(%q): %v", tt.patterns, err)
 			}
-			got := versionsOf(sel.Versions)
+			got := archivesOf(sel.Versions)
 			if tt.want != nil && !slices.Equal(got, tt.want) {
 				t.Errorf("versions:\n got %q\nwant %q", got, tt.want)
 			}
@@ -315,13 +317,13 @@ func TestSelectRealIndex(t *testing.T) {
 
 	depTests := []struct {
 		name    string
-		deps    map[string]Dep
+		deps    map[string]manifest.Dep
 		want    []string
 		skipped []string
 	}{
 		{
 			name: "lowest satisfying version of each direct dependency and their closure",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"AdUhTkJm/u8str": {Version: "0.1.4"},
 				"moonbitlang/x":  {Version: "^0.4.30"},
 			},
@@ -329,17 +331,17 @@ func TestSelectRealIndex(t *testing.T) {
 		},
 		{
 			name: "partial requirement",
-			deps: map[string]Dep{"AdUhTkJm/bitviewer": {Version: "0.1"}},
+			deps: map[string]manifest.Dep{"AdUhTkJm/bitviewer": {Version: "0.1"}},
 			want: []string{"AdUhTkJm/bitviewer@0.1.0"},
 		},
 		{
 			name: "the chain",
-			deps: map[string]Dep{"AdUhTkJm/wasmtools": {Version: "0.1.0"}},
+			deps: map[string]manifest.Dep{"AdUhTkJm/wasmtools": {Version: "0.1.0"}},
 			want: wasmtools,
 		},
 		{
 			name: "path and git dependencies are the project's own",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"me/local":                {Path: "../local"},
 				"me/remote":               {Git: "https://example.invalid/me/remote.git", Branch: "main"},
 				"moonbitlang/lex/runtime": {Version: "0.1.1"},
@@ -349,7 +351,7 @@ func TestSelectRealIndex(t *testing.T) {
 		},
 		{
 			name: "unresolvable direct dependencies",
-			deps: map[string]Dep{
+			deps: map[string]manifest.Dep{
 				"nobody/missing":          {Version: "1.0.0"},
 				"moonbitlang/x":           {Version: "1.0.0"},
 				"moonbitlang/lex/runtime": {Version: "~0.1.0"},
@@ -368,11 +370,11 @@ func TestSelectRealIndex(t *testing.T) {
 				reqs = append(reqs, manifest.Require{From: "moon.mod.json", Module: name, Dep: d})
 			}
 			slices.SortFunc(reqs, func(a, b manifest.Require) int { return strings.Compare(a.Module, b.Module) })
-			sel, err := SelectDeps(ctx, m.Lookups(), reqs)
+			sel, err := SelectDeps(ctx, cat, reqs)
 			if err != nil {
 				t.Fatalf("SelectDeps: %v", err)
 			}
-			if got := versionsOf(sel.Versions); !slices.Equal(got, tt.want) {
+			if got := archivesOf(sel.Versions); !slices.Equal(got, tt.want) {
 				t.Errorf("versions:\n got %q\nwant %q", got, tt.want)
 			}
 			if got := skippedOf(sel.Skipped); !slices.Equal(got, tt.skipped) {

@@ -1,4 +1,4 @@
-package indexsync
+package resolve
 
 import (
 	"context"
@@ -12,11 +12,14 @@ import (
 	"moonbit-registry/module"
 )
 
-// Catalog is what selection needs from the index: the module list and each
-// module's versions. *Mirror implements it.
+// Catalog is the index as resolution reads it: the module list and each
+// module's versions. *indexsync.Mirror implements it.
 type Catalog interface {
+	// Modules lists every module in the index.
 	Modules(ctx context.Context) ([]string, error)
-	Versions(ctx context.Context, mod string) ([]Version, error)
+	// Versions lists a module's versions as its index lines say. A module
+	// the index does not list is an error wrapping module.ErrModuleNotFound.
+	Versions(ctx context.Context, mod string) ([]manifest.Entry, error)
 }
 
 // SelectOptions changes what Select takes.
@@ -33,7 +36,7 @@ type SelectOptions struct {
 // followed.
 type Selection struct {
 	// Versions to fetch, sorted by module, then version.
-	Versions []Version
+	Versions []manifest.Entry
 	// Skipped are dependencies that were not followed (path or git
 	// dependencies without a version, unknown modules, no satisfying version),
 	// each with its reason.
@@ -120,17 +123,17 @@ func SelectDeps(ctx context.Context, cat Catalog, reqs []manifest.Require) (Sele
 type selector struct {
 	ctx      context.Context
 	cat      Catalog
-	versions map[string][]Version // per module, sorted by semver
-	chosen   map[string]Version   // key module@version
-	queue    []Version
+	versions map[string][]manifest.Entry // per module, sorted by semver
+	chosen   map[string]manifest.Entry   // key module@version
+	queue    []manifest.Entry
 	skipped  []Skipped
 }
 
 func newSelector(ctx context.Context, cat Catalog) *selector {
-	return &selector{ctx: ctx, cat: cat, versions: map[string][]Version{}, chosen: map[string]Version{}}
+	return &selector{ctx: ctx, cat: cat, versions: map[string][]manifest.Entry{}, chosen: map[string]manifest.Entry{}}
 }
 
-func (s *selector) versionsOf(mod string) ([]Version, error) {
+func (s *selector) versionsOf(mod string) ([]manifest.Entry, error) {
 	if vs, ok := s.versions[mod]; ok {
 		return vs, nil
 	}
@@ -139,12 +142,12 @@ func (s *selector) versionsOf(mod string) ([]Version, error) {
 		return nil, fmt.Errorf("versions of %s: %w", mod, err)
 	}
 	vs = slices.Clone(vs)
-	slices.SortFunc(vs, func(a, b Version) int { return module.Compare(a.Version, b.Version) })
+	slices.SortFunc(vs, func(a, b manifest.Entry) int { return module.Compare(a.Version, b.Version) })
 	s.versions[mod] = vs
 	return vs, nil
 }
 
-func (s *selector) add(v Version) {
+func (s *selector) add(v manifest.Entry) {
 	key := v.Module + "@" + v.Version
 	if _, ok := s.chosen[key]; ok {
 		return
@@ -162,7 +165,7 @@ func (s *selector) unresolved(from, mod, reason string) {
 }
 
 // match expands one pattern into versions.
-func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) {
+func (s *selector) match(pattern string, opts SelectOptions) ([]manifest.Entry, error) {
 	name, version, exact := strings.Cut(pattern, "@")
 	var modules []string
 	switch {
@@ -204,7 +207,7 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 		}
 	}
 
-	var out []Version
+	var out []manifest.Entry
 	for _, m := range modules {
 		vs, err := s.versionsOf(m)
 		if errors.Is(err, module.ErrModuleNotFound) {
@@ -242,9 +245,9 @@ func (s *selector) match(pattern string, opts SelectOptions) ([]Version, error) 
 // latest is the newest release that is neither yanked nor deprecated, or
 // such a prerelease when a module has no such release. passed are the
 // newer versions it passed over because they are yanked or deprecated.
-func latest(sorted []Version) (chosen Version, passed []Version, ok bool) {
-	var pre *Version
-	var prePassed []Version
+func latest(sorted []manifest.Entry) (chosen manifest.Entry, passed []manifest.Entry, ok bool) {
+	var pre *manifest.Entry
+	var prePassed []manifest.Entry
 	for i := len(sorted) - 1; i >= 0; i-- {
 		v := sorted[i]
 		if v.Yanked || v.Deprecated != "" {
@@ -261,11 +264,11 @@ func latest(sorted []Version) (chosen Version, passed []Version, ok bool) {
 	if pre != nil {
 		return *pre, prePassed, true
 	}
-	return Version{}, passed, false
+	return manifest.Entry{}, passed, false
 }
 
 // notice says why Latest passed over v.
-func notice(v Version) string {
+func notice(v manifest.Entry) string {
 	if v.Yanked {
 		return "yanked; --latest takes the newest version that is not"
 	}
@@ -338,7 +341,7 @@ func (s *selector) result() Selection {
 	for _, v := range s.chosen {
 		out.Versions = append(out.Versions, v)
 	}
-	slices.SortFunc(out.Versions, func(a, b Version) int {
+	slices.SortFunc(out.Versions, func(a, b manifest.Entry) int {
 		if c := strings.Compare(a.Module, b.Module); c != 0 {
 			return c
 		}
@@ -348,14 +351,14 @@ func (s *selector) result() Selection {
 }
 
 // allDeps is a version's regular and binary dependencies; moon resolves both.
-func allDeps(v Version) map[string]Dep {
+func allDeps(v manifest.Entry) map[string]manifest.Dep {
 	var extra struct {
-		BinDeps map[string]Dep `json:"bin-deps"`
+		BinDeps map[string]manifest.Dep `json:"bin-deps"`
 	}
 	if len(v.Raw) == 0 || json.Unmarshal(v.Raw, &extra) != nil || len(extra.BinDeps) == 0 {
 		return v.Deps
 	}
-	all := make(map[string]Dep, len(v.Deps)+len(extra.BinDeps))
+	all := make(map[string]manifest.Dep, len(v.Deps)+len(extra.BinDeps))
 	for k, d := range extra.BinDeps {
 		all[k] = d
 	}
@@ -365,7 +368,7 @@ func allDeps(v Version) map[string]Dep {
 	return all
 }
 
-func sortedKeys(m map[string]Dep) []string {
+func sortedKeys(m map[string]manifest.Dep) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
