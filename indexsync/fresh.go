@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,17 +33,17 @@ func (m *Mirror) Freshen(ctx context.Context) {
 	if m.opts.CheckInterval <= 0 || !hasRepo(m.opts.Dir) {
 		return
 	}
-	if time.Since(m.lastLook()) < m.opts.CheckInterval {
+	if time.Since(m.looks.last(m.Status().LastSync)) < m.opts.CheckInterval {
 		return
 	}
-	if !m.looking.TryLock() {
+	if !m.looks.looking.TryLock() {
 		return // another request is looking: answer from what is here
 	}
-	defer m.looking.Unlock()
-	if time.Since(m.lastLook()) < m.opts.CheckInterval {
+	defer m.looks.looking.Unlock()
+	if time.Since(m.looks.last(m.Status().LastSync)) < m.opts.CheckInterval {
 		return // looked while this one waited for the lock
 	}
-	m.lookedAt.Store(time.Now().UnixNano())
+	m.looks.lookedAt.Store(time.Now().UnixNano())
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer cancel()
 	if !m.tipsMoved(cctx) {
@@ -61,11 +63,22 @@ func (m *Mirror) Freshen(ctx context.Context) {
 	}
 }
 
-// lastLook is when upstream was last looked at: a look or a sync.
-func (m *Mirror) lastLook() time.Time {
-	looked := time.Unix(0, m.lookedAt.Load())
-	if synced := m.Status().LastSync; synced.After(looked) {
-		return synced
+// looks remembers when upstream was last looked at and the tips the last
+// fetches gave, which Freshen compares upstream's tips with.
+type looks struct {
+	looking  sync.Mutex   // held by the one Freshen looking at upstream
+	lookedAt atomic.Int64 // when Freshen last looked (UnixNano)
+	// fetchedTips: upstream's ("") and each Source's commit as the last
+	// fetch gave it (strings).
+	fetchedTips sync.Map
+}
+
+// last is when upstream was last looked at: a look, or the last sync
+// (lastSync).
+func (l *looks) last(lastSync time.Time) time.Time {
+	looked := time.Unix(0, l.lookedAt.Load())
+	if lastSync.After(looked) {
+		return lastSync
 	}
 	return looked
 }
@@ -103,7 +116,7 @@ func (m *Mirror) tipsMoved(ctx context.Context) bool {
 			continue
 		}
 		tip, _, _ := bytes.Cut(bytes.TrimSpace(out), []byte("\t"))
-		if len(tip) == 0 || string(tip) == m.lastFetched(r.name) || (r.name == "" && string(tip) == m.Commit()) {
+		if len(tip) == 0 || string(tip) == m.looks.lastFetched(r.name) || (r.name == "" && string(tip) == m.Commit()) {
 			continue
 		}
 		return true
@@ -114,10 +127,10 @@ func (m *Mirror) tipsMoved(ctx context.Context) bool {
 // noteFetched records the commit a fetch of upstream ("") or a Source
 // gave, which Freshen compares tips with (main is not upstream's own
 // commit when the index is composed).
-func (m *Mirror) noteFetched(name, c string) { m.fetchedTips.Store(name, c) }
+func (l *looks) noteFetched(name, c string) { l.fetchedTips.Store(name, c) }
 
-func (m *Mirror) lastFetched(name string) string {
-	c, _ := m.fetchedTips.Load(name)
+func (l *looks) lastFetched(name string) string {
+	c, _ := l.fetchedTips.Load(name)
 	s, _ := c.(string)
 	return s
 }
@@ -126,7 +139,7 @@ func (m *Mirror) lastFetched(name string) string {
 // composed keeps it under a hidden ref, which the next fetch negotiates
 // from.
 func (m *Mirror) noteUpstream(ctx context.Context, dir, c string) error {
-	m.noteFetched("", c)
+	m.looks.noteFetched("", c)
 	if !m.comp.active() {
 		return nil
 	}

@@ -30,8 +30,7 @@ type Mirror struct {
 	log  zerolog.Logger
 	git  *gitrepo.Runner
 
-	flightMu sync.Mutex
-	current  *flight // the sync running now, shared by concurrent Syncs
+	syncs flights // the sync running now, shared by concurrent Syncs
 
 	// configured is set once update has (re)applied the repository
 	// settings; only the running flight touches it.
@@ -46,14 +45,10 @@ type Mirror struct {
 
 	state *state
 
-	looking sync.Mutex // held by the one Freshen looking at upstream
 	// comp builds main when the index is composed (Overlay, Sources).
 	comp *composer
 
-	// fetchedTips: upstream's ("") and each Source's commit as the last
-	// fetch gave it (strings).
-	fetchedTips sync.Map
-	lookedAt    atomic.Int64 // when Freshen last looked (UnixNano)
+	looks looks // see Freshen
 
 	// fleet agrees on main with the other replicas; nil on its own.
 	fleet *agreement
@@ -115,6 +110,7 @@ func New(opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, fmt.Errorf("indexsync: %w", err)
 	}
+	m.syncs.run = m.syncOnce
 	m.comp = &composer{root: opts.Dir, git: m.git, log: log, overlay: opts.Overlay, sources: opts.Sources}
 	if opts.Fleet != nil {
 		m.fleet = &agreement{fleet: opts.Fleet, root: opts.Dir, git: m.git, comp: m.comp, log: log}

@@ -22,7 +22,7 @@ func (m *Mirror) Run(ctx context.Context) {
 		wait := m.opts.Interval
 		if _, err := m.Sync(ctx); err != nil {
 			if ctx.Err() != nil {
-				m.waitIdle()
+				m.syncs.waitIdle()
 				return
 			}
 			// Sync already logged the cause.
@@ -59,9 +59,9 @@ func (m *Mirror) RequestRefresh(ctx context.Context) error {
 		m.refreshMu.Unlock()
 		return st.LastError
 	}
-	ch := m.startSync(ctx)
+	ch := m.syncs.start(ctx)
 	m.refreshMu.Unlock()
-	_, err := m.wait(ctx, ch)
+	_, err := m.syncs.wait(ctx, ch)
 	return err
 }
 
@@ -70,5 +70,5 @@ func (m *Mirror) RequestRefresh(ctx context.Context) error {
 // the process exits, so no git it started outlives it (git runs in its own
 // process group and would not see the terminal's signal).
 func (m *Mirror) Close() {
-	m.waitIdle()
+	m.syncs.waitIdle()
 }

@@ -75,9 +75,9 @@ func TestRunStopsPromptlyDuringHungSync(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("Run did not return while a sync hung")
 	}
-	m.flightMu.Lock()
-	running := m.current != nil
-	m.flightMu.Unlock()
+	m.syncs.mu.Lock()
+	running := m.syncs.current != nil
+	m.syncs.mu.Unlock()
 	if running {
 		t.Error("a sync is still running after Run returned")
 	}

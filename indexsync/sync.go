@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"moonbit-registry/gitrepo"
 )
 
 // Sync brings the mirror up to date with upstream and reports what changed.
@@ -15,7 +17,7 @@ import (
 // run is cancelled (its git killed) only when no caller waits for it any
 // more.
 func (m *Mirror) Sync(ctx context.Context) (Changes, error) {
-	return m.wait(ctx, m.startSync(ctx))
+	return m.syncs.wait(ctx, m.syncs.start(ctx))
 }
 
 // syncOnce runs one sync and records its outcome in Status.
@@ -116,7 +118,7 @@ func (m *Mirror) cloneInto(ctx context.Context, parent string) (tmp, target stri
 	if _, err := m.git.Run(ctx, tmp, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
 		return tmp, "", err
 	}
-	if err := m.configure(ctx, tmp); err != nil {
+	if err := configure(ctx, m.git, tmp); err != nil {
 		return tmp, "", err
 	}
 	// Shallow on its own: clients only ever need the tip and what comes
@@ -182,7 +184,7 @@ func moveContents(src, dst string) error {
 // configure sets what serving the repository with git http-backend needs.
 // http.receivepack stays unset: http-backend then refuses pushes from
 // anonymous clients, and the proxy refuses them before that.
-func (m *Mirror) configure(ctx context.Context, dir string) error {
+func configure(ctx context.Context, git *gitrepo.Runner, dir string) error {
 	for _, kv := range [][2]string{
 		{"http.uploadpack", "true"},
 		{"gc.autoDetach", "false"},
@@ -198,16 +200,16 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 		// served.
 		{"uploadpack.allowReachableSHA1InWant", "true"},
 	} {
-		if _, err := m.git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+		if _, err := git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return err
 		}
 	}
 	// The ref a fleet's bundle is made from and the upstream commit a
 	// composed index was built from are not for clients.
-	if _, err := m.git.Run(ctx, dir, nil, "config", "--replace-all", "uploadpack.hideRefs", "refs/fleet/"); err != nil {
+	if _, err := git.Run(ctx, dir, nil, "config", "--replace-all", "uploadpack.hideRefs", "refs/fleet/"); err != nil {
 		return err
 	}
-	_, err := m.git.Run(ctx, dir, nil, "config", "--add", "uploadpack.hideRefs", "refs/upstream/")
+	_, err := git.Run(ctx, dir, nil, "config", "--add", "uploadpack.hideRefs", "refs/upstream/")
 	return err
 }
 
@@ -216,7 +218,7 @@ func (m *Mirror) configure(ctx context.Context, dir string) error {
 // fetched commit.
 func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string, error) {
 	start := time.Now()
-	c, err := m.fetchFrom(ctx, dir, m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch, extra...)
+	c, err := fetchFrom(ctx, m.git, dir, m.opts.UpstreamURL, m.opts.UpstreamHeader, m.opts.Branch, extra...)
 	if m.opts.OnUpstream != nil && !errors.Is(ctx.Err(), context.Canceled) {
 		m.opts.OnUpstream(start, err)
 	}
@@ -226,13 +228,13 @@ func (m *Mirror) fetch(ctx context.Context, dir string, extra ...string) (string
 // fetchFrom fetches branch of the repository at url into FETCH_HEAD,
 // sending header (if any) with every HTTP request. The header goes through
 // the environment, never the command line, which errors and logs show.
-func (m *Mirror) fetchFrom(ctx context.Context, dir, url, header, branch string, extra ...string) (string, error) {
+func fetchFrom(ctx context.Context, git *gitrepo.Runner, dir, url, header, branch string, extra ...string) (string, error) {
 	args := append([]string{"fetch", "--quiet", "--no-tags", "--no-recurse-submodules"}, extra...)
 	args = append(args, "--", url, "refs/heads/"+branch)
-	if _, err := m.git.RunEnv(ctx, dir, headerEnv(header), nil, args...); err != nil {
+	if _, err := git.RunEnv(ctx, dir, headerEnv(header), nil, args...); err != nil {
 		return "", err
 	}
-	return m.git.Commit(ctx, dir, "FETCH_HEAD")
+	return git.Commit(ctx, dir, "FETCH_HEAD")
 }
 
 // headerEnv passes an extra HTTP header to git as configuration.
@@ -257,7 +259,7 @@ func headerEnv(header string) []string {
 // on its own and is full in a fleet.
 func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 	for _, src := range m.opts.Sources {
-		dir, created, err := m.sourceRepo(ctx, src.Name)
+		dir, created, err := sourceRepo(ctx, m.git, m.opts.Dir, src.Name)
 		var c string
 		if err == nil {
 			var extra []string
@@ -267,7 +269,7 @@ func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 			case m.fleet != nil && isShallow(dir):
 				extra = []string{"--unshallow"}
 			}
-			c, err = m.fetchFrom(ctx, dir, src.URL, src.Header, DefaultBranch, extra...)
+			c, err = fetchFrom(ctx, m.git, dir, src.URL, src.Header, DefaultBranch, extra...)
 		}
 		if err == nil {
 			_, err = m.git.Run(ctx, dir, nil, "update-ref", "refs/heads/"+localBranch, c)
@@ -277,7 +279,7 @@ func (m *Mirror) fetchSources(ctx context.Context, fetched heads) {
 			continue
 		}
 		fetched[src.Name] = c
-		m.noteFetched(src.Name, c)
+		m.looks.noteFetched(src.Name, c)
 	}
 }
 
@@ -288,21 +290,21 @@ func sourceDir(mirrorDir, name string) string {
 	return filepath.Join(filepath.Dir(mirrorDir), "."+filepath.Base(mirrorDir)+".sources", name)
 }
 
-// sourceRepo returns the source's repository, and whether it was created
-// now.
-func (m *Mirror) sourceRepo(ctx context.Context, name string) (dir string, created bool, err error) {
-	dir = sourceDir(m.opts.Dir, name)
+// sourceRepo returns the repository of the source name of the mirror at
+// mirrorDir, and whether it was created now.
+func sourceRepo(ctx context.Context, git *gitrepo.Runner, mirrorDir, name string) (dir string, created bool, err error) {
+	dir = sourceDir(mirrorDir, name)
 	if fi, err := os.Stat(filepath.Join(dir, ".git")); err == nil && fi.IsDir() {
 		return dir, false, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", false, err
 	}
-	if _, err := m.git.Run(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
+	if _, err := git.Run(ctx, dir, nil, "init", "--quiet", "--initial-branch="+localBranch); err != nil {
 		return "", false, err
 	}
 	for _, kv := range [][2]string{{"gc.autoDetach", "false"}, {"core.fsync", "objects,derived-metadata,reference"}} {
-		if _, err := m.git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
+		if _, err := git.Run(ctx, dir, nil, "config", kv[0], kv[1]); err != nil {
 			return "", false, err
 		}
 	}
@@ -318,7 +320,7 @@ func (m *Mirror) update(ctx context.Context) (Changes, error) {
 	old := m.mainOnDisk(ctx)
 	if !m.configured {
 		// A repository from an earlier run may predate a setting.
-		if err := m.configure(ctx, m.opts.Dir); err != nil {
+		if err := configure(ctx, m.git, m.opts.Dir); err != nil {
 			return Changes{}, err
 		}
 		m.configured = true

@@ -261,8 +261,8 @@ func TestSyncCallerCancelDoesNotBreakSharedRun(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	longDone := make(chan error, 1)
-	f := m.startSync(ctx) // the patient caller is already waiting
-	go func() { _, err := m.wait(ctx, f); longDone <- err }()
+	f := m.syncs.start(ctx) // the patient caller is already waiting
+	go func() { _, err := m.syncs.wait(ctx, f); longDone <- err }()
 	if _, err := m.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Sync with short ctx: %v", err)
 	}
@@ -285,7 +285,7 @@ func TestSyncAbandonedIsCancelled(t *testing.T) {
 		t.Fatalf("Sync with short ctx: %v", err)
 	}
 	start := time.Now()
-	m.waitIdle()
+	m.syncs.waitIdle()
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("abandoned sync took %v to stop", d)
 	}
