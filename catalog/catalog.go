@@ -17,17 +17,17 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
-	"moonbit-registry/indexsync"
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 )
 
 // ErrNotFound: the index is current and has no such module or version.
 var ErrNotFound = errors.New("not in the index")
 
-// Index is what the catalog reads: *indexsync.Mirror implements it.
+// Index is what the catalog reads: the index mirror with its lookups.
 type Index interface {
 	Modules(ctx context.Context) ([]string, error)
-	Versions(ctx context.Context, mod string) ([]indexsync.Version, error)
+	Versions(ctx context.Context, mod string) ([]manifest.Entry, error)
 	// Commit identifies what the index holds now; the search table is
 	// rebuilt when it changes.
 	Commit() string
@@ -107,7 +107,7 @@ func (c *Catalog) current(ctx context.Context) (*table, error) {
 	return t, nil
 }
 
-func newRow(name string, vs []indexsync.Version) row {
+func newRow(name string, vs []manifest.Entry) row {
 	v := newest(vs)
 	r := row{
 		summary:     Summary{Name: name, Version: v.Version, Description: v.Description, Keywords: v.Keywords},
@@ -124,7 +124,7 @@ func newRow(name string, vs []indexsync.Version) row {
 // newest is the highest version that is not yanked, or the highest of all
 // when every version is. A deprecated version still counts: it is
 // published, and the deprecation is shown with it.
-func newest(vs []indexsync.Version) indexsync.Version {
+func newest(vs []manifest.Entry) manifest.Entry {
 	best, bestAny := -1, 0
 	for i, v := range vs {
 		if module.Compare(v.Version, vs[bestAny].Version) > 0 {
@@ -302,7 +302,7 @@ func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
 		m.Keywords = []string{}
 	}
 	sorted := slices.Clone(vs)
-	slices.SortFunc(sorted, func(a, b indexsync.Version) int { return module.Compare(a.Version, b.Version) })
+	slices.SortFunc(sorted, func(a, b manifest.Entry) int { return module.Compare(a.Version, b.Version) })
 	for _, v := range sorted {
 		m.Versions = append(m.Versions, ModuleVersion{
 			Version: v.Version, CreatedAt: v.CreatedAt,
@@ -314,7 +314,7 @@ func (c *Catalog) Module(ctx context.Context, name string) (Module, error) {
 }
 
 // depsOf renders a version's dependencies as requirements.
-func depsOf(v indexsync.Version) map[string]string {
+func depsOf(v manifest.Entry) map[string]string {
 	if len(v.Deps) == 0 {
 		return nil
 	}
@@ -366,7 +366,7 @@ type Release struct {
 	YankedReason *string `json:"yanked_reason"`
 }
 
-func releaseOf(v indexsync.Version) Release {
+func releaseOf(v manifest.Entry) Release {
 	r := Release{Version: v.Version, Yanked: v.Yanked || v.Deprecated != ""}
 	switch {
 	case v.Deprecated != "":
@@ -394,7 +394,7 @@ func (c *Catalog) View(ctx context.Context, name, version string) (View, error) 
 	latest := newest(vs)
 	shown := latest
 	if version != "" {
-		i := slices.IndexFunc(vs, func(v indexsync.Version) bool { return v.Version == version })
+		i := slices.IndexFunc(vs, func(v manifest.Entry) bool { return v.Version == version })
 		if i < 0 {
 			return View{}, c.notFound(fmt.Sprintf("%s@%s", name, version))
 		}
@@ -406,7 +406,7 @@ func (c *Catalog) View(ctx context.Context, name, version string) (View, error) 
 		LatestVersion: latest.Version, Metadata: shown.Raw,
 	}
 	sorted := slices.Clone(vs)
-	slices.SortFunc(sorted, func(a, b indexsync.Version) int { return module.Compare(a.Version, b.Version) })
+	slices.SortFunc(sorted, func(a, b manifest.Entry) int { return module.Compare(a.Version, b.Version) })
 	for _, v := range sorted {
 		view.Versions = append(view.Versions, releaseOf(v))
 	}
@@ -452,7 +452,7 @@ func (c *Catalog) User(ctx context.Context, owner string) (User, error) {
 
 // versions is a module's versions, or ErrNotFound (when the index is
 // current) or the index's error.
-func (c *Catalog) versions(ctx context.Context, name string) ([]indexsync.Version, error) {
+func (c *Catalog) versions(ctx context.Context, name string) ([]manifest.Entry, error) {
 	if err := module.ValidateModule(name); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 
 	"moonbit-registry/indexsync"
 	"moonbit-registry/internal/testupstream"
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 )
 
@@ -372,8 +373,8 @@ func BenchmarkSearchHostile(b *testing.B) {
 type namesIndex []string
 
 func (n namesIndex) Modules(context.Context) ([]string, error) { return n, nil }
-func (n namesIndex) Versions(_ context.Context, mod string) ([]indexsync.Version, error) {
-	return []indexsync.Version{{Module: mod, Version: "1.0.0", Raw: json.RawMessage(`{}`)}}, nil
+func (n namesIndex) Versions(_ context.Context, mod string) ([]manifest.Entry, error) {
+	return []manifest.Entry{{Module: mod, Version: "1.0.0", Raw: json.RawMessage(`{}`)}}, nil
 }
 func (namesIndex) Commit() string { return "c" }
 func (namesIndex) Ready() error   { return nil }

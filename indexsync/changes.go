@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"moonbit-registry/gitrepo"
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 
 	"github.com/rs/zerolog"
@@ -32,7 +33,7 @@ type Changes struct {
 	// Added are versions that were not in the index before, Changed are
 	// versions whose line changed (e.g. yanked, checksum), Removed are
 	// versions that disappeared. Each in module order, then index order.
-	Added, Changed, Removed []Version
+	Added, Changed, Removed []manifest.Entry
 }
 
 // Empty reports whether the sync changed nothing.
@@ -119,7 +120,7 @@ func describe(ctx context.Context, git *gitrepo.Runner, dir string, c *Changes, 
 		// Only the new side's malformed lines are news worth a warning.
 		oldV := parseIndex(p.mod, p.old, zerolog.Nop())
 		newV := parseIndex(p.mod, p.new, log)
-		before := make(map[string]Version, len(oldV))
+		before := make(map[string]manifest.Entry, len(oldV))
 		for _, v := range oldV {
 			before[v.Version] = v
 		}

@@ -3,6 +3,8 @@ package indexsync
 import (
 	"container/list"
 	"sync"
+
+	"moonbit-registry/manifest"
 )
 
 // Bounds of the parsed-module cache. The real index has under a thousand
@@ -30,7 +32,7 @@ type lru struct {
 
 type lruEntry struct {
 	module   string
-	versions []Version
+	versions []manifest.Entry
 	cost     int64
 }
 
@@ -38,7 +40,7 @@ func newLRU(maxEntries int, maxBytes int64) *lru {
 	return &lru{maxEntries: maxEntries, maxBytes: maxBytes, order: list.New(), items: map[string]*list.Element{}}
 }
 
-func (c *lru) get(module string) ([]Version, bool) {
+func (c *lru) get(module string) ([]manifest.Entry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.items[module]
@@ -59,7 +61,7 @@ func (c *lru) generation() uint64 {
 // put stores a parse read when the cache was at generation gen; cost is the
 // size of the file it came from. A parse older than the last invalidation,
 // or a file larger than the whole budget, is not cached.
-func (c *lru) put(module string, versions []Version, cost int64, gen uint64) {
+func (c *lru) put(module string, versions []manifest.Entry, cost int64, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cost > c.maxBytes || gen != c.gen {

@@ -3,6 +3,8 @@ package indexsync
 import (
 	"fmt"
 	"testing"
+
+	"moonbit-registry/manifest"
 )
 
 func TestLRUBounds(t *testing.T) {
@@ -49,7 +51,7 @@ func TestLRUDropsParsesOlderThanAnInvalidation(t *testing.T) {
 		c := newLRU(10, 100)
 		gen := c.generation() // a reader starts reading the file
 		invalidate(c)         // a sync replaces files meanwhile
-		c.put("m", []Version{{Version: "1.0.0"}}, 10, gen)
+		c.put("m", []manifest.Entry{{Version: "1.0.0"}}, 10, gen)
 		if _, ok := c.get("m"); ok {
 			t.Errorf("%s: a parse from before the invalidation was cached", name)
 		}
@@ -64,7 +66,7 @@ func TestLRUDropsParsesOlderThanAnInvalidation(t *testing.T) {
 // module is parsed again on every request for being too large to keep.
 func TestLargestIndexFileIsCached(t *testing.T) {
 	c := newLRU(cacheMaxEntries, cacheMaxBytes)
-	c.put("big/module", []Version{{Module: "big/module", Version: "1.0.0"}}, maxIndexFile, c.generation())
+	c.put("big/module", []manifest.Entry{{Module: "big/module", Version: "1.0.0"}}, maxIndexFile, c.generation())
 	if _, ok := c.get("big/module"); !ok {
 		t.Errorf("a parse of a %d-byte index file (the largest read) was not cached; the cache holds %d bytes", maxIndexFile, cacheMaxBytes)
 	}

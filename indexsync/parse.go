@@ -8,17 +8,13 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Version is one published version of a module, as its index line says
-// (the index model's Entry).
-type Version = manifest.Entry
-
 // parseIndex parses a module's .index file. Versions come oldest first in
 // order of first appearance (the file is append-only, oldest first); a later
 // line for the same version replaces the earlier one in place. Lines that
 // are not JSON objects or carry no valid semver version are skipped with a
 // warning, as the moon client would be unable to use them.
-func parseIndex(mod string, data []byte, log zerolog.Logger) []Version {
-	var out []Version
+func parseIndex(mod string, data []byte, log zerolog.Logger) []manifest.Entry {
+	var out []manifest.Entry
 	pos := map[string]int{}
 	for n, line := range bytes.Split(data, []byte{'\n'}) {
 		line = bytes.TrimSpace(line)

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"moonbit-registry/manifest"
 	"moonbit-registry/module"
 
 	"github.com/rs/zerolog"
@@ -56,13 +57,13 @@ var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after 
 // appearance in its .index file; a later line for the same version
 // replaces the earlier one in place. The slice is shared with the cache:
 // callers must not modify it or the Versions in it.
-func (l *Lookups) Versions(ctx context.Context, mod string) ([]Version, error) {
+func (l *Lookups) Versions(ctx context.Context, mod string) ([]manifest.Entry, error) {
 	return l.versions(ctx, mod, false)
 }
 
 // versions is Versions; recent looks for another process's sync at most
 // once per refCheckInterval (see refWatch) instead of every time.
-func (l *Lookups) versions(ctx context.Context, mod string, recent bool) ([]Version, error) {
+func (l *Lookups) versions(ctx context.Context, mod string, recent bool) ([]manifest.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -136,12 +137,12 @@ func (l *Lookups) readIndexFile(mod string) ([]byte, error) {
 // Lookup returns one version of a module. ok is false when the module or
 // the version is not in the index; err is for real failures (and for names
 // the grammar rejects, wrapping module.ErrBadName).
-func (l *Lookups) Lookup(ctx context.Context, mod, version string) (Version, bool, error) {
+func (l *Lookups) Lookup(ctx context.Context, mod, version string) (manifest.Entry, bool, error) {
 	return l.lookup(ctx, mod, version, false)
 }
 
 // lookup is Lookup; recent as for versions.
-func (l *Lookups) lookup(ctx context.Context, mod, version string, recent bool) (Version, bool, error) {
+func (l *Lookups) lookup(ctx context.Context, mod, version string, recent bool) (manifest.Entry, bool, error) {
 	vs, err := l.versions(ctx, mod, recent)
 	if err == nil {
 		for _, v := range vs {
@@ -152,12 +153,12 @@ func (l *Lookups) lookup(ctx context.Context, mod, version string, recent bool) 
 	}
 	// Not found: a version the grammar rejects says so.
 	if verr := module.ValidateVersion(version); verr != nil {
-		return Version{}, false, verr
+		return manifest.Entry{}, false, verr
 	}
 	if err != nil && !errors.Is(err, module.ErrModuleNotFound) {
-		return Version{}, false, err
+		return manifest.Entry{}, false, err
 	}
-	return Version{}, false, nil
+	return manifest.Entry{}, false, nil
 }
 
 // Checksum returns the published SHA-256 (lowercase hex) of a version's

@@ -12,9 +12,10 @@ import (
 
 	"moonbit-registry/internal/testsupport"
 	"moonbit-registry/internal/testupstream"
+	"moonbit-registry/manifest"
 )
 
-func versionsOf(vs []Version) []string {
+func versionsOf(vs []manifest.Entry) []string {
 	var out []string
 	for _, v := range vs {
 		out = append(out, v.Module+"@"+v.Version)
