@@ -1,8 +1,11 @@
 // Package app is the composition root: it opens the registry's parts from
-// a config.Config in the one order their types allow (archive store, index
-// mirror over it, fetch pipeline over both, then what serves them) and runs
-// the work of the commands that need them. package main parses the command
-// line and calls it; nothing here parses flags or exits.
+// a config.Config in the one order their types allow and runs the work of
+// the commands that need them. Each command opens what it uses: sync,
+// publish and the marks open the archive store and the index mirror over
+// it (openIndex); mirror, verify and serve add the fetch pipeline (Open);
+// only serve builds the server, the pass-through and the web page.
+// package main parses the command line and calls it; nothing here parses
+// flags or exits.
 package app
 
 import (
@@ -72,8 +75,10 @@ type Registry struct {
 	Store store.Store
 	// Local is Store when it is the local disk store, else nil; the
 	// pass-through's kept bodies share its size limit.
-	Local    *disk.Store
-	Index    Index
+	Local *disk.Store
+	Index Index
+	// Archives is the fetch pipeline; nil when the command opened only
+	// the index (openIndex).
 	Archives *cache.Cache
 	// Leases coordinate fetches with the other replicas on the bucket;
 	// nil with the local store.
@@ -84,6 +89,8 @@ type Registry struct {
 	// Health is what the latest contact with upstream said: index syncs
 	// and tip checks, archive fetches, pass-through requests.
 	Health *upstream.Health
+	// shared is Store when it is a fleet's bucket, else nil.
+	shared *s3.Store
 }
 
 // Index is the index mirror with its lookups: what the other parts read
@@ -93,13 +100,29 @@ type Index struct {
 	*indexsync.Lookups
 }
 
-// Open opens the archive store, the index mirror (which may not have
-// synced yet) and the fetch pipeline over both. A sync that changes a
-// published version's index line drops that version's stored archive if it
-// no longer matches (cache.DropStale). Close ends it.
+// Open opens everything a command that fetches or serves archives needs:
+// the parts openIndex opens and the fetch pipeline over them (with the
+// fetcher when use.Fetch, and the leases of a fleet). Close ends it.
 func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
+	r, err := openIndex(cfg, use, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.openPipeline(use); err != nil {
+		r.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// openIndex opens the archive store and the index mirror over it (which
+// may not have synced yet), with the private modules and, on a shared
+// bucket, the fleet's index tip: what sync, publish and the marks need.
+// A sync that changes a published version's index line drops that
+// version's stored archive if it no longer matches (cache.DropStale). It
+// opens no fetcher and no fetch pipeline (Archives stays nil).
+func openIndex(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	cacheLog := log.With().Str("component", "cache").Logger()
-	health := &upstream.Health{} // told by the index, the fetcher and the pass-through
 	maxBytes := int64(0)
 	if use.Evict {
 		maxBytes = int64(cfg.Cache.MaxSize)
@@ -108,48 +131,28 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var coalescer cache.Coalescer // nil: this process only
-	var leases *fleet.Leases
+	r := &Registry{Config: cfg, Log: log, Store: archives, Local: local, shared: shared,
+		Health: &upstream.Health{}} // told by the index, the fetcher and the pass-through
 	var indexFleet indexsync.Fleet // nil: an index mirror on its own
 	if shared != nil {
 		// Replicas on one bucket serve one index that only moves forward.
 		objs := shared.Objects("index")
 		indexFleet = fleet.NewIndexTip(objs, objs)
-		// Replicas on one bucket fetch each archive once between them.
-		leases, err = fleet.NewLeases(fleet.LeaseOptions{
-			Objects: shared.Objects("leases"),
-			Present: func(ctx context.Context, key string) (bool, error) {
-				mv, err := module.ParseVersion(key)
-				if err != nil {
-					return false, err
-				}
-				return shared.Has(ctx, mv)
-			},
-			TTL:    cfg.Store.S3.LeaseTTL.D(),
-			Logger: log,
-		})
-		if err != nil {
-			return nil, err
-		}
-		coalescer = leases
 	}
-	var (
-		priv    *private.Registry
-		overlay indexsync.Overlay // nil: upstream's index as it is
-	)
+	var overlay indexsync.Overlay // nil: upstream's index as it is
 	if len(cfg.Private.Owners) > 0 {
 		var records store.Records = disk.NewRecords(cfg.Private.Dir)
 		if shared != nil {
 			records = shared.Objects("private") // every replica sees every publish
 		}
-		priv = private.New(private.Options{
+		r.Private = private.New(private.Options{
 			Owners:         cfg.Private.Owners,
 			Records:        records,
 			Store:          archives,
 			MaxArchiveSize: int64(cfg.Private.MaxArchiveSize),
 			ReadOnly:       use.ReadOnly,
 		})
-		overlay = priv
+		overlay = r.Private
 	}
 	var sources []indexsync.Source
 	for _, s := range cfg.Sources {
@@ -173,7 +176,7 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		StaleAfter:     cfg.Index.StaleAfter.D(),
 		GitTimeout:     cfg.Index.GitTimeout.D(),
 		CheckInterval:  checkInterval(cfg, use),
-		OnUpstream:     health.Observe,
+		OnUpstream:     r.Health.Observe,
 		Fleet:          indexFleet,
 		Overlay:        overlay,
 		OnChange: func(ch indexsync.Changes) {
@@ -188,38 +191,64 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	index := Index{mirror, mirror.Lookups()}
-	if priv != nil {
-		priv.UseIndex(servedIndex{index}) // the index reads priv's files: wired once both exist
+	r.Index = Index{mirror, mirror.Lookups()}
+	if r.Private != nil {
+		r.Private.UseIndex(servedIndex{r.Index}) // the index reads the private files: wired once both exist
+	}
+	return r, nil
+}
+
+// openPipeline opens the fetch pipeline over the store and the index:
+// with a fetcher from upstream and the sources when use.Fetch (guarded
+// against fetching private owners' archives), and with the fleet's leases
+// on a shared bucket, so replicas fetch each archive once between them.
+func (r *Registry) openPipeline(use Use) error {
+	cfg := r.Config
+	cacheLog := r.Log.With().Str("component", "cache").Logger()
+	var coalescer cache.Coalescer // nil: this process only
+	if r.shared != nil {
+		shared := r.shared
+		leases, err := fleet.NewLeases(fleet.LeaseOptions{
+			Objects: shared.Objects("leases"),
+			Present: func(ctx context.Context, key string) (bool, error) {
+				mv, err := module.ParseVersion(key)
+				if err != nil {
+					return false, err
+				}
+				return shared.Has(ctx, mv)
+			},
+			TTL:    cfg.Store.S3.LeaseTTL.D(),
+			Logger: r.Log,
+		})
+		if err != nil {
+			return err
+		}
+		r.Leases, coalescer = leases, leases
 	}
 	var fetcher cache.Fetcher // nil: cached archives only
+	spool := ""
 	if use.Fetch {
 		retries := cfg.Upstream.Retries
 		if retries == 0 {
 			retries = -1 // the fetcher reads 0 as its default; the config means none
 		}
-		fetcher, err = newFetcher(cfg, retries, health, cacheLog)
-		if err != nil {
-			index.Close()
-			return nil, err
+		var err error
+		if fetcher, err = newFetcher(cfg, retries, r.Health, cacheLog); err != nil {
+			return err
 		}
-		if priv != nil {
-			fetcher = priv.GuardFetcher(fetcher)
+		if r.Private != nil {
+			fetcher = r.Private.GuardFetcher(fetcher)
 		}
-	}
-	spool := ""
-	if use.Fetch {
 		// Streamed misses are read from unlinked files here while they
 		// arrive: on the data disk, not a memory-backed /tmp.
 		spool = filepath.Join(cfg.Cache.HTTPDir, "streams")
 		if err := os.MkdirAll(spool, 0o755); err != nil {
-			index.Close()
-			return nil, fmt.Errorf("create %s: %w", spool, err)
+			return fmt.Errorf("create %s: %w", spool, err)
 		}
 	}
 	pipeline, err := cache.New(cache.Options{
-		Store:                archives,
-		Index:                index,
+		Store:                r.Store,
+		Index:                r.Index,
 		Fetcher:              fetcher,
 		MaxConcurrentFetches: cfg.Cache.MaxConcurrentFetches,
 		Coalescer:            coalescer,
@@ -229,10 +258,10 @@ func Open(cfg config.Config, use Use, log zerolog.Logger) (*Registry, error) {
 		Logger:               cacheLog,
 	})
 	if err != nil {
-		index.Close()
-		return nil, err
+		return err
 	}
-	return &Registry{Config: cfg, Log: log, Store: archives, Local: local, Index: index, Archives: pipeline, Leases: leases, Private: priv, Health: health}, nil
+	r.Archives = pipeline
+	return nil
 }
 
 // newFetcher fetches each archive from the source that serves its owner

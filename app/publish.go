@@ -100,7 +100,7 @@ func withPrivate(cfg config.Config, log zerolog.Logger, fn func(*private.Registr
 	if len(cfg.Private.Owners) == 0 {
 		return errors.New("this registry takes no private modules: set [private] owners in registry.toml")
 	}
-	r, err := Open(cfg, Use{}, log)
+	r, err := openIndex(cfg, Use{}, log)
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 // Sync brings the index mirror up to date once and writes what changed to
 // out.
 func Sync(ctx context.Context, cfg config.Config, log zerolog.Logger, out io.Writer) error {
-	r, err := Open(cfg, Use{}, log)
+	r, err := openIndex(cfg, Use{}, log)
 	if err != nil {
 		return err
 	}
