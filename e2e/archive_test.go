@@ -137,7 +137,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	path := arcUpstreamPath(arcModX, version)
 	// Slow enough that every request arrives while the first fetch runs.
-	up.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
+	up.Faults.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
 	want := up.ArchiveBytes(arcModX, version)
 
 	const n = 100
@@ -197,7 +197,7 @@ func TestArchiveCutResumed(t *testing.T) {
 	})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	path := arcUpstreamPath(arcModX, version)
-	up.TruncateAt(cut, testupstream.OnPrefix(path), testupstream.Times(1))
+	up.Faults.TruncateAt(cut, testupstream.OnPrefix(path), testupstream.Times(1))
 	want := up.ArchiveBytes(arcModX, version)
 	before := up.BytesSent()
 	res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, version), nil)
@@ -254,13 +254,13 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 		streamed bool
 	}{
 		{name: "wrong bytes", version: "0.4.2", status: 502, text: "checksum", count: 1, recovers: true, streamed: true,
-			fault: func(p testupstream.FaultOption) { up.WrongBytes(p) }},
+			fault: func(p testupstream.FaultOption) { up.Faults.WrongBytes(p) }},
 		{name: "reset mid-body once", version: "0.4.3", status: 200, count: 2,
-			fault: func(p testupstream.FaultOption) { up.ResetMidBody(p, testupstream.Times(1)) }},
+			fault: func(p testupstream.FaultOption) { up.Faults.ResetMidBody(p, testupstream.Times(1)) }},
 		{name: "truncated every time", version: "0.4.4", status: 502, count: 1 + retries, recovers: true, streamed: true,
-			fault: func(p testupstream.FaultOption) { up.Truncate(p) }},
+			fault: func(p testupstream.FaultOption) { up.Faults.Truncate(p) }},
 		{name: "503 twice", version: "0.4.5", status: 200, count: 3,
-			fault: func(p testupstream.FaultOption) { up.FailWith(503, p, testupstream.Times(2)) }},
+			fault: func(p testupstream.FaultOption) { up.Faults.FailWith(503, p, testupstream.Times(2)) }},
 		{name: "404 for a version the index lists", version: "0.4.20", status: 404, count: 1,
 			fault: func(testupstream.FaultOption) {}},
 		{name: "unknown version", version: "9.9.9", status: 404, text: "not in the index", count: 0,
@@ -268,7 +268,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer up.ClearFaults()
+			defer up.Faults.Clear()
 			path := arcUpstreamPath(arcModX, tt.version)
 			tt.fault(testupstream.OnPrefix(path))
 			res, cut := arcFetchMaybeCut(t, arcOneSegmentURL(reg.URL, arcModX, tt.version))
@@ -307,7 +307,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 			if !tt.recovers {
 				return
 			}
-			up.ClearFaults()
+			up.Faults.Clear()
 			// The failed fetch may still be ending (the count above is
 			// upstream's, not the fetch's end): a request that joins it
 			// gets its failure; one after it gets the archive.

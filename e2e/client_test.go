@@ -385,7 +385,7 @@ func TestClientRetryStatuses(t *testing.T) {
 	path := func(v string) string { return "/user/" + cliModule + "/" + v + ".zip" }
 
 	// Two failures, then upstream recovers: the client's retries get it.
-	up.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(path(versions[0])), testupstream.Times(2))
+	up.Faults.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(path(versions[0])), testupstream.Times(2))
 	if body, err := c.Download(ctx, cliModule, versions[0]); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, versions[0])) {
 		t.Errorf("download through a short outage: %v", err)
 	}
@@ -400,9 +400,9 @@ func TestClientRetryStatuses(t *testing.T) {
 		want     int
 		attempts int // client requests, retries included
 	}{
-		{"upstream keeps failing", func() { up.FailWith(http.StatusInternalServerError, testupstream.OnPrefix(path(versions[1]))) }, versions[1], http.StatusBadGateway, 4},
+		{"upstream keeps failing", func() { up.Faults.FailWith(http.StatusInternalServerError, testupstream.OnPrefix(path(versions[1]))) }, versions[1], http.StatusBadGateway, 4},
 		{"version not in a current index", func() {}, "99.0.0", http.StatusNotFound, 1},
-		{"upstream says 404", func() { up.FailWith(http.StatusNotFound, testupstream.OnPrefix(path(versions[1]))) }, versions[1], http.StatusNotFound, 1},
+		{"upstream says 404", func() { up.Faults.FailWith(http.StatusNotFound, testupstream.OnPrefix(path(versions[1]))) }, versions[1], http.StatusNotFound, 1},
 		{"upstream down", func() {
 			if err := up.Down(); err != nil {
 				t.Fatal(err)
@@ -410,7 +410,7 @@ func TestClientRetryStatuses(t *testing.T) {
 		}, versions[1], http.StatusGatewayTimeout, 4},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			up.ClearFaults()
+			up.Faults.Clear()
 			tt.setup()
 			before := cliAttempts(reg, tt.version)
 			_, err := c.get(ctx, c.archiveURL(cliModule, tt.version))

@@ -42,7 +42,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 			name:    "upstream hangs before answering",
 			version: "0.4.6",
 			inFlight: func(t *testing.T, path string) string {
-				up.Hang(testupstream.OnPrefix(path))
+				up.Faults.Hang(testupstream.OnPrefix(path))
 				return up.URL()
 			},
 			started: func(_ *testing.T, _, path string) bool { return up.Count(path) >= 1 },
@@ -69,7 +69,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			defer up.ClearFaults()
+			defer up.Faults.Clear()
 			root := t.TempDir()
 			path := arcUpstreamPath(arcModX, tt.version)
 			final := arcStorePath(root, arcModX, tt.version)
@@ -106,7 +106,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 				t.Fatalf("archive visible at %s after the crash (stat: %v)", final, err)
 			}
 
-			up.ClearFaults()
+			up.Faults.Clear()
 			before := up.Count(path)
 			reg2 := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
 			// The restart cleans up after the dead process before serving.

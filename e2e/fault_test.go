@@ -64,7 +64,7 @@ func TestFaultUpstreamHang(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	up.Hang(testupstream.OnPrefix(testupstream.PrefixArchives))
+	up.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixArchives))
 	hungPath := arcUpstreamPath(arcModX, hungV)
 	hung := make(chan fltResult, 1)
 	go func() {
@@ -123,7 +123,7 @@ func TestFaultUpstreamHang(t *testing.T) {
 		t.Errorf("no 'archive fetch failed' log line for %s@%s", arcModX, hungV)
 	}
 
-	up.ClearFaults()
+	up.Faults.Clear()
 	data, err := client.Download(ctx, arcModX, hungV)
 	if err != nil {
 		t.Fatalf("after upstream answers again: %v", err)
@@ -512,7 +512,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 	if r := fltGet(&http.Client{Timeout: time.Minute}, arcOneSegmentURL(reg.URL, arcModX, cachedV)); r.err != nil || r.status != http.StatusOK {
 		t.Fatalf("caching %s: %d %v", cachedV, r.status, r.err)
 	}
-	up.Delay(upstreamDelay, testupstream.OnPrefix(testupstream.PrefixArchives))
+	up.Faults.Delay(upstreamDelay, testupstream.OnPrefix(testupstream.PrefixArchives))
 
 	// A connection accepted now, while the server is idle, whose request
 	// is completed only after the signal. Go's server (1.26) drops a

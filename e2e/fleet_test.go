@@ -224,7 +224,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	// 100 misses at once; upstream slow enough for all to pile up.
 	miss := versions[0]
 	path := "/user/" + cliModule + "/" + miss + ".zip"
-	up.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
+	up.Faults.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
 	bodies, errs := fetchAll(ctx, c, c.archiveURL(cliModule, miss), 100)
 	for i := range bodies {
 		if errs[i] != nil || !bytes.Equal(bodies[i], up.ArchiveBytes(cliModule, miss)) {
@@ -266,7 +266,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	// The lease holder dies mid-fetch.
 	victim := versions[1]
 	vpath := "/user/" + cliModule + "/" + victim + ".zip"
-	up.Hang(testupstream.OnPrefix(vpath))
+	up.Faults.Hang(testupstream.OnPrefix(vpath))
 	type result struct {
 		body []byte
 		err  error
@@ -296,7 +296,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	}
 	holder.Kill()
 	killed := time.Now()
-	up.ClearFaults()
+	up.Faults.Clear()
 	for range 30 {
 		r := <-results
 		if r.err != nil || !bytes.Equal(r.body, up.ArchiveBytes(cliModule, victim)) {

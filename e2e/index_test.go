@@ -723,7 +723,7 @@ func TestCloneRightAfterStart(t *testing.T) {
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
 	// Every index request of the first sync is slow.
-	up.Delay(2*time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
+	up.Faults.Delay(2*time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), NoWaitReady: true})
 	start := time.Now()
 	c := newMoonClient(t, reg.URL)

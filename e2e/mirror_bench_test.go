@@ -59,7 +59,7 @@ func mirBenchMirror(b *testing.B, delay time.Duration) {
 	}
 	up := testupstream.Start(b, testupstream.Options{Archives: archives, ArchiveSize: mirBenchSize})
 	if delay > 0 {
-		up.Delay(delay, testupstream.OnPrefix(testupstream.PrefixArchives))
+		up.Faults.Delay(delay, testupstream.OnPrefix(testupstream.PrefixArchives))
 	}
 	// One index sync for all runs.
 	template := b.TempDir()

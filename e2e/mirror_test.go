@@ -428,7 +428,7 @@ func TestMirrorResumesAfterKill(t *testing.T) {
 	all := mirSorted(mirVersionsOf("moonbitlang/x", up.Versions("moonbitlang/x")))
 	// Slow archives so the run is still going when it is killed: 43
 	// archives, two at a time, 150ms each, take over 3s.
-	up.Delay(150*time.Millisecond, testupstream.OnPrefix(testupstream.PrefixArchives))
+	up.Faults.Delay(150*time.Millisecond, testupstream.OnPrefix(testupstream.PrefixArchives))
 	root := t.TempDir()
 	cmd := exec.Command(registryBin, "--dir", root, "--log-format", "json",
 		"mirror", "--strict", "--concurrency", "2", "moonbitlang/x")
@@ -469,7 +469,7 @@ func TestMirrorResumesAfterKill(t *testing.T) {
 		}
 	}
 
-	up.ClearFaults()
+	up.Faults.Clear()
 	stdout, stderr, code := runRegistry(t, root, up.URL(), "mirror", "--strict", "moonbitlang/x")
 	if code != 0 {
 		t.Fatalf("mirror after kill: exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)

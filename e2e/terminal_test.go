@@ -62,7 +62,7 @@ func TestMirrorOnATerminalWarnings(t *testing.T) {
 		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
 	}
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
-	up.FailWith(404, testupstream.OnPrefix("/user/moonbitlang/x/0.4.6.zip"))
+	up.Faults.FailWith(404, testupstream.OnPrefix("/user/moonbitlang/x/0.4.6.zip"))
 	text := runMirrorInTerminal(t, script, up.URL())
 	found := false
 	for _, line := range strings.Split(text, "\n") {

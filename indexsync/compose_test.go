@@ -141,7 +141,7 @@ func TestComposedIndex(t *testing.T) {
 	}
 
 	// A private publish is served by Recompose, with upstream down.
-	up.FailWith(503)
+	up.Faults.FailWith(503)
 	ov.set("user/acme/lib.index", privateLine("acme/lib", "1.0.0", "f")+privateLine("acme/lib", "1.1.0", "g"),
 		time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC))
 	c, err := m.Recompose(ctx)
@@ -160,7 +160,7 @@ func TestComposedIndex(t *testing.T) {
 	if _, err := m.Recompose(ctx); err != nil || m.Commit() != before {
 		t.Fatalf("an idle recompose moved main from %s to %s (%v)", before, m.Commit(), err)
 	}
-	up.ClearFaults()
+	up.Faults.Clear()
 }
 
 func TestComposeWithoutChangesServesUpstreamsTree(t *testing.T) {
@@ -306,7 +306,7 @@ func TestComposedFromSources(t *testing.T) {
 		t.Fatal("the source's new version is not served")
 	}
 	// With the source down, upstream still moves and corp stays.
-	central.FailWith(503)
+	central.Faults.FailWith(503)
 	if err := main.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +317,7 @@ func TestComposedFromSources(t *testing.T) {
 	if !has("alice/foo", "3.0.0") || !has("corp/lib", "1.1.0") || has("corp/evil", "1.0.0") {
 		t.Fatal("with the source down the served index lost or gained something")
 	}
-	central.ClearFaults()
+	central.Faults.Clear()
 }
 
 // TestSyncBuildsOnMainMovedElsewhere: a publish by another process (the

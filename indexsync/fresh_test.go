@@ -55,7 +55,7 @@ func TestFreshenUpstreamTrouble(t *testing.T) {
 	}{
 		{"down", func(up *testupstream.Upstream) error { return up.Down() }, time.Second},
 		{"hanging", func(up *testupstream.Upstream) error {
-			up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+			up.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
 			return nil
 		}, checkTimeout + time.Second},
 	} {
@@ -78,7 +78,7 @@ func TestFreshenUpstreamTrouble(t *testing.T) {
 			if looks.Load() != 1 {
 				t.Errorf("looked at upstream %d times, want 1", looks.Load())
 			}
-			up.ClearFaults()
+			up.Faults.Clear()
 		})
 	}
 }

@@ -60,7 +60,7 @@ func TestRunSyncsPeriodicallyAndSurvivesErrors(t *testing.T) {
 func TestRunStopsPromptlyDuringHungSync(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
-	up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+	up.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
 	m := newTestMirror(t, up.IndexURL(), nil)
 	var count countGit
 	m.onGit = count.hook

@@ -166,11 +166,11 @@ func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
 		if err := up.Up(); err != nil {
 			t.Fatal(err)
 		}
-		up.FailWith(500, testupstream.OnPrefix(testupstream.PrefixIndex))
+		up.Faults.FailWith(500, testupstream.OnPrefix(testupstream.PrefixIndex))
 		if _, err := m.Sync(ctx); err == nil {
 			t.Fatal("sync with upstream failing succeeded")
 		}
-		up.ClearFaults()
+		up.Faults.Clear()
 		c, err := m.Sync(ctx)
 		if err != nil || len(c.Added) != 1 || c.Added[0].Version != "0.9.0" {
 			t.Fatalf("sync after recovery: %+v, %v", c, err)
@@ -228,7 +228,7 @@ func TestConcurrentSyncCollapses(t *testing.T) {
 	}
 	// Every index request is held long enough that all callers join the
 	// first one's run.
-	up.Delay(time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
+	up.Faults.Delay(time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
 	const callers = 8
 	var wg sync.WaitGroup
 	results := make([]Changes, callers)
@@ -258,7 +258,7 @@ func TestSyncCallerCancelDoesNotBreakSharedRun(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
-	up.Delay(time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
+	up.Faults.Delay(time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
 	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	longDone := make(chan error, 1)
@@ -279,7 +279,7 @@ func TestSyncAbandonedIsCancelled(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
-	up.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
+	up.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if _, err := m.Sync(short); !errors.Is(err, context.DeadlineExceeded) {
@@ -296,7 +296,7 @@ func TestSyncAbandonedIsCancelled(t *testing.T) {
 	if entries := besideMirror(m); len(entries) != 0 {
 		t.Errorf("abandoned first clone left %v", entries)
 	}
-	up.ClearFaults()
+	up.Faults.Clear()
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatalf("sync after abandon: %v", err)
 	}

@@ -86,7 +86,7 @@ func measure(ctx context.Context, o options) error {
 	}
 	defer up.Close()
 	if o.delay > 0 {
-		up.Delay(o.delay, testupstream.OnPrefix(testupstream.PrefixArchives))
+		up.Faults.Delay(o.delay, testupstream.OnPrefix(testupstream.PrefixArchives))
 	}
 
 	root, err := os.MkdirTemp("", "bench-miss-")

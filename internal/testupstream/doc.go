@@ -27,7 +27,7 @@
 //		},
 //	})
 //	// point the proxy at u.IndexURL() and u.DownloadURL(), then:
-//	u.FailWith(503, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
+//	u.Faults.FailWith(503, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
 //	// ... exercise the proxy ...
 //	if n := u.Count("/user/moonbitlang/x/0.4.6.zip"); n != 2 { ... }
 //

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -29,7 +30,7 @@ const (
 	faultWrongBytes
 )
 
-// fault is one injected misbehaviour; see the Upstream methods that add it.
+// fault is one injected misbehaviour; see the [Faults] methods that add it.
 type fault struct {
 	kind   faultKind
 	status int
@@ -50,7 +51,7 @@ func OnPrefix(prefix string) FaultOption {
 
 // Times limits a fault to the next n matching requests, after which the
 // upstream recovers by itself. Without it (or with n <= 0) the fault stays
-// until [Upstream.ClearFaults].
+// until [Faults.Clear].
 func Times(n int) FaultOption {
 	return func(f *fault) {
 		if n > 0 {
@@ -59,71 +60,82 @@ func Times(n int) FaultOption {
 	}
 }
 
-func (u *Upstream) addFault(f fault, opts []FaultOption) {
+// Faults holds the faults injected into the upstream's answers and
+// applies them to requests: every route is subject to them, or only the
+// paths under a prefix ([OnPrefix]). Its methods are safe for concurrent
+// use.
+type Faults struct {
+	logf func(format string, args ...any)
+
+	mu     sync.Mutex
+	faults []*fault // oldest first
+}
+
+func (fa *Faults) add(f fault, opts []FaultOption) {
 	for _, o := range opts {
 		o(&f)
 	}
-	u.faultMu.Lock()
-	defer u.faultMu.Unlock()
-	u.faults = append(u.faults, &f)
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	fa.faults = append(fa.faults, &f)
 }
 
 // FailWith answers matching requests with status (e.g. 500, 503, 404) and a
 // short text body instead of the real response.
-func (u *Upstream) FailWith(status int, opts ...FaultOption) {
-	u.addFault(fault{kind: faultFail, status: status}, opts)
+func (fa *Faults) FailWith(status int, opts ...FaultOption) {
+	fa.add(fault{kind: faultFail, status: status}, opts)
 }
 
 // Hang makes matching requests block without answering until the client
 // gives up, the upstream goes [Upstream.Down], or it is closed.
-func (u *Upstream) Hang(opts ...FaultOption) {
-	u.addFault(fault{kind: faultHang}, opts)
+func (fa *Faults) Hang(opts ...FaultOption) {
+	fa.add(fault{kind: faultHang}, opts)
 }
 
 // Delay holds matching requests for d before serving them normally.
-func (u *Upstream) Delay(d time.Duration, opts ...FaultOption) {
-	u.addFault(fault{kind: faultDelay, delay: d}, opts)
+func (fa *Faults) Delay(d time.Duration, opts ...FaultOption) {
+	fa.add(fault{kind: faultDelay, delay: d}, opts)
 }
 
 // ResetMidBody sends the real status, headers and about half the body of
 // matching responses, then resets the TCP connection (RST).
-func (u *Upstream) ResetMidBody(opts ...FaultOption) {
-	u.addFault(fault{kind: faultReset}, opts)
+func (fa *Faults) ResetMidBody(opts ...FaultOption) {
+	fa.add(fault{kind: faultReset}, opts)
 }
 
 // Truncate declares the full Content-Length of matching responses but sends
 // only about half the body, then closes the connection normally.
-func (u *Upstream) Truncate(opts ...FaultOption) {
-	u.addFault(fault{kind: faultTruncate}, opts)
+func (fa *Faults) Truncate(opts ...FaultOption) {
+	fa.add(fault{kind: faultTruncate}, opts)
 }
 
 // TruncateAt is Truncate sending the first n bytes of the body (all of
 // it when the body is shorter).
-func (u *Upstream) TruncateAt(n int64, opts ...FaultOption) {
-	u.addFault(fault{kind: faultTruncate, cutAt: n}, opts)
+func (fa *Faults) TruncateAt(n int64, opts ...FaultOption) {
+	fa.add(fault{kind: faultTruncate, cutAt: n}, opts)
 }
 
 // WrongBytes sends matching responses with the right headers and length
 // but every body byte altered, so checksums fail.
-func (u *Upstream) WrongBytes(opts ...FaultOption) {
-	u.addFault(fault{kind: faultWrongBytes}, opts)
+func (fa *Faults) WrongBytes(opts ...FaultOption) {
+	fa.add(fault{kind: faultWrongBytes}, opts)
 }
 
-// ClearFaults removes every injected fault. It does not bring a downed
+// Clear removes every injected fault. It does not bring a downed
 // upstream back; use [Upstream.Up] for that.
-func (u *Upstream) ClearFaults() {
-	u.faultMu.Lock()
-	defer u.faultMu.Unlock()
-	u.faults = nil
+func (fa *Faults) Clear() {
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	fa.faults = nil
 }
 
-// takeFault returns the newest fault matching path and uses up one of its
+// take returns the newest fault matching path and uses up one of its
 // requests, so a later, narrower fault wins over an older, broader one.
-func (u *Upstream) takeFault(path string) (fault, bool) {
-	u.faultMu.Lock()
-	defer u.faultMu.Unlock()
-	for i := len(u.faults) - 1; i >= 0; i-- {
-		f := u.faults[i]
+func (fa *Faults) take(path string) (fault, bool) {
+	fa.mu.Lock()
+	defer fa.mu.Unlock()
+	for i := len(fa.faults) - 1; i >= 0; i-- {
+		f := fa.faults[i]
 		if !strings.HasPrefix(path, f.prefix) {
 			continue
 		}
@@ -131,7 +143,7 @@ func (u *Upstream) takeFault(path string) (fault, bool) {
 		if f.left > 0 {
 			f.left--
 			if f.left == 0 {
-				u.faults = append(u.faults[:i], u.faults[i+1:]...)
+				fa.faults = append(fa.faults[:i], fa.faults[i+1:]...)
 			}
 		}
 		return got, true
@@ -139,8 +151,9 @@ func (u *Upstream) takeFault(path string) (fault, bool) {
 	return fault{}, false
 }
 
-// serveFault applies f to one request; next serves the real response.
-func (u *Upstream) serveFault(w http.ResponseWriter, r *http.Request, f fault, stop <-chan struct{}, next http.Handler) {
+// serve applies f to one request; next serves the real response. stop is
+// closed when the upstream goes down or closes.
+func (fa *Faults) serve(w http.ResponseWriter, r *http.Request, f fault, stop <-chan struct{}, next http.Handler) {
 	switch f.kind {
 	case faultFail:
 		http.Error(w, fmt.Sprintf("testupstream: injected %d", f.status), f.status)
@@ -177,14 +190,14 @@ func (u *Upstream) serveFault(w http.ResponseWriter, r *http.Request, f fault, s
 		rec := newRecorder()
 		next.ServeHTTP(rec, r)
 		rec.finish()
-		u.cutResponse(w, rec, f.kind == faultReset, f.cutAt, stop)
+		fa.cutResponse(w, rec, f.kind == faultReset, f.cutAt, stop)
 	}
 }
 
 // cutResponse writes rec's status and headers, with its full Content-Length,
 // and cutAt bytes of its body (0: half) straight to the connection, then
 // drops the connection: with a reset (RST) or a plain close.
-func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool, cutAt int64, stop <-chan struct{}) {
+func (fa *Faults) cutResponse(w http.ResponseWriter, rec *recorder, reset bool, cutAt int64, stop <-chan struct{}) {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		http.Error(w, "testupstream: cannot hijack", http.StatusInternalServerError)
@@ -192,7 +205,7 @@ func (u *Upstream) cutResponse(w http.ResponseWriter, rec *recorder, reset bool,
 	}
 	conn, bufw, err := hj.Hijack()
 	if err != nil {
-		u.logf("hijack: %v", err)
+		fa.logf("hijack: %v", err)
 		return
 	}
 	defer conn.Close()

@@ -37,8 +37,8 @@ func (u *Upstream) handle(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	routes := http.HandlerFunc(u.route)
-	if f, ok := u.takeFault(r.URL.Path); ok {
-		u.serveFault(w, r, f, stop, routes)
+	if f, ok := u.Faults.take(r.URL.Path); ok {
+		u.Faults.serve(w, r, f, stop, routes)
 		return
 	}
 	routes.ServeHTTP(w, r)

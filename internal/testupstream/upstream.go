@@ -81,9 +81,14 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
-// Upstream is a running test upstream. Its methods are safe for concurrent
-// use.
+// Upstream is a running test upstream: it owns the HTTP server (its
+// address, Down, Up and Close), counts requests and routes them to its
+// parts, which tests drive through its fields. Its methods are safe for
+// concurrent use.
 type Upstream struct {
+	// Faults injects errors, hangs and broken bodies into the answers.
+	Faults *Faults
+
 	opts       Options
 	workDir    string
 	ownWorkDir bool
@@ -98,9 +103,6 @@ type Upstream struct {
 	archives map[string]archive // by module + "@" + version
 	symbols  []byte
 	assets   map[string][]byte
-
-	faultMu sync.Mutex
-	faults  []*fault
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -199,6 +201,7 @@ func New(ctx context.Context, opts Options) (*Upstream, error) {
 		assets:   map[string][]byte{},
 		counts:   map[string]int{},
 	}
+	u.Faults = &Faults{logf: u.logf}
 	if u.workDir == "" {
 		dir, err := os.MkdirTemp("", "testupstream-")
 		if err != nil {

@@ -681,7 +681,7 @@ func TestFaults(t *testing.T) {
 		{
 			name: "FailWith for the next 2 archive requests",
 			set: func() {
-				u.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(2))
+				u.Faults.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(2))
 			},
 			check: func(t *testing.T) {
 				ok(t, symbols) // other routes unaffected
@@ -695,7 +695,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "FailWith everywhere until cleared",
-			set:  func() { u.FailWith(http.StatusInternalServerError) },
+			set:  func() { u.Faults.FailWith(http.StatusInternalServerError) },
 			check: func(t *testing.T) {
 				for _, link := range []string{arch, symbols, arch} {
 					if code, _, _ := status(t, client(), link); code != http.StatusInternalServerError {
@@ -709,7 +709,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "FailWith 404 on symbols",
-			set:  func() { u.FailWith(http.StatusNotFound, testupstream.OnPrefix(testupstream.PrefixSymbols)) },
+			set:  func() { u.Faults.FailWith(http.StatusNotFound, testupstream.OnPrefix(testupstream.PrefixSymbols)) },
 			check: func(t *testing.T) {
 				if code, _, _ := status(t, client(), symbols); code != http.StatusNotFound {
 					t.Errorf("symbols: %d, want 404", code)
@@ -719,7 +719,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "Hang",
-			set:  func() { u.Hang(testupstream.OnPrefix(testupstream.PrefixArchives)) },
+			set:  func() { u.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixArchives)) },
 			check: func(t *testing.T) {
 				c := &http.Client{Timeout: 300 * time.Millisecond}
 				start := time.Now()
@@ -736,7 +736,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "Delay",
-			set:  func() { u.Delay(200*time.Millisecond, testupstream.Times(1)) },
+			set:  func() { u.Faults.Delay(200*time.Millisecond, testupstream.Times(1)) },
 			check: func(t *testing.T) {
 				start := time.Now()
 				ok(t, arch)
@@ -747,7 +747,9 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "ResetMidBody once",
-			set:  func() { u.ResetMidBody(testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1)) },
+			set: func() {
+				u.Faults.ResetMidBody(testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
+			},
 			check: func(t *testing.T) {
 				code, body, err := status(t, client(), arch)
 				if code != http.StatusOK {
@@ -764,7 +766,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "Truncate",
-			set:  func() { u.Truncate(testupstream.OnPrefix(testupstream.PrefixArchives)) },
+			set:  func() { u.Faults.Truncate(testupstream.OnPrefix(testupstream.PrefixArchives)) },
 			check: func(t *testing.T) {
 				resp, err := client().Get(arch)
 				if err != nil {
@@ -782,7 +784,7 @@ func TestFaults(t *testing.T) {
 		},
 		{
 			name: "WrongBytes",
-			set:  func() { u.WrongBytes(testupstream.OnPrefix(testupstream.PrefixArchives)) },
+			set:  func() { u.Faults.WrongBytes(testupstream.OnPrefix(testupstream.PrefixArchives)) },
 			check: func(t *testing.T) {
 				code, body, err := status(t, client(), arch)
 				if err != nil || code != http.StatusOK || len(body) != size {
@@ -796,8 +798,8 @@ func TestFaults(t *testing.T) {
 		{
 			name: "newest fault wins",
 			set: func() {
-				u.FailWith(http.StatusInternalServerError)
-				u.FailWith(http.StatusBadGateway, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
+				u.Faults.FailWith(http.StatusInternalServerError)
+				u.Faults.FailWith(http.StatusBadGateway, testupstream.OnPrefix(testupstream.PrefixArchives), testupstream.Times(1))
 			},
 			check: func(t *testing.T) {
 				for _, want := range []int{http.StatusBadGateway, http.StatusInternalServerError} {
@@ -810,10 +812,10 @@ func TestFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			u.ClearFaults()
+			u.Faults.Clear()
 			tc.set()
 			tc.check(t)
-			u.ClearFaults()
+			u.Faults.Clear()
 			ok(t, arch)
 		})
 	}
@@ -828,7 +830,7 @@ func TestDownUp(t *testing.T) {
 		t.Fatal(resp.Status)
 	}
 	// A request hung on the upstream ends when it goes down.
-	u.Hang(testupstream.OnPrefix(testupstream.PrefixSymbols))
+	u.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixSymbols))
 	hung := make(chan error, 1)
 	go func() {
 		resp, err := client().Get(u.URL() + "/symbols.zip")
@@ -862,7 +864,7 @@ func TestDownUp(t *testing.T) {
 	if err := u.Up(); err != nil {
 		t.Fatal(err)
 	}
-	u.ClearFaults()
+	u.Faults.Clear()
 	if resp, body := get(t, c, link); resp.StatusCode != http.StatusOK || sha(body) != u.Checksum(xModule, xVersion) {
 		t.Errorf("after Up: %s", resp.Status)
 	}
@@ -876,7 +878,7 @@ func TestCloseEndsHungRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := filepath.Dir(filepath.Dir(u.IndexDir()))
-	u.Hang()
+	u.Faults.Hang()
 	done := make(chan error, 1)
 	go func() {
 		resp, err := client().Get(u.URL() + "/symbols.zip")
