@@ -81,7 +81,7 @@ func TestServeInProcess(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: mv.Module, Version: mv.Version}}})
 	archives := mem.New()
 	base := serveInProcess(t, up, archives)
-	want := up.ArchiveBytes(mv.Module, mv.Version)
+	want := up.Downloads.Archive(mv.Module, mv.Version)
 	for _, round := range []string{"miss", "hit"} {
 		if status, body := get(t, base+"/user/"+mv.RelPath()); status != http.StatusOK || !bytes.Equal(body, want) {
 			t.Fatalf("%s: %d, %d bytes", round, status, len(body))

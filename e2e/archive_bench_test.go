@@ -183,7 +183,7 @@ func BenchmarkSymbolsPeakRSS(b *testing.B) {
 	const size, clients = 50 << 20, 16
 	up := testupstream.Start(b, testupstream.Options{})
 	symbols := bytes.Repeat([]byte("0123456789abcdef"), size/16)
-	up.SetSymbols(symbols)
+	up.Downloads.SetSymbols(symbols)
 	for b.Loop() {
 		b.StopTimer()
 		reg := startRegistry(b, registryOptions{UpstreamURL: up.URL()})

@@ -138,7 +138,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 	path := arcUpstreamPath(arcModX, version)
 	// Slow enough that every request arrives while the first fetch runs.
 	up.Faults.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
-	want := up.ArchiveBytes(arcModX, version)
+	want := up.Downloads.Archive(arcModX, version)
 
 	const n = 100
 	client := &http.Client{
@@ -198,7 +198,7 @@ func TestArchiveCutResumed(t *testing.T) {
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	path := arcUpstreamPath(arcModX, version)
 	up.Faults.TruncateAt(cut, testupstream.OnPrefix(path), testupstream.Times(1))
-	want := up.ArchiveBytes(arcModX, version)
+	want := up.Downloads.Archive(arcModX, version)
 	before := up.BytesSent()
 	res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, arcModX, version), nil)
 	if res.status != http.StatusOK || !bytes.Equal(res.body, want) {
@@ -276,7 +276,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 				if !tt.streamed || res.status != http.StatusOK {
 					t.Fatalf("status %d, then the transfer broke (%v); want %d", res.status, cut, tt.status)
 				}
-				if len(res.body) >= len(up.ArchiveBytes(arcModX, tt.version)) {
+				if len(res.body) >= len(up.Downloads.Archive(arcModX, tt.version)) {
 					t.Fatalf("the transfer broke after all %d bytes: the last must be held back", len(res.body))
 				}
 				// The fetch goes on after the client's transfer broke.
@@ -288,7 +288,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 			if got := up.Count(path); got != tt.count {
 				t.Errorf("upstream saw %d requests for %s, want %d", got, path, tt.count)
 			}
-			want := up.ArchiveBytes(arcModX, tt.version)
+			want := up.Downloads.Archive(arcModX, tt.version)
 			if tt.status == http.StatusOK {
 				if !bytes.Equal(res.body, want) {
 					t.Errorf("got %d bytes that are not the archive", len(res.body))
@@ -486,7 +486,7 @@ func TestSymbolsRevalidated(t *testing.T) {
 	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
-	want, etag := up.Symbols(), up.SymbolsETag()
+	want, etag := up.Downloads.Symbols(), up.Downloads.SymbolsETag()
 	steps := []struct {
 		name        string
 		down        bool
@@ -544,8 +544,8 @@ func TestArchiveHitHTTPSemantics(t *testing.T) {
 		ArchiveSize: 32 << 10,
 	})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
-	data := up.ArchiveBytes(arcModX, version)
-	etag := `"` + up.Checksum(arcModX, version) + `"`
+	data := up.Downloads.Archive(arcModX, version)
+	etag := `"` + up.Downloads.Checksum(arcModX, version) + `"`
 	u := arcOneSegmentURL(reg.URL, arcModX, version)
 	if res := arcFetch(t, http.MethodGet, u, nil); res.status != http.StatusOK {
 		t.Fatalf("warming the cache: %d %s", res.status, res.body)
@@ -659,8 +659,8 @@ func arcCheckStored(t *testing.T, root string, up *testupstream.Upstream) {
 		}
 		sum := sha256.Sum256(data)
 		v := strings.TrimSuffix(filepath.Base(f), ".zip")
-		if got := hex.EncodeToString(sum[:]); got != up.Checksum(arcModX, v) {
-			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Checksum(arcModX, v))
+		if got := hex.EncodeToString(sum[:]); got != up.Downloads.Checksum(arcModX, v) {
+			t.Errorf("stored %s has sha256 %s, index says %s", f, got, up.Downloads.Checksum(arcModX, v))
 		}
 	}
 }

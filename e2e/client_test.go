@@ -115,10 +115,10 @@ func TestClientConfigForms(t *testing.T) {
 				t.Fatal(err)
 			}
 			v := up.Versions(cliModule)[0]
-			if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, v)) {
+			if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, v)) {
 				t.Errorf("download: %v", err)
 			}
-			if body, err := c.Symbols(ctx); err != nil || !bytes.Equal(body, up.Symbols()) {
+			if body, err := c.Symbols(ctx); err != nil || !bytes.Equal(body, up.Downloads.Symbols()) {
 				t.Errorf("symbols: %v", err)
 			}
 			if res, _, err := c.Search(ctx, "lex", 10); err != nil || len(res) == 0 {
@@ -168,10 +168,10 @@ func TestClientDownloadBase(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	wasm := []byte("\x00asm\x01\x00\x00\x00 prebuilt")
 	const asset = "moonbitlang/lex@0.1.1/runtime/lexer.wasm"
-	up.SetAsset(asset, wasm)
-	up.SetAsset(asset+".sha256", []byte(strings.Repeat("c", 64)+"  lexer.wasm\n"))
+	up.Downloads.SetAsset(asset, wasm)
+	up.Downloads.SetAsset(asset+".sha256", []byte(strings.Repeat("c", 64)+"  lexer.wasm\n"))
 	const future = "/toolchain/2026-11/core-bundle.tar.gz" // a path no route names
-	up.SetFile(future, []byte("future artifact"))
+	up.Downloads.SetFile(future, []byte("future artifact"))
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 
 	home := t.TempDir()
@@ -190,7 +190,7 @@ func TestClientDownloadBase(t *testing.T) {
 			}
 		}
 		for path, want := range map[string][]byte{
-			c.symbols:                       up.Symbols(),
+			c.symbols:                       up.Downloads.Symbols(),
 			c.download + "/assets/" + asset: wasm,
 			c.download + "/assets/" + asset + ".sha256": []byte(strings.Repeat("c", 64) + "  lexer.wasm\n"),
 			c.download + future:                         []byte("future artifact"),
@@ -386,7 +386,7 @@ func TestClientRetryStatuses(t *testing.T) {
 
 	// Two failures, then upstream recovers: the client's retries get it.
 	up.Faults.FailWith(http.StatusServiceUnavailable, testupstream.OnPrefix(path(versions[0])), testupstream.Times(2))
-	if body, err := c.Download(ctx, cliModule, versions[0]); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, versions[0])) {
+	if body, err := c.Download(ctx, cliModule, versions[0]); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, versions[0])) {
 		t.Errorf("download through a short outage: %v", err)
 	}
 	if n := up.Count(path(versions[0])); n != 3 {

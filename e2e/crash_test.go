@@ -114,7 +114,7 @@ func TestArchiveCrashMidDownload(t *testing.T) {
 				t.Errorf("temporary files of the killed process survive the restart: %v", tmp)
 			}
 			res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg2.URL, arcModX, tt.version), nil)
-			want := up.ArchiveBytes(arcModX, tt.version)
+			want := up.Downloads.Archive(arcModX, tt.version)
 			if res.status != http.StatusOK || !bytes.Equal(res.body, want) {
 				t.Fatalf("after restart: %d, %d bytes; want 200 and the %d byte archive", res.status, len(res.body), len(want))
 			}

@@ -52,7 +52,7 @@ func TestEvictMaxSizeThroughBinary(t *testing.T) {
 	}
 	v := all[:8]
 	for _, version := range v {
-		if n := len(up.ArchiveBytes(module, version)); n != evictArchiveSize {
+		if n := len(up.Downloads.Archive(module, version)); n != evictArchiveSize {
 			t.Fatalf("upstream archive %s@%s is %d bytes, want %d", module, version, n, evictArchiveSize)
 		}
 	}

@@ -416,7 +416,7 @@ func TestFaultDiskFull(t *testing.T) {
 			client := &http.Client{Timeout: time.Minute}
 			for _, v := range cached {
 				if r := fltGet(client, arcOneSegmentURL(reg.URL, arcModX, v)); r.err != nil || r.status != http.StatusOK ||
-					!bytes.Equal(r.body, up.ArchiveBytes(arcModX, v)) {
+					!bytes.Equal(r.body, up.Downloads.Archive(arcModX, v)) {
 					t.Fatalf("caching %s before the fault: %d, %d bytes, %v", v, r.status, len(r.body), r.err)
 				}
 			}
@@ -458,7 +458,7 @@ func TestFaultDiskFull(t *testing.T) {
 
 			for _, v := range cached {
 				if r := fltGet(client, arcOneSegmentURL(reg.URL, arcModX, v)); r.err != nil || r.status != http.StatusOK ||
-					!bytes.Equal(r.body, up.ArchiveBytes(arcModX, v)) {
+					!bytes.Equal(r.body, up.Downloads.Archive(arcModX, v)) {
 					t.Errorf("cached %s with the disk full: %d, %d bytes, %v", v, r.status, len(r.body), r.err)
 				}
 			}
@@ -468,7 +468,7 @@ func TestFaultDiskFull(t *testing.T) {
 
 			m.free(t, reg)
 			again := fltGet(client, arcOneSegmentURL(reg.URL, arcModX, failing))
-			want := up.ArchiveBytes(arcModX, failing)
+			want := up.Downloads.Archive(arcModX, failing)
 			if again.err != nil || again.status != http.StatusOK || !bytes.Equal(again.body, want) {
 				t.Errorf("after space is back: %d (%.200s), %v; want 200 and the archive", again.status, again.body, again.err)
 			}
@@ -615,7 +615,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 			t.Fatalf("only %d of %d requests returned after the registry exited", i, 2*n)
 		}
 		sum := sha256.Sum256(o.res.body)
-		if o.res.err != nil || o.res.status != http.StatusOK || hex.EncodeToString(sum[:]) != up.Checksum(arcModX, o.version) {
+		if o.res.err != nil || o.res.status != http.StatusOK || hex.EncodeToString(sum[:]) != up.Downloads.Checksum(arcModX, o.version) {
 			if failed < 5 {
 				t.Errorf("%s (cached %v): status %d, %d bytes, err %v; want 200 and the archive", o.version, o.cached, o.res.status, len(o.res.body), o.res.err)
 			}

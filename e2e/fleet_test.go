@@ -227,7 +227,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	up.Faults.Delay(500*time.Millisecond, testupstream.OnPrefix(path))
 	bodies, errs := fetchAll(ctx, c, c.archiveURL(cliModule, miss), 100)
 	for i := range bodies {
-		if errs[i] != nil || !bytes.Equal(bodies[i], up.ArchiveBytes(cliModule, miss)) {
+		if errs[i] != nil || !bytes.Equal(bodies[i], up.Downloads.Archive(cliModule, miss)) {
 			t.Fatalf("client %d: %v", i, errs[i])
 		}
 	}
@@ -299,7 +299,7 @@ func TestFleetOneFetchAndTakeover(t *testing.T) {
 	up.Faults.Clear()
 	for range 30 {
 		r := <-results
-		if r.err != nil || !bytes.Equal(r.body, up.ArchiveBytes(cliModule, victim)) {
+		if r.err != nil || !bytes.Equal(r.body, up.Downloads.Archive(cliModule, victim)) {
 			t.Errorf("client after the holder was killed: %v", r.err)
 		}
 	}

@@ -42,19 +42,19 @@ func TestNginxFront(t *testing.T) {
 	}
 	versions := up.Versions(cliModule)
 	first := versions[0]
-	if body, err := c.Download(ctx, cliModule, first); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, first)) {
+	if body, err := c.Download(ctx, cliModule, first); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, first)) {
 		t.Fatalf("miss through nginx: %v", err)
 	}
 	if n := cliWaitAttempts(reg, first, 1); n != 1 {
 		t.Fatalf("the miss reached the registry %d times, want 1", n)
 	}
 	for range 3 {
-		if body, err := c.Download(ctx, cliModule, first); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, first)) {
+		if body, err := c.Download(ctx, cliModule, first); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, first)) {
 			t.Fatalf("hit through nginx: %v", err)
 		}
 	}
 	plain, err := c.get(ctx, front+"/user/"+cliModule+"/"+first+".zip")
-	if err != nil || !bytes.Equal(plain, up.ArchiveBytes(cliModule, first)) {
+	if err != nil || !bytes.Equal(plain, up.Downloads.Archive(cliModule, first)) {
 		t.Errorf("the plain-slash form through nginx: %v", err)
 	}
 	if n := cliWaitAttempts(reg, first, 2); n != 1 {

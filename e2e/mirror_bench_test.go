@@ -148,7 +148,7 @@ func BenchmarkMirrorAll(b *testing.B) {
 		b.Fatalf("sync: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	var paths, want []string
-	for _, mv := range up.Archives() {
+	for _, mv := range up.Downloads.Archives() {
 		paths = append(paths, arcUpstreamPath(mv.Module, mv.Version))
 		want = append(want, mv.Module+"@"+mv.Version)
 	}

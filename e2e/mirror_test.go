@@ -123,7 +123,7 @@ func mirCheckBytes(t testing.TB, up *testupstream.Upstream, root string, mvs []s
 	for _, mv := range mvs {
 		module, version, _ := strings.Cut(mv, "@")
 		got, err := os.ReadFile(filepath.Join(root, "data", "packages", filepath.FromSlash(module), version+".zip"))
-		want := up.ArchiveBytes(module, version)
+		want := up.Downloads.Archive(module, version)
 		if err != nil || want == nil || !bytes.Equal(got, want) {
 			t.Errorf("%s: stored %d bytes (err %v), upstream serves %d", mv, len(got), err, len(want))
 		}
@@ -176,7 +176,7 @@ func TestMirrorStrictModule(t *testing.T) {
 	}})
 	// The snapshot has no yanked versions: yank 0.4.22 with a later line (its
 	// archive stays served).
-	yank := fmt.Sprintf(`{"name": "moonbitlang/x", "version": "0.4.22", "checksum": %q, "yanked": true}`, up.Checksum("moonbitlang/x", "0.4.22"))
+	yank := fmt.Sprintf(`{"name": "moonbitlang/x", "version": "0.4.22", "checksum": %q, "yanked": true}`, up.Downloads.Checksum("moonbitlang/x", "0.4.22"))
 	if err := up.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
 		t.Fatal(err)
 	}
@@ -255,14 +255,14 @@ func TestMirrorClosureServedOffline(t *testing.T) {
 			t.Errorf("download %s through the proxy: %v", mv, err)
 			continue
 		}
-		if !bytes.Equal(body, up.ArchiveBytes(module, version)) {
+		if !bytes.Equal(body, up.Downloads.Archive(module, version)) {
 			t.Errorf("%s: the proxy served other bytes than upstream published", mv)
 		}
 	}
 	// mirror kept symbols.zip too: moon update works offline.
 	if body, err := client.Symbols(ctx); err != nil {
 		t.Errorf("symbols.zip with upstream down after mirror: %v", err)
-	} else if !bytes.Equal(body, up.Symbols()) {
+	} else if !bytes.Equal(body, up.Downloads.Symbols()) {
 		t.Errorf("symbols.zip: the proxy served other bytes than upstream published")
 	}
 }

@@ -51,7 +51,7 @@ func TestS3StoreThroughBinary(t *testing.T) {
 		}
 		// The object in the bucket is the archive, byte for byte.
 		stored, err := os.ReadFile(srv.ObjectFile(s3Bucket, "reg/packages/"+cliModule+"/"+v+".zip"))
-		if err != nil || !bytes.Equal(stored, up.ArchiveBytes(cliModule, v)) {
+		if err != nil || !bytes.Equal(stored, up.Downloads.Archive(cliModule, v)) {
 			t.Errorf("%s in the bucket: %d bytes, %v", v, len(stored), err)
 		}
 	}
@@ -69,7 +69,7 @@ func TestS3StoreThroughBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, v := range versions {
-		if body, err := c2.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, v)) {
+		if body, err := c2.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, v)) {
 			t.Errorf("second replica, upstream down, %s: %v", v, err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestS3Redirect(t *testing.T) {
 	if loc := res.header.Get("Location"); res.status != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
 		t.Fatalf("archive request: %d, Location %q; want 307 to a signed URL of %s", res.status, loc, srv.Endpoint)
 	}
-	if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.ArchiveBytes(cliModule, v)) {
+	if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, v)) {
 		t.Errorf("following the redirect: %v", err)
 	}
 	if n := up.Count(arcUpstreamPath(cliModule, v)); n != 1 {

@@ -283,8 +283,8 @@ func TestComposedFromSources(t *testing.T) {
 			t.Errorf("%s@%s served: %v, want %v", c.mod, c.version, got, c.want)
 		}
 	}
-	if v, _, _ := m.Lookups().Lookup(ctx, "corp/lib", "1.0.0"); v.Checksum != central.Checksum("corp/lib", "1.0.0") {
-		t.Errorf("corp/lib checksum %s, central's is %s", v.Checksum, central.Checksum("corp/lib", "1.0.0"))
+	if v, _, _ := m.Lookups().Lookup(ctx, "corp/lib", "1.0.0"); v.Checksum != central.Downloads.Checksum("corp/lib", "1.0.0") {
+		t.Errorf("corp/lib checksum %s, central's is %s", v.Checksum, central.Downloads.Checksum("corp/lib", "1.0.0"))
 	}
 
 	client, pull := shallowClient(t, m)

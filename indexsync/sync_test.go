@@ -99,7 +99,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	}
 	// Lookups see the new state: the cache of alice/foo was dropped.
 	v, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "0.3.0")
-	if err != nil || !ok || v.Checksum != up.Checksum("alice/foo", "0.3.0") || v.Deps["bob/lib/nested"].Version != "0.1.0" {
+	if err != nil || !ok || v.Checksum != up.Downloads.Checksum("alice/foo", "0.3.0") || v.Deps["bob/lib/nested"].Version != "0.1.0" {
 		t.Fatalf("Lookup new version = %+v, %v, %v", v, ok, err)
 	}
 	v, ok, err = m.Lookups().Lookup(ctx, "bob/lib/nested", "0.1.0")

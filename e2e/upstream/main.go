@@ -66,7 +66,7 @@ func run() error {
 	fmt.Printf("base     %s\n", u.URL())
 	fmt.Printf("index    %s\n", u.IndexURL())
 	fmt.Printf("download %s\n", u.DownloadURL())
-	fmt.Printf("archives %d\n", len(u.Archives()))
+	fmt.Printf("archives %d\n", len(u.Downloads.Archives()))
 	<-ctx.Done()
 	return u.Close()
 }

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"moonbit-registry/internal/testsupport"
 )
 
 // handle is the server's entry point: it tracks the request for Close,
@@ -52,11 +50,11 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/git/index/"):
 		u.git.ServeHTTP(w, r)
 	case p == "/symbols.zip":
-		u.serveSymbols(w, r)
+		u.Downloads.serveSymbols(w, r)
 	case strings.HasPrefix(p, "/user/"):
-		u.serveArchive(w, r)
+		u.Downloads.serveArchive(w, r)
 	case strings.HasPrefix(p, "/assets/"):
-		u.serveAsset(w, r)
+		u.Downloads.serveFile(w, r)
 	case p == "/api/v0/search":
 		u.serveSearch(w, r)
 	case strings.HasPrefix(p, "/api/v0/modules/"):
@@ -66,7 +64,7 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(p, "/api/v0/user/"):
 		u.serveUser(w, r, strings.TrimPrefix(p, "/api/v0/user/"))
 	default:
-		u.serveAsset(w, r) // files set with SetFile; 404 otherwise
+		u.Downloads.serveFile(w, r) // files set with SetFile; 404 otherwise
 	}
 }
 
@@ -83,63 +81,6 @@ func getOrHead(w http.ResponseWriter, r *http.Request) bool {
 func etag(data []byte) string {
 	s := sha256.Sum256(data)
 	return `"` + hex.EncodeToString(s[:16]) + `"`
-}
-
-// serveArchive answers /user/<owner>/<rest>/<version>.zip. The client's
-// one-segment form (%2F between parts) decodes to the same path.
-func (u *Upstream) serveArchive(w http.ResponseWriter, r *http.Request) {
-	if !getOrHead(w, r) {
-		return
-	}
-	rest := strings.TrimPrefix(r.URL.Path, "/user/")
-	i := strings.LastIndexByte(rest, '/')
-	if !strings.HasSuffix(rest, ".zip") || i < 0 {
-		http.NotFound(w, r)
-		return
-	}
-	module, version := rest[:i], strings.TrimSuffix(rest[i+1:], ".zip")
-	u.dataMu.RLock()
-	a, ok := u.archives[module+"@"+version]
-	u.dataMu.RUnlock()
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("ETag", `"`+a.sum+`"`)
-	// Published archives never change.
-	w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
-	http.ServeContent(w, r, "", archiveTime(), bytes.NewReader(a.data))
-}
-
-// serveSymbols answers /symbols.zip, revalidated by ETag on every use.
-func (u *Upstream) serveSymbols(w http.ResponseWriter, r *http.Request) {
-	if !getOrHead(w, r) {
-		return
-	}
-	u.dataMu.RLock()
-	data := u.symbols
-	u.dataMu.RUnlock()
-	w.Header().Set("Content-Type", "application/zip")
-	w.Header().Set("ETag", etag(data))
-	w.Header().Set("Cache-Control", "no-cache")
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
-}
-
-func (u *Upstream) serveAsset(w http.ResponseWriter, r *http.Request) {
-	if !getOrHead(w, r) {
-		return
-	}
-	u.dataMu.RLock()
-	data, ok := u.assets[r.URL.Path]
-	u.dataMu.RUnlock()
-	if !ok {
-		http.NotFound(w, r)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("ETag", etag(data))
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 }
 
 // searchResult is one module in /api/v0/search's answer: the client (moon
@@ -265,52 +206,4 @@ func (u *Upstream) serveJSON(w http.ResponseWriter, r *http.Request, v any) {
 	w.Header().Set("ETag", etag(body))
 	w.Header().Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
-}
-
-// defaultSymbols is a small fixed zip standing in for the symbols database.
-func defaultSymbols() ([]byte, error) {
-	return testsupport.Zip(archiveTime(), testsupport.ZipFile{Name: "symbols.json", Data: []byte("{\"symbols\": []}\n")})
-}
-
-// SetSymbols replaces the /symbols.zip body (and so its ETag).
-func (u *Upstream) SetSymbols(data []byte) {
-	u.dataMu.Lock()
-	defer u.dataMu.Unlock()
-	u.symbols = append([]byte(nil), data...)
-}
-
-// Symbols returns a copy of the /symbols.zip body.
-func (u *Upstream) Symbols() []byte {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	return append([]byte(nil), u.symbols...)
-}
-
-// SymbolsETag is the ETag /symbols.zip is served with, quotes included.
-func (u *Upstream) SymbolsETag() string {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	return etag(u.symbols)
-}
-
-// SetFile serves data at path (percent-decoded, from the root, e.g.
-// "/future/artifact.bin"): a download path that no route of its own knows.
-// A nil data removes it.
-func (u *Upstream) SetFile(path string, data []byte) {
-	u.dataMu.Lock()
-	defer u.dataMu.Unlock()
-	if data == nil {
-		delete(u.assets, path)
-		return
-	}
-	u.assets[path] = append([]byte(nil), data...)
-}
-
-// SetAsset serves data at path, given with or without the leading
-// "/assets" (e.g. "/assets/owner/mod@1.0.0/x.wasm" or "owner/mod@1.0.0/x.wasm").
-// A nil data removes the asset. Unset assets are 404, meaning "no prebuilt
-// asset" to the client.
-func (u *Upstream) SetAsset(path string, data []byte) {
-	path = "/" + strings.TrimPrefix(strings.TrimPrefix(path, "/"), "assets/")
-	u.SetFile("/assets"+path, data)
 }

@@ -25,10 +25,9 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 	u.gitMu.Lock()
 	defer u.gitMu.Unlock()
 
+	exists := u.Downloads.has(module, version)
 	u.dataMu.RLock()
-	m := u.modules[module]
-	_, exists := u.archives[module+"@"+version]
-	if m != nil {
+	if m := u.modules[module]; m != nil {
 		_, ok := m.info[version]
 		exists = exists || ok
 	}
@@ -45,7 +44,7 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 		}
 		rawDeps = b
 	}
-	a, err := u.build(module, version, rawDeps)
+	a, err := u.Downloads.build(module, version, rawDeps)
 	if err != nil {
 		return fmt.Errorf("add version: %w", err)
 	}
@@ -57,9 +56,7 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 
 	// The archive goes up before the index line, as on the real registry:
 	// a client that sees the version can always fetch it.
-	u.dataMu.Lock()
-	u.archives[module+"@"+version] = a
-	u.dataMu.Unlock()
+	u.Downloads.put(module, version, a)
 
 	if err := u.appendLine(ctx, module, line, "Publish "+module+"@"+version); err != nil {
 		return err

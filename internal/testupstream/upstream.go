@@ -2,7 +2,6 @@ package testupstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
@@ -86,6 +85,8 @@ type Options struct {
 // parts, which tests drive through its fields. Its methods are safe for
 // concurrent use.
 type Upstream struct {
+	// Downloads holds the archives, symbols and assets served.
+	Downloads *Downloads
 	// Faults injects errors, hangs and broken bodies into the answers.
 	Faults *Faults
 
@@ -97,12 +98,9 @@ type Upstream struct {
 
 	gitMu sync.Mutex // serializes changes to the index repository
 
-	dataMu   sync.RWMutex
-	files    map[string][]byte // the served index tree, by slash path
-	modules  map[string]*moduleInfo
-	archives map[string]archive // by module + "@" + version
-	symbols  []byte
-	assets   map[string][]byte
+	dataMu  sync.RWMutex
+	files   map[string][]byte // the served index tree, by slash path
+	modules map[string]*moduleInfo
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -194,12 +192,15 @@ func New(ctx context.Context, opts Options) (*Upstream, error) {
 		}
 		opts.IndexSource = src
 	}
+	downloads, err := newDownloads(opts.ArchiveSize)
+	if err != nil {
+		return nil, err
+	}
 	u := &Upstream{
-		opts:     opts,
-		workDir:  opts.WorkDir,
-		archives: map[string]archive{},
-		assets:   map[string][]byte{},
-		counts:   map[string]int{},
+		Downloads: downloads,
+		opts:      opts,
+		workDir:   opts.WorkDir,
+		counts:    map[string]int{},
 	}
 	u.Faults = &Faults{logf: u.logf}
 	if u.workDir == "" {
@@ -255,11 +256,11 @@ func (u *Upstream) setup(ctx context.Context) error {
 	sumsByFile := map[string]map[string]string{}
 	for _, mv := range want {
 		m := u.modules[mv.Module]
-		a, err := u.build(mv.Module, mv.Version, m.info[mv.Version].deps)
+		a, err := u.Downloads.build(mv.Module, mv.Version, m.info[mv.Version].deps)
 		if err != nil {
 			return err
 		}
-		u.archives[mv.Module+"@"+mv.Version] = a
+		u.Downloads.put(mv.Module, mv.Version, a)
 		if sumsByFile[m.file] == nil {
 			sumsByFile[m.file] = map[string]string{}
 		}
@@ -289,8 +290,7 @@ func (u *Upstream) setup(ctx context.Context) error {
 	}
 	u.files = files
 	u.git = gitHandler(u.repo.git, root, u.repo.env, logWriter{u})
-	u.symbols, err = defaultSymbols()
-	return err
+	return nil
 }
 
 // selectArchives expands Options.Archives into distinct, sorted versions
@@ -344,14 +344,6 @@ func (u *Upstream) selectArchives() ([]ModuleVersion, error) {
 		return out[i].Version < out[j].Version
 	})
 	return out, nil
-}
-
-func (u *Upstream) build(module, version string, deps json.RawMessage) (archive, error) {
-	data, err := BuildArchive(module, version, deps, u.opts.ArchiveSize)
-	if err != nil {
-		return archive{}, err
-	}
-	return newArchive(data), nil
 }
 
 // DefaultIndexSource finds testdata/mooncakes-index, the project's copy of
@@ -523,44 +515,6 @@ func (u *Upstream) IndexFile(module string) []byte {
 // GitEnv is [testsupport.GitEnv] with this upstream's isolated HOME, for running git
 // clients in tests.
 func (u *Upstream) GitEnv() []string { return testsupport.GitEnv(filepath.Join(u.workDir, "home")) }
-
-// ArchiveBytes returns a copy of the zip served for module@version, or nil
-// if none is served.
-func (u *Upstream) ArchiveBytes(module, version string) []byte {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	a, ok := u.archives[module+"@"+version]
-	if !ok {
-		return nil
-	}
-	return append([]byte(nil), a.data...)
-}
-
-// Checksum returns the lowercase hex SHA-256 of the zip served for
-// module@version (the checksum in the served index), or "" if none.
-func (u *Upstream) Checksum(module, version string) string {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	return u.archives[module+"@"+version].sum
-}
-
-// Archives lists the module versions that have a zip, sorted.
-func (u *Upstream) Archives() []ModuleVersion {
-	u.dataMu.RLock()
-	out := make([]ModuleVersion, 0, len(u.archives))
-	for k := range u.archives {
-		m, v, _ := strings.Cut(k, "@")
-		out = append(out, ModuleVersion{m, v})
-	}
-	u.dataMu.RUnlock()
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Module != out[j].Module {
-			return out[i].Module < out[j].Module
-		}
-		return out[i].Version < out[j].Version
-	})
-	return out
-}
 
 // Versions lists the versions of module in the served index, oldest first.
 func (u *Upstream) Versions(module string) []string {

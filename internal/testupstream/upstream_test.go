@@ -218,7 +218,7 @@ func TestCloneAndArchives(t *testing.T) {
 				if err := json.Unmarshal([]byte(wl), &l); err != nil {
 					t.Fatal(err)
 				}
-				if sum := u.Checksum(module, l.Version); sum != "" {
+				if sum := u.Downloads.Checksum(module, l.Version); sum != "" {
 					// Only the checksum's hex digits may differ.
 					wl = strings.Replace(wl, `"checksum": "`+l.Checksum+`"`, `"checksum": "`+sum+`"`, 1)
 					rewritten++
@@ -228,7 +228,7 @@ func TestCloneAndArchives(t *testing.T) {
 				}
 			}
 		}
-		if want := len(u.Archives()); rewritten != want {
+		if want := len(u.Downloads.Archives()); rewritten != want {
 			t.Errorf("rewrote %d lines, want one per archive (%d)", rewritten, want)
 		}
 	})
@@ -256,9 +256,9 @@ func TestCloneAndArchives(t *testing.T) {
 			if err := json.Unmarshal(lineField(t, line, "checksum"), &indexSum); err != nil {
 				t.Fatal(err)
 			}
-			want := u.ArchiveBytes(tc.module, tc.version)
-			if want == nil || sha(want) != indexSum || u.Checksum(tc.module, tc.version) != indexSum {
-				t.Fatalf("checksum: index %s, Checksum %s, sha(ArchiveBytes) %s", indexSum, u.Checksum(tc.module, tc.version), sha(want))
+			want := u.Downloads.Archive(tc.module, tc.version)
+			if want == nil || sha(want) != indexSum || u.Downloads.Checksum(tc.module, tc.version) != indexSum {
+				t.Fatalf("checksum: index %s, Checksum %s, sha(ArchiveBytes) %s", indexSum, u.Downloads.Checksum(tc.module, tc.version), sha(want))
 			}
 			for _, link := range []string{archiveURL(u, tc.module, tc.version), encodedArchiveURL(u, tc.module, tc.version)} {
 				resp, body := get(t, client(), link)
@@ -298,7 +298,7 @@ func TestCloneAndArchives(t *testing.T) {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(u.ArchiveBytes(xModule, xVersion))) {
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(u.Downloads.Archive(xModule, xVersion))) {
 			t.Errorf("HEAD: %s, length %d", resp.Status, resp.ContentLength)
 		}
 		for _, link := range []string{
@@ -452,7 +452,7 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 		var sum string
 		_ = json.Unmarshal(lineField(t, lines[0], "checksum"), &sum)
 		resp, body := get(t, client(), encodedArchiveURL(u, tc.module, tc.version))
-		if resp.StatusCode != http.StatusOK || sha(body) != sum || sum != u.Checksum(tc.module, tc.version) {
+		if resp.StatusCode != http.StatusOK || sha(body) != sum || sum != u.Downloads.Checksum(tc.module, tc.version) {
 			t.Errorf("%s@%s: %s, sha %s, index %s", tc.module, tc.version, resp.Status, sha(body), sum)
 		}
 		mod := readModJSON(t, body)
@@ -530,7 +530,7 @@ func TestSymbolsAssetsAPI(t *testing.T) {
 
 	resp, body := get(t, c, u.URL()+"/symbols.zip")
 	etag := resp.Header.Get("ETag")
-	if resp.StatusCode != http.StatusOK || etag == "" || etag != u.SymbolsETag() || !bytes.Equal(body, u.Symbols()) {
+	if resp.StatusCode != http.StatusOK || etag == "" || etag != u.Downloads.SymbolsETag() || !bytes.Equal(body, u.Downloads.Symbols()) {
 		t.Fatalf("symbols: %s, ETag %q", resp.Status, etag)
 	}
 	if cc := resp.Header.Get("Cache-Control"); cc == "" {
@@ -542,7 +542,7 @@ func TestSymbolsAssetsAPI(t *testing.T) {
 	if resp, body := get(t, c, u.URL()+"/symbols.zip", "If-None-Match", etag); resp.StatusCode != http.StatusNotModified || len(body) != 0 {
 		t.Errorf("If-None-Match: %s, %d bytes", resp.Status, len(body))
 	}
-	u.SetSymbols([]byte("new symbols"))
+	u.Downloads.SetSymbols([]byte("new symbols"))
 	if resp, body := get(t, c, u.URL()+"/symbols.zip", "If-None-Match", etag); resp.StatusCode != http.StatusOK || string(body) != "new symbols" || resp.Header.Get("ETag") == etag {
 		t.Errorf("after SetSymbols: %s, %q", resp.Status, body)
 	}
@@ -551,11 +551,11 @@ func TestSymbolsAssetsAPI(t *testing.T) {
 	if resp, _ := get(t, c, u.URL()+asset); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("unset asset: %s", resp.Status)
 	}
-	u.SetAsset(asset, []byte("\x00asm"))
+	u.Downloads.SetAsset(asset, []byte("\x00asm"))
 	if resp, body := get(t, c, u.URL()+asset); resp.StatusCode != http.StatusOK || string(body) != "\x00asm" {
 		t.Errorf("asset: %s %q", resp.Status, body)
 	}
-	u.SetAsset("moonbitlang/x@0.4.6/x.wasm", nil)
+	u.Downloads.SetAsset("moonbitlang/x@0.4.6/x.wasm", nil)
 	if resp, _ := get(t, c, u.URL()+asset); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("removed asset: %s", resp.Status)
 	}
@@ -648,7 +648,7 @@ func TestFaults(t *testing.T) {
 		ArchiveSize: size,
 	})
 	arch := archiveURL(u, xModule, xVersion)
-	want := u.ArchiveBytes(xModule, xVersion)
+	want := u.Downloads.Archive(xModule, xVersion)
 	if len(want) != size {
 		t.Fatalf("archive size %d, want %d", len(want), size)
 	}
@@ -865,7 +865,7 @@ func TestDownUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	u.Faults.Clear()
-	if resp, body := get(t, c, link); resp.StatusCode != http.StatusOK || sha(body) != u.Checksum(xModule, xVersion) {
+	if resp, body := get(t, c, link); resp.StatusCode != http.StatusOK || sha(body) != u.Downloads.Checksum(xModule, xVersion) {
 		t.Errorf("after Up: %s", resp.Status)
 	}
 	clone(t, u)
