@@ -247,7 +247,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 		status  int
 		text    string // in the error body
 		count   int    // upstream requests for the archive
-		// recovers: after ClearFaults the next request gets the archive.
+		// recovers: after Faults.Clear the next request gets the archive.
 		recovers bool
 		// streamed: the failure may come after the miss began to stream,
 		// and then cuts the transfer short instead of a status.
