@@ -30,7 +30,7 @@ func syncedIndex(t testing.TB) (mirrorIndex, *testupstream.Upstream) {
 	}
 	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
 	yank := `{"name": "moonbitlang/x", "version": "0.4.40", "checksum": "` + fmt.Sprintf("%064d", 0) + `", "yanked": true, "yanked_reason": "broken build"}`
-	if err := up.AddVersionRaw(t.Context(), "moonbitlang/x", []byte(yank)); err != nil {
+	if err := up.Index.AddVersionRaw(t.Context(), "moonbitlang/x", []byte(yank)); err != nil {
 		t.Fatal(err)
 	}
 	m, err := indexsync.New(indexsync.Options{
@@ -124,7 +124,7 @@ func TestSearchFollowsTheIndex(t *testing.T) {
 	if got, _ := c.Search(ctx, "zzcatalogtest", 5); len(got) != 0 {
 		t.Fatalf("found %q before it was published", names(got))
 	}
-	if err := up.AddVersion(ctx, "zzcatalogtest/fresh", "0.1.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "zzcatalogtest/fresh", "0.1.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err != nil {

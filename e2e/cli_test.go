@@ -52,7 +52,7 @@ func TestStatusCommand(t *testing.T) {
 	t.Parallel()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
-	for _, v := range up.Versions(cliModule) {
+	for _, v := range up.Index.Versions(cliModule) {
 		if res := arcFetch(t, "GET", arcOneSegmentURL(reg.URL, cliModule, v), nil); res.status != 200 {
 			t.Fatalf("warm %s: %d", v, res.status)
 		}
@@ -79,7 +79,7 @@ func TestStatusCommand(t *testing.T) {
 		t.Fatalf("status --server: exit %d\n%s", code, stderr)
 	}
 	server := parse("from the server", stdout)
-	want := int64(len(up.Versions(cliModule)))
+	want := int64(len(up.Index.Versions(cliModule)))
 	if server.Index.Commit == "" || server.Index.AgeSeconds < 0 || server.Store.Archives != want || server.Store.Bytes <= 0 {
 		t.Errorf("from the server: %+v, want a commit and %d archives", server, want)
 	}

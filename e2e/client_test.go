@@ -114,7 +114,7 @@ func TestClientConfigForms(t *testing.T) {
 			if err := c.CloneIndex(ctx); err != nil {
 				t.Fatal(err)
 			}
-			v := up.Versions(cliModule)[0]
+			v := up.Index.Versions(cliModule)[0]
 			if body, err := c.Download(ctx, cliModule, v); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, v)) {
 				t.Errorf("download: %v", err)
 			}
@@ -182,7 +182,7 @@ func TestClientDownloadBase(t *testing.T) {
 	if err := c.CloneIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	versions := up.Versions(cliModule)
+	versions := up.Index.Versions(cliModule)
 	fetchAll := func(when string) {
 		for _, v := range versions {
 			if _, err := c.Download(ctx, cliModule, v); err != nil {
@@ -381,7 +381,7 @@ func TestClientRetryStatuses(t *testing.T) {
 	if err := c.CloneIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	versions := up.Versions(cliModule)
+	versions := up.Index.Versions(cliModule)
 	path := func(v string) string { return "/user/" + cliModule + "/" + v + ".zip" }
 
 	// Two failures, then upstream recovers: the client's retries get it.

@@ -499,7 +499,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 		Archives:    []testupstream.ModuleVersion{testupstream.EveryVersion(arcModX)},
 		ArchiveSize: size,
 	})
-	all := up.Versions(arcModX)
+	all := up.Index.Versions(arcModX)
 	if len(all) < n+1 {
 		t.Fatalf("%s has %d versions, need %d", arcModX, len(all), n+1)
 	}

@@ -214,7 +214,7 @@ func fetchAll(ctx context.Context, c *moonClient, u string, n int) ([][]byte, []
 func TestFleetOneFetchAndTakeover(t *testing.T) {
 	ctx := t.Context()
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}, ArchiveSize: 256 << 10})
-	versions := up.Versions(cliModule)
+	versions := up.Index.Versions(cliModule)
 	f := startFleet(t, up)
 	c := newMoonClient(t, f.URL)
 	if err := c.CloneIndex(ctx); err != nil {
@@ -356,7 +356,7 @@ func TestFleetMovingClient(t *testing.T) {
 	pulls, forwards := 0, 0
 	for i := range publishes {
 		version := fmt.Sprintf("0.%d.0", i+1)
-		if err := up.AddVersion(ctx, "fleettest/moving", version, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "fleettest/moving", version, nil); err != nil {
 			t.Fatal(err)
 		}
 		// Pull until the client sees the new version (replicas sync every
@@ -437,7 +437,7 @@ func TestFleetCatchUpFromBundle(t *testing.T) {
 		t.Errorf("cloned %s, the fleet's tip is %s", strings.TrimSpace(out), first)
 	}
 
-	if err := up.AddVersion(ctx, "fleettest/bundled", "0.1.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "fleettest/bundled", "0.1.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	second := waitTipMoves(first)
@@ -448,7 +448,7 @@ func TestFleetCatchUpFromBundle(t *testing.T) {
 		t.Errorf("after the pull the client has %q, want the version published upstream", vs)
 	}
 
-	if err := up.AddVersion(ctx, "fleettest/bundled", "0.2.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "fleettest/bundled", "0.2.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	third := waitTipMoves(second)

@@ -40,7 +40,7 @@ func TestNginxFront(t *testing.T) {
 	if err := c.CloneIndex(ctx); err != nil {
 		t.Fatalf("clone through nginx: %v", err)
 	}
-	versions := up.Versions(cliModule)
+	versions := up.Index.Versions(cliModule)
 	first := versions[0]
 	if body, err := c.Download(ctx, cliModule, first); err != nil || !bytes.Equal(body, up.Downloads.Archive(cliModule, first)) {
 		t.Fatalf("miss through nginx: %v", err)

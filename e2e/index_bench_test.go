@@ -84,7 +84,7 @@ func BenchmarkIndexFreshness(b *testing.B) {
 		start := time.Now()
 		for i := range publishes {
 			module := fmt.Sprintf("freshbench/m%d", len(lags))
-			if err := up.AddVersion(ctx, module, "0.1.0", nil); err != nil {
+			if err := up.Index.AddVersion(ctx, module, "0.1.0", nil); err != nil {
 				b.Fatal(err)
 			}
 			published := time.Now()

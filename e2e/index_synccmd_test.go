@@ -29,10 +29,10 @@ func TestIndexSyncCommandThenDownload(t *testing.T) {
 	if err := c.CloneIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Download(ctx, module, up.Versions(module)[0]); err != nil {
+	if _, err := c.Download(ctx, module, up.Index.Versions(module)[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersion(ctx, module, version, nil); err != nil {
+	if err := up.Index.AddVersion(ctx, module, version, nil); err != nil {
 		t.Fatal(err)
 	}
 	stdout, stderr, code := runRegistry(t, reg.Root, up.URL(), "sync")
@@ -59,7 +59,7 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 	defer cancel()
 	const module = "moonbitlang/lex/runtime"
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
-	version := up.Versions(module)[0]
+	version := up.Index.Versions(module)[0]
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, reg.URL)
 	if err := c.CloneIndex(ctx); err != nil {
@@ -75,7 +75,7 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 	// Upstream republishes the version with another checksum.
 	newSum := strings.Repeat("ab", 32)
 	line := fmt.Sprintf(`{"name": %q, "version": %q, "checksum": %q}`, module, version, newSum)
-	if err := up.AddVersionRaw(ctx, module, []byte(line)); err != nil {
+	if err := up.Index.AddVersionRaw(ctx, module, []byte(line)); err != nil {
 		t.Fatal(err)
 	}
 	if _, stderr, code := runRegistry(t, reg.Root, up.URL(), "sync"); code != 0 {

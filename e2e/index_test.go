@@ -33,8 +33,8 @@ const idxSnapshotFiles = 887
 // repository, by slash path, as git itself has it.
 func idxUpstreamTree(t testing.TB, up *testupstream.Upstream, rev string) map[string][]byte {
 	t.Helper()
-	cmd := exec.Command("git", "-C", up.IndexDir(), "archive", "--format=tar", rev)
-	cmd.Env = up.GitEnv()
+	cmd := exec.Command("git", "-C", up.Index.Dir(), "archive", "--format=tar", rev)
+	cmd.Env = up.Index.GitEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -117,7 +117,7 @@ func idxSameTree(got, want map[string][]byte) error {
 }
 
 // idxCheckClone fails unless the client's checkout is want file for file,
-// and a few hard names are byte-identical to upstream's IndexFile too.
+// and a few hard names are byte-identical to upstream's Index.File too.
 func idxCheckClone(t testing.TB, up *testupstream.Upstream, c *moonClient, want map[string][]byte) {
 	t.Helper()
 	got, err := idxWorkTree(c.indexDir)
@@ -130,7 +130,7 @@ func idxCheckClone(t testing.TB, up *testupstream.Upstream, c *moonClient, want 
 	// Names that stress the layout: nested, and two non-ASCII ones.
 	for _, m := range []string{"moonbitlang/lex/runtime", "illusory0x0/🐫", "CAIMEOX/原来可以发中文包"} {
 		p := "user/" + m + ".index"
-		up := up.IndexFile(m)
+		up := up.Index.File(m)
 		if len(up) == 0 || !bytes.Equal(got[p], up) {
 			t.Errorf("%s: clone has %d bytes, upstream %d; want identical", p, len(got[p]), len(up))
 		}
@@ -150,7 +150,7 @@ func idxHead(ctx context.Context, t testing.TB, c *moonClient) string {
 // idxUpHead is the commit upstream's main points to.
 func idxUpHead(ctx context.Context, t testing.TB, up *testupstream.Upstream) string {
 	t.Helper()
-	h, err := up.Head(ctx)
+	h, err := up.Index.Head(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,7 +397,7 @@ func TestIndexReadOnly(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		indexFile := string(up.IndexFile("moonbitlang/lex/runtime"))
+		indexFile := string(up.Index.File("moonbitlang/lex/runtime"))
 		// Control: the one thing that is served does carry the strings
 		// looked for below, so their absence elsewhere means something.
 		if resp, body := idxRawRequest(t, reg.URL, http.MethodGet, "/git/index/info/refs?service=git-upload-pack"); resp.StatusCode != http.StatusOK ||
@@ -492,7 +492,7 @@ func TestIndexPeriodicSync(t *testing.T) {
 	old := idxHead(ctx, t, c)
 
 	const module, version = "moonbitlang/lex/runtime", "99.0.0"
-	if err := up.AddVersion(ctx, module, version, nil); err != nil {
+	if err := up.Index.AddVersion(ctx, module, version, nil); err != nil {
 		t.Fatal(err)
 	}
 	head := idxUpHead(ctx, t, up)
@@ -517,7 +517,7 @@ func TestIndexPeriodicSync(t *testing.T) {
 		t.Errorf("%s@%s not in the client's index after pull", module, version)
 	}
 	got, _ := os.ReadFile(filepath.Join(c.indexDir, "user", module+".index"))
-	if want := up.IndexFile(module); !bytes.Equal(got, want) {
+	if want := up.Index.File(module); !bytes.Equal(got, want) {
 		t.Errorf("client's %s.index differs from upstream's (%d vs %d bytes)", module, len(got), len(want))
 	}
 }
@@ -549,7 +549,7 @@ func TestIndexSyncCommand(t *testing.T) {
 	}
 	for _, a := range additions {
 		before := idxHead(ctx, t, eager)
-		if err := up.AddVersion(ctx, a.Module, a.Version, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, a.Module, a.Version, nil); err != nil {
 			t.Fatal(err)
 		}
 		stdout, stderr, code := runRegistry(t, reg.Root, up.URL(), "sync")
@@ -566,7 +566,7 @@ func TestIndexSyncCommand(t *testing.T) {
 			t.Errorf("pull after adding %s did not fast-forward: %v", a.Module, err)
 		}
 		got, _ := os.ReadFile(filepath.Join(eager.indexDir, "user", a.Module+".index"))
-		if want := up.IndexFile(a.Module); !bytes.Equal(got, want) || !idxHasVersion(eager, a.Module, a.Version) {
+		if want := up.Index.File(a.Module); !bytes.Equal(got, want) || !idxHasVersion(eager, a.Module, a.Version) {
 			t.Errorf("after sync and pull the client's %s.index (%d bytes) is not upstream's with %s (%d bytes)",
 				a.Module, len(got), a.Version, len(want))
 		}
@@ -614,7 +614,7 @@ func TestIndexUpstreamDown(t *testing.T) {
 
 	// Something new in the mirror that only a pull can bring to puller.
 	const module, version = "CAIMEOX/原来可以发中文包", "99.0.0"
-	if err := up.AddVersion(ctx, module, version, nil); err != nil {
+	if err := up.Index.AddVersion(ctx, module, version, nil); err != nil {
 		t.Fatal(err)
 	}
 	head := idxUpHead(ctx, t, up)
@@ -671,7 +671,7 @@ func TestIndexRewriteHistory(t *testing.T) {
 	}
 	old := idxUpHead(ctx, t, up)
 
-	if err := up.RewriteHistory(ctx); err != nil {
+	if err := up.Index.RewriteHistory(ctx); err != nil {
 		t.Fatal(err)
 	}
 	head := idxUpHead(ctx, t, up)
@@ -731,7 +731,7 @@ func TestCloneRightAfterStart(t *testing.T) {
 		t.Fatalf("clone while the first sync runs: %v\n%s", err, reg.Logs())
 	}
 	t.Logf("clone right after start took %v (first sync delayed by the upstream)", time.Since(start))
-	if !idxHasVersion(c, "moonbitlang/x", up.Versions("moonbitlang/x")[0]) {
+	if !idxHasVersion(c, "moonbitlang/x", up.Index.Versions("moonbitlang/x")[0]) {
 		t.Error("the clone lacks moonbitlang/x")
 	}
 }
@@ -750,7 +750,7 @@ func TestIndexFreshOnRequest(t *testing.T) {
 	var worst time.Duration
 	for i := range 3 {
 		version := fmt.Sprintf("0.%d.0", i+1)
-		if err := up.AddVersion(ctx, "freshtest/module", version, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "freshtest/module", version, nil); err != nil {
 			t.Fatal(err)
 		}
 		published := time.Now()

@@ -24,7 +24,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	if err := client.CloneIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	versions := up.Versions(module)
+	versions := up.Index.Versions(module)
 	if len(versions) < 2 {
 		t.Fatalf("want at least 2 versions of %s, have %v", module, versions)
 	}

@@ -177,11 +177,11 @@ func TestMirrorStrictModule(t *testing.T) {
 	// The snapshot has no yanked versions: yank 0.4.22 with a later line (its
 	// archive stays served).
 	yank := fmt.Sprintf(`{"name": "moonbitlang/x", "version": "0.4.22", "checksum": %q, "yanked": true}`, up.Downloads.Checksum("moonbitlang/x", "0.4.22"))
-	if err := up.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
+	if err := up.Index.AddVersionRaw(ctx, "moonbitlang/x", []byte(yank)); err != nil {
 		t.Fatal(err)
 	}
 	var want []string
-	for _, v := range up.Versions("moonbitlang/x") {
+	for _, v := range up.Index.Versions("moonbitlang/x") {
 		want = append(want, "moonbitlang/x@"+v)
 	}
 	want = mirSorted(want)
@@ -425,7 +425,7 @@ func TestMirrorResumesAfterKill(t *testing.T) {
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 	}})
-	all := mirSorted(mirVersionsOf("moonbitlang/x", up.Versions("moonbitlang/x")))
+	all := mirSorted(mirVersionsOf("moonbitlang/x", up.Index.Versions("moonbitlang/x")))
 	// Slow archives so the run is still going when it is killed: 43
 	// archives, two at a time, 150ms each, take over 3s.
 	up.Faults.Delay(150*time.Millisecond, testupstream.OnPrefix(testupstream.PrefixArchives))

@@ -65,11 +65,11 @@ func TestModuleFromTodaysTemplate(t *testing.T) {
 	}
 	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
 	for _, v := range []string{"1.0.0", "1.2.0"} {
-		if err := up.AddVersion(ctx, "pubowner/util", v, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "pubowner/util", v, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := up.AddVersion(ctx, "pubowner/other", "0.3.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "pubowner/other", "0.3.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	root, token := privateRoot(t)

@@ -107,12 +107,12 @@ func TestPrivateModules(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
-	if err := up.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	// A public module named like the internal one: dependency confusion.
 	for _, mod := range []string{"acme/lib", "acme/tool"} {
-		if err := up.AddVersion(ctx, mod, "9.9.9", nil); err != nil {
+		if err := up.Index.AddVersion(ctx, mod, "9.9.9", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -179,21 +179,21 @@ func TestPrivateModules(t *testing.T) {
 
 	// Upstream and the team keep publishing; every pull fast-forwards.
 	for round, step := range []func() error{
-		func() error { return up.AddVersion(ctx, "pubowner/util", "1.1.0", nil) },
+		func() error { return up.Index.AddVersion(ctx, "pubowner/util", "1.1.0", nil) },
 		func() error {
 			// A local publish into the root while the server runs.
 			p := privateArchive(t, "acme/lib", "1.1.0", map[string]string{"pubowner/util": "1.1.0"})
 			if out, errOut, code := runWithToken(t, root, "", "publish", p); code != 0 {
 				t.Fatalf("local publish: exit %d\n%s%s", code, out, errOut)
 			}
-			return up.AddVersion(ctx, "acme/lib", "9.9.10", nil)
+			return up.Index.AddVersion(ctx, "acme/lib", "9.9.10", nil)
 		},
 		func() error {
 			_, errOut, code := runWithToken(t, root, token, "deprecate", "--server", reg.URL, "--reason", "use 1.1.0", "acme/lib@1.0.0")
 			if code != 0 {
 				t.Fatalf("deprecate: exit %d\n%s", code, errOut)
 			}
-			return up.AddVersion(ctx, "pubowner/util", "1.2.0", nil)
+			return up.Index.AddVersion(ctx, "pubowner/util", "1.2.0", nil)
 		},
 	} {
 		if err := step(); err != nil {
@@ -298,7 +298,7 @@ func TestFleetPrivateModules(t *testing.T) {
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "private-fleet/")
 	up := testupstream.Start(t, testupstream.Options{})
-	if err := up.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	token := "fleet-publish-token-0123456789abcdef"
@@ -377,7 +377,7 @@ func TestTwoSources(t *testing.T) {
 	defer cancel()
 	up := testupstream.Start(t, testupstream.Options{})
 	for _, mod := range []string{"pubowner/util", "corp/evil"} {
-		if err := up.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
+		if err := up.Index.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
 			t.Fatal(err)
 		}
 	}

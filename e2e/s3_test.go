@@ -38,7 +38,7 @@ func TestS3StoreThroughBinary(t *testing.T) {
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "reg/")
 	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
-	versions := up.Versions(cliModule)
+	versions := up.Index.Versions(cliModule)
 
 	first := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, first.URL)
@@ -135,7 +135,7 @@ func TestS3Redirect(t *testing.T) {
 	if err := c.CloneIndex(ctx); err != nil {
 		t.Fatal(err)
 	}
-	v := up.Versions(cliModule)[0]
+	v := up.Index.Versions(cliModule)[0]
 	res := arcFetch(t, http.MethodGet, c.archiveURL(cliModule, v), nil) // redirects not followed
 	if loc := res.header.Get("Location"); res.status != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, srv.Endpoint+"/") || !strings.Contains(loc, "X-Amz-Signature=") {
 		t.Fatalf("archive request: %d, Location %q; want 307 to a signed URL of %s", res.status, loc, srv.Endpoint)

@@ -73,7 +73,7 @@ func TestComposedIndex(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	head, _ := up.Head(ctx)
+	head, _ := up.Index.Head(ctx)
 	served := m.Commit()
 	if served == head {
 		t.Fatalf("main is upstream's commit %s; want a composed one", head)
@@ -122,7 +122,7 @@ func TestComposedIndex(t *testing.T) {
 		}
 	}
 	for i, v := range []string{"1.0.0", "1.1.0"} {
-		if err := up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "alice/foo", v, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := m.Sync(ctx); err != nil {
@@ -131,7 +131,7 @@ func TestComposedIndex(t *testing.T) {
 		pull("upstream publish " + v)
 		if i == 0 {
 			// Upstream publishes under the reserved owner too: not served.
-			if err := up.AddVersion(ctx, "acme/lib", "9.9.10", nil); err != nil {
+			if err := up.Index.AddVersion(ctx, "acme/lib", "9.9.10", nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -173,11 +173,11 @@ func TestComposeWithoutChangesServesUpstreamsTree(t *testing.T) {
 	}
 	// Nothing private and nothing of acme upstream: upstream's tree, in a
 	// commit of ours (what tells our commits from upstream's).
-	head, _ := up.Head(ctx)
+	head, _ := up.Index.Head(ctx)
 	if m.Commit() == head {
 		t.Fatalf("main is upstream's own commit %s", head)
 	}
-	if got, want := testsupport.Git(t, m.Dir(), "rev-parse", "main^{tree}"), testsupport.Git(t, up.IndexDir(), "rev-parse", head+"^{tree}"); got != want {
+	if got, want := testsupport.Git(t, m.Dir(), "rev-parse", "main^{tree}"), testsupport.Git(t, up.Index.Dir(), "rev-parse", head+"^{tree}"); got != want {
 		t.Errorf("served tree %s, upstream's %s", got, want)
 	}
 	// Syncing again without changes keeps the commit.
@@ -212,7 +212,7 @@ func TestComposedOverComposed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, v := range []string{"5.0.0", "5.1.0"} {
-		if err := up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "alice/foo", v, nil); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := central.Sync(ctx); err != nil {
@@ -248,11 +248,11 @@ func TestComposedFromSources(t *testing.T) {
 	main := startUpstream(t, smallIndex(t))
 	central := startUpstream(t, smallIndex(t))
 	// Upstream's own corp module is not served: corp comes from central.
-	if err := main.AddVersion(ctx, "corp/evil", "1.0.0", nil); err != nil {
+	if err := main.Index.AddVersion(ctx, "corp/evil", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, mod := range []string{"corp/lib", "corpx/other"} {
-		if err := central.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
+		if err := central.Index.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -290,12 +290,12 @@ func TestComposedFromSources(t *testing.T) {
 	client, pull := shallowClient(t, m)
 	// A client cannot fetch the source's commits by id: they carry
 	// owners this registry does not serve.
-	centralHead, _ := central.Head(ctx)
+	centralHead, _ := central.Index.Head(ctx)
 	if out, err := testsupport.TryGit(t, client, "fetch", "origin", centralHead); err == nil {
 		t.Fatalf("a client fetched the source's commit %s:\n%s", centralHead, out)
 	}
 	// The source moves on alone, then both.
-	if err := central.AddVersion(ctx, "corp/lib", "1.1.0", nil); err != nil {
+	if err := central.Index.AddVersion(ctx, "corp/lib", "1.1.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err != nil {
@@ -307,7 +307,7 @@ func TestComposedFromSources(t *testing.T) {
 	}
 	// With the source down, upstream still moves and corp stays.
 	central.Faults.FailWith(503)
-	if err := main.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+	if err := main.Index.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err != nil {
@@ -338,7 +338,7 @@ func TestSyncBuildsOnMainMovedElsewhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	published := command.Commit()
-	if err := up.AddVersion(ctx, "alice/foo", "7.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "7.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := server.Sync(ctx); err != nil {

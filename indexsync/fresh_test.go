@@ -22,7 +22,7 @@ func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := m.Commit()
-	if err := up.AddVersion(ctx, "fresh/module", "0.1.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "fresh/module", "0.1.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	m.Freshen(ctx) // the sync just happened: no look

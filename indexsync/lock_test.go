@@ -20,7 +20,7 @@ func TestSyncWaitsForAnotherSyncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "0.6.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.6.0", nil); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,7 +99,7 @@ func syncElsewhere(t *testing.T, look func(context.Context, *Mirror) (bool, erro
 	if ok, err := look(ctx, server); err != nil || ok {
 		t.Fatalf("0.7.0 before it exists: ok=%v err=%v", ok, err)
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "0.7.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.7.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	command, err := New(server.opts)

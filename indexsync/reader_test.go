@@ -112,7 +112,7 @@ func TestLookupUnknown(t *testing.T) {
 func TestChecksumMalformed(t *testing.T) {
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
-	if err := up.AddVersionRaw(ctx, "alice/foo", []byte(`{"version": "0.7.0", "checksum": "ABC"}`)); err != nil {
+	if err := up.Index.AddVersionRaw(ctx, "alice/foo", []byte(`{"version": "0.7.0", "checksum": "ABC"}`)); err != nil {
 		t.Fatal(err)
 	}
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -252,7 +252,7 @@ func TestCacheInvalidatedOnlyForChangedModules(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "0.8.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.8.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err != nil {

@@ -53,7 +53,7 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 				t.Fatal(err)
 			}
 			tt.damage(t, filepath.Join(m.Dir(), ".git"))
-			if err := up.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+			if err := up.Index.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
 				t.Fatal(err)
 			}
 			start := time.Now()
@@ -64,12 +64,12 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 			if _, ok, err := m.Lookups().Lookup(ctx, "alice/foo", "3.0.0"); err != nil || !ok {
 				t.Errorf("new version after the repair: %v, %v", ok, err)
 			}
-			head, _ := up.Head(ctx)
+			head, _ := up.Index.Head(ctx)
 			if st := m.Status(); st.Commit != head || m.Ready() != nil {
 				t.Errorf("status after the repair: %+v, ready: %v", st, m.Ready())
 			}
 			// And it keeps working.
-			if err := up.AddVersion(ctx, "alice/foo", "3.1.0", nil); err != nil {
+			if err := up.Index.AddVersion(ctx, "alice/foo", "3.1.0", nil); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := m.Sync(ctx); err != nil {
@@ -107,7 +107,7 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 	}
 	real := m.git
 	m.git = gitAt(t, failing)
-	if err := up.AddVersion(ctx, "alice/foo", "5.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "5.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err == nil {
@@ -197,7 +197,7 @@ func TestSyncRepairsDamagedMirrorOnMountPoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Sync(ctx); err != nil {

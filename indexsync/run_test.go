@@ -39,7 +39,7 @@ func TestRunSyncsPeriodicallyAndSurvivesErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "first successful sync", func() bool { return m.Status().Ready() })
-	if err := up.AddVersion(ctx, "alice/foo", "2.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "2.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "new version", func() bool {
@@ -97,7 +97,7 @@ func TestRequestRefreshRateLimit(t *testing.T) {
 	if n := count.get("fetch"); n != 1 {
 		t.Fatalf("fetches = %d, want 1", n)
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "3.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Inside the window: no git, no new version.

@@ -35,7 +35,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first sync: %v", err)
 	}
-	head, _ := up.Head(ctx)
+	head, _ := up.Index.Head(ctx)
 	if !c.Initial || c.To != head || c.From != "" {
 		t.Fatalf("first sync changes = %+v, want initial to %s", c, head)
 	}
@@ -68,20 +68,20 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 	}
 
 	// A new version, a new module, and a yank of an existing version.
-	if err := up.AddVersion(ctx, "alice/foo", "0.3.0", map[string]string{"bob/lib/nested": "0.1.0"}); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.3.0", map[string]string{"bob/lib/nested": "0.1.0"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersion(ctx, "carol/new/mod", "1.0.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "carol/new/mod", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersionRaw(ctx, "bob/lib/nested", []byte(`{"name": "bob/lib/nested", "version": "0.1.0", "checksum": "`+sum("c")+`", "yanked": true}`)); err != nil {
+	if err := up.Index.AddVersionRaw(ctx, "bob/lib/nested", []byte(`{"name": "bob/lib/nested", "version": "0.1.0", "checksum": "`+sum("c")+`", "yanked": true}`)); err != nil {
 		t.Fatal(err)
 	}
 	c, err = m.Sync(ctx)
 	if err != nil {
 		t.Fatalf("incremental sync: %v", err)
 	}
-	newHead, _ := up.Head(ctx)
+	newHead, _ := up.Index.Head(ctx)
 	if c.From != head || c.To != newHead || c.Initial || c.Rewritten {
 		t.Fatalf("incremental changes = %+v", c)
 	}
@@ -142,7 +142,7 @@ func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := m.Status()
-		if err := up.AddVersion(ctx, "alice/foo", "0.9.0", nil); err != nil {
+		if err := up.Index.AddVersion(ctx, "alice/foo", "0.9.0", nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := up.Down(); err != nil {
@@ -189,17 +189,17 @@ func TestSyncFollowsRewrittenHistory(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := m.Status().Commit
-	if err := up.AddVersion(ctx, "alice/foo", "0.4.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.4.0", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := up.RewriteHistory(ctx); err != nil {
+	if err := up.Index.RewriteHistory(ctx); err != nil {
 		t.Fatal(err)
 	}
 	c, err := m.Sync(ctx)
 	if err != nil {
 		t.Fatalf("sync after rewrite: %v", err)
 	}
-	head, _ := up.Head(ctx)
+	head, _ := up.Index.Head(ctx)
 	if !c.Rewritten || c.From != old || c.To != head {
 		t.Fatalf("changes = %+v, want rewritten %s -> %s", c, old, head)
 	}
@@ -223,7 +223,7 @@ func TestConcurrentSyncCollapses(t *testing.T) {
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := up.AddVersion(ctx, "alice/foo", "0.5.0", nil); err != nil {
+	if err := up.Index.AddVersion(ctx, "alice/foo", "0.5.0", nil); err != nil {
 		t.Fatal(err)
 	}
 	// Every index request is held long enough that all callers join the
@@ -317,7 +317,7 @@ func TestClientPullFastForwards(t *testing.T) {
 
 	for round, versions := range [][]string{{"1.0.0"}, {"1.1.0", "1.2.0", "1.3.0"}} {
 		for _, v := range versions {
-			if err := up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+			if err := up.Index.AddVersion(ctx, "alice/foo", v, nil); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -327,7 +327,7 @@ func TestClientPullFastForwards(t *testing.T) {
 		before := testsupport.Git(t, client, "rev-parse", "HEAD")
 		testsupport.Git(t, client, "pull", "--ff-only", "origin", "main")
 		after := testsupport.Git(t, client, "rev-parse", "HEAD")
-		head, _ := up.Head(ctx)
+		head, _ := up.Index.Head(ctx)
 		if after != head {
 			t.Fatalf("round %d: client at %s, want %s", round, after, head)
 		}

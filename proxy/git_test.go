@@ -117,7 +117,7 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 			// Upstream publishes twice; the mirror syncs; the client's
 			// plain pull (as moon runs it) fast-forwards.
 			for _, v := range []string{"0.2.0", "0.3.0"} {
-				if err := env.up.AddVersion(ctx, "alice/foo", v, nil); err != nil {
+				if err := env.up.Index.AddVersion(ctx, "alice/foo", v, nil); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -127,7 +127,7 @@ func TestGitCloneAndPullThroughHandler(t *testing.T) {
 			before := testsupport.Git(t, dir, "rev-parse", "HEAD")
 			testsupport.Git(t, dir, "-c", p, "pull", "origin", "main")
 			after := testsupport.Git(t, dir, "rev-parse", "HEAD")
-			head, err := env.up.Head(ctx)
+			head, err := env.up.Index.Head(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}

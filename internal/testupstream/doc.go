@@ -13,7 +13,7 @@
 //     /api/v0/manifest/<name>[@<v>] in the shape moon view reads, and
 //     /api/v0/user/<owner>.
 //
-// Tests can publish new versions while it runs ([Upstream.AddVersion]),
+// Tests can publish new versions while it runs ([Index.AddVersion]),
 // rewrite the index history as a force-push would, count requests per path
 // and inject faults (errors, hangs, cut or wrong bodies, refused
 // connections) globally or for a path prefix.
@@ -32,5 +32,5 @@
 //	if n := u.Count("/user/moonbitlang/x/0.4.6.zip"); n != 2 { ... }
 //
 // The served index is a bare repository; run git clients against it with
-// [Upstream.GitEnv] so the user's git config stays out of the way.
+// [Index.GitEnv] so the user's git config stays out of the way.
 package testupstream

@@ -48,7 +48,7 @@ func (u *Upstream) route(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
 	case strings.HasPrefix(p, "/git/index/"):
-		u.git.ServeHTTP(w, r)
+		u.Index.git.ServeHTTP(w, r)
 	case p == "/symbols.zip":
 		u.Downloads.serveSymbols(w, r)
 	case strings.HasPrefix(p, "/user/"):
@@ -109,15 +109,15 @@ func (u *Upstream) serveSearch(w http.ResponseWriter, r *http.Request) {
 		limit = min(n, 1000)
 	}
 	items := []searchResult{}
-	u.dataMu.RLock()
-	for name, m := range u.modules {
-		if !strings.Contains(strings.ToLower(name), kw) || len(m.versions) == 0 {
-			continue
+	u.Index.readModules(func(modules map[string]*moduleInfo) {
+		for name, m := range modules {
+			if !strings.Contains(strings.ToLower(name), kw) || len(m.versions) == 0 {
+				continue
+			}
+			latest := m.versions[len(m.versions)-1]
+			items = append(items, searchResult{Name: name, Version: latest, Description: m.info[latest].description})
 		}
-		latest := m.versions[len(m.versions)-1]
-		items = append(items, searchResult{Name: name, Version: latest, Description: m.info[latest].description})
-	}
-	u.dataMu.RUnlock()
+	})
 	sort.Slice(items, func(i, j int) bool { return items[i].Name < items[j].Name })
 	if len(items) > limit {
 		items = items[:limit]
@@ -143,20 +143,22 @@ func (u *Upstream) serveManifest(w http.ResponseWriter, r *http.Request, spec st
 	if i := strings.LastIndexByte(spec, '@'); i > strings.LastIndexByte(spec, '/') {
 		name, version = spec[:i], spec[i+1:]
 	}
-	u.dataMu.RLock()
-	m, ok := u.modules[name]
 	var (
+		ok       bool
 		versions []string
 		info     versionInfo
 	)
-	if ok && len(m.versions) > 0 {
-		versions = append(versions, m.versions...)
-		if version == "" {
-			version = versions[len(versions)-1]
+	u.Index.readModules(func(modules map[string]*moduleInfo) {
+		var m *moduleInfo
+		m, ok = modules[name]
+		if ok && len(m.versions) > 0 {
+			versions = append(versions, m.versions...)
+			if version == "" {
+				version = versions[len(versions)-1]
+			}
+			info, ok = m.info[version]
 		}
-		info, ok = m.info[version]
-	}
-	u.dataMu.RUnlock()
+	})
 	if !ok || len(versions) == 0 {
 		http.NotFound(w, r)
 		return
@@ -180,13 +182,13 @@ func (u *Upstream) serveUser(w http.ResponseWriter, r *http.Request, owner strin
 		return
 	}
 	mods := []map[string]any{}
-	u.dataMu.RLock()
-	for name, m := range u.modules {
-		if strings.HasPrefix(name, owner+"/") && len(m.versions) > 0 {
-			mods = append(mods, map[string]any{"name": name, "version": m.versions[len(m.versions)-1], "yanked": false})
+	u.Index.readModules(func(modules map[string]*moduleInfo) {
+		for name, m := range modules {
+			if strings.HasPrefix(name, owner+"/") && len(m.versions) > 0 {
+				mods = append(mods, map[string]any{"name": name, "version": m.versions[len(m.versions)-1], "yanked": false})
+			}
 		}
-	}
-	u.dataMu.RUnlock()
+	})
 	if len(mods) == 0 {
 		http.NotFound(w, r)
 		return

@@ -15,23 +15,23 @@ import (
 // to the module's .index file, creating the file for a new module, and
 // commits on main as a fast-forward. deps maps module names to version
 // requirements and may be nil. Publishing an existing version is an error.
-func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps map[string]string) error {
+func (ix *Index) AddVersion(ctx context.Context, module, version string, deps map[string]string) error {
 	if err := validModule(module); err != nil {
 		return fmt.Errorf("add version: %w", err)
 	}
 	if err := validVersion(version); err != nil {
 		return fmt.Errorf("add version %s: %w", module, err)
 	}
-	u.gitMu.Lock()
-	defer u.gitMu.Unlock()
+	ix.gitMu.Lock()
+	defer ix.gitMu.Unlock()
 
-	exists := u.Downloads.has(module, version)
-	u.dataMu.RLock()
-	if m := u.modules[module]; m != nil {
+	exists := ix.downloads.has(module, version)
+	ix.mu.RLock()
+	if m := ix.modules[module]; m != nil {
 		_, ok := m.info[version]
 		exists = exists || ok
 	}
-	u.dataMu.RUnlock()
+	ix.mu.RUnlock()
 	if exists {
 		return fmt.Errorf("add version: %s@%s is already published", module, version)
 	}
@@ -44,11 +44,11 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 		}
 		rawDeps = b
 	}
-	a, err := u.Downloads.build(module, version, rawDeps)
+	a, err := ix.downloads.build(module, version, rawDeps)
 	if err != nil {
 		return fmt.Errorf("add version: %w", err)
 	}
-	created := commitEpoch().Add(time.Duration(u.repo.commits) * time.Minute)
+	created := commitEpoch().Add(time.Duration(ix.repo.commits) * time.Minute)
 	line, err := newIndexLine(module, version, deps, a.sum, created)
 	if err != nil {
 		return fmt.Errorf("add version %s@%s: %w", module, version, err)
@@ -56,14 +56,12 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 
 	// The archive goes up before the index line, as on the real registry:
 	// a client that sees the version can always fetch it.
-	u.Downloads.put(module, version, a)
+	ix.downloads.put(module, version, a)
 
-	if err := u.appendLine(ctx, module, line, "Publish "+module+"@"+version); err != nil {
+	if err := ix.appendLine(ctx, module, line, "Publish "+module+"@"+version); err != nil {
 		return err
 	}
-	u.dataMu.Lock()
-	u.moduleLocked(module).add(version, versionInfo{deps: rawDeps})
-	u.dataMu.Unlock()
+	ix.addVersionInfo(module, version, versionInfo{deps: rawDeps})
 	return nil
 }
 
@@ -71,7 +69,7 @@ func (u *Upstream) AddVersion(ctx context.Context, module, version string, deps 
 // .index file and commits it on main, without building an archive. It is
 // for publishing lines AddVersion would not write: yanked markers, odd
 // deps, invalid versions, overrides of an existing version.
-func (u *Upstream) AddVersionRaw(ctx context.Context, module string, line []byte) error {
+func (ix *Index) AddVersionRaw(ctx context.Context, module string, line []byte) error {
 	if err := validModule(module); err != nil {
 		return fmt.Errorf("add raw line: %w", err)
 	}
@@ -80,16 +78,14 @@ func (u *Upstream) AddVersionRaw(ctx context.Context, module string, line []byte
 		return errors.New("add raw line: line contains a newline")
 	}
 	line = append(append([]byte(nil), line...), '\n')
-	u.gitMu.Lock()
-	defer u.gitMu.Unlock()
-	if err := u.appendLine(ctx, module, line, "Append a line to "+module); err != nil {
+	ix.gitMu.Lock()
+	defer ix.gitMu.Unlock()
+	if err := ix.appendLine(ctx, module, line, "Append a line to "+module); err != nil {
 		return err
 	}
 	// Lines that parse show up in Versions and search; others only in git.
 	if l, ok, err := parseLine(line); err == nil && ok {
-		u.dataMu.Lock()
-		u.moduleLocked(module).add(l.Version, versionInfo{deps: l.Deps, description: l.Description})
-		u.dataMu.Unlock()
+		ix.addVersionInfo(module, l.Version, versionInfo{deps: l.Deps, description: l.Description})
 	}
 	return nil
 }
@@ -97,29 +93,22 @@ func (u *Upstream) AddVersionRaw(ctx context.Context, module string, line []byte
 // RewriteHistory replaces main with a single new root commit holding the
 // current index tree, as a force-push of the upstream would. Clients that
 // pull afterwards see unrelated histories and must re-clone.
-func (u *Upstream) RewriteHistory(ctx context.Context) error {
-	u.gitMu.Lock()
-	defer u.gitMu.Unlock()
-	if _, err := u.repo.rewrite(ctx, "Rewrite index history"); err != nil {
+func (ix *Index) RewriteHistory(ctx context.Context) error {
+	ix.gitMu.Lock()
+	defer ix.gitMu.Unlock()
+	if _, err := ix.repo.rewrite(ctx, "Rewrite index history"); err != nil {
 		return fmt.Errorf("rewrite history: %w", err)
 	}
 	return nil
 }
 
-// Head returns the commit id main points to.
-func (u *Upstream) Head(ctx context.Context) (string, error) {
-	u.gitMu.Lock()
-	defer u.gitMu.Unlock()
-	return u.repo.run(ctx, nil, "rev-parse", "--verify", "refs/heads/main")
-}
-
 // appendLine appends line to module's index file and commits. Callers hold
-// gitMu, which also keeps u.files stable between the read and the write.
-func (u *Upstream) appendLine(ctx context.Context, module string, line []byte, msg string) error {
+// gitMu, which also keeps ix.files stable between the read and the write.
+func (ix *Index) appendLine(ctx context.Context, module string, line []byte, msg string) error {
 	file := fileForModule(module)
-	u.dataMu.RLock()
-	old := u.files[file]
-	u.dataMu.RUnlock()
+	ix.mu.RLock()
+	old := ix.files[file]
+	ix.mu.RUnlock()
 	content := make([]byte, 0, len(old)+len(line)+1)
 	content = append(content, old...)
 	// Keep one object per line even if the file lacks its last newline.
@@ -127,23 +116,26 @@ func (u *Upstream) appendLine(ctx context.Context, module string, line []byte, m
 		content = append(content, '\n')
 	}
 	content = append(content, line...)
-	if _, err := u.repo.commitFiles(ctx, map[string][]byte{file: content}, msg, false); err != nil {
+	if _, err := ix.repo.commitFiles(ctx, map[string][]byte{file: content}, msg, false); err != nil {
 		return fmt.Errorf("append to index: %w", err)
 	}
-	u.dataMu.Lock()
-	u.files[file] = content
-	u.dataMu.Unlock()
+	ix.mu.Lock()
+	ix.files[file] = content
+	ix.mu.Unlock()
 	return nil
 }
 
-// moduleLocked returns module's entry, creating it. Callers hold dataMu.
-func (u *Upstream) moduleLocked(module string) *moduleInfo {
-	m, ok := u.modules[module]
+// addVersionInfo records version of module in the module table, creating
+// the module's entry.
+func (ix *Index) addVersionInfo(module, version string, vi versionInfo) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	m, ok := ix.modules[module]
 	if !ok {
 		m = &moduleInfo{name: module, file: fileForModule(module), info: map[string]versionInfo{}}
-		u.modules[module] = m
+		ix.modules[module] = m
 	}
-	return m
+	m.add(version, vi)
 }
 
 // newIndexLine writes a line in the snapshot's style (", " and ": "

@@ -10,14 +10,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"moonbit-registry/internal/testsupport"
 )
 
 // AllVersions as a [ModuleVersion]'s Version selects every version of the
@@ -85,6 +82,8 @@ type Options struct {
 // parts, which tests drive through its fields. Its methods are safe for
 // concurrent use.
 type Upstream struct {
+	// Index is the served git index, which tests publish into.
+	Index *Index
 	// Downloads holds the archives, symbols and assets served.
 	Downloads *Downloads
 	// Faults injects errors, hangs and broken bodies into the answers.
@@ -93,14 +92,6 @@ type Upstream struct {
 	opts       Options
 	workDir    string
 	ownWorkDir bool
-	repo       *gitRepo
-	git        http.Handler
-
-	gitMu sync.Mutex // serializes changes to the index repository
-
-	dataMu  sync.RWMutex
-	files   map[string][]byte // the served index tree, by slash path
-	modules map[string]*moduleInfo
 
 	countMu sync.Mutex
 	counts  map[string]int
@@ -230,120 +221,16 @@ func New(ctx context.Context, opts Options) (*Upstream, error) {
 	return u, nil
 }
 
-// setup copies the index, builds the archives, rewrites their checksums and
-// commits the result.
+// setup makes the work dir absolute and builds the index, and the
+// archives it selects, in it.
 func (u *Upstream) setup(ctx context.Context) error {
 	workDir, err := filepath.Abs(u.workDir)
 	if err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	u.workDir = workDir
-	files, err := loadIndex(u.opts.IndexSource)
-	if err != nil {
-		return err
-	}
-	if u.modules, err = parseModules(files); err != nil {
-		return err
-	}
-	if len(u.modules) == 0 {
-		return fmt.Errorf("no user/**/*.index files in %s", u.opts.IndexSource)
-	}
-
-	want, err := u.selectArchives()
-	if err != nil {
-		return err
-	}
-	sumsByFile := map[string]map[string]string{}
-	for _, mv := range want {
-		m := u.modules[mv.Module]
-		a, err := u.Downloads.build(mv.Module, mv.Version, m.info[mv.Version].deps)
-		if err != nil {
-			return err
-		}
-		u.Downloads.put(mv.Module, mv.Version, a)
-		if sumsByFile[m.file] == nil {
-			sumsByFile[m.file] = map[string]string{}
-		}
-		sumsByFile[m.file][mv.Version] = a.sum
-	}
-	for file, sums := range sumsByFile {
-		b, err := rewriteFile(files[file], sums)
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
-		}
-		files[file] = b
-	}
-
-	home := filepath.Join(workDir, "home")
-	root := filepath.Join(workDir, "repos")
-	repoDir := filepath.Join(root, "index")
-	for _, d := range []string{home, repoDir} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("work dir: %w", err)
-		}
-	}
-	if u.repo, err = newGitRepo(ctx, repoDir, home); err != nil {
-		return err
-	}
-	if _, err := u.repo.commitFiles(ctx, files, "Import mooncakes index snapshot", true); err != nil {
-		return err
-	}
-	u.files = files
-	u.git = gitHandler(u.repo.git, root, u.repo.env, logWriter{u})
-	return nil
-}
-
-// selectArchives expands Options.Archives into distinct, sorted versions
-// that exist in the index.
-func (u *Upstream) selectArchives() ([]ModuleVersion, error) {
-	seen := map[ModuleVersion]bool{}
-	var out []ModuleVersion
-	addModule := func(m *moduleInfo, version string) error {
-		if version != AllVersions {
-			if _, ok := m.info[version]; !ok {
-				return fmt.Errorf("archives: %s has no version %q", m.name, version)
-			}
-			if mv := (ModuleVersion{m.name, version}); !seen[mv] {
-				seen[mv] = true
-				out = append(out, mv)
-			}
-			return nil
-		}
-		for _, v := range m.versions {
-			if mv := (ModuleVersion{m.name, v}); !seen[mv] {
-				seen[mv] = true
-				out = append(out, mv)
-			}
-		}
-		return nil
-	}
-	if u.opts.AllArchives {
-		for _, m := range u.modules {
-			if err := addModule(m, AllVersions); err != nil {
-				return nil, err
-			}
-		}
-	}
-	for _, mv := range u.opts.Archives {
-		m, ok := u.modules[mv.Module]
-		if !ok {
-			return nil, fmt.Errorf("archives: no module %q in the index", mv.Module)
-		}
-		v := mv.Version
-		if v == "" {
-			v = AllVersions
-		}
-		if err := addModule(m, v); err != nil {
-			return nil, err
-		}
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].Module != out[j].Module {
-			return out[i].Module < out[j].Module
-		}
-		return out[i].Version < out[j].Version
-	})
-	return out, nil
+	u.Index, err = newIndex(ctx, u.opts, workDir, u.Downloads, logWriter{u})
+	return err
 }
 
 // DefaultIndexSource finds testdata/mooncakes-index, the project's copy of
@@ -494,38 +381,6 @@ func (u *Upstream) ArchiveURL(module, version string) string {
 
 // Addr is the listen address, host:port.
 func (u *Upstream) Addr() string { return u.addr }
-
-// IndexDir is the served bare git repository (branch main), for
-// assertions such as `git -C DIR show main:user/x/y.index`. Do not change it
-// directly; use AddVersion and friends.
-func (u *Upstream) IndexDir() string { return u.repo.dir }
-
-// IndexFile returns a copy of module's .index file as main has it now, or
-// nil if the module has none.
-func (u *Upstream) IndexFile(module string) []byte {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	b, ok := u.files[fileForModule(module)]
-	if !ok {
-		return nil
-	}
-	return append([]byte(nil), b...)
-}
-
-// GitEnv is [testsupport.GitEnv] with this upstream's isolated HOME, for running git
-// clients in tests.
-func (u *Upstream) GitEnv() []string { return testsupport.GitEnv(filepath.Join(u.workDir, "home")) }
-
-// Versions lists the versions of module in the served index, oldest first.
-func (u *Upstream) Versions(module string) []string {
-	u.dataMu.RLock()
-	defer u.dataMu.RUnlock()
-	m, ok := u.modules[module]
-	if !ok {
-		return nil
-	}
-	return append([]string(nil), m.versions...)
-}
 
 // Count is the number of requests received for path (percent-decoded, no
 // query), whatever their outcome, faults included.

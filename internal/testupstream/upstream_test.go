@@ -64,7 +64,7 @@ func gitErr(t *testing.T, u *testupstream.Upstream, args ...string) (string, err
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Env = u.GitEnv()
+	cmd.Env = u.Index.GitEnv()
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -426,11 +426,11 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 		{camel, "1.0.0+build.1", map[string]string{xModule: "9.0.0"}},
 	}
 	for _, tc := range tests {
-		if err := u.AddVersion(t.Context(), tc.module, tc.version, tc.deps); err != nil {
+		if err := u.Index.AddVersion(t.Context(), tc.module, tc.version, tc.deps); err != nil {
 			t.Fatalf("AddVersion %s@%s: %v", tc.module, tc.version, err)
 		}
 	}
-	if err := u.AddVersion(t.Context(), xModule, xVersion, nil); err == nil {
+	if err := u.Index.AddVersion(t.Context(), xModule, xVersion, nil); err == nil {
 		t.Error("AddVersion of a published version succeeded")
 	}
 	out := git(t, u, "-C", dir, "pull", "origin", "main")
@@ -462,7 +462,7 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 		}
 		assertSameDeps(t, mod.Deps, wantDeps)
 	}
-	if got, _ := os.ReadFile(filepath.Join(dir, "user", camel+".index")); !bytes.Equal(got, u.IndexFile(camel)) {
+	if got, _ := os.ReadFile(filepath.Join(dir, "user", camel+".index")); !bytes.Equal(got, u.Index.File(camel)) {
 		t.Error("IndexFile differs from the pulled file")
 	}
 	// Existing lines are untouched by the append.
@@ -475,7 +475,7 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 
 	// A raw line (here a yanked marker) shows up on the next pull.
 	raw := `{"name": "moonbitlang/x", "version": "9.0.0", "yanked": true}`
-	if err := u.AddVersionRaw(t.Context(), xModule, []byte(raw)); err != nil {
+	if err := u.Index.AddVersionRaw(t.Context(), xModule, []byte(raw)); err != nil {
 		t.Fatal(err)
 	}
 	git(t, u, "-C", dir, "pull", "origin", "main")
@@ -485,18 +485,18 @@ func TestAddVersionAndRewriteHistory(t *testing.T) {
 	}
 
 	// After a history rewrite a pull cannot fast-forward; a new clone works.
-	head, err := u.Head(t.Context())
+	head, err := u.Index.Head(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := u.RewriteHistory(t.Context()); err != nil {
+	if err := u.Index.RewriteHistory(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	newHead, _ := u.Head(t.Context())
+	newHead, _ := u.Index.Head(t.Context())
 	if newHead == head {
 		t.Fatal("RewriteHistory kept the head commit")
 	}
-	if parents := git(t, u, "-C", u.IndexDir(), "rev-list", "--parents", "-n", "1", newHead); strings.TrimSpace(parents) != newHead {
+	if parents := git(t, u, "-C", u.Index.Dir(), "rev-list", "--parents", "-n", "1", newHead); strings.TrimSpace(parents) != newHead {
 		t.Errorf("new head has parents: %s", parents)
 	}
 	if out, err := gitErr(t, u, "-C", dir, "pull", "--ff-only", "origin", "main"); err == nil {
@@ -513,11 +513,11 @@ func TestDeterministicCommits(t *testing.T) {
 	opts := testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: xModule, Version: xVersion}}}
 	a := testupstream.Start(t, opts)
 	b := testupstream.Start(t, opts)
-	ha, err := a.Head(t.Context())
+	ha, err := a.Index.Head(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb, _ := b.Head(t.Context())
+	hb, _ := b.Index.Head(t.Context())
 	if ha != hb {
 		t.Errorf("two upstreams with the same options: heads %s and %s", ha, hb)
 	}
@@ -877,7 +877,7 @@ func TestCloseEndsHungRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	work := filepath.Dir(filepath.Dir(u.IndexDir()))
+	work := filepath.Dir(filepath.Dir(u.Index.Dir()))
 	u.Faults.Hang()
 	done := make(chan error, 1)
 	go func() {
