@@ -89,6 +89,7 @@ type Upstream struct {
 	// Faults injects errors, hangs and broken bodies into the answers.
 	Faults *Faults
 
+	api        api // answers /api/v0/ from Index
 	opts       Options
 	workDir    string
 	ownWorkDir bool
@@ -229,8 +230,11 @@ func (u *Upstream) setup(ctx context.Context) error {
 		return fmt.Errorf("work dir: %w", err)
 	}
 	u.workDir = workDir
-	u.Index, err = newIndex(ctx, u.opts, workDir, u.Downloads, logWriter{u})
-	return err
+	if u.Index, err = newIndex(ctx, u.opts, workDir, u.Downloads, logWriter{u}); err != nil {
+		return err
+	}
+	u.api = api{index: u.Index}
+	return nil
 }
 
 // DefaultIndexSource finds testdata/mooncakes-index, the project's copy of
