@@ -13,10 +13,13 @@
 //     /api/v0/manifest/<name>[@<v>] in the shape moon view reads, and
 //     /api/v0/user/<owner>.
 //
-// Tests can publish new versions while it runs ([Index.AddVersion]),
-// rewrite the index history as a force-push would, count requests per path
-// and inject faults (errors, hangs, cut or wrong bodies, refused
-// connections) globally or for a path prefix.
+// An [Upstream] owns the server: its URLs, request counts per path, and
+// Down and Up to stop and resume serving. Tests drive its parts through its
+// fields: u.Index ([Index]) publishes new versions while it runs and
+// rewrites the index history as a force-push would; u.Downloads
+// ([Downloads]) holds the served zips, symbols and assets; u.Faults
+// ([Faults]) injects errors, hangs and cut or wrong bodies, globally or
+// for a path prefix.
 //
 // Typical use in a test:
 //

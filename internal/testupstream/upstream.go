@@ -79,8 +79,8 @@ type Options struct {
 
 // Upstream is a running test upstream: it owns the HTTP server (its
 // address, Down, Up and Close), counts requests and routes them to its
-// parts, which tests drive through its fields. Its methods are safe for
-// concurrent use.
+// parts, which tests drive through its fields. New sets the fields; do not
+// change them. Its methods, and its parts', are safe for concurrent use.
 type Upstream struct {
 	// Index is the served git index, which tests publish into.
 	Index *Index
