@@ -46,6 +46,7 @@ func privateLine(mod, version, c string) string {
 }
 
 func TestComposedIndex(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	src := smallIndex(t)
 	// Upstream has a module under the owner this registry reserves: it
@@ -164,6 +165,7 @@ func TestComposedIndex(t *testing.T) {
 }
 
 func TestComposeWithoutChangesServesUpstreamsTree(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	ov := &memOverlay{owners: []string{"acme"}}
@@ -191,6 +193,7 @@ func TestComposeWithoutChangesServesUpstreamsTree(t *testing.T) {
 // moonbit-registry composing its own index (commits with the same
 // author) follows it, and publishes of its own land on top.
 func TestComposedOverComposed(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	central := newTestMirror(t, up.IndexURL(), func(o *Options) {
@@ -237,6 +240,7 @@ func TestComposedOverComposed(t *testing.T) {
 }
 
 func TestRecomposeNeedsAMirror(t *testing.T) {
+	t.Parallel()
 	m := newTestMirror(t, "http://127.0.0.1:1/git/index", func(o *Options) { o.Overlay = &memOverlay{} })
 	if _, err := m.Recompose(ctxT(t)); !errors.Is(err, ErrNotReady) {
 		t.Fatalf("Recompose before the first sync: %v, want ErrNotReady", err)
@@ -244,6 +248,7 @@ func TestRecomposeNeedsAMirror(t *testing.T) {
 }
 
 func TestComposedFromSources(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	main := startUpstream(t, smallIndex(t))
 	central := startUpstream(t, smallIndex(t))
@@ -324,6 +329,7 @@ func TestComposedFromSources(t *testing.T) {
 // publish command beside a running server) moves main; the server's next
 // sync builds on that commit, never on the one it remembered.
 func TestSyncBuildsOnMainMovedElsewhere(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	ov := &memOverlay{owners: []string{"acme"}}

@@ -53,6 +53,7 @@ func TestSyncWaitsForAnotherSyncer(t *testing.T) {
 // is seen by this one's next lookup, though its parsed-file cache held the
 // module from before.
 func TestLookupsSeeAnotherProcessesSync(t *testing.T) {
+	t.Parallel()
 	ctx, server, command := syncElsewhere(t, lookup)
 	if ok, err := lookup(ctx, server); err != nil || !ok {
 		t.Fatalf("after another process synced: ok=%v err=%v, want the new version", ok, err)
@@ -67,6 +68,7 @@ func TestLookupsSeeAnotherProcessesSync(t *testing.T) {
 // Freshen looks at main first, so a client that pulled the new index gets
 // hits checked against it.
 func TestFreshenAdoptsAnotherProcessesSync(t *testing.T) {
+	t.Parallel()
 	ctx, server, _ := syncElsewhere(t, recentChecksum)
 	server.Freshen(ctx)
 	if ok, err := recentChecksum(ctx, server); err != nil || !ok {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestLRUBounds(t *testing.T) {
+	t.Parallel()
 	c := newLRU(3, 100)
 	for i := range 5 {
 		c.put(fmt.Sprint(i), nil, 10, c.generation())
@@ -44,6 +45,7 @@ func TestLRUBounds(t *testing.T) {
 // A parse read before an invalidation must not be cached after it: the
 // file it came from may have been replaced meanwhile.
 func TestLRUDropsParsesOlderThanAnInvalidation(t *testing.T) {
+	t.Parallel()
 	for name, invalidate := range map[string]func(c *lru){
 		"clear":  func(c *lru) { c.clear() },
 		"remove": func(c *lru) { c.remove("other") },
@@ -65,6 +67,7 @@ func TestLRUDropsParsesOlderThanAnInvalidation(t *testing.T) {
 // The largest index file the mirror reads fits the lookup cache, so no
 // module is parsed again on every request for being too large to keep.
 func TestLargestIndexFileIsCached(t *testing.T) {
+	t.Parallel()
 	c := newLRU(cacheMaxEntries, cacheMaxBytes)
 	c.put("big/module", []manifest.Entry{{Module: "big/module", Version: "1.0.0"}}, maxIndexFile, c.generation())
 	if _, ok := c.get("big/module"); !ok {

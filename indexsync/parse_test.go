@@ -10,6 +10,7 @@ import (
 )
 
 func TestParseIndex(t *testing.T) {
+	t.Parallel()
 	type want struct {
 		version    string
 		checksum   string
@@ -111,6 +112,7 @@ null
 }
 
 func TestParseIndexRawIsCopied(t *testing.T) {
+	t.Parallel()
 	data := []byte(`{"version": "1.0.0", "x": 1}`)
 	got := parseIndex("o/m", data, zerolog.Nop())
 	data[0] = 'X'

@@ -13,6 +13,7 @@ import (
 )
 
 func TestReadRealIndex(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	src := realIndex(t)
 	up := startUpstream(t, src)
@@ -85,6 +86,7 @@ func TestReadRealIndex(t *testing.T) {
 }
 
 func TestLookupUnknown(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -110,6 +112,7 @@ func TestLookupUnknown(t *testing.T) {
 }
 
 func TestChecksumMalformed(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	if err := up.Index.AddVersionRaw(ctx, "alice/foo", []byte(`{"version": "0.7.0", "checksum": "ABC"}`)); err != nil {
@@ -125,6 +128,7 @@ func TestChecksumMalformed(t *testing.T) {
 }
 
 func TestHostileNames(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -173,6 +177,7 @@ func TestHostileNames(t *testing.T) {
 // A symlink committed upstream, or placed in the work tree, never makes a
 // lookup read a file outside the mirror.
 func TestSymlinksStayInside(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	base := t.TempDir()
 	secretDir := filepath.Join(base, "secret")
@@ -241,6 +246,7 @@ func TestSymlinksStayInside(t *testing.T) {
 }
 
 func TestCacheInvalidatedOnlyForChangedModules(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -267,6 +273,7 @@ func TestCacheInvalidatedOnlyForChangedModules(t *testing.T) {
 }
 
 func TestModulesCancelled(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)

@@ -16,6 +16,7 @@ import (
 // followed and the sync fails (git: "returned error: 302"). Without a
 // header a redirect is followed as before.
 func TestCredentialsStayOnTheConfiguredHost(t *testing.T) {
+	t.Parallel()
 	up := startUpstream(t, smallIndex(t))
 	target, err := url.Parse(up.URL())
 	if err != nil {

@@ -93,6 +93,7 @@ func TestSyncRepairsDamagedMirror(t *testing.T) {
 // a sync checks main out in full; and a process that starts on a tree an
 // interrupted checkout left restores it first.
 func TestFailedCheckoutIsNeverRead(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -169,6 +170,7 @@ func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
 // A mirror whose directory is a mount point (a volume) cannot be renamed:
 // the rebuild swaps its contents instead. Needs mount privileges.
 func TestSyncRepairsDamagedMirrorOnMountPoint(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	dir := filepath.Join(t.TempDir(), "data", "index")

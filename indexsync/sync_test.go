@@ -24,6 +24,7 @@ func versionsOf(vs []manifest.Entry) []string {
 }
 
 func TestSyncFirstThenIncremental(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -112,6 +113,7 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 }
 
 func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 
@@ -182,6 +184,7 @@ func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
 }
 
 func TestSyncFollowsRewrittenHistory(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -305,6 +308,7 @@ func TestSyncAbandonedIsCancelled(t *testing.T) {
 // A client that cloned the mirror shallowly, as moon does, must be able to
 // pull a fast-forward after the mirror synced new commits, even several.
 func TestClientPullFastForwards(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -343,6 +347,7 @@ func TestClientPullFastForwards(t *testing.T) {
 }
 
 func TestNewAdoptsExistingMirror(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	m := newTestMirror(t, up.IndexURL(), nil)
@@ -366,6 +371,7 @@ func TestNewAdoptsExistingMirror(t *testing.T) {
 }
 
 func TestNewRefusesForeignDir(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -386,6 +392,7 @@ func TestNewRefusesForeignDir(t *testing.T) {
 // An empty directory (e.g. a freshly created volume) is fine for a first
 // clone.
 func TestFirstSyncIntoEmptyDir(t *testing.T) {
+	t.Parallel()
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 	dir := filepath.Join(t.TempDir(), "index")
