@@ -64,6 +64,7 @@ func names(ss []Summary) []string {
 }
 
 func TestSearchRealIndex(t *testing.T) {
+	t.Parallel()
 	m, _ := syncedIndex(t)
 	c := New(m)
 	ctx := t.Context()
@@ -118,6 +119,7 @@ func TestSearchRealIndex(t *testing.T) {
 }
 
 func TestSearchFollowsTheIndex(t *testing.T) {
+	t.Parallel()
 	m, up := syncedIndex(t)
 	c := New(m)
 	ctx := t.Context()
@@ -136,6 +138,7 @@ func TestSearchFollowsTheIndex(t *testing.T) {
 }
 
 func TestModuleAndManifest(t *testing.T) {
+	t.Parallel()
 	m, _ := syncedIndex(t)
 	c := New(m)
 	ctx := t.Context()
@@ -174,6 +177,7 @@ func TestModuleAndManifest(t *testing.T) {
 // RegistryModuleManifest and RegistryUserModules), deprecation as yanked
 // with the reason.
 func TestView(t *testing.T) {
+	t.Parallel()
 	m, _ := syncedIndex(t)
 	c := New(m)
 	ctx := t.Context()
@@ -278,6 +282,7 @@ type staleIndex struct{ mirrorIndex }
 func (staleIndex) Ready() error { return fmt.Errorf("%w: syncs failing", module.ErrIndexUnavailable) }
 
 func TestNotFoundOnlyWhenTheIndexIsCurrent(t *testing.T) {
+	t.Parallel()
 	m, _ := syncedIndex(t)
 	ctx := context.Background()
 	for _, tt := range []struct {
@@ -310,6 +315,7 @@ func TestNotFoundOnlyWhenTheIndexIsCurrent(t *testing.T) {
 // few distinct, short words, stops when its request ends, and waits for a
 // turn when maxSearches are running.
 func TestSearchCostIsBounded(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 1000)
 	for _, tt := range []struct {
 		name, kw string
@@ -384,6 +390,7 @@ func (namesIndex) Ready() error   { return nil }
 // (search.rs, is_safe_registry_module_name); such names in an index are
 // left out.
 func TestSearchNeverListsNamesMoonRefuses(t *testing.T) {
+	t.Parallel()
 	idx := namesIndex{"alice/ok", "alice/two words", "alice/at@1.0.0", "alice/co:lon", `alice/back\slash`,
 		"alice/new\nline", "alice/\u202eevil", "alice/\u2066iso", "alice/原来可以发中文包", "illusory0x0/🐫"}
 	got, err := New(idx).Search(t.Context(), "", 100)

@@ -16,6 +16,7 @@ import (
 // good: a stale lock is cleared, a damaged repository is rebuilt beside the
 // old one and swapped in, and the next sync brings what upstream added.
 func TestSyncRepairsDamagedMirror(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name   string
 		damage func(t *testing.T, gitDir string)

@@ -228,6 +228,7 @@ func plainPath(mv module.Version) string {
 }
 
 func TestArchiveBothFormsMissThenHit(t *testing.T) {
+	t.Parallel()
 	for _, mv := range []module.Version{nestedMV, chineseMV} {
 		t.Run(mv.String(), func(t *testing.T) {
 			f := newArchiveFixture(t, false, []module.Version{mv})
@@ -262,6 +263,7 @@ func TestArchiveBothFormsMissThenHit(t *testing.T) {
 }
 
 func TestArchiveConditionalRangeHead(t *testing.T) {
+	t.Parallel()
 	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	want := f.content(nestedMV)
 	u := f.srv.URL + oneSegment(nestedMV)
@@ -308,6 +310,7 @@ func TestArchiveConditionalRangeHead(t *testing.T) {
 // skips http.ServeContent, yet answers with the very headers it gives (a
 // HEAD still goes through it) and the whole body.
 func TestArchiveHitHeadersAsServeContent(t *testing.T) {
+	t.Parallel()
 	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	want := f.content(nestedMV)
 	u := f.srv.URL + oneSegment(nestedMV)
@@ -326,6 +329,7 @@ func TestArchiveHitHeadersAsServeContent(t *testing.T) {
 }
 
 func TestArchiveErrors(t *testing.T) {
+	t.Parallel()
 	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
 	tests := []struct {
 		name       string
@@ -372,6 +376,7 @@ func TestArchiveErrors(t *testing.T) {
 }
 
 func TestArchiveRejectsHostilePaths(t *testing.T) {
+	t.Parallel()
 	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	for _, target := range []string{
 		"/user/%2e%2e%2F%2e%2e%2Fetc%2Fpasswd.zip",
@@ -407,6 +412,7 @@ func TestArchiveRejectsHostilePaths(t *testing.T) {
 }
 
 func TestArchiveWithoutCache(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(New(Options{Logger: zerolog.Nop()}).Handler())
 	defer srv.Close()
 	resp, _ := do(t, http.MethodGet, srv.URL+oneSegment(nestedMV), nil)
@@ -418,6 +424,7 @@ func TestArchiveWithoutCache(t *testing.T) {
 // TestStatusOf: the one table from errors to statuses, for archives,
 // the pass-through and publishing.
 func TestStatusOf(t *testing.T) {
+	t.Parallel()
 	mv := module.Version{Module: "a/b", Version: "1.0.0"}
 	tests := []struct {
 		err  error
@@ -485,6 +492,7 @@ func (s streamArchives) Checksum(ctx context.Context, mv module.Version) (string
 }
 
 func TestArchiveFromObjectWithoutSeek(t *testing.T) {
+	t.Parallel()
 	arch := streamArchives{body: []byte("zip bytes from a store that cannot seek"), mod: time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)}
 	srv := httptest.NewServer(New(Options{Archives: arch, Logger: zerolog.Nop()}).Handler())
 	defer srv.Close()

@@ -41,6 +41,7 @@ func basic(user, pass string) string {
 }
 
 func TestAuthEveryRouteButHealthz(t *testing.T) {
+	t.Parallel()
 	var mu sync.Mutex
 	var leaked []string // Authorization headers that reached a handler
 	reached := 0
@@ -147,6 +148,7 @@ func TestAuthEveryRouteButHealthz(t *testing.T) {
 }
 
 func TestAuthOffLetsEverythingThrough(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(New(Options{Logger: zerolog.Nop(), Auth: Auth{Users: map[string][]byte{}}}).Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/readyz")
@@ -269,6 +271,7 @@ func authRequest(client, user, pass string) *http.Request {
 // A client that keeps failing is answered 429 before any bcrypt check;
 // other clients, and credentials that passed before, are not held up.
 func TestFailedPasswordChecksRateLimitedPerClient(t *testing.T) {
+	t.Parallel()
 	a := newAuthenticator(testAuth(t, bcrypt.MinCost))
 	if a.check(authRequest("192.0.2.7", "alice", testPassword)) != authOK {
 		t.Fatal("the right password was refused")

@@ -214,6 +214,7 @@ func gitTestRaw(t *testing.T, addr, method, path string, header http.Header, bod
 }
 
 func TestGitHandlerServesNothingElse(t *testing.T) {
+	t.Parallel()
 	for _, viaServer := range []bool{false, true} {
 		t.Run(fmt.Sprintf("viaServer=%v", viaServer), func(t *testing.T) {
 			env := newGitTestEnv(t, viaServer)
@@ -279,6 +280,7 @@ func (n notReadyIndex) Repository() string { return n.dir }
 func (n notReadyIndex) Ready() error       { return errors.New("first sync not finished") }
 
 func TestGitHandlerNotReady(t *testing.T) {
+	t.Parallel()
 	for dir, index := range map[string]Index{"none": nil, "not-yet": notReadyIndex{filepath.Join(t.TempDir(), "not-yet")}} {
 		srv := httptest.NewServer(newGitHandler(index, 0, zerolog.Nop()))
 		status, hdr, body := gitTestRaw(t, srv.Listener.Addr().String(), "GET", "/git/index/info/refs?service=git-upload-pack", nil, nil)
@@ -307,6 +309,7 @@ func gitTestGzip(t *testing.T, data []byte) []byte {
 // Requests as git sends them by hand: protocol v2 announced in a header,
 // gzip bodies, HEAD, and bodies over the limit.
 func TestGitHandlerRequests(t *testing.T) {
+	t.Parallel()
 	env := newGitTestEnv(t, false)
 	addr := env.srv.Listener.Addr().String()
 	head := testsupport.Git(t, env.mirror.Dir(), "rev-parse", "HEAD")
@@ -378,6 +381,7 @@ func TestGitHandlerRequests(t *testing.T) {
 }
 
 func TestGitProtocolHeader(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ in, want string }{
 		{"version=2", "version=2"},
 		{"version=1", "version=1"},
@@ -399,6 +403,7 @@ func TestGitProtocolHeader(t *testing.T) {
 // the hyphenated one (Git_Protocol is HTTP_GIT_PROTOCOL, which git reads):
 // it must not get past the check of Git-Protocol.
 func TestGitUnderscoreHeadersDropped(t *testing.T) {
+	t.Parallel()
 	env := newGitTestEnv(t, false)
 	addr := env.srv.Listener.Addr().String()
 	_, _, v2 := gitTestRaw(t, addr, "GET", "/git/index/info/refs?service=git-upload-pack", http.Header{"Git-Protocol": {"version=2"}}, nil)
@@ -478,6 +483,7 @@ func TestGitSlowClientsDoNotLockOut(t *testing.T) {
 // Answers held for clients that have not read them are bounded: over the
 // limit, new requests get 503 (before any git runs) until they drain.
 func TestGitSpoolBudget(t *testing.T) {
+	t.Parallel()
 	env := newGitTestEnv(t, false)
 	h := env.srv.Config.Handler.(*gitHandler)
 	addr := env.srv.Listener.Addr().String()

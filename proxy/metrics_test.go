@@ -17,6 +17,7 @@ import (
 )
 
 func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics()
 	m.WatchCache(func() cache.Stats {
 		return cache.Stats{Hits: 7, InFlight: 2, Evictions: 4, StoreBytes: 1 << 20, StoreFiles: 9}
@@ -84,6 +85,7 @@ func TestMetricsCountRequestsByRouteAndStatus(t *testing.T) {
 }
 
 func TestMetricsObserveFetchOutcomes(t *testing.T) {
+	t.Parallel()
 	m := NewMetrics()
 	results := []cache.FetchResult{
 		{Duration: time.Second},
@@ -104,6 +106,7 @@ func TestMetricsObserveFetchOutcomes(t *testing.T) {
 }
 
 func TestRouteLabelsAreBounded(t *testing.T) {
+	t.Parallel()
 	for path, want := range map[string]string{
 		"/git/index/info/refs": "index", "/user/a/b/1.0.0.zip": "archive", "/symbols.zip": "symbols",
 		"/assets/x": "assets", "/api/v0/search": "api", "/metrics": "metrics", "/" + strings.Repeat("x", 500): "other",

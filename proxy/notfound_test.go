@@ -20,6 +20,7 @@ func remember404(t *testing.T, c *notFoundCache, target string, status int) {
 }
 
 func TestNotFoundCacheTTL(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_000_000, 0)
 	c := newNotFoundCache(time.Minute)
 	c.now = func() time.Time { return now }
@@ -48,6 +49,7 @@ func TestNotFoundCacheTTL(t *testing.T) {
 }
 
 func TestNotFoundCacheMemoryBounded(t *testing.T) {
+	t.Parallel()
 	c := newNotFoundCache(time.Hour)
 	long := strings.Repeat("x", 60<<10) // a path near the header size limit
 	for i := range 200 {                // 12 MB of targets in all

@@ -158,6 +158,7 @@ func newPTFixtureWith(t *testing.T, tweak func(*PassthroughOptions)) *ptFixture 
 }
 
 func TestPassthroughSymbolsRevalidationAndStale(t *testing.T) {
+	t.Parallel()
 	f := newPTFixture(t)
 	u := f.srv.URL + "/symbols.zip"
 	steps := []struct {
@@ -207,6 +208,7 @@ func TestPassthroughSymbolsRevalidationAndStale(t *testing.T) {
 // A client's If-None-Match on a cold cache still fills the cache: the next
 // plain request is served while upstream is down.
 func TestPassthroughConditionalFillsCache(t *testing.T) {
+	t.Parallel()
 	f := newPTFixture(t)
 	u := f.srv.URL + "/symbols.zip"
 	resp, _ := do(t, http.MethodGet, u, map[string]string{"If-None-Match": `"sym-1"`})
@@ -224,6 +226,7 @@ func TestPassthroughConditionalFillsCache(t *testing.T) {
 }
 
 func TestPassthroughAssetsAndAPI(t *testing.T) {
+	t.Parallel()
 	f := newPTFixture(t)
 	tests := []struct {
 		name       string
@@ -261,6 +264,7 @@ func TestPassthroughAssetsAndAPI(t *testing.T) {
 }
 
 func TestPassthroughRejectsHostilePaths(t *testing.T) {
+	t.Parallel()
 	f := newPTFixture(t)
 	for _, target := range []string{
 		"/assets/%2e%2e/%2e%2e/etc/passwd",
@@ -279,6 +283,7 @@ func TestPassthroughRejectsHostilePaths(t *testing.T) {
 }
 
 func TestPassthroughUnreachableWithoutCopy(t *testing.T) {
+	t.Parallel()
 	f := newPTFixture(t)
 	f.up.srv.Close()
 	resp, body := do(t, http.MethodGet, f.srv.URL+"/symbols.zip", nil)
@@ -293,6 +298,7 @@ func TestPassthroughUnreachableWithoutCopy(t *testing.T) {
 }
 
 func TestPassthroughNotConfigured(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(New(Options{Logger: zerolog.Nop()}).Handler())
 	defer srv.Close()
 	for _, p := range []string{"/symbols.zip", "/assets/a/b.wasm", "/api/v0/search?kw=x"} {
@@ -309,6 +315,7 @@ func TestPassthroughNotConfigured(t *testing.T) {
 // upstream is passed on as a broken transfer and never kept; one over the
 // size cap is passed on whole and not kept; a kept one is served from disk.
 func TestPassthroughBodiesStreamed(t *testing.T) {
+	t.Parallel()
 	body := bytes.Repeat([]byte("wasm"), 4096) // 16 KiB
 	var hits atomic.Int64
 	mux := http.NewServeMux()

@@ -75,6 +75,7 @@ func post(t *testing.T, url, token, body string) (int, map[string]any) {
 }
 
 func TestPublishStatuses(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		err    error
@@ -111,6 +112,7 @@ func TestPublishStatuses(t *testing.T) {
 }
 
 func TestPublishAuthAndRoutes(t *testing.T) {
+	t.Parallel()
 	pub := &fakePublisher{}
 	// Reading needs a token here; the publish token opens the write API
 	// (and reading), a read token does not open the write API.

@@ -116,6 +116,7 @@ func TestArchiveStreamedMismatchAborts(t *testing.T) {
 // TestArchiveStreamWithoutLength: without a length from upstream the miss
 // goes out chunked, whole.
 func TestArchiveStreamWithoutLength(t *testing.T) {
+	t.Parallel()
 	f := newArchiveFixture(t, false, []module.Version{nestedMV})
 	f.unannounced.Store(true)
 	resp, body := do(t, http.MethodGet, f.srv.URL+oneSegment(nestedMV), nil)
