@@ -46,7 +46,7 @@ func TestArchiveMoonClientPasses(t *testing.T) {
 	for _, m := range modules {
 		sel = append(sel, testupstream.EveryVersion(m))
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: sel})
+	up := startUpstream(t, testupstream.Options{Archives: sel})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	client := newMoonClient(t, reg.URL)
 	if err := client.CloneIndex(ctx); err != nil {
@@ -130,7 +130,7 @@ func TestArchiveMoonClientPasses(t *testing.T) {
 // fetched yet, while upstream is slow: they must share one upstream fetch.
 func TestArchiveConcurrentMiss(t *testing.T) {
 	const version = "0.4.6"
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
 		ArchiveSize: 256 << 10,
 	})
@@ -191,7 +191,7 @@ func TestArchiveConcurrentMiss(t *testing.T) {
 func TestArchiveCutResumed(t *testing.T) {
 	t.Parallel()
 	const version, size, cut = "0.4.6", 10 << 20, 9 << 20
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
 		ArchiveSize: size,
 	})
@@ -232,7 +232,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 	for _, v := range served {
 		sel = append(sel, testupstream.ModuleVersion{Module: arcModX, Version: v})
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: sel, ArchiveSize: 64 << 10})
+	up := startUpstream(t, testupstream.Options{Archives: sel, ArchiveSize: 64 << 10})
 	// Retries set explicitly: the expected upstream request counts follow it.
 	const retries = 3
 	reg := startRegistry(t, registryOptions{
@@ -333,7 +333,7 @@ func TestArchiveUpstreamFaults(t *testing.T) {
 // byte for byte as written: 400, nothing asked of upstream, nothing written.
 func TestArchiveRejectsHostilePaths(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	up.ResetCounts()
 	for _, tt := range []struct{ name, target string }{
@@ -401,7 +401,7 @@ func TestArchiveOffline(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
 	tests := []struct {
@@ -484,7 +484,7 @@ func TestArchiveOffline(t *testing.T) {
 // current ETag, and served from the stored copy while upstream is down.
 func TestSymbolsRevalidated(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	want, etag := up.Downloads.Symbols(), up.Downloads.SymbolsETag()
 	steps := []struct {
@@ -539,7 +539,7 @@ func TestSymbolsRevalidated(t *testing.T) {
 func TestArchiveHitHTTPSemantics(t *testing.T) {
 	t.Parallel()
 	const version = "0.4.6"
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{{Module: arcModX, Version: version}},
 		ArchiveSize: 32 << 10,
 	})

@@ -84,7 +84,7 @@ func TestAuthThroughProxy(t *testing.T) {
 		t.Fatalf("auth command output: %q, %q", tokenDigest, userEntry)
 	}
 
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(authModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(authModule)}})
 	reg := startRegistry(t, registryOptions{
 		UpstreamURL: up.URL(),
 		NoWaitReady: true,
@@ -245,7 +245,7 @@ func TestTLSServe(t *testing.T) {
 	root := t.TempDir()
 	certFile := filepath.Join(root, "cert.pem")
 	testsupport.WriteSelfSigned(t, certFile, filepath.Join(root, "key.pem"))
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(authModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(authModule)}})
 	reg := startRegistry(t, registryOptions{
 		Root:        root,
 		UpstreamURL: up.URL(),

@@ -50,7 +50,7 @@ func TestUnknownCommandSuggests(t *testing.T) {
 // registry root tell the same index commit and archive count.
 func TestStatusCommand(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	for _, v := range up.Index.Versions(cliModule) {
 		if res := arcFetch(t, "GET", arcOneSegmentURL(reg.URL, cliModule, v), nil); res.status != 200 {

@@ -53,7 +53,7 @@ esac
 // what was there.
 func TestClientConfigForms(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	base := reg.URL
 	legacy := map[string]string{"registry": base, "index": base + "/git/index", "symbols": base + "/symbols.zip"}
@@ -165,7 +165,7 @@ func TestClientConfigForms(t *testing.T) {
 func TestClientDownloadBase(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	wasm := []byte("\x00asm\x01\x00\x00\x00 prebuilt")
 	const asset = "moonbitlang/lex@0.1.1/runtime/lexer.wasm"
 	up.Downloads.SetAsset(asset, wasm)
@@ -227,7 +227,7 @@ func TestClientDownloadBase(t *testing.T) {
 func TestClientSearchAndMetadata(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, reg.URL)
 
@@ -374,7 +374,7 @@ func checkView(t *testing.T, c *moonClient, url, wantModule, wantVersion, wantRe
 func TestClientRetryStatuses(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	// No retries of our own: each client attempt is one upstream request.
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_UPSTREAM_RETRIES=0"}})
 	c := newMoonClient(t, reg.URL)

@@ -22,7 +22,7 @@ import (
 func TestArchiveCrashMidDownload(t *testing.T) {
 	t.Parallel()
 	const size = 1 << 20
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives: []testupstream.ModuleVersion{
 			{Module: arcModX, Version: "0.4.6"}, {Module: arcModX, Version: "0.4.7"},
 		},

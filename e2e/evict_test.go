@@ -34,7 +34,7 @@ func TestEvictMaxSizeThroughBinary(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const module = "moonbitlang/x"
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{testupstream.EveryVersion(module)},
 		ArchiveSize: evictArchiveSize,
 	})

@@ -49,7 +49,7 @@ func TestFaultUpstreamHang(t *testing.T) {
 	// Two attempts of 3s plus a backoff of at most 0.5s: long enough for
 	// the other requests below to be served while the fetch hangs.
 	const attemptTimeout, retries = 3 * time.Second, 1
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: hungV},
 	}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{
@@ -142,7 +142,7 @@ func TestFaultUpstreamDownThroughout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
 	root, want := fltWarmRoot(t, up, cachedV)
@@ -227,7 +227,7 @@ func TestFaultUpstreamHealthFollowsContact(t *testing.T) {
 	for _, v := range versions {
 		archives = append(archives, testupstream.ModuleVersion{Module: arcModX, Version: v})
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: archives})
+	up := startUpstream(t, testupstream.Options{Archives: archives})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_UPSTREAM_RETRIES=0"}})
 	type status struct {
 		Index struct {
@@ -272,7 +272,7 @@ func TestFaultUpstreamHealthFollowsContact(t *testing.T) {
 func TestFaultReadOnlyOffline(t *testing.T) {
 	ctx := context.Background()
 	const cachedV, missV = "0.4.6", "0.4.7"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		{Module: arcModX, Version: cachedV}, {Module: arcModX, Version: missV},
 	}})
 	root, want := fltWarmRoot(t, up, cachedV)
@@ -330,7 +330,7 @@ func TestFaultDiskFull(t *testing.T) {
 	for _, v := range versions {
 		sel = append(sel, testupstream.ModuleVersion{Module: arcModX, Version: v})
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: sel, ArchiveSize: size})
+	up := startUpstream(t, testupstream.Options{Archives: sel, ArchiveSize: size})
 	cached, failing := versions[:2], versions[2]
 
 	mechanisms := []struct {
@@ -495,7 +495,7 @@ func TestFaultSIGTERMUnderLoad(t *testing.T) {
 		shutdownTimeout = 20 * time.Second
 		upstreamDelay   = 1500 * time.Millisecond
 	)
-	up := testupstream.Start(t, testupstream.Options{
+	up := startUpstream(t, testupstream.Options{
 		Archives:    []testupstream.ModuleVersion{testupstream.EveryVersion(arcModX)},
 		ArchiveSize: size,
 	})
@@ -689,7 +689,7 @@ func TestFaultHostilePaths(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: arcModX, Version: "0.4.6"}}})
 	reg := startRegistry(t, registryOptions{Root: root, UpstreamURL: up.URL()})
 	up.ResetCounts()
 	before := fltSnapshot(t, parent)

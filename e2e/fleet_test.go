@@ -213,7 +213,7 @@ func fetchAll(ctx context.Context, c *moonClient, u string, n int) ([][]byte, []
 // over and every client still gets the right bytes.
 func TestFleetOneFetchAndTakeover(t *testing.T) {
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}, ArchiveSize: 256 << 10})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}, ArchiveSize: 256 << 10})
 	versions := up.Index.Versions(cliModule)
 	f := startFleet(t, up)
 	c := newMoonClient(t, f.URL)
@@ -338,7 +338,7 @@ var serverErrors = regexp.MustCompile(`"path":"/user/[^"]*","status":5\d\d`)
 // re-clone, never backwards), and it sees each new version.
 func TestFleetMovingClient(t *testing.T) {
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	f := startFleet(t, up)
 	c := newMoonClient(t, f.URL)
 	if err := c.CloneIndex(ctx); err != nil {
@@ -391,7 +391,7 @@ func TestFleetMovingClient(t *testing.T) {
 // TestFleetBalancerServes is a sanity check the fleet tests rely on: nginx reaches a
 // replica.
 func TestFleetBalancerServes(t *testing.T) {
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	f := startFleet(t, up)
 	if res := arcFetch(t, http.MethodGet, f.URL+"/readyz", nil); res.status != http.StatusOK {
 		t.Fatalf("/readyz through nginx: %d", res.status)
@@ -406,7 +406,7 @@ func TestFleetCatchUpFromBundle(t *testing.T) {
 	ctx := t.Context()
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "cu/")
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	// This replica moves the tip, syncing every second.
 	startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s"}})
 	cut := startRegistry(t, registryOptions{}) // upstream: a closed port

@@ -20,7 +20,7 @@ import (
 func TestNginxFront(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	conf, err := os.ReadFile("../deploy/nginx-front.conf")
 	if err != nil {

@@ -21,10 +21,32 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"moonbit-registry/internal/testupstream"
 )
 
 // e2eParallel is how many tests marked parallel run at once by default.
 const e2eParallel = 4
+
+// e2eOwners are the owners whose modules the tests name; the upstream the
+// tests start serves their modules and everything those depend on
+// (e2eIndex), a sixth of the snapshot, so every clone, pack and checkout
+// costs a sixth. A test that needs the whole snapshot says so.
+var e2eOwners = []string{"moonbitlang", "AdUhTkJm", "ZijianFeng33", "illusory0x0", "mizchi",
+	"bzy-debug", "yj-qin", "ryota0624", "CAIMEOX"}
+
+// e2eIndex is that part of the snapshot, written once by TestMain.
+var e2eIndex string
+
+// startUpstream starts a test upstream on e2eIndex unless opts names
+// another index.
+func startUpstream(t testing.TB, opts testupstream.Options) *testupstream.Upstream {
+	t.Helper()
+	if opts.IndexSource == "" {
+		opts.IndexSource = e2eIndex
+	}
+	return testupstream.Start(t, opts)
+}
 
 // registryBin is the binary under test, built once by TestMain (or the one
 // MOONBIT_REGISTRY_E2E_BINARY names).
@@ -54,6 +76,16 @@ func runTests(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
+	snapshot, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	e2eIndex = filepath.Join(dir, "index")
+	if _, err := testupstream.SubsetIndex(snapshot, e2eIndex, e2eOwners); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	// Benchmarks may measure another build (bench/run.sh's BASELINE).
 	if bin := os.Getenv("MOONBIT_REGISTRY_E2E_BINARY"); bin != "" {
 		// Tests run in e2e/: a relative path would name another file.

@@ -23,7 +23,7 @@ func TestIndexSyncCommandThenDownload(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const module, version = "illusory0x0/🐫", "99.0.0"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, reg.URL)
 	if err := c.CloneIndex(ctx); err != nil {
@@ -58,7 +58,7 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	const module = "moonbitlang/lex/runtime"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
 	version := up.Index.Versions(module)[0]
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, reg.URL)
@@ -99,7 +99,7 @@ func TestChangedChecksumDropsCachedArchive(t *testing.T) {
 func TestCommandExitCodes(t *testing.T) {
 	t.Parallel()
 	synced := t.TempDir()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	if _, stderr, code := runRegistry(t, synced, up.URL(), "sync"); code != 0 {
 		t.Fatalf("sync: exit %d: %s", code, stderr)
 	}

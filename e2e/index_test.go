@@ -264,7 +264,13 @@ func TestIndexClone(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	// The whole snapshot: what a client's first clone of the real index
+	// costs, twenty at once below.
+	snapshot, err := testupstream.DefaultIndexSource()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := startUpstream(t, testupstream.Options{IndexSource: snapshot})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	want := idxUpstreamTree(t, up, "main")
 	if len(want) != idxSnapshotFiles {
@@ -353,7 +359,7 @@ func TestIndexReadOnly(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	root := t.TempDir()
 	// A marker only a file leak could reveal.
 	marker := "e2e-secret-marker-7f3a9c"
@@ -483,7 +489,7 @@ func TestIndexPeriodicSync(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s"}})
 	c := newMoonClient(t, reg.URL)
 	if err := c.CloneIndex(ctx); err != nil {
@@ -530,7 +536,7 @@ func TestIndexSyncCommand(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	eager, late := newMoonClient(t, reg.URL), newMoonClient(t, reg.URL)
 	for _, c := range []*moonClient{eager, late} {
@@ -603,7 +609,7 @@ func TestIndexUpstreamDown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	// Stale only after a long while: the test is about serving the last
 	// good mirror, and a loaded machine must not make it stale first.
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s", "MOONBIT_REGISTRY_INDEX_STALE_AFTER=1h"}})
@@ -662,7 +668,7 @@ func TestIndexRewriteHistory(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_SYNC_INTERVAL=1s"}})
 	// A second root, synced only by the one-shot command.
 	oneShot := t.TempDir()
@@ -721,7 +727,7 @@ func TestCloneRightAfterStart(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	// Every index request of the first sync is slow.
 	up.Faults.Delay(2*time.Second, testupstream.OnPrefix(testupstream.PrefixIndex))
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), NoWaitReady: true})
@@ -741,7 +747,7 @@ func TestCloneRightAfterStart(t *testing.T) {
 // interval, however long sync_interval is (an hour here).
 func TestIndexFreshOnRequest(t *testing.T) {
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL(), Env: []string{"MOONBIT_REGISTRY_INDEX_CHECK_INTERVAL=2s"}})
 	c := newMoonClient(t, reg.URL)
 	if err := c.CloneIndex(ctx); err != nil {

@@ -18,7 +18,7 @@ func TestMetricsMatchTraffic(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const module = "moonbitlang/lex/runtime"
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(module)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	client := newMoonClient(t, reg.URL)
 	if err := client.CloneIndex(ctx); err != nil {

@@ -31,7 +31,7 @@ var mirWasmtoolsClosure = []string{
 // mirChainUpstream serves every version of the modules in that chain.
 func mirChainUpstream(t *testing.T) *testupstream.Upstream {
 	t.Helper()
-	return testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	return startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("AdUhTkJm/wasmtools"),
 		testupstream.EveryVersion("AdUhTkJm/u8str"),
 		testupstream.EveryVersion("AdUhTkJm/bitviewer"),
@@ -170,7 +170,7 @@ func mirSorted(s []string) []string {
 func TestMirrorStrictModule(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 		testupstream.EveryVersion("moonbitlang/lex/runtime"), // served but not asked for
 	}})
@@ -273,7 +273,7 @@ func TestMirrorClosureServedOffline(t *testing.T) {
 func TestMirrorDeprecatedAndLatest(t *testing.T) {
 	t.Parallel()
 	// mizchi/git@0.2.0 carries "deprecated" in the real snapshot.
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("mizchi/git")}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("mizchi/git")}})
 	root := t.TempDir()
 	stdout, stderr, code := runRegistry(t, root, up.URL(), "mirror", "--strict", "--no-symbols", "mizchi/git")
 	if code != 0 {
@@ -345,7 +345,7 @@ func TestMirrorFromProject(t *testing.T) {
 // TestMirrorFromConfig: without patterns, mirror takes [mirror] packages.
 func TestMirrorFromConfig(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/lex/runtime"),
 	}})
 	root := t.TempDir()
@@ -422,7 +422,7 @@ func mirListed(stdout string) []string {
 // only what is missing and leaves a store verify finds clean.
 func TestMirrorResumesAfterKill(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 	}})
 	all := mirSorted(mirVersionsOf("moonbitlang/x", up.Index.Versions("moonbitlang/x")))
@@ -583,7 +583,7 @@ func TestMirrorIncompleteExitsNonZero(t *testing.T) {
 		module, version, _ := strings.Cut(mv, "@")
 		archives = append(archives, testupstream.ModuleVersion{Module: module, Version: version})
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: archives})
+	up := startUpstream(t, testupstream.Options{Archives: archives})
 
 	t.Run("unresolved dependency", func(t *testing.T) {
 		root := t.TempDir()
@@ -633,7 +633,7 @@ func TestMirrorIncompleteExitsNonZero(t *testing.T) {
 // patterns and missing input fail before anything is fetched.
 func TestMirrorRefusesBadInvocations(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/x"),
 	}})
 	project := filepath.Join(t.TempDir(), "moon.mod.json")

@@ -63,7 +63,7 @@ func TestModuleFromTodaysTemplate(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "user", "pubowner", "util.index"), []byte(old), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
+	up := startUpstream(t, testupstream.Options{IndexSource: src})
 	for _, v := range []string{"1.0.0", "1.2.0"} {
 		if err := up.Index.AddVersion(ctx, "pubowner/util", v, nil); err != nil {
 			t.Fatal(err)

@@ -106,7 +106,7 @@ func TestPrivateModules(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(src, "user", "yj-qin", "regexp.index"), line, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	up := testupstream.Start(t, testupstream.Options{IndexSource: src})
+	up := startUpstream(t, testupstream.Options{IndexSource: src})
 	if err := up.Index.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestFleetPrivateModules(t *testing.T) {
 	defer cancel()
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "private-fleet/")
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	if err := up.Index.AddVersion(ctx, "pubowner/util", "1.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +375,7 @@ func requestsTo(r *registry, prefix string) int {
 func TestTwoSources(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	up := testupstream.Start(t, testupstream.Options{})
+	up := startUpstream(t, testupstream.Options{})
 	for _, mod := range []string{"pubowner/util", "corp/evil"} {
 		if err := up.Index.AddVersion(ctx, mod, "1.0.0", nil); err != nil {
 			t.Fatal(err)

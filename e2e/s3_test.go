@@ -37,7 +37,7 @@ func TestS3StoreThroughBinary(t *testing.T) {
 	ctx := t.Context()
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "reg/")
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	versions := up.Index.Versions(cliModule)
 
 	first := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
@@ -129,7 +129,7 @@ func TestS3Redirect(t *testing.T) {
 	srv := testsupport.StartS3(t, s3Bucket)
 	s3Env(t, srv, "")
 	t.Setenv("MOONBIT_REGISTRY_STORE_S3_REDIRECT", "true")
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion(cliModule)}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	c := newMoonClient(t, reg.URL)
 	if err := c.CloneIndex(ctx); err != nil {

@@ -12,7 +12,7 @@ import (
 func TestMoonClientThroughProxy(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{
 		testupstream.EveryVersion("moonbitlang/lex/runtime"),
 		testupstream.EveryVersion("illusory0x0/🐫"),
 	}})

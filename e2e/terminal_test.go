@@ -23,7 +23,7 @@ func TestMirrorOnATerminal(t *testing.T) {
 	if err != nil {
 		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
 	text := runMirrorInTerminal(t, script, up.URL())
 	redraws := strings.Count(text, "\r")
 	if redraws < 5 || !strings.Contains(text, "mirroring") {
@@ -61,7 +61,7 @@ func TestMirrorOnATerminalWarnings(t *testing.T) {
 	if err != nil {
 		testsupport.MissingTool(t, "util-linux script is needed for a pseudo-terminal: "+err.Error())
 	}
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{testupstream.EveryVersion("moonbitlang/x")}})
 	up.Faults.FailWith(404, testupstream.OnPrefix("/user/moonbitlang/x/0.4.6.zip"))
 	text := runMirrorInTerminal(t, script, up.URL())
 	found := false

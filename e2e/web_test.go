@@ -88,7 +88,7 @@ func artifactDir(t *testing.T) string {
 // are kept as artifacts.
 func TestWebPages(t *testing.T) {
 	t.Parallel()
-	up := testupstream.Start(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: "mizchi/git", Version: "0.1.2"}}})
+	up := startUpstream(t, testupstream.Options{Archives: []testupstream.ModuleVersion{{Module: "mizchi/git", Version: "0.1.2"}}})
 	reg := startRegistry(t, registryOptions{UpstreamURL: up.URL()})
 	// One archive cached, so the module page has something to show.
 	if res := arcFetch(t, http.MethodGet, arcOneSegmentURL(reg.URL, "mizchi/git", "0.1.2"), nil); res.status != http.StatusOK {

@@ -954,3 +954,47 @@ func TestParseModuleVersion(t *testing.T) {
 		}
 	}
 }
+
+// A subset holds the named owners' modules and everything they depend on,
+// and nothing else; an upstream serves it.
+func TestSubsetIndex(t *testing.T) {
+	t.Parallel()
+	src := t.TempDir()
+	for p, content := range map[string]string{
+		"user/a/app.index":    `{"name": "a/app", "version": "1.0.0", "deps": {"b/lib": "1.0.0"}}` + "\n",
+		"user/b/lib.index":    `{"name": "b/lib", "version": "1.0.0", "deps": {"c/deep/x": {"version": "0.1.0"}}}` + "\n",
+		"user/c/deep/x.index": `{"name": "c/deep/x", "version": "0.1.0"}` + "\n",
+		"user/d/other.index":  `{"name": "d/other", "version": "0.1.0"}` + "\n",
+	} {
+		f := filepath.Join(src, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dst := filepath.Join(t.TempDir(), "subset")
+	n, err := testupstream.SubsetIndex(src, dst, []string{"a"})
+	if err != nil || n != 3 {
+		t.Fatalf("SubsetIndex = %d, %v; want 3 modules", n, err)
+	}
+	for _, p := range []string{"user/a/app.index", "user/b/lib.index", "user/c/deep/x.index"} {
+		if _, err := os.Stat(filepath.Join(dst, p)); err != nil {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dst, "user/d/other.index")); err == nil {
+		t.Error("the subset holds a module nothing asked for")
+	}
+	if _, err := testupstream.SubsetIndex(src, dst, []string{"a"}); err == nil {
+		t.Error("SubsetIndex wrote into an existing directory")
+	}
+	if _, err := testupstream.SubsetIndex(src, filepath.Join(t.TempDir(), "none"), []string{"nobody"}); err == nil {
+		t.Error("SubsetIndex of no module succeeded")
+	}
+	u := testupstream.Start(t, testupstream.Options{IndexSource: dst})
+	if got := u.Index.Versions("c/deep/x"); len(got) != 1 {
+		t.Errorf("upstream on the subset: versions of c/deep/x = %v", got)
+	}
+}
