@@ -34,7 +34,7 @@ func statusCommand() *cli.Command {
 				if serr != nil {
 					return serr
 				}
-				st, err = app.LocalStatus(cfg)
+				st, err = app.LocalStatus(c.Context, cfg)
 			}
 			if err != nil {
 				return err

@@ -20,10 +20,10 @@ import (
 // LocalStatus is the status read from a registry root, without a server:
 // the index mirror's commit and when it last fetched, and the store's
 // size.
-func LocalStatus(cfg config.Config) (web.Status, error) {
+func LocalStatus(ctx context.Context, cfg config.Config) (web.Status, error) {
 	st := web.Status{Version: Version(), Store: countStore(cfg), Index: web.IndexStatus{AgeSeconds: -1, Offline: cfg.Server.Offline}, Local: true}
 	// Read only: a server may be running on this root.
-	commit, err := indexsync.ReadCommit(cfg.Index.Dir)
+	commit, err := indexsync.ReadCommit(ctx, cfg.Index.Dir)
 	if err != nil {
 		return st, err
 	}

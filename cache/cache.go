@@ -17,8 +17,9 @@ import (
 	"moonbit-registry/store"
 )
 
-// Index answers which checksum a published version has. indexsync.Mirror
-// implements it; the pipeline only needs these two calls.
+// Index answers which checksum a published version has, and syncs when
+// asked: the index mirror with its lookups (app.Index) implements it; the
+// pipeline only needs these two calls.
 type Index interface {
 	// Checksum returns the lowercase hex SHA-256 of module@version's
 	// archive; ok is false if the index does not list that version.
@@ -301,7 +302,7 @@ func (c *Cache) openCurrent(ctx context.Context, mv module.Version, recent bool)
 }
 
 // recentIndex is an Index that can answer a hit's lookup more cheaply,
-// from what it knew up to a moment ago (indexsync.Mirror).
+// from what it knew up to a moment ago (indexsync.Lookups).
 type recentIndex interface {
 	RecentChecksum(ctx context.Context, module, version string) (sum string, ok bool, err error)
 }

@@ -30,8 +30,8 @@ const e2eParallel = 4
 
 // e2eOwners are the owners whose modules the tests name; the upstream the
 // tests start serves their modules and everything those depend on
-// (e2eIndex), a sixth of the snapshot, so every clone, pack and checkout
-// costs a sixth. A test that needs the whole snapshot says so.
+// (e2eIndex), about a quarter of the snapshot, so every clone, pack and
+// checkout costs about a quarter. A test that needs the whole snapshot says so.
 var e2eOwners = []string{"moonbitlang", "AdUhTkJm", "ZijianFeng33", "illusory0x0", "mizchi",
 	"bzy-debug", "yj-qin", "ryota0624", "CAIMEOX"}
 

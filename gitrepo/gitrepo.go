@@ -145,15 +145,15 @@ func (r *Runner) RunEnv(ctx context.Context, dir string, env []string, stdin []b
 	if err != nil {
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
-			RemoveLocks(dir, r.opts.LockFiles)
+			removeLocks(dir, r.opts.LockFiles)
 		}
 		return stdout.Bytes(), &Error{Args: args, Err: err, Stderr: stderr.String()}
 	}
 	return stdout.Bytes(), nil
 }
 
-// RemoveLocks removes the lock files (paths under dir/.git) that exist.
-func RemoveLocks(dir string, lockFiles []string) {
+// removeLocks removes the lock files (paths under dir/.git) that exist.
+func removeLocks(dir string, lockFiles []string) {
 	for _, f := range lockFiles {
 		os.Remove(filepath.Join(dir, ".git", filepath.FromSlash(f)))
 	}

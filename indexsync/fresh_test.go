@@ -59,14 +59,15 @@ func TestFreshenLooksAtUpstreamOncePerInterval(t *testing.T) {
 // from what is measured and from what a failure would take (the mirror's
 // 30 s git timeout), so load cannot decide them.
 func TestFreshenUpstreamTrouble(t *testing.T) {
-	t.Parallel()
+	// Not parallel: while its upstream is down, a parallel test's server
+	// could take the freed port and answer.
 	ctx := context.Background()
 	for _, tt := range []struct {
 		name    string
 		breakIt func(up *testupstream.Upstream) error
 		limit   time.Duration
 	}{
-		{"down", func(up *testupstream.Upstream) error { return up.Down() }, checkTimeout},
+		{"down", func(up *testupstream.Upstream) error { return up.Down() }, checkTimeout / 2},
 		{"hanging", func(up *testupstream.Upstream) error {
 			up.Faults.Hang(testupstream.OnPrefix(testupstream.PrefixIndex))
 			return nil

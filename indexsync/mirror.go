@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -188,17 +187,19 @@ func failing(st Status, now time.Time) string {
 // ReadCommit is the commit main points to in the mirror at dir, read
 // without taking the mirror's lock or changing anything; "" when there is
 // no mirror yet.
-func ReadCommit(dir string) (string, error) {
+func ReadCommit(ctx context.Context, dir string) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
-	cmd := exec.Command("git", "-C", dir, "rev-parse", "--verify", "--quiet", "refs/heads/"+localBranch+"^{commit}")
-	cmd.Env = gitrepo.Env()
-	out, err := cmd.Output()
+	git, err := gitrepo.New(gitrepo.Options{Timeout: DefaultGitTimeout})
+	if err != nil {
+		return "", err
+	}
+	c, err := git.Commit(ctx, dir, "refs/heads/"+localBranch)
 	if err != nil {
 		return "", fmt.Errorf("read the index mirror's commit in %s: %w", dir, err)
 	}
-	return strings.TrimSpace(string(out)), nil
+	return c, nil
 }
 
 // Dir is the mirror repository's directory (absolute), the one to serve.

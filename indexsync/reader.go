@@ -56,7 +56,7 @@ var ErrTreeIncomplete = fmt.Errorf("%w: the index work tree is incomplete after 
 // Versions returns a module's versions, oldest first in order of first
 // appearance in its .index file; a later line for the same version
 // replaces the earlier one in place. The slice is shared with the cache:
-// callers must not modify it or the Versions in it.
+// callers must not modify it or the entries in it.
 func (l *Lookups) Versions(ctx context.Context, mod string) ([]manifest.Entry, error) {
 	return l.versions(ctx, mod, false)
 }

@@ -108,7 +108,7 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	real := m.git
-	m.git = gitAt(t, failing)
+	useGit(m, gitAt(t, failing))
 	if err := up.Index.AddVersion(ctx, "alice/foo", "5.0.0", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestFailedCheckoutIsNeverRead(t *testing.T) {
 		t.Errorf("lookup in a process started on the cut tree: %+v, %v, %v", v, ok, err)
 	}
 
-	m.git = real
+	useGit(m, real)
 	if _, err := m.Sync(ctx); err != nil {
 		t.Fatalf("sync after the disk has room again: %v", err)
 	}
@@ -159,7 +159,7 @@ func TestIncompleteTreeRepairedWithoutUpstreamChange(t *testing.T) {
 	if _, _, err := m2.Lookups().Lookup(ctx, "alice/foo", "0.1.0"); !errors.Is(err, ErrTreeIncomplete) {
 		t.Fatalf("lookup on a cut tree that could not be restored = %v, want ErrTreeIncomplete", err)
 	}
-	m2.git = real // room on the disk again
+	useGit(m2, real) // room on the disk again
 	if _, err := m2.Sync(ctx); err != nil {
 		t.Fatalf("sync with upstream unchanged: %v", err)
 	}
@@ -224,6 +224,14 @@ func realGit(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// useGit makes every part of m run git through r.
+func useGit(m *Mirror, r *gitrepo.Runner) {
+	m.git, m.comp.git = r, r
+	if m.fleet != nil {
+		m.fleet.git = r
+	}
 }
 
 // gitAt is a git runner for the mirror that runs the program at path.

@@ -113,7 +113,8 @@ func TestSyncFirstThenIncremental(t *testing.T) {
 }
 
 func TestSyncUpstreamDownKeepsMirror(t *testing.T) {
-	t.Parallel()
+	// Not parallel: while its upstream is down, a parallel test's server
+	// could take the freed port and answer.
 	ctx := ctxT(t)
 	up := startUpstream(t, smallIndex(t))
 

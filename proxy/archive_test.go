@@ -329,7 +329,8 @@ func TestArchiveHitHeadersAsServeContent(t *testing.T) {
 }
 
 func TestArchiveErrors(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	unknown := module.Version{Module: "nobody/nothing", Version: "1.0.0"}
 	tests := []struct {
 		name       string

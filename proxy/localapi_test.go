@@ -92,7 +92,8 @@ func parallelGets(t *testing.T, u string, n int) map[int]int {
 // A path under the download base that no route names is passed through and
 // kept like an asset: served from the store when upstream is down.
 func TestPassthroughUnknownDownloadPath(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	f := newPTFixture(t)
 	const path = "/future/artifact%2Bx.bin"
 	resp, body := do(t, http.MethodGet, f.srv.URL+path, nil)
@@ -156,7 +157,8 @@ func (c *fixedCatalog) User(_ context.Context, owner string) (catalog.User, erro
 }
 
 func TestPassthroughLocalAnswers(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	notFound := fmt.Errorf("x: %w", catalog.ErrNotFound)
 	stale := fmt.Errorf("%w: failing syncs", module.ErrIndexUnavailable)
 	tests := []struct {

@@ -158,7 +158,8 @@ func newPTFixtureWith(t *testing.T, tweak func(*PassthroughOptions)) *ptFixture 
 }
 
 func TestPassthroughSymbolsRevalidationAndStale(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	f := newPTFixture(t)
 	u := f.srv.URL + "/symbols.zip"
 	steps := []struct {
@@ -208,7 +209,8 @@ func TestPassthroughSymbolsRevalidationAndStale(t *testing.T) {
 // A client's If-None-Match on a cold cache still fills the cache: the next
 // plain request is served while upstream is down.
 func TestPassthroughConditionalFillsCache(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	f := newPTFixture(t)
 	u := f.srv.URL + "/symbols.zip"
 	resp, _ := do(t, http.MethodGet, u, map[string]string{"If-None-Match": `"sym-1"`})
@@ -283,7 +285,8 @@ func TestPassthroughRejectsHostilePaths(t *testing.T) {
 }
 
 func TestPassthroughUnreachableWithoutCopy(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it closes its upstream and expects no answer, which a
+	// parallel test's server taking the freed port would give.
 	f := newPTFixture(t)
 	f.up.srv.Close()
 	resp, body := do(t, http.MethodGet, f.srv.URL+"/symbols.zip", nil)

@@ -13,7 +13,8 @@ import (
 )
 
 // Catalog is the index as resolution reads it: the module list and each
-// module's versions. *indexsync.Mirror implements it.
+// module's versions. The index mirror's lookups
+// (*indexsync.Lookups) implement it.
 type Catalog interface {
 	// Modules lists every module in the index.
 	Modules(ctx context.Context) ([]string, error)

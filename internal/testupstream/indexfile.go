@@ -15,6 +15,7 @@ import (
 // for the same version overrides an earlier one, as the client does it.
 type versionInfo struct {
 	deps        json.RawMessage
+	binDeps     json.RawMessage // followed by SubsetIndex only
 	description string
 }
 
@@ -37,6 +38,7 @@ func (m *moduleInfo) add(version string, vi versionInfo) {
 type indexLine struct {
 	Version     string          `json:"version"`
 	Deps        json.RawMessage `json:"deps"`
+	BinDeps     json.RawMessage `json:"bin-deps"`
 	Description string          `json:"description"`
 }
 
@@ -222,7 +224,7 @@ func parseModules(files map[string][]byte) (map[string]*moduleInfo, error) {
 				return nil, fmt.Errorf("%s:%d: %w", rel, n+1, err)
 			}
 			if ok {
-				m.add(l.Version, versionInfo{deps: l.Deps, description: l.Description})
+				m.add(l.Version, versionInfo{deps: l.Deps, binDeps: l.BinDeps, description: l.Description})
 			}
 		}
 		mods[name] = m

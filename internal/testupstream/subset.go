@@ -12,7 +12,7 @@ import (
 
 // SubsetIndex writes to dst (which must not exist yet) the .index files of
 // src that belong to owners, and those of every module their versions
-// depend on, directly or not: an index in which every dependency a test
+// depend on (deps and bin-deps), directly or not: an index in which every dependency a test
 // can reach resolves, at a fraction of the snapshot's size (cloning,
 // packing and checking it out cost in proportion). It returns how many
 // modules it wrote.
@@ -37,14 +37,16 @@ func SubsetIndex(src, dst string, owners []string) (int, error) {
 		m := mods[todo[len(todo)-1]]
 		todo = todo[:len(todo)-1]
 		for _, vi := range m.info {
-			var deps map[string]json.RawMessage
-			if len(vi.deps) > 0 && json.Unmarshal(vi.deps, &deps) != nil {
-				continue // not a map of dependencies: nothing to follow
-			}
-			for dep := range deps {
-				if _, ok := mods[dep]; ok && !keep[dep] {
-					keep[dep] = true
-					todo = append(todo, dep)
+			for _, raw := range []json.RawMessage{vi.deps, vi.binDeps} {
+				var deps map[string]json.RawMessage
+				if len(raw) > 0 && json.Unmarshal(raw, &deps) != nil {
+					continue // not a map of dependencies: nothing to follow
+				}
+				for dep := range deps {
+					if _, ok := mods[dep]; ok && !keep[dep] {
+						keep[dep] = true
+						todo = append(todo, dep)
+					}
 				}
 			}
 		}

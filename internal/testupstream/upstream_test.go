@@ -961,10 +961,11 @@ func TestSubsetIndex(t *testing.T) {
 	t.Parallel()
 	src := t.TempDir()
 	for p, content := range map[string]string{
-		"user/a/app.index":    `{"name": "a/app", "version": "1.0.0", "deps": {"b/lib": "1.0.0"}}` + "\n",
+		"user/a/app.index":    `{"name": "a/app", "version": "1.0.0", "deps": {"b/lib": "1.0.0"}, "bin-deps": {"e/tool": {"version": "0.1.0"}}}` + "\n",
 		"user/b/lib.index":    `{"name": "b/lib", "version": "1.0.0", "deps": {"c/deep/x": {"version": "0.1.0"}}}` + "\n",
 		"user/c/deep/x.index": `{"name": "c/deep/x", "version": "0.1.0"}` + "\n",
 		"user/d/other.index":  `{"name": "d/other", "version": "0.1.0"}` + "\n",
+		"user/e/tool.index":   `{"name": "e/tool", "version": "0.1.0"}` + "\n",
 	} {
 		f := filepath.Join(src, filepath.FromSlash(p))
 		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
@@ -976,10 +977,10 @@ func TestSubsetIndex(t *testing.T) {
 	}
 	dst := filepath.Join(t.TempDir(), "subset")
 	n, err := testupstream.SubsetIndex(src, dst, []string{"a"})
-	if err != nil || n != 3 {
-		t.Fatalf("SubsetIndex = %d, %v; want 3 modules", n, err)
+	if err != nil || n != 4 {
+		t.Fatalf("SubsetIndex = %d, %v; want 4 modules", n, err)
 	}
-	for _, p := range []string{"user/a/app.index", "user/b/lib.index", "user/c/deep/x.index"} {
+	for _, p := range []string{"user/a/app.index", "user/b/lib.index", "user/c/deep/x.index", "user/e/tool.index"} {
 		if _, err := os.Stat(filepath.Join(dst, p)); err != nil {
 			t.Errorf("%s: %v", p, err)
 		}
