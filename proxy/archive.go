@@ -212,6 +212,12 @@ func (h *archiveHandler) serveStreaming(w http.ResponseWriter, r *http.Request, 
 		hdr.Set("Content-Length", strconv.FormatInt(s.Size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
+	// The status goes out now: a stream that fails before its first byte
+	// must still reach the client as a 200 cut short, not as a connection
+	// closed before any answer.
+	if err := http.NewResponseController(w).Flush(); err != nil {
+		panic(http.ErrAbortHandler)
+	}
 	// WriteTo sends what has arrived with sendfile where it can (plain
 	// HTTP), and flushes; nothing waits in a buffer for more to come.
 	if _, err := s.WriteTo(w); err != nil {
