@@ -27,6 +27,7 @@ func authCLI(t *testing.T, stdin string, args ...string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, registryBin, append([]string{"auth"}, args...)...)
+	cmd.Env = append(os.Environ(), noRaceExitSleep)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

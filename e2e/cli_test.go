@@ -22,7 +22,9 @@ func TestReleaseVersionStamp(t *testing.T) {
 	if os.Getenv("MOONBIT_REGISTRY_E2E_BINARY") != "" {
 		t.Skip("MOONBIT_REGISTRY_E2E_BINARY: a binary built elsewhere, stamped or not")
 	}
-	out, err := exec.Command(registryBin, "--version").CombinedOutput()
+	cmd := exec.Command(registryBin, "--version")
+	cmd.Env = append(cmd.Environ(), noRaceExitSleep)
+	out, err := cmd.CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "moonbit-registry version "+e2eStamp {
 		t.Errorf("--version: %q, %v", out, err)
 	}
