@@ -199,27 +199,27 @@ func TestPrivateModules(t *testing.T) {
 		if err := step(); err != nil {
 			t.Fatal(err)
 		}
-		before, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
-		if err := client.PullIndex(ctx); err != nil {
-			t.Fatalf("round %d: pull: %v", round, err)
+		// pull pulls and checks the pull fast-forwarded; it returns the
+		// commit the client is at.
+		pull := func(which string) string {
+			before, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
+			if err := client.PullIndex(ctx); err != nil {
+				t.Fatalf("round %d: %s pull: %v", round, which, err)
+			}
+			after, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
+			if _, err := client.git(ctx, "-C", client.indexDir, "merge-base", "--is-ancestor", strings.TrimSpace(before), strings.TrimSpace(after)); err != nil {
+				t.Fatalf("round %d: the %s pull did not fast-forward: %v", round, which, err)
+			}
+			return strings.TrimSpace(after)
 		}
-		after, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
-		if _, err := client.git(ctx, "-C", client.indexDir, "merge-base", "--is-ancestor", strings.TrimSpace(before), strings.TrimSpace(after)); err != nil {
-			t.Fatalf("round %d: the pull did not fast-forward: %v", round, err)
-		}
-		if got := servedCommit(t, client, ctx); got != strings.TrimSpace(after) {
+		at := pull("first")
+		if got := servedCommit(t, client, ctx); got != at {
 			// The sync the pull started may outlast the few seconds a
 			// request waits for it (a loaded machine): the next pull
 			// brings what it served, and still fast-forwards.
-			if err := client.PullIndex(ctx); err != nil {
-				t.Fatalf("round %d: second pull: %v", round, err)
-			}
-			again, _ := client.git(ctx, "-C", client.indexDir, "rev-parse", "HEAD")
-			if _, err := client.git(ctx, "-C", client.indexDir, "merge-base", "--is-ancestor", strings.TrimSpace(after), strings.TrimSpace(again)); err != nil {
-				t.Fatalf("round %d: the second pull did not fast-forward: %v", round, err)
-			}
-			if got := servedCommit(t, client, ctx); got != strings.TrimSpace(again) {
-				t.Fatalf("round %d: client at %s after two pulls, registry serves %s", round, again, got)
+			at = pull("second")
+			if got := servedCommit(t, client, ctx); got != at {
+				t.Fatalf("round %d: client at %s after two pulls, registry serves %s", round, at, got)
 			}
 		}
 	}
